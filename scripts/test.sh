@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Set up (if needed) and run the tests: unit tests, then every notebook under nbmake at smoke size.
+# Offline by construction: the Hugging Face switches below make any hub access fail fast.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -k ngram`.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+source "$root/scripts/setup_env.sh"
+cd "$root"
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export LLMCOURSE_SIZE=smoke MPLBACKEND=Agg
+# Two processes with one thread each: on 2 cores this beats one process with two threads.
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 LLMCOURSE_THREADS=1 TOKENIZERS_PARALLELISM=false
+workers="${LLMCOURSE_TEST_WORKERS:-2}"
+python -m pytest -p no:cacheprovider -n "$workers" --dist loadfile \
+  --nbmake --nbmake-timeout=600 --durations=40 tests notebooks "$@"
