@@ -1,0 +1,122 @@
+"""The course GPT: shapes, causality, loss masking, learning, and exact interop with HF GPT-2."""
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
+
+from llmcourse.convert import export_gpt2, gpt_from_hf, gpt_to_hf
+from llmcourse.gpt import GPT, GPTConfig
+
+TINY = GPTConfig(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=32, dropout=0.0)
+
+
+def tiny_gpt(seed=0, **kw):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(**{**TINY.__dict__, **kw})).eval()
+
+
+def test_shapes_and_tied_head():
+    model = tiny_gpt()
+    idx = torch.randint(0, 97, (3, 10))
+    logits, loss = model(idx)
+    assert logits.shape == (3, 10, 97) and loss is None
+    assert model.lm_head.weight.data_ptr() == model.tok_emb.weight.data_ptr()
+    last, _ = model(idx, last_only=True)
+    torch.testing.assert_close(last[:, 0], logits[:, -1])
+
+
+def test_initial_loss_is_near_uniform():
+    """GPT-2 init gives near-uniform predictions: loss ~ log(vocab_size) before training."""
+    model = tiny_gpt()
+    idx, targets = torch.randint(0, 97, (2, 8, 32))
+    _, loss = model(idx, targets)
+    assert abs(loss.item() - math.log(97)) < 0.1
+
+
+def test_causality_future_tokens_do_not_change_past_logits():
+    model = tiny_gpt()
+    idx = torch.randint(0, 97, (2, 16))
+    changed = idx.clone()
+    changed[:, 9:] = torch.randint(0, 97, (2, 7))
+    a, _ = model(idx)
+    b, _ = model(changed)
+    torch.testing.assert_close(a[:, :9], b[:, :9])
+    assert not torch.allclose(a[:, 9:], b[:, 9:])
+
+
+def test_masked_targets_are_ignored():
+    model = tiny_gpt()
+    idx = torch.randint(0, 97, (2, 12))
+    targets = idx.clone()
+    targets[:, :6] = -100
+    logits, loss = model(idx, targets)
+    manual = torch.nn.functional.cross_entropy(logits[:, 6:].reshape(-1, 97), idx[:, 6:].reshape(-1))
+    torch.testing.assert_close(loss, manual)
+
+
+def test_context_longer_than_block_size_is_a_clear_error():
+    with pytest.raises(ValueError, match="block_size"):
+        tiny_gpt()(torch.zeros(1, 33, dtype=torch.long))
+
+
+def test_learning_happens_on_a_repeating_sequence():
+    """A periodic sequence is perfectly predictable after one period: loss must fall far below log(V)."""
+    torch.manual_seed(0)
+    model = tiny_gpt().train()
+    pattern = torch.randint(0, 97, (8,))
+    seq = pattern.repeat(5)[None, :33]
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for _ in range(60):
+        _, loss = model(seq[:, :-1], seq[:, 1:])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.5 * math.log(97)
+
+
+def test_bad_config_is_rejected():
+    with pytest.raises(ValueError, match="divisible"):
+        GPTConfig(n_embd=30, n_head=4)
+
+
+def test_hf_gpt2_to_ours_same_logits():
+    torch.manual_seed(1)
+    hf_cfg = GPT2Config(vocab_size=97, n_positions=32, n_embd=32, n_layer=2, n_head=4,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    hf = GPT2LMHeadModel(hf_cfg).eval()
+    # HF's init leaves LayerNorms at 1/0 and biases at 0: randomise everything so every weight matters
+    with torch.no_grad():
+        for p in hf.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ours = gpt_from_hf(hf).eval()
+    idx = torch.randint(0, 97, (2, 20))
+    with torch.no_grad():
+        expected = hf(idx).logits
+        got, _ = ours(idx)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_ours_to_hf_directory_loads_offline_with_same_logits(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = tiny_gpt(seed=2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    path = export_gpt2(model, tmp_path / "hf-gpt")
+    assert (path / "model.safetensors").exists() and (path / "config.json").exists()
+    hf = AutoModelForCausalLM.from_pretrained(path).eval()
+    idx = torch.randint(0, 97, (2, 20))
+    with torch.no_grad():
+        expected, _ = model(idx)
+        got = hf(idx).logits
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    # and back again: a round trip loses nothing
+    back = gpt_from_hf(path).eval()
+    for (k, a), (_, b) in zip(model.state_dict().items(), back.state_dict().items()):
+        torch.testing.assert_close(a, b, msg=k)
+
+
+def test_export_needs_biases():
+    with pytest.raises(ValueError, match="bias"):
+        gpt_to_hf(tiny_gpt(bias=False))
