@@ -1,0 +1,87 @@
+"""Sampling rules, the KV cache, and cached == uncached decoding."""
+import pytest
+import torch
+
+from llmcourse.generate import KVCache, generate, sample_next_token, stream
+from llmcourse.gpt import GPT, GPTConfig
+
+
+def tiny(seed=0):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=50, block_size=24, n_layer=2, n_head=2, n_embd=32, dropout=0.0)).eval()
+
+
+def test_greedy_is_argmax_and_deterministic():
+    logits = torch.randn(4, 50)
+    a = sample_next_token(logits, temperature=0.0)
+    assert torch.equal(a[:, 0], logits.argmax(-1))
+
+
+def test_top_k_only_samples_the_k_best():
+    logits = torch.randn(1, 50)
+    allowed = set(torch.topk(logits, 3).indices[0].tolist())
+    g = torch.Generator().manual_seed(0)
+    draws = {sample_next_token(logits, g, temperature=1.0, top_k=3).item() for _ in range(300)}
+    assert draws <= allowed and len(draws) == 3
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    # probabilities 0.5, 0.3, 0.15, 0.05: top_p=0.7 keeps {0, 1}; top_p=0.85 keeps {0, 1, 2}
+    logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log()
+    g = torch.Generator().manual_seed(0)
+    assert {sample_next_token(logits, g, top_p=0.7).item() for _ in range(300)} == {0, 1}
+    assert {sample_next_token(logits, g, top_p=0.85).item() for _ in range(400)} == {0, 1, 2}
+    assert {sample_next_token(logits, g, top_p=0.01).item() for _ in range(50)} == {0}
+
+
+def test_same_generator_seed_same_samples():
+    logits = torch.randn(2, 50)
+    a = [sample_next_token(logits, torch.Generator().manual_seed(5), top_p=0.9) for _ in range(3)]
+    assert all(torch.equal(a[0], x) for x in a)
+
+
+def test_bad_sampling_arguments():
+    with pytest.raises(ValueError):
+        sample_next_token(torch.randn(1, 5), temperature=-1)
+    with pytest.raises(ValueError):
+        sample_next_token(torch.randn(1, 5), top_p=0.0)
+
+
+@pytest.mark.parametrize("prompt_len,new", [(1, 10), (5, 19), (8, 40)])  # the last one slides past block_size
+def test_cached_and_uncached_greedy_decoding_agree(prompt_len, new):
+    model = tiny()
+    idx = torch.randint(0, 50, (2, prompt_len))
+    a = generate(model, idx, new, temperature=0.0, use_cache=True)
+    b = generate(model, idx, new, temperature=0.0, use_cache=False)
+    assert torch.equal(a, b)
+    c = model.generate(idx, new, temperature=0.0)  # the naive teaching version
+    assert torch.equal(a, c)
+
+
+def test_cached_logits_equal_full_forward():
+    model = tiny()
+    idx = torch.randint(0, 50, (2, 12))
+    full, _ = model(idx)
+    cache = KVCache.for_model(model, batch_size=2)
+    first, _ = model(idx[:, :7], kv_cache=cache)
+    steps = [model(idx[:, t:t + 1], kv_cache=cache)[0] for t in range(7, 12)]
+    torch.testing.assert_close(torch.cat([first, *steps], dim=1), full, atol=1e-5, rtol=1e-5)
+    assert cache.get_pos() == 12
+
+
+def test_stream_yields_tokens_and_stops():
+    model = tiny()
+    idx = torch.randint(0, 50, (1, 3))
+    toks = list(stream(model, idx, 5, temperature=0.0))
+    assert len(toks) == 5 and all(t.shape == (1, 1) for t in toks)
+    first = toks[0].item()
+    stopped = list(stream(model, idx, 5, temperature=0.0, stop_token=first))
+    assert len(stopped) == 1
+
+
+def test_cache_overflow_is_a_clear_error():
+    cache = KVCache(1, 1, 1, 4, max_len=3)
+    cache.update(0, torch.zeros(1, 1, 3, 4), torch.zeros(1, 1, 3, 4))
+    cache.advance(3)
+    with pytest.raises(ValueError, match="full"):
+        cache.update(0, torch.zeros(1, 1, 1, 4), torch.zeros(1, 1, 1, 4))
