@@ -1,0 +1,114 @@
+"""LoRA from scratch (Hu et al. 2021), with the same contract as Hugging Face peft's LoRA layer.
+
+A frozen weight W (out x in) is adapted by a low-rank update: W' = W + (alpha / r) * B @ A, with
+A (r x in) and B (out x r). Only A and B train: r * (in + out) numbers instead of in * out.
+The contract we share with peft (checked against it in tests/test_lora.py):
+  * A is initialised Kaiming-uniform (a = sqrt(5), nn.Linear's default) and B with zeros, so the
+    adapted model starts out *exactly* equal to the base model;
+  * the update is scaled by alpha / r, so changing r does not change the effective learning rate much;
+  * dropout is applied to the input of the LoRA path only;
+  * the base layer is frozen; `merge()` folds B @ A into W for free inference, `unmerge()` undoes it.
+
+Left out: several adapters per layer, rank-stabilised scaling, DoRA and other variants, Conv layers.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class LoRALinear(nn.Module):
+    """Wrap an nn.Linear: y = base(x) + scaling * B(A(dropout(x)))."""
+
+    def __init__(self, base: nn.Linear, r: int = 8, alpha: float = 16.0, dropout: float = 0.0):
+        super().__init__()
+        if r <= 0:
+            raise ValueError(f"LoRA rank r must be positive, got {r}")
+        self.base = base
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+        self.r, self.alpha, self.scaling = r, alpha, alpha / r
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features, device=base.weight.device))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, device=base.weight.device))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as peft (and nn.Linear) do
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.merged = False
+
+    def delta_weight(self) -> torch.Tensor:
+        """The update B @ A * scaling, shaped like the base weight (out, in)."""
+        return (self.lora_B @ self.lora_A) * self.scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        if self.merged:
+            return y
+        # (..., in) -> (..., r) -> (..., out): never materialise the (out, in) update in training
+        return y + F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B) * self.scaling
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        if not self.merged:
+            self.base.weight += self.delta_weight().to(self.base.weight.dtype)
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        if self.merged:
+            self.base.weight -= self.delta_weight().to(self.base.weight.dtype)
+            self.merged = False
+
+
+def apply_lora(model: nn.Module, target_names: list[str] | tuple[str, ...], r: int = 8,
+               alpha: float = 16.0, dropout: float = 0.0, freeze_rest: bool = True) -> list[str]:
+    """Wrap every nn.Linear whose name ends with one of `target_names`; freeze everything else.
+
+    Matching is on the last name component(s), like peft's `target_modules`: "qkv" matches
+    "blocks.0.attn.qkv". Returns the wrapped module names; raises if nothing matched (a typo
+    would otherwise train nothing).
+    """
+    if freeze_rest:
+        for p in model.parameters():
+            p.requires_grad_(False)
+    wrapped = []
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            full = f"{name}.{child_name}" if name else child_name
+            if isinstance(child, nn.Linear) and any(full == t or full.endswith("." + t) for t in target_names):
+                setattr(module, child_name, LoRALinear(child, r=r, alpha=alpha, dropout=dropout))
+                wrapped.append(full)
+    if not wrapped:
+        linears = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
+        raise ValueError(f"no nn.Linear matched {list(target_names)}; Linear layer names here: {linears}")
+    return wrapped
+
+
+def lora_layers(model: nn.Module) -> list[LoRALinear]:
+    return [m for m in model.modules() if isinstance(m, LoRALinear)]
+
+
+def merge_lora(model: nn.Module, unwrap: bool = False) -> nn.Module:
+    """Fold every LoRA update into its base weight; with `unwrap`, put the plain nn.Linear back."""
+    for name, module in list(model.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, LoRALinear):
+                child.merge()
+                if unwrap:
+                    for p in child.base.parameters():
+                        p.requires_grad_(True)
+                    setattr(module, child_name, child.base)
+    return model
+
+
+def trainable_report(model: nn.Module) -> dict[str, float]:
+    """Trainable vs total parameters (tied tensors counted once)."""
+    seen, total, trainable = set(), 0, 0
+    for p in model.parameters():
+        if p.data_ptr() in seen:
+            continue
+        seen.add(p.data_ptr())
+        total += p.numel()
+        trainable += p.numel() if p.requires_grad else 0
+    return {"trainable": trainable, "total": total, "percent": 100.0 * trainable / max(total, 1)}

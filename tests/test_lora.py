@@ -1,0 +1,105 @@
+"""LoRA from scratch: peft's contract, checked against peft itself on a tiny random HF model."""
+import copy
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from llmcourse.gpt import GPT, GPTConfig
+from llmcourse.lora import LoRALinear, apply_lora, lora_layers, merge_lora, trainable_report
+
+
+def tiny_llama(seed=0):
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=32)
+    return LlamaForCausalLM(cfg).eval()
+
+
+def test_initial_output_equals_base():
+    torch.manual_seed(0)
+    base = torch.nn.Linear(16, 8)
+    lora = LoRALinear(copy.deepcopy(base), r=4, alpha=8)
+    assert torch.count_nonzero(lora.lora_B) == 0 and torch.count_nonzero(lora.lora_A) > 0
+    x = torch.randn(3, 16)
+    torch.testing.assert_close(lora(x), base(x))
+    assert not lora.base.weight.requires_grad and lora.lora_A.requires_grad
+
+
+def test_matches_peft_with_the_same_A_and_B():
+    ours, ref = tiny_llama(), tiny_llama()
+    targets = ["q_proj", "v_proj"]
+    wrapped = apply_lora(ours, targets, r=4, alpha=12, dropout=0.0)
+    assert len(wrapped) == 4
+    peft_model = get_peft_model(ref, LoraConfig(r=4, lora_alpha=12, lora_dropout=0.0, target_modules=targets)).eval()
+    peft_layers = {n: m for n, m in peft_model.named_modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")}
+    assert len(peft_layers) == 4
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for name in wrapped:
+            layer = ours.get_submodule(name)
+            A, B = torch.randn(layer.lora_A.shape, generator=g), torch.randn(layer.lora_B.shape, generator=g)
+            layer.lora_A.copy_(A)
+            layer.lora_B.copy_(B)
+            pl = next(m for n, m in peft_layers.items() if n.endswith(name))
+            pl.lora_A["default"].weight.copy_(A)
+            pl.lora_B["default"].weight.copy_(B)
+            assert pl.scaling["default"] == layer.scaling == 3.0
+    idx = torch.randint(0, 64, (2, 10))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(idx).logits, peft_model(idx).logits, atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(ours(idx).logits, tiny_llama()(idx).logits, atol=1e-3)  # the adapters matter
+    ours_n, peft_n = trainable_report(ours)["trainable"], sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    assert ours_n == peft_n == 4 * 4 * (32 + 32)
+
+
+def test_merged_equals_unmerged_and_unmerge_restores():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0)).eval()
+    before = copy.deepcopy(model.state_dict())
+    apply_lora(model, ["qkv", "fc"], r=2, alpha=4)
+    with torch.no_grad():
+        for layer in lora_layers(model):
+            layer.lora_B.normal_()
+    idx = torch.randint(0, 50, (2, 16))
+    unmerged, _ = model(idx)
+    for layer in lora_layers(model):
+        layer.merge()
+    merged, _ = model(idx)
+    torch.testing.assert_close(merged, unmerged, atol=1e-5, rtol=1e-5)
+    for layer in lora_layers(model):
+        layer.unmerge()
+    sd = {k.replace(".base", ""): v for k, v in model.state_dict().items() if "lora_" not in k}
+    for k, v in before.items():
+        torch.testing.assert_close(sd[k], v, atol=1e-6, rtol=0)
+    plain = merge_lora(model, unwrap=True)
+    assert not lora_layers(plain)
+    torch.testing.assert_close(plain(idx)[0], unmerged, atol=1e-5, rtol=1e-5)
+
+
+def test_only_lora_parameters_train_and_report_counts():
+    model = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0))
+    total = trainable_report(model)["total"]
+    apply_lora(model, ["qkv"], r=4)
+    rep = trainable_report(model)
+    assert rep["trainable"] == 2 * 4 * (32 + 96)
+    assert rep["total"] == total + rep["trainable"]
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names and all("lora_" in n for n in names)
+
+
+def test_dropout_applies_to_the_lora_path_only():
+    torch.manual_seed(0)
+    base = torch.nn.Linear(8, 8)
+    lora = LoRALinear(copy.deepcopy(base), r=2, dropout=0.9).train()  # B == 0: the LoRA path adds nothing
+    x = torch.randn(4, 8)
+    torch.testing.assert_close(lora(x), base(x))
+
+
+def test_typo_in_target_names_is_a_clear_error():
+    model = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=32))
+    with pytest.raises(ValueError, match="qkv"):
+        apply_lora(model, ["q_proj"])
+    with pytest.raises(ValueError, match="rank"):
+        LoRALinear(torch.nn.Linear(4, 4), r=0)
