@@ -1,0 +1,238 @@
+"""The course's figures: loss curves, heatmaps, 2-D embedding maps, the GPU-memory chart, small helpers.
+
+Every function draws on `ax` (or on a new figure when `ax` is None) and returns the Axes, so a
+notebook can combine figures with `fig, axes = plt.subplots(1, 2)` and add to them afterwards.
+Nothing here calls `plt.show()`: Jupyter shows the figure at the end of the cell.
+matplotlib is imported on first use, so `import llmcourse.plots` is free.
+
+PCA is done with NumPy's SVD (no scikit-learn needed); t-SNE (van der Maaten & Hinton 2008) is used
+from scikit-learn only if it is installed. Left out: interactive plots and styling themes.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+DEFAULT_FIGSIZE = (6.4, 4.0)
+
+
+def _new_axes(ax: Any = None, figsize: tuple[float, float] = DEFAULT_FIGSIZE) -> Any:
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    _, ax = plt.subplots(figsize=figsize)
+    return ax
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    """Arrays, lists and torch tensors (on any device, with or without grad) to a NumPy array."""
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.asarray(x, dtype=float)
+
+
+def _get(history: Any, key: str) -> list:
+    if isinstance(history, Mapping):
+        return list(history.get(key, []) or [])
+    return list(getattr(history, key, []) or [])
+
+
+def ema(values: Sequence[float], smooth: float) -> np.ndarray:
+    """Exponential moving average with weight `smooth` on the past (0 = no smoothing), bias-corrected."""
+    if not 0 <= smooth < 1:
+        raise ValueError(f"smooth={smooth}: use 0 <= smooth < 1")
+    out, avg = [], 0.0
+    for i, v in enumerate(values):
+        avg = smooth * avg + (1 - smooth) * v
+        out.append(avg / (1 - smooth ** (i + 1)))
+    return np.array(out)
+
+
+def plot_history(history: Any, ax: Any = None, log_y: bool = False, smooth: float = 0.0,
+                 baselines: dict[str, float] | None = None, title: str | None = None) -> Any:
+    """Train and validation loss against step.
+
+    `history` is the training loop's History or a dict with keys steps, train_loss, val_steps,
+    val_loss. With `smooth` > 0 the raw training loss is drawn faintly and its moving average on top.
+    `baselines` draws labelled horizontal lines, e.g. {"uniform guess ln V": 4.17}.
+    """
+    ax = _new_axes(ax)
+    steps, train = _get(history, "steps"), _get(history, "train_loss")
+    if steps and train:
+        if smooth > 0:
+            ax.plot(steps, train, color="C0", alpha=0.25, linewidth=1)
+            ax.plot(steps, ema(train, smooth), color="C0", label=f"train (EMA {smooth:g})")
+        else:
+            ax.plot(steps, train, color="C0", label="train")
+    val_steps, val = _get(history, "val_steps"), _get(history, "val_loss")
+    if val_steps and val:
+        ax.plot(val_steps, val, color="C1", marker="o", markersize=3, label="validation")
+    for i, (name, value) in enumerate((baselines or {}).items()):
+        ax.axhline(value, color=f"C{i + 2}", linestyle="--", linewidth=1, label=f"{name} ({value:.3g})")
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:  # an empty history draws nothing to label
+        ax.legend()
+    return ax
+
+
+def heatmap(matrix: Any, xlabels: Sequence[str] | None = None, ylabels: Sequence[str] | None = None,
+            ax: Any = None, title: str | None = None, cmap: str = "viridis", annotate: bool = False,
+            colorbar: bool = True, fmt: str = ".2f") -> Any:
+    """A matrix as colours: attention weights (rows = queries, columns = keys), confusion matrices."""
+    m = _to_numpy(matrix)
+    if m.ndim != 2:
+        raise ValueError(f"heatmap needs a 2-D matrix, got shape {m.shape}")
+    ax = _new_axes(ax, figsize=(max(4.0, 0.45 * m.shape[1] + 2), max(3.5, 0.45 * m.shape[0] + 1)))
+    im = ax.imshow(m, cmap=cmap, aspect="auto")
+    if xlabels is not None:
+        ax.set_xticks(range(m.shape[1]), labels=[str(s) for s in xlabels], rotation=90)
+    if ylabels is not None:
+        ax.set_yticks(range(m.shape[0]), labels=[str(s) for s in ylabels])
+    if annotate:
+        mid = (np.nanmax(m) + np.nanmin(m)) / 2
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                ax.text(j, i, format(m[i, j], fmt), ha="center", va="center", fontsize=8,
+                        color="black" if m[i, j] > mid else "white")
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def pca_2d(vectors: Any) -> np.ndarray:
+    """Project rows onto their top two principal directions: centre, SVD, keep 2 components.
+
+    X - mean = U S V^T; the coordinates are U[:, :2] * S[:2] (= (X - mean) @ V[:2].T).
+    Signs are fixed so the largest-magnitude entry of each direction is positive (SVD signs are arbitrary).
+    """
+    x = _to_numpy(vectors)
+    x = x - x.mean(axis=0, keepdims=True)  # (n, d)
+    u, s, vt = np.linalg.svd(x, full_matrices=False)  # u (n, k), s (k,), vt (k, d)
+    k = min(2, len(s))
+    signs = np.sign(vt[np.arange(k), np.abs(vt[:k]).argmax(axis=1)])
+    signs[signs == 0] = 1
+    out = np.zeros((x.shape[0], 2))
+    out[:, :k] = u[:, :k] * s[:k] * signs  # (n, 2)
+    return out
+
+
+def plot_embeddings_2d(vectors: Any, labels: Sequence[str] | None = None, method: str = "pca",
+                       ax: Any = None, highlight: Sequence[str] | None = None, seed: int = 0,
+                       title: str | None = None) -> Any:
+    """Scatter word (or sentence) vectors in 2-D with their labels; `highlight` labels drawn in red."""
+    if method == "pca":
+        xy = pca_2d(vectors)
+    elif method == "tsne":
+        try:
+            from sklearn.manifold import TSNE
+        except ImportError:
+            raise ImportError("method='tsne' needs scikit-learn (pip install scikit-learn); "
+                              "or use method='pca', which needs only NumPy") from None
+        x = _to_numpy(vectors)
+        xy = TSNE(n_components=2, random_state=seed, perplexity=min(30.0, max(2.0, (len(x) - 1) / 3))
+                  ).fit_transform(x)
+    else:
+        raise ValueError(f"method={method!r}: use 'pca' or 'tsne'")
+    ax = _new_axes(ax, figsize=(6.4, 6.0))
+    hl = set(highlight or ())
+    colors = ["C3" if labels is not None and lab in hl else "C0" for lab in (labels or [None] * len(xy))]
+    ax.scatter(xy[:, 0], xy[:, 1], c=colors, s=18)
+    if labels is not None:
+        for (px, py), lab in zip(xy, labels):
+            ax.annotate(str(lab), (px, py), fontsize=9, xytext=(3, 3), textcoords="offset points",
+                        fontweight="bold" if lab in hl else "normal")
+    ax.set_title(title or f"{method.upper()} of {len(xy)} vectors")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+def plot_memory_vs_size(sizes: Sequence[float] | None = None, curves: dict[str, Sequence[float]] | None = None,
+                        gpus: Sequence[str] = ("T4", "A100-40GB", "A100-80GB", "H100"), ax: Any = None,
+                        seq_len: int = 2048, batch: int = 1) -> Any:
+    """GPU memory (GB) against parameter count on a log axis, with horizontal lines for GPU sizes.
+
+    `curves` maps a label to GB per size; by default `llmcourse.memory.curves(sizes)` (inference in
+    fp16; full, LoRA and QLoRA fine-tuning with gradient checkpointing). GPUs of equal memory (the
+    A100-80GB and the H100) share one line.
+    """
+    from llmcourse import memory
+
+    sizes = list(sizes) if sizes is not None else [float(x) for x in np.geomspace(1e8, 1e11, 25)]
+    curves = curves if curves is not None else memory.curves(sizes, seq_len=seq_len, batch=batch)
+    ax = _new_axes(ax, figsize=(7.5, 4.8))
+    for label, gbs in curves.items():
+        ax.plot(sizes, gbs, label=label, linewidth=2)
+    by_size: dict[float, list[str]] = {}
+    for g in gpus:
+        by_size.setdefault(memory.GPUS[g], []).append(g)
+    for gb, names in sorted(by_size.items()):
+        ax.axhline(gb, color="gray", linestyle=":", linewidth=1)
+        ax.text(sizes[0], gb * 1.05, f"{' / '.join(names)} ({gb:g} GB)", fontsize=8, color="dimgray")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("parameters")
+    ax.set_ylabel("GPU memory (GB)")
+    ax.set_title(f"Memory vs model size (batch {batch}, {seq_len} tokens)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(loc="lower right")
+    return ax
+
+
+def bar(values: Mapping[str, float], ax: Any = None, title: str | None = None, ylabel: str | None = None,
+        horizontal: bool = False, annotate: bool = True, fmt: str = ".3g") -> Any:
+    """One bar per key, labelled with its value."""
+    ax = _new_axes(ax)
+    names, heights = list(values), [float(v) for v in values.values()]
+    bars = ax.barh(names, heights) if horizontal else ax.bar(names, heights)
+    if annotate:
+        ax.bar_label(bars, labels=[format(h, fmt) for h in heights], fontsize=8)
+    if ylabel:
+        (ax.set_xlabel if horizontal else ax.set_ylabel)(ylabel)
+    if title:
+        ax.set_title(title)
+    if not horizontal and max((len(n) for n in names), default=0) > 8:
+        ax.tick_params(axis="x", labelrotation=30)
+    return ax
+
+
+def line(xs: Sequence[float], ys_by_label: Mapping[str, Sequence[float]], ax: Any = None,
+         title: str | None = None, xlabel: str | None = None, ylabel: str | None = None,
+         log_x: bool = False, log_y: bool = False, marker: str | None = "o") -> Any:
+    """Several named series over the same x values."""
+    ax = _new_axes(ax)
+    for label, ys in ys_by_label.items():
+        ax.plot(xs, _to_numpy(ys), marker=marker, markersize=3, label=label)
+    if log_x:
+        ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
+    for setter, text in ((ax.set_title, title), (ax.set_xlabel, xlabel), (ax.set_ylabel, ylabel)):
+        if text:
+            setter(text)
+    ax.grid(alpha=0.3)
+    if len(ys_by_label) > 1:
+        ax.legend()
+    return ax
+
+
+def save(fig: Any, path: str | Path, dpi: int = 150) -> Path:
+    """Save a Figure (or the Figure of an Axes) as PNG/PDF/SVG by suffix, creating folders."""
+    if not hasattr(fig, "savefig"):  # an Axes: save the Figure it belongs to
+        fig = fig.figure
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
