@@ -1,0 +1,143 @@
+"""Instruction data whose answers a program can check, and preference pairs built from it.
+
+Supervised fine-tuning is only convincing when the learner sees a number move. These generated
+tasks have one correct answer each, so "held-out accuracy before and after SFT" is measurable
+offline with exact match. Every task is a small, real skill a base model does not have by default:
+
+  * add       "What is 37 plus 45?"                     -> "82"
+  * reverse   "Reverse the words: red fox runs"         -> "runs fox red"
+  * upper     "Write in capital letters: good day"      -> "GOOD DAY"
+  * count     "How many words are in: a b c d?"         -> "4"
+  * sort      "Sort these numbers: 9 2 5"               -> "2 5 9"
+
+Held-out examples use operands the training split never contains (numbers and word lists are
+split by a hash), so accuracy measures generalisation rather than memory.
+Preference pairs (for DPO) pair the correct answer (chosen) with a plausible wrong one (rejected).
+`load_alpaca()` reads a public instruction set for the full size through the data layer.
+"""
+from __future__ import annotations
+
+import random
+import zlib
+from dataclasses import dataclass
+
+WORDS = ("red blue green cat dog fox bird fish tree river stone cloud rain sun moon star ship road "
+         "book lamp door milk bread salt gold iron wind snow leaf seed hill lake bell coat ring").split()
+TASKS = ("add", "reverse", "upper", "count", "sort")
+
+
+@dataclass(frozen=True)
+class Example:
+    task: str  # which generator made it
+    prompt: str  # the user's instruction
+    answer: str  # the single correct answer (exact match)
+
+
+def _held_out(key: str, fraction: float = 0.2) -> bool:
+    """A stable pseudo-random split by content: the same key is always on the same side."""
+    return zlib.crc32(key.encode()) % 1000 < fraction * 1000
+
+
+def _make(task: str, rng: random.Random) -> tuple[Example, str]:
+    if task == "add":
+        a, b = rng.randint(0, 99), rng.randint(0, 99)
+        return Example(task, f"What is {a} plus {b}?", str(a + b)), f"{a}+{b}"
+    if task in ("reverse", "upper", "count"):
+        words = rng.sample(WORDS, rng.randint(2, 5))
+        text = " ".join(words)
+        if task == "reverse":
+            return Example(task, f"Reverse the words: {text}", " ".join(reversed(words))), text
+        if task == "upper":
+            return Example(task, f"Write in capital letters: {text}", text.upper()), text
+        return Example(task, f"How many words are in: {text}?", str(len(words))), text
+    if task == "sort":
+        nums = [rng.randint(0, 99) for _ in range(rng.randint(3, 5))]
+        return Example(task, f"Sort these numbers: {' '.join(map(str, nums))}",
+                       " ".join(map(str, sorted(nums)))), " ".join(map(str, nums))
+    raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
+
+
+def make_instructions(n: int, split: str = "train", tasks: tuple[str, ...] = TASKS, seed: int = 0) -> list[Example]:
+    """`n` examples from `split` ("train" or "test"), tasks mixed evenly, deterministic given seed."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    rng = random.Random(f"{seed}-{split}")
+    out: list[Example] = []
+    seen = set()
+    tries = 0
+    while len(out) < n:
+        tries += 1
+        if tries > 200 * n + 1000:
+            raise RuntimeError(f"could not draw {n} distinct {split} examples for tasks {tasks}")
+        ex, key = _make(tasks[len(out) % len(tasks)], rng)
+        if _held_out(f"{ex.task}:{key}") != (split == "test") or ex.prompt in seen:
+            continue
+        seen.add(ex.prompt)
+        out.append(ex)
+    return out
+
+
+def to_conversation(ex: Example, system: str | None = None, with_answer: bool = True) -> list[dict]:
+    conv = [{"role": "system", "content": system}] if system else []
+    conv.append({"role": "user", "content": ex.prompt})
+    if with_answer:
+        conv.append({"role": "assistant", "content": ex.answer})
+    return conv
+
+
+def normalise(text: str) -> str:
+    """Lower-case, collapse whitespace, strip trailing punctuation: what exact match compares."""
+    return " ".join(text.strip().rstrip(".!").split()).lower()
+
+
+def is_correct(ex: Example, output: str) -> bool:
+    return normalise(output) == normalise(ex.answer)
+
+
+def wrong_answer(ex: Example, rng: random.Random) -> str:
+    """A plausible but wrong answer of the same kind (for rejected DPO responses)."""
+    if ex.task in ("add", "count"):
+        return str(int(ex.answer) + rng.choice([-2, -1, 1, 2, 10]))
+    if ex.task == "reverse":
+        return ex.prompt.split(": ", 1)[1]  # the words, not reversed
+    if ex.task == "upper":
+        return ex.answer.lower()
+    if ex.task == "sort":
+        return " ".join(sorted(ex.answer.split(), key=int, reverse=True))
+    raise ValueError(ex.task)
+
+
+def make_preferences(n: int, split: str = "train", seed: int = 0) -> list[tuple[Example, str, str]]:
+    """(example, chosen, rejected) triples: the correct answer is preferred to a wrong one."""
+    rng = random.Random(f"pref-{seed}-{split}")
+    out = []
+    for ex in make_instructions(n, split, seed=seed + 1):
+        rejected = wrong_answer(ex, rng)
+        if normalise(rejected) != normalise(ex.answer):
+            out.append((ex, ex.answer, rejected))
+    return out
+
+
+def load_alpaca(max_examples: int | None = None) -> list[Example]:
+    """An Alpaca-style public instruction set for the full size (Hugging Face `tatsu-lab/alpaca`).
+
+    Offline (HF_DATASETS_OFFLINE=1 or no network), falls back to the built-in tasks with a warning.
+    Answers there are free text, so they are used for SFT, not for exact-match accuracy.
+    """
+    import os
+    import warnings
+
+    if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
+        warnings.warn("offline: using the built-in instruction tasks instead of tatsu-lab/alpaca", stacklevel=2)
+        return make_instructions(max_examples or 2000)
+    try:
+        from datasets import load_dataset
+
+        ds = load_dataset("tatsu-lab/alpaca", split="train")
+    except Exception as exc:  # network, hub or format trouble: say what happened, keep going
+        warnings.warn(f"could not load tatsu-lab/alpaca ({type(exc).__name__}: {exc}); using built-in tasks",
+                      stacklevel=2)
+        return make_instructions(max_examples or 2000)
+    rows = ds if max_examples is None else ds.select(range(min(max_examples, len(ds))))
+    return [Example("alpaca", (r["instruction"] + ("\n\n" + r["input"] if r["input"] else "")), r["output"])
+            for r in rows]
