@@ -1,0 +1,85 @@
+"""Evaluation: perplexity, exact match, and multiple-choice scoring by log-likelihood.
+
+* Perplexity = exp(mean negative log-likelihood per token) over a held-out token stream, evaluated in
+  non-overlapping windows of the model's context (a slightly pessimistic but simple estimate; a
+  sliding window with stride gives lower numbers).
+* Exact match generates an answer greedily and compares it after light normalisation.
+* Multiple choice asks which of several continuations the model finds most likely — what benchmark
+  harnesses (e.g. EleutherAI's lm-evaluation-harness) do for MMLU/HellaSwag-style tasks. We report both
+  the raw sum of log-probabilities and the per-token average ("acc_norm"-like), because the raw sum
+  favours short options.
+`compare_models` runs a set of tasks over several models and returns one table (list of dicts).
+Left out: sampling-based metrics (pass@k), LLM-as-a-judge, calibration.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+
+@torch.no_grad()
+def perplexity(model, ids: torch.Tensor, block_size: int, batch_size: int = 8) -> float:
+    """Perplexity of a 1-D token stream, scored in consecutive windows of `block_size + 1` tokens."""
+    model.eval()
+    device = next(model.parameters()).device
+    n = (ids.numel() - 1) // block_size
+    if n == 0:
+        raise ValueError(f"need more than {block_size} tokens to score, got {ids.numel()}")
+    windows = ids[: n * block_size + 1]
+    total_nll, total_tokens = 0.0, 0
+    for start in range(0, n, batch_size):
+        rows = range(start, min(start + batch_size, n))
+        x = torch.stack([windows[r * block_size:(r + 1) * block_size] for r in rows]).to(device)
+        y = torch.stack([windows[r * block_size + 1:(r + 1) * block_size + 1] for r in rows]).to(device)
+        logits, _ = model(x)
+        total_nll += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
+        total_tokens += y.numel()
+    return math.exp(total_nll / total_tokens)
+
+
+@torch.no_grad()
+def continuation_logprob(model, context: list[int], continuation: list[int]) -> float:
+    """log p(continuation | context) under the model, summed over the continuation's tokens."""
+    if not continuation:
+        raise ValueError("continuation must have at least one token")
+    model.eval()
+    device = next(model.parameters()).device
+    ids = torch.tensor([context + continuation], device=device)
+    logits, _ = model(ids[:, :-1])
+    logp = F.log_softmax(logits.float(), dim=-1)[0]  # (T-1, V)
+    positions = range(len(context) - 1, len(context) + len(continuation) - 1)
+    return float(sum(logp[p, ids[0, p + 1]] for p in positions))
+
+
+def multiple_choice(model, encode: Callable[[str], list[int]], question: str, options: Sequence[str]) -> dict:
+    """Score each option as a continuation of the question; return the chosen index two ways."""
+    ctx = encode(question)
+    scores, per_token = [], []
+    for opt in options:
+        toks = encode(opt)
+        lp = continuation_logprob(model, ctx, toks)
+        scores.append(lp)
+        per_token.append(lp / len(toks))
+    return {"scores": scores, "choice": max(range(len(options)), key=scores.__getitem__),
+            "choice_norm": max(range(len(options)), key=per_token.__getitem__)}
+
+
+def exact_match(predictions: Sequence[str], answers: Sequence[str]) -> float:
+    """Share of predictions equal to their answer after normalising case, spacing and final dots."""
+    if len(predictions) != len(answers):
+        raise ValueError(f"{len(predictions)} predictions for {len(answers)} answers")
+    if not answers:
+        raise ValueError("nothing to score")
+
+    def norm(s: str) -> str:
+        return " ".join(s.strip().rstrip(".!").split()).lower()
+
+    return sum(norm(p) == norm(a) for p, a in zip(predictions, answers)) / len(answers)
+
+
+def compare_models(models: dict[str, object], tasks: dict[str, Callable[[object], float]]) -> list[dict]:
+    """Run every task (a function model -> score) on every model: one row per model."""
+    return [{"model": name, **{task: fn(model) for task, fn in tasks.items()}} for name, model in models.items()]

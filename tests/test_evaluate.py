@@ -1,0 +1,58 @@
+"""Evaluation helpers against hand computations and a model whose probabilities we control."""
+import math
+
+import pytest
+import torch
+
+from llmcourse.evaluate import compare_models, continuation_logprob, exact_match, multiple_choice, perplexity
+
+
+class FixedModel(torch.nn.Module):
+    """Predicts the same distribution `probs` at every position (a unigram model)."""
+
+    def __init__(self, probs):
+        super().__init__()
+        self.logits = torch.nn.Parameter(torch.tensor(probs).log())
+
+    def forward(self, idx, targets=None):
+        return self.logits.expand(*idx.shape, -1), None
+
+
+def test_perplexity_of_uniform_model_is_vocab_size():
+    model = FixedModel([0.25] * 4)
+    ids = torch.randint(0, 4, (101,))
+    assert abs(perplexity(model, ids, block_size=10) - 4.0) < 1e-4
+
+
+def test_perplexity_matches_hand_computation():
+    model = FixedModel([0.5, 0.25, 0.25])
+    ids = torch.tensor([0, 0, 1, 2, 0])  # targets 0,1,2,0 -> nll = ln2, ln4, ln4, ln2
+    expected = math.exp((2 * math.log(2) + 2 * math.log(4)) / 4)
+    assert abs(perplexity(model, ids, block_size=4) - expected) < 1e-5
+    with pytest.raises(ValueError, match="more than"):
+        perplexity(model, ids, block_size=8)
+
+
+def test_continuation_logprob_and_multiple_choice():
+    model = FixedModel([0.7, 0.2, 0.1])
+    assert abs(continuation_logprob(model, [1], [0, 0]) - 2 * math.log(0.7)) < 1e-6
+    encode = {"q": [1], "short": [2], "long": [0, 0, 0, 0]}.__getitem__
+    res = multiple_choice(model, encode, "q", ["short", "long"])
+    # sum: log .1 = -2.30 vs 4 log .7 = -1.43 -> long; per token: -2.30 vs -0.36 -> long
+    assert res["choice"] == 1 and res["choice_norm"] == 1
+    res = multiple_choice(model, {"q": [1], "a": [0, 0, 0, 0, 0, 0, 0], "b": [1]}.__getitem__, "q", ["a", "b"])
+    # sum: 7 log .7 = -2.50 < log .2 = -1.61 -> b; per token: -0.36 > -1.61 -> a (length bias shown)
+    assert res["choice"] == 1 and res["choice_norm"] == 0
+
+
+def test_exact_match_normalises():
+    assert exact_match(["Paris.", " 42 ", "no"], ["paris", "42", "yes"]) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError):
+        exact_match(["a"], [])
+
+
+def test_compare_models_table():
+    table = compare_models({"u": FixedModel([0.5, 0.5]), "s": FixedModel([0.9, 0.1])},
+                           {"ppl": lambda m: perplexity(m, torch.zeros(11, dtype=torch.long), 5)})
+    assert [r["model"] for r in table] == ["u", "s"]
+    assert table[0]["ppl"] == pytest.approx(2.0, rel=1e-4) and table[1]["ppl"] == pytest.approx(1 / 0.9, rel=1e-4)
