@@ -140,25 +140,31 @@ class GPT(nn.Module):
         return n - self.pos_emb.weight.numel() if non_embedding else n
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache=None,
-                last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+                last_only: bool = False, prefix_emb: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) -> logits (B, T, vocab), and the mean cross-entropy if targets are given.
 
         With a `kv_cache`, idx holds only the new tokens and positions continue from the cache.
         `last_only=True` returns logits for the last position only, (B, 1, vocab): a generation
-        shortcut that must be asked for explicitly.
+        shortcut that must be asked for explicitly. `prefix_emb` (B, P, C) are "virtual token"
+        embeddings placed before idx (prompt tuning, `llmcourse.ptuning`); logits cover idx only.
         """
         B, T = idx.shape
+        P = 0 if prefix_emb is None else prefix_emb.size(1)
         start = kv_cache.pos if kv_cache is not None else 0
-        if start + T > self.cfg.block_size:
-            raise ValueError(f"sequence of {start + T} tokens exceeds block_size={self.cfg.block_size}; "
+        if start + P + T > self.cfg.block_size:
+            raise ValueError(f"sequence of {start + P + T} tokens exceeds block_size={self.cfg.block_size}; "
                              "crop the context (generate() does this) or use a model with a longer block_size")
-        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
+        x = self.tok_emb(idx)  # (B, T, C)
+        if prefix_emb is not None:
+            x = torch.cat([prefix_emb.to(x.dtype), x], dim=1)  # New: (B, P + T, C)
+        pos = torch.arange(start, start + P + T, device=idx.device)  # (P + T,)
+        x = self.drop(x + self.pos_emb(pos))
         for i, block in enumerate(self.blocks):
             x = block(x, kv_cache=kv_cache, layer=i)
         if kv_cache is not None:
-            kv_cache.advance(T)
-        x = self.final_norm(x)
+            kv_cache.advance(P + T)
+        x = self.final_norm(x[:, P:])
         if last_only:
             x = x[:, -1:, :]
         logits = self.lm_head(x)

@@ -1,0 +1,78 @@
+"""Freeze and prompt tuning: what trains, what stays fixed, and that the cheap methods still learn."""
+import copy
+import math
+
+import pytest
+import torch
+
+from llmcourse.gpt import GPT, GPTConfig
+from llmcourse.ptuning import PromptTuned, freeze
+
+
+def tiny(seed=0):
+    torch.manual_seed(seed)
+    return GPT(GPTConfig(vocab_size=30, block_size=24, n_layer=3, n_head=2, n_embd=32, dropout=0.0))
+
+
+def test_freeze_trains_only_the_top_blocks_and_head():
+    model = tiny()
+    names = freeze(model, train_top_blocks=1)
+    assert names and all(n.startswith(("blocks.2.", "final_norm", "tok_emb", "lm_head")) for n in names)
+    assert not any(n.startswith(("blocks.0.", "blocks.1.")) for n in names)
+    with pytest.raises(ValueError):
+        freeze(model, train_top_blocks=4)
+
+
+def test_prefix_embeddings_change_outputs_but_not_shapes():
+    model = tiny().eval()
+    idx = torch.randint(0, 30, (2, 10))
+    plain, _ = model(idx)
+    prefix = torch.randn(2, 4, 32)
+    with_prefix, _ = model(idx, prefix_emb=prefix)
+    assert with_prefix.shape == plain.shape
+    assert not torch.allclose(with_prefix, plain)
+    with pytest.raises(ValueError, match="block_size"):
+        model(torch.zeros(1, 22, dtype=torch.long), prefix_emb=torch.zeros(1, 4, 32))
+
+
+@pytest.fixture(scope="module")
+def copy_first_model():
+    """A tiny GPT trained to repeat the *first* token of its input at every position.
+
+    Prompt tuning cannot do much with a random frozen model (its attention carries no useful
+    function), so we give it a model with a skill to steer, as a pretrained LM has."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=30, block_size=24, n_layer=2, n_head=2, n_embd=32, dropout=0.0))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        idx = torch.randint(0, 30, (32, 8), generator=g)
+        _, loss = model(idx, idx[:, :1].expand(-1, 8))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.3
+    return model
+
+
+@pytest.mark.parametrize("reparam", [None, 16])
+def test_prompt_tuning_steers_a_frozen_model(copy_first_model, reparam):
+    """New task: always answer token 7. One virtual token placed first can make the frozen
+    copy-the-first-token model do it; only the prompt (and P-Tuning's MLP) may change."""
+    model = copy.deepcopy(copy_first_model)
+    frozen = {k: v.clone() for k, v in model.state_dict().items()}
+    tuned = PromptTuned(model, n_virtual=1, reparam_hidden=reparam)
+    trainable = [n for n, p in tuned.named_parameters() if p.requires_grad]
+    assert trainable and all(n.startswith(("prompt", "encoder")) for n in trainable)
+    idx = torch.randint(0, 30, (16, 7), generator=torch.Generator().manual_seed(1))
+    targets = torch.full((16, 7), 7)
+    opt = torch.optim.Adam([p for p in tuned.parameters() if p.requires_grad], lr=0.1)
+    _, first = tuned(idx, targets)
+    for _ in range(60):
+        _, loss = tuned(idx, targets)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert first.item() > math.log(30) and loss.item() < 0.5
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, frozen[k]), f"{k} changed although the model is frozen"
