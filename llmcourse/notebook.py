@@ -1,0 +1,211 @@
+"""Helpers every notebook calls: a reproducible start, the headline number, sources, checkpoints.
+
+A notebook begins with
+
+    from llmcourse import notebook
+    rt = notebook.start()            # seeds everything, prints size / runtime / versions
+
+and records its key result once with `notebook.headline("val_loss", loss)`. The course runner sets
+`LLMCOURSE_METRICS_FILE` and collects those lines into its table.
+
+Importing this module is cheap on purpose (no torch, no pyplot): the decisions happen when
+`start()` is called, so switching a Colab runtime from CPU to GPU only needs the cell re-run.
+
+Left out: experiment trackers (wandb, tensorboard) and widget-based progress displays.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import platform as _platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmcourse.config import SIZE_ENV, current_size
+
+if TYPE_CHECKING:  # only for type hints; importing runtime imports torch
+    from llmcourse.runtime import Runtime
+
+METRICS_ENV = "LLMCOURSE_METRICS_FILE"  # the course runner points this at a JSON-lines file
+NOTEBOOK_ENV = "LLMCOURSE_NOTEBOOK"  # the runner's name for the notebook being executed
+CKPT_ENV = "LLMCOURSE_CKPT_DIR"  # overrides where checkpoints go
+DRIVE_MOUNT = Path("/content/drive")
+DRIVE_ROOT = DRIVE_MOUNT / "MyDrive"  # where Colab mounts the learner's Google Drive
+
+# Matplotlib defaults for figures that sit inline in a notebook: readable, uncluttered, not huge.
+MPL_DEFAULTS: dict[str, Any] = {
+    "figure.dpi": 100,
+    "figure.figsize": (6.4, 3.6),
+    "figure.autolayout": True,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "legend.frameon": False,
+    "image.cmap": "viridis",
+}
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter/Colab/Kaggle kernel (not in plain Python or the IPython terminal)."""
+    if "IPython" not in sys.modules:
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _size_reason() -> str:
+    """Why `current_size()` chose what it chose (same precedence as llmcourse.config)."""
+    if os.environ.get(SIZE_ENV, "").strip():
+        return f"set by {SIZE_ENV}"
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        return "automatic: CI is set"
+    if "PYTEST_CURRENT_TEST" in os.environ or "NBMAKE" in os.environ:
+        return "automatic: running under pytest/nbmake"
+    return f"default; {SIZE_ENV}=smoke runs in seconds on a CPU"
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)  # reads package metadata: no slow `import transformers`
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _style_matplotlib() -> None:
+    """Set rcParams for inline figures. Touches `matplotlib` only, never `pyplot`."""
+    try:
+        import matplotlib
+    except ImportError:
+        return
+    matplotlib.rcParams.update(MPL_DEFAULTS)
+
+
+def start(seed: int = 0, threads: int | None = None) -> Runtime:
+    """Seed Python/NumPy/torch, detect device and precision, style figures, print one summary.
+
+    `threads` limits torch's CPU threads (default: `LLMCOURSE_THREADS`, else torch's choice).
+    Returns the `Runtime`; pass it on (`fit(..., runtime=rt)`, `model.to(rt.device)`).
+    """
+    import torch
+
+    import llmcourse
+    from llmcourse import runtime
+
+    runtime.set_threads(threads)
+    runtime.seed_all(seed)
+    rt = runtime.detect()
+    _style_matplotlib()
+    size = current_size()
+    print(
+        f"llmcourse {llmcourse.__version__} | torch {torch.__version__} | "
+        f"transformers {_version('transformers')} | python {_platform.python_version()}\n"
+        f"size:    {size} ({_size_reason()})\n"
+        f"runtime: {rt}\n"
+        f"seed:    {seed}"
+    )
+    return rt
+
+
+def _format_value(value: float) -> str:
+    if value.is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+def headline(name: str, value: float, unit: str = "") -> None:
+    """Print the notebook's key number and, under the course runner, append it as a JSON line.
+
+    The line is {"notebook", "name", "value", "unit"}; "notebook" comes from `LLMCOURSE_NOTEBOOK`.
+    A NaN or infinite headline is an error: it means the run diverged, and the table must show it.
+    """
+    number = float(value)  # accepts Python/NumPy numbers and one-element tensors
+    if not math.isfinite(number):
+        raise ValueError(f"headline {name!r} is {number}: the run diverged or the metric is broken")
+    suffix = f" {unit}" if unit else ""
+    print(f"headline: {name} = {_format_value(number)}{suffix}")
+    path = os.environ.get(METRICS_ENV)
+    if path:
+        record = {"notebook": os.environ.get(NOTEBOOK_ENV, ""), "name": name, "value": number, "unit": unit}
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def show_source(obj: Any) -> None:
+    """Show the source of a package function or class: highlighted in a notebook, plain otherwise."""
+    try:
+        source = inspect.getsource(obj)
+    except (TypeError, OSError) as e:
+        raise TypeError(f"no Python source available for {obj!r}: {e}") from None
+    file = inspect.getsourcefile(obj) or "?"
+    line = inspect.getsourcelines(obj)[1]
+    parts = Path(file).parts
+    where = "/".join(parts[parts.index("llmcourse"):]) if "llmcourse" in parts else Path(file).name
+    header = f"# {where}, line {line}\n"
+    if in_notebook():
+        from IPython.display import Code, display
+
+        display(Code(header + source, language="python"))
+    else:
+        print(header + source, end="" if source.endswith("\n") else "\n")
+
+
+def _check_name(name: str) -> None:
+    if not name or name in (".", "..") or "/" in name or "\\" in name:
+        raise ValueError(f"checkpoint name {name!r} must be a plain folder name like '03_bigram'")
+
+
+def checkpoint_dir(name: str) -> Path:
+    """A folder for this run's checkpoints, created if needed.
+
+    Order: `LLMCOURSE_CKPT_DIR/<name>` if that variable is set; on Colab with Google Drive mounted,
+    `MyDrive/llmcourse/checkpoints/<name>` (so training survives a disconnect; see `mount_drive`);
+    otherwise `./checkpoints/<name>`.
+    """
+    _check_name(name)
+    env = os.environ.get(CKPT_ENV)
+    if env:
+        path = Path(env).expanduser() / name
+    elif _on_colab() and DRIVE_ROOT.is_dir():
+        path = DRIVE_ROOT / "llmcourse" / "checkpoints" / name
+    else:
+        path = Path("checkpoints") / name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _on_colab() -> bool:
+    from llmcourse import runtime
+
+    return runtime.platform() == "colab"
+
+
+def mount_drive() -> bool:
+    """On Colab, mount Google Drive (asks for permission once); elsewhere do nothing.
+
+    Returns True when Drive is available at /content/drive/MyDrive afterwards.
+    """
+    if not _on_colab():
+        return False
+    if DRIVE_ROOT.is_dir():
+        return True
+    try:
+        from google.colab import drive  # type: ignore[import-not-found]
+
+        drive.mount(str(DRIVE_MOUNT))
+    except Exception as e:  # the learner declined, or Drive is unreachable: carry on without it
+        print(f"Google Drive not mounted ({type(e).__name__}: {e}); checkpoints stay in ./checkpoints "
+              "and are lost when the runtime disconnects.")
+        return False
+    return DRIVE_ROOT.is_dir()

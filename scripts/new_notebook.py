@@ -1,0 +1,104 @@
+"""Scaffold a new course notebook that already passes tests/test_notebook_conventions.py.
+
+    python scripts/new_notebook.py /tmp/me/05_attention.py "Attention"     # jupytext percent script
+    python scripts/new_notebook.py notebooks/05_attention.ipynb "Attention" # notebook directly
+
+Author in the percent script (outside the repo), then `jupytext --to ipynb` it into notebooks/.
+The setup cell is read from docs/CONVENTIONS.md, its single source of truth.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NAME = re.compile(r"^\d{2}_[a-z0-9]+(_[a-z0-9]+)*$")
+BADGE = ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+         "(https://colab.research.google.com/github/llmcourse/llmcourse/blob/main/notebooks/{file})")
+
+
+def setup_template(conventions: Path = ROOT / "docs" / "CONVENTIONS.md") -> str:
+    """The setup cell: the first python code block under the "## The setup cell" heading."""
+    text = conventions.read_text(encoding="utf-8")
+    m = re.search(r"^## The setup cell.*?^```python\n(.*?)^```", text, re.S | re.M)
+    if m is None:
+        raise ValueError(f"{conventions}: no ```python block under '## The setup cell'")
+    return m.group(1).rstrip("\n")
+
+
+def cells(stem: str, title: str) -> list[tuple[str, str]]:
+    """(cell_type, source) pairs of the scaffold."""
+    number = stem[:2]
+    return [
+        ("markdown", f"# {number} · {title}\n\n{BADGE.format(file=stem + '.ipynb')}\n\n"
+                     "**Learning goals**\n\n- TODO: what the learner can do afterwards\n\n"
+                     "**Prerequisites:** TODO"),
+        ("code", setup_template()),
+        ("code", "from llmcourse import notebook\n\nrt = notebook.start()"),
+        ("markdown", "## 1. TODO: the first idea\n\nBuild it small inline, check it against the package, "
+                     "then use the package at scale."),
+        ("code", "result = 1.0  # TODO\nnotebook.headline(\"TODO_metric\", result)"),
+        ("markdown", "## Summary\n\n- TODO"),
+        ("markdown", "## Questions\n\n1. TODO\n\n**Answer.** <!-- BEGIN SOLUTION -->TODO<!-- END SOLUTION -->"),
+        ("markdown", "## Exercises\n\nWrite `softmax(x)` over the last dimension; the check compares it "
+                     "with `torch.softmax` on random inputs."),
+        ("code", "import torch\nfrom llmcourse import exercises\n\n\ndef softmax(x: torch.Tensor) -> torch.Tensor:\n"
+                 "    # BEGIN SOLUTION\n    z = x - x.amax(dim=-1, keepdim=True)\n"
+                 "    return z.exp() / z.exp().sum(dim=-1, keepdim=True)\n    # END SOLUTION\n\n\n"
+                 "exercises.check(\"softmax\", softmax)"),
+    ]
+
+
+def as_ipynb(pairs: list[tuple[str, str]]) -> dict:
+    out = []
+    for i, (kind, source) in enumerate(pairs):
+        cell = {"cell_type": kind, "id": f"cell-{i:02d}", "metadata": {},
+                "source": source.splitlines(keepends=True)}
+        if kind == "code":
+            cell.update(execution_count=None, outputs=[])
+        out.append(cell)
+    kernel = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    return {"cells": out, "metadata": {"kernelspec": kernel, "language_info": {"name": "python"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+
+def as_percent(pairs: list[tuple[str, str]]) -> str:
+    blocks = []
+    for kind, source in pairs:
+        if kind == "markdown":
+            body = "\n".join(("# " + line).rstrip() for line in source.splitlines())
+            blocks.append(f"# %% [markdown]\n{body}")
+        else:
+            blocks.append(f"# %%\n{source}")
+    return "\n\n".join(blocks) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("path", type=Path, help="NN_topic.py (percent script) or NN_topic.ipynb")
+    ap.add_argument("title")
+    ap.add_argument("--force", action="store_true", help="overwrite an existing file")
+    args = ap.parse_args(argv)
+    if not NAME.match(args.path.stem) or args.path.suffix not in (".py", ".ipynb"):
+        print(f"error: {args.path.name}: name it NN_topic.py or NN_topic.ipynb (e.g. 05_attention.py)",
+              file=sys.stderr)
+        return 1
+    if args.path.exists() and not args.force:
+        print(f"error: {args.path} exists (use --force to overwrite)", file=sys.stderr)
+        return 1
+    pairs = cells(args.path.stem, args.title)
+    args.path.parent.mkdir(parents=True, exist_ok=True)
+    if args.path.suffix == ".ipynb":
+        text = json.dumps(as_ipynb(pairs), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    else:
+        text = as_percent(pairs)
+    args.path.write_text(text, encoding="utf-8")
+    print(f"wrote {args.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
