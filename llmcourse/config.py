@@ -39,16 +39,21 @@ def current_size() -> str:
     Order of precedence: the `LLMCOURSE_SIZE` variable if set; otherwise "smoke" under CI
     (`CI` set, as every CI service does) or inside pytest/nbmake; otherwise "full".
     """
+    return size_and_reason()[0]
+
+
+def size_and_reason() -> tuple[str, str]:
+    """The size `current_size()` picks, and why (notebooks print the reason)."""
     value = os.environ.get(SIZE_ENV, "").strip().lower()
     if value:
         if value not in SIZES:
             raise ValueError(f"{SIZE_ENV}={value!r}: use one of {SIZES}")
-        return value
+        return value, f"set by {SIZE_ENV}"
     if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        return "smoke"
+        return "smoke", "automatic: CI is set"
     if "PYTEST_CURRENT_TEST" in os.environ or "NBMAKE" in os.environ:
-        return "smoke"
-    return "full"
+        return "smoke", "automatic: running under pytest/nbmake"
+    return "full", f"default; {SIZE_ENV}=smoke runs in seconds on a CPU"
 
 
 def is_smoke() -> bool:

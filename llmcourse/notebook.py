@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmcourse.config import SIZE_ENV, current_size
+from llmcourse.config import current_size, size_and_reason
 
 if TYPE_CHECKING:  # only for type hints; importing runtime imports torch
     from llmcourse.runtime import Runtime
@@ -65,14 +65,7 @@ def in_notebook() -> bool:
 
 
 def _size_reason() -> str:
-    """Why `current_size()` chose what it chose (same precedence as llmcourse.config)."""
-    if os.environ.get(SIZE_ENV, "").strip():
-        return f"set by {SIZE_ENV}"
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        return "automatic: CI is set"
-    if "PYTEST_CURRENT_TEST" in os.environ or "NBMAKE" in os.environ:
-        return "automatic: running under pytest/nbmake"
-    return f"default; {SIZE_ENV}=smoke runs in seconds on a CPU"
+    return size_and_reason()[1]
 
 
 def _version(dist: str) -> str:
