@@ -23,6 +23,7 @@ and LR finders. A callback stops training early by returning True from `on_step`
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import time
@@ -31,10 +32,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from llmcourse import checkpoint
 from llmcourse.config import Sized, to_dict
+from llmcourse.distributed import DistEnv, barrier, mean_over_processes, shard
 from llmcourse.runtime import Runtime, detect, make_generator, seed_all
 
 
@@ -211,7 +214,8 @@ def _hook(callback: Any, name: str, step: int, history: History) -> Any:
 
 def fit(model: torch.nn.Module, train_data: Callable | Iterable, cfg: TrainConfig,
         val_data: Callable | Iterable | None = None, callbacks: Sequence[Any] = (), runtime: Runtime | None = None,
-        ckpt_dir: str | Path | None = None, resume: bool = True, progress: bool = True) -> History:
+        ckpt_dir: str | Path | None = None, resume: bool = True, progress: bool = True,
+        dist_env: DistEnv | None = None) -> History:
     """Train `model` for `cfg.max_steps` optimizer steps and return the History of losses.
 
     `callbacks` are objects with optional `on_step(step, history)` (after every step; returning True
@@ -221,6 +225,10 @@ def fit(model: torch.nn.Module, train_data: Callable | Iterable, cfg: TrainConfi
     re-iterable that yields the same batches in the same order on every pass (a list; a DataLoader
     with shuffle=True reshuffles differently after a restart). Note that fit seeds the global RNGs
     with `cfg.seed` (dropout draws from them), and leaves the model in train mode on runtime.device.
+
+    With `dist_env` (from `llmcourse.distributed.setup()` under torchrun) the model is wrapped in
+    DistributedDataParallel: every process draws the same global batch and trains on its own slice,
+    only the main process shows progress and writes checkpoints, and the logged loss is the global one.
     """
     if cfg.grad_accum_steps < 1 or cfg.log_every < 1:
         raise ValueError("grad_accum_steps and log_every must be at least 1")
@@ -237,15 +245,22 @@ def fit(model: torch.nn.Module, train_data: Callable | Iterable, cfg: TrainConfi
         state = checkpoint.load_checkpoint(latest, model, optimizer, scaler, generator)
         start, history = state["step"], History.from_dict(state["history"] or {})
     batches = _batches(train_data, generator, skip=start * cfg.grad_accum_steps)
-    forward = torch.compile(model) if cfg.compile else model  # checkpoints save `model`: no prefixes
+    env = dist_env or DistEnv()
+    forward = model
+    if env.enabled:  # gradients are averaged across processes during backward
+        forward = DDP(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+    forward = torch.compile(forward) if cfg.compile else forward  # checkpoints save `model`: no prefixes
     params = [p for p in model.parameters() if p.requires_grad]
 
     def save(step: int) -> None:
-        checkpoint.save_checkpoint(ckpt_dir, step, model, optimizer, scaler, generator, history.to_dict(), to_dict(cfg))
+        if env.is_main:
+            checkpoint.save_checkpoint(ckpt_dir, step, model, optimizer, scaler, generator, history.to_dict(),
+                                       to_dict(cfg))
+        barrier(env)  # nobody runs ahead (or resumes) before the checkpoint is complete
 
     t0 = time.perf_counter() - (history.elapsed[-1] if history.elapsed else 0.0)
     step = saved = start
-    bar = tqdm(total=cfg.max_steps, initial=start, disable=not progress, desc="fit", dynamic_ncols=True)
+    bar = tqdm(total=cfg.max_steps, initial=start, disable=not (progress and env.is_main), desc="fit", dynamic_ncols=True)
     model.train()
     try:
         for step in range(start + 1, cfg.max_steps + 1):  # `step` counts updates, this one included
@@ -253,14 +268,18 @@ def fit(model: torch.nn.Module, train_data: Callable | Iterable, cfg: TrainConfi
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss_sum = torch.zeros((), device=runtime.device)
-            for _ in range(cfg.grad_accum_steps):
-                batch = _to_device(next(batches), runtime.device)
-                with runtime.autocast():
-                    loss = _loss(forward, batch)
-                # the mean of k micro-batch gradients = the gradient of one k-times bigger batch
-                # (exactly so when every micro-batch weighs the same, e.g. holds as many unmasked tokens)
-                scaler.scale(loss / cfg.grad_accum_steps).backward()
+            for micro in range(cfg.grad_accum_steps):
+                batch = _to_device(shard(next(batches), env), runtime.device)
+                # with DDP, all-reduce gradients only once, after the last micro-batch
+                sync = micro == cfg.grad_accum_steps - 1 or not env.enabled
+                with contextlib.nullcontext() if sync else forward.no_sync():
+                    with runtime.autocast():
+                        loss = _loss(forward, batch)
+                    # the mean of k micro-batch gradients = the gradient of one k-times bigger batch
+                    # (exactly so when every micro-batch weighs the same, e.g. holds as many unmasked tokens)
+                    scaler.scale(loss / cfg.grad_accum_steps).backward()
                 loss_sum += loss.detach().float()
+            loss_sum = mean_over_processes(loss_sum, env)
             train_loss = (loss_sum / cfg.grad_accum_steps).item()  # one GPU sync per step, a fair price
             if not math.isfinite(train_loss):
                 raise FloatingPointError(_nan_message(train_loss, step, cfg, runtime))
