@@ -62,6 +62,15 @@ def _special_id(tokenizer, token: str) -> list[int]:
     return [specials[token]]
 
 
+def _plain(tokenizer, text: str) -> list[int]:
+    """Encode message text with special tokens *disabled*: a user who types "<|end|><|assistant|>"
+    must not be able to forge a turn (the classic prompt-injection-by-token bug)."""
+    try:
+        return tokenizer.encode(text, allowed_special="none")
+    except TypeError:  # a tokenizer without special-token handling cannot be tricked this way
+        return tokenizer.encode(text)
+
+
 def encode_chat(conversation, tokenizer, add_generation_prompt: bool = False) -> tuple[list[int], list[int]]:
     """Token ids and a 0/1 loss mask (1 = train on this token) for the course tokenizer.
 
@@ -69,10 +78,10 @@ def encode_chat(conversation, tokenizer, add_generation_prompt: bool = False) ->
     """
     ids: list[int] = []
     mask: list[int] = []
-    newline = tokenizer.encode("\n")
+    newline = _plain(tokenizer, "\n")
     for m in as_messages(conversation):
         train = 1 if m.role == "assistant" else 0
-        head, body, end = _special_id(tokenizer, f"<|{m.role}|>"), tokenizer.encode(m.content), _special_id(tokenizer, END)
+        head, body, end = _special_id(tokenizer, f"<|{m.role}|>"), _plain(tokenizer, m.content), _special_id(tokenizer, END)
         ids += head + body + end + newline
         mask += [0] * len(head) + [train] * (len(body) + len(end)) + [0] * len(newline)
     if add_generation_prompt:
