@@ -33,7 +33,7 @@ def sample_next_token(logits: torch.Tensor, generator: torch.Generator | None = 
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if temperature == 0.0:
+    if temperature < 1e-5:  # 0 means greedy; tinier values would overflow logits / temperature
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits.float() / temperature
     if top_k is not None:
@@ -44,6 +44,7 @@ def sample_next_token(logits: torch.Tensor, generator: torch.Generator | None = 
         probs = F.softmax(sorted_logits, dim=-1)
         # drop a token when the tokens ranked above it already reach top_p (the first always stays)
         drop = probs.cumsum(dim=-1) - probs >= top_p
+        drop[..., 0] = False  # even a top_p that rounds to 0 keeps the most likely token
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     probs = F.softmax(logits, dim=-1)

@@ -10,6 +10,17 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export LLMCOURSE_SIZE=smoke MPLBACKEND=Agg
 # Two processes with one thread each: on 2 cores this beats one process with two threads.
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 LLMCOURSE_THREADS=1 TOKENIZERS_PARALLELISM=false
+# The chat page is tested in a real browser: the system's Chromium, driven by Playwright.
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null && ! command -v google-chrome >/dev/null \
+   && [ -z "${LLMCOURSE_CHROMIUM:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "test: installing Debian's chromium for the chat-page browser test"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null \
+      || echo "test: could not install chromium; the browser test will be skipped (and fails under CI)"
+  else
+    echo "test: no Chromium found: the chat-page browser test is skipped (install chromium, or set LLMCOURSE_CHROMIUM)"
+  fi
+fi
 workers="${LLMCOURSE_TEST_WORKERS:-2}"
 python -m pytest -p no:cacheprovider -n "$workers" --dist loadfile \
   --nbmake --nbmake-timeout=600 --durations=40 tests notebooks "$@"

@@ -32,6 +32,13 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     assert {sample_next_token(logits, g, top_p=0.7).item() for _ in range(300)} == {0, 1}
     assert {sample_next_token(logits, g, top_p=0.85).item() for _ in range(400)} == {0, 1, 2}
     assert {sample_next_token(logits, g, top_p=0.01).item() for _ in range(50)} == {0}
+    assert sample_next_token(logits, g, top_p=5e-324).item() == 0  # rounds to 0 in float32: still one token
+
+
+def test_tiny_temperature_is_greedy_not_nan():
+    logits = torch.randn(3, 50)
+    out = sample_next_token(logits, torch.Generator().manual_seed(0), temperature=1e-300)
+    assert torch.equal(out[:, 0], logits.argmax(-1))
 
 
 def test_same_generator_seed_same_samples():

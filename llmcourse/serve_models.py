@@ -1,0 +1,315 @@
+"""What the server serves: a model + tokenizer behind one small interface, chat prompts, tool calls.
+
+`llmcourse.serve` speaks HTTP; this module knows models. A `Backend` turns a prompt into token ids
+and streams new token ids one at a time; the server adds stop strings, JSON and locking on top.
+
+Two backends, chosen by `load_backend(directory)` from the directory's `config.json`:
+  * `CourseBackend`: a GPT-2-layout directory (what `llmcourse.convert.export_gpt2` writes) is loaded
+    back into *our* `GPT` with `gpt_from_hf` and decoded with `llmcourse.generate.stream` (KV cache,
+    temperature / top-k / top-p with an explicit `torch.Generator`).
+  * `HFBackend`: any other `AutoModelForCausalLM` directory (e.g. a `LlamaForCausalLM`), decoded by a
+    loop of the same shape using the model's own `past_key_values` cache and our `sample_next_token`.
+
+Chat prompts use the tokenizer's chat template when it has one, else the course template
+(`llmcourse.chat.render`: <|user|>...<|end|>). Tools (OpenAI's "tools" field) are passed to a template
+that knows about tools; otherwise they are described in the system turn, asking for this format:
+
+    <tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>
+
+`parse_tool_calls` reads that back (a JSON object or a list of them inside the tags). A model only
+produces it if it was trained to (SmolLM2-Instruct does); a random model never will.
+Left out: batching several requests into one forward pass, quantized weights, logprobs.
+"""
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import torch
+
+from llmcourse import chat
+from llmcourse.generate import sample_next_token
+
+TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
+
+
+class Backend:
+    """A tokenizer and a model that streams next-token ids. Subclasses implement `stream`."""
+
+    def __init__(self, model, tokenizer, name: str, context_length: int):
+        self.model, self.tokenizer, self.name, self.context_length = model, tokenizer, name, context_length
+        self.device = next(model.parameters()).device
+        self.eos_ids = _eos_ids(model, tokenizer)
+        end = tokenizer.convert_tokens_to_ids(chat.END) if chat.END in tokenizer.get_vocab() else None
+        # with the course template a turn ends at <|end|>; it is a stop token for chat requests
+        self.chat_stop_ids = self.eos_ids | ({end} if end is not None and not self.has_template else set())
+
+    @property
+    def has_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.tokenizer)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def chat_ids(self, messages: list[dict], tools: list[dict] | None = None) -> tuple[list[int], list[str]]:
+        """OpenAI-style messages (+ tools) -> (prompt ids, extra stop strings)."""
+        template = getattr(self.tokenizer, "chat_template", None) or ""
+        if template and (not tools or "tools" in template):
+            out = self.tokenizer.apply_chat_template(messages, tools=tools or None, add_generation_prompt=True,
+                                                     tokenize=True)
+            if hasattr(out, "keys"):  # newer transformers return a BatchEncoding
+                out = out["input_ids"]
+            return list(out), []
+        messages = with_tool_prompt(messages, tools) if tools else messages
+        conv = [{"role": "system" if m["role"] == "developer" else m["role"], "content": _flat_content(m)}
+                for m in messages]
+        if template:  # a template that ignores tools: tools went into the system turn instead
+            return self.chat_ids(conv), []
+        return self.encode(chat.render(conv, add_generation_prompt=True)), [chat.END]
+
+    def stream(self, ids: list[int], max_new_tokens: int, temperature: float, top_p: float,
+               top_k: int | None, seed: int) -> Iterator[int]:
+        raise NotImplementedError
+
+
+class CourseBackend(Backend):
+    """Our GPT, decoded by `llmcourse.generate.stream` (the code notebook 09 builds)."""
+
+    def stream(self, ids, max_new_tokens, temperature, top_p, top_k, seed):
+        from llmcourse.generate import stream
+
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        idx = torch.tensor([ids], dtype=torch.long, device=self.device)  # (1, T)
+        for nxt in stream(self.model, idx, max_new_tokens, gen, temperature, top_k, top_p, use_cache=True):
+            yield int(nxt)
+
+
+class HFBackend(Backend):
+    """Any transformers causal LM; same loop as `generate.stream`, with the model's own KV cache."""
+
+    @torch.no_grad()
+    def stream(self, ids, max_new_tokens, temperature, top_p, top_k, seed):
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        inp = torch.tensor([ids], dtype=torch.long, device=self.device)  # (1, T): the prompt, then 1 token
+        past = None
+        for _ in range(max_new_tokens):
+            out = self.model(input_ids=inp, past_key_values=past, use_cache=True)
+            past = out.past_key_values
+            inp = sample_next_token(out.logits[:, -1, :].float(), gen, temperature, top_k, top_p)  # (1, 1)
+            yield int(inp)
+
+
+# ---- from token ids to text, one request at a time ----
+class StopText:
+    """Incremental detokenizer: feed token ids, get the text that is safe to send.
+
+    Holds back a tail that could still become a stop string (or the tool-call tag), and a trailing
+    U+FFFD (half of a multi-byte character). `done` is set once a stop string appears.
+    """
+
+    def __init__(self, backend: Backend, stops: list[str], hold: str | None = None):
+        self.backend, self.stops, self.hold = backend, stops, hold
+        self.ids: list[int] = []
+        self.text, self.sent, self.done = "", 0, False
+
+    def feed(self, token: int) -> str:
+        self.ids.append(token)
+        self.text = self.backend.decode(self.ids)
+        hits = [i for i in (self.text.find(s, self.sent) for s in self.stops) if i >= 0]
+        if hits:
+            self.text, self.done = self.text[: min(hits)], True
+            return self.flush()
+        safe = len(self.text.rstrip("\ufffd"))
+        for s in self.stops + ([self.hold] if self.hold else []):
+            safe = min(safe, _partial_start(self.text, s, self.sent))
+        out, self.sent = self.text[self.sent:safe], max(self.sent, safe)
+        return out
+
+    def flush(self) -> str:
+        """Everything not yet sent (call at the end)."""
+        stop_at = self.text.find(self.hold, self.sent) if self.hold else -1
+        end = stop_at if stop_at >= 0 else len(self.text)
+        out, self.sent = self.text[self.sent:end], end
+        return out
+
+
+def _partial_start(text: str, s: str, start: int) -> int:
+    """Index where `s` (whole) or a prefix of `s` at the very end of `text` begins; len(text) if none."""
+    i = text.find(s, start)
+    if i >= 0:
+        return i
+    for k in range(min(len(s) - 1, len(text) - start), 0, -1):
+        if text.endswith(s[:k]):
+            return len(text) - k
+    return len(text)
+
+
+class Engine:
+    """Runs jobs on the model: one token per worker-thread call, one lock around the model."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+        self.lock = threading.Lock()
+
+    async def run(self, job) -> AsyncIterator[tuple[str, str | None, int]]:
+        """Yield (text piece, finish_reason or None, tokens so far); the last item has a finish_reason."""
+        import anyio
+
+        tokens = self.backend.stream(job.ids, job.max_tokens, job.temperature, job.top_p, job.top_k, job.seed)
+        text = StopText(self.backend, job.stops, TOOL_OPEN if job.tools else None)
+
+        def step():
+            with self.lock:
+                return next(tokens, None)
+
+        n, reason = 0, "length"
+        try:
+            while n < job.max_tokens:
+                tok = await anyio.to_thread.run_sync(step)
+                if tok is None:  # the backend ended the answer itself
+                    reason = "stop"
+                    break
+                n += 1
+                if tok in job.stop_ids:
+                    reason = "stop"
+                    break
+                piece = text.feed(tok)
+                if text.done:
+                    reason = "stop"
+                    break
+                if piece:
+                    yield piece, None, n
+        finally:
+            tokens.close()
+        tail = text.flush()
+        if job.tools:  # the held-back "<tool_call>..." tail: calls become tool_calls, the rest content
+            rest, job.tool_calls = parse_tool_calls(text.text[text.sent:], job.tools)
+            tail += rest
+        yield tail, reason, n
+
+
+def load_backend(directory: str | Path, name: str | None = None, device: str | None = None) -> Backend:
+    """Load a Hugging Face-format model directory (weights + tokenizer) for serving. Local only."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise FileNotFoundError(f"{directory} has no config.json: pass a Hugging Face-format model directory")
+    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
+    config = AutoConfig.from_pretrained(directory, local_files_only=True)
+    dev = torch.device(device) if device else _default_device()
+    name = name or directory.resolve().name
+    if config.model_type == "gpt2" and config.activation_function in ("gelu_new", "gelu_pytorch_tanh") \
+            and not config.scale_attn_by_inverse_layer_idx:
+        from llmcourse.convert import gpt_from_hf
+
+        model = gpt_from_hf(directory).to(dev).eval()
+        return CourseBackend(model, tokenizer, name, model.cfg.block_size)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True).to(dev).eval()
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048
+    return HFBackend(model, tokenizer, name, int(limit))
+
+
+def _default_device() -> torch.device:
+    from llmcourse.runtime import pick_device
+
+    return pick_device()
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids = {tokenizer.eos_token_id}
+    gen_cfg = getattr(model, "generation_config", None)
+    extra = getattr(gen_cfg, "eos_token_id", None)
+    ids |= set(extra) if isinstance(extra, (list, tuple)) else {extra}
+    return {i for i in ids if i is not None}
+
+
+def _flat_content(message: dict) -> str:
+    """Text of a message; an assistant's earlier tool calls are written back in our tool-call format."""
+    text = message.get("content") or ""
+    for call in message.get("tool_calls") or []:
+        fn = call["function"]
+        args = fn["arguments"] if isinstance(fn["arguments"], str) else json.dumps(fn["arguments"])
+        text += f'{TOOL_OPEN}{{"name": {json.dumps(fn["name"])}, "arguments": {args}}}{TOOL_CLOSE}'
+    return text
+
+
+def tool_prompt(tools: list[dict]) -> str:
+    """Describe OpenAI-format tools in plain text for a model whose template has no tool support."""
+    lines = [json.dumps(t.get("function", t), ensure_ascii=False) for t in tools]
+    return ("You can call these tools (JSON schemas):\n" + "\n".join(lines) +
+            f'\nTo call one, answer only with {TOOL_OPEN}{{"name": "<tool name>", "arguments": '
+            f'{{<arguments as JSON>}}}}{TOOL_CLOSE}')
+
+
+def with_tool_prompt(messages: list[dict], tools: list[dict]) -> list[dict]:
+    """Prepend the tool description to the system turn (adding one if there is none)."""
+    messages = list(messages)
+    if messages and messages[0]["role"] in ("system", "developer"):
+        first = dict(messages[0], content=tool_prompt(tools) + "\n\n" + _flat_content(messages[0]))
+        return [first] + messages[1:]
+    return [{"role": "system", "content": tool_prompt(tools)}] + messages
+
+
+def parse_tool_calls(text: str, names: set[str]) -> tuple[str, list[dict]]:
+    """Split model output into (content, [{"name", "arguments"(JSON string)}]) for calls to known tools.
+
+    >>> parse_tool_calls('ok <tool_call>{"name": "add", "arguments": {"a": 1}}</tool_call>', {"add"})
+    ('ok ', [{'name': 'add', 'arguments': '{"a": 1}'}])
+    """
+    calls, content, pos = [], [], 0
+    for m in re.finditer(re.escape(TOOL_OPEN) + r"(.*?)(?:" + re.escape(TOOL_CLOSE) + r"|$)", text, re.DOTALL):
+        try:
+            found = json.loads(m.group(1).strip())
+        except ValueError:
+            continue
+        found = found if isinstance(found, list) else [found]
+        good = [c for c in found if isinstance(c, dict) and c.get("name") in names
+                and isinstance(c.get("arguments", {}), (dict, str))]
+        if not good or len(good) != len(found):
+            continue
+        content.append(text[pos:m.start()])
+        pos = m.end()
+        for c in good:
+            args = c.get("arguments", {})
+            calls.append({"name": c["name"], "arguments": args if isinstance(args, str) else json.dumps(args)})
+    content.append(text[pos:])
+    return "".join(content), calls
+
+
+def tiny_random_model(directory: str | Path, block_size: int = 128, seed: int = 0) -> Path:
+    """Write a random-weight course GPT (2 layers, width 32) and a byte-level tokenizer with the chat
+    special tokens to `directory`: something to serve before you have trained anything, and for tests.
+    Its answers are gibberish, but every byte sequence encodes and decodes."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from llmcourse.convert import export_gpt2
+    from llmcourse.gpt import GPT, GPTConfig
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())  # 256 printable stand-ins for the bytes
+    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
+                                        additional_special_tokens=chat.SPECIAL_TOKENS)
+    torch.manual_seed(seed)
+    cfg = GPTConfig(vocab_size=len(tokenizer), block_size=block_size, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
+    model = GPT(cfg)
+    with torch.no_grad():  # weights wider than GPT-2's 0.02 init, so even greedy answers vary
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.3)
+    return export_gpt2(model, directory, tokenizer)
