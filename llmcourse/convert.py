@@ -114,3 +114,102 @@ def gpt_from_hf(hf_model) -> GPT:
     ours["lm_head.weight"] = ours["tok_emb.weight"]
     model.load_state_dict(ours, strict=True)
     return model
+
+
+# ----------------------------------------------------------------------------------------- BERT
+from llmcourse.bert import BertConfig, BertForMaskedLM, BertForPreTraining  # cheap: imports torch only
+
+# Hugging Face's BERT keeps Google's TensorFlow names. Its Linear layers are nn.Linear (out, in)
+# like ours, so nothing is transposed here: only names change. {i} is the block index.
+_BERT_BLOCK_MAP = {
+    "bert.blocks.{i}.attn.q_proj.{p}": "bert.encoder.layer.{i}.attention.self.query.{p}",
+    "bert.blocks.{i}.attn.k_proj.{p}": "bert.encoder.layer.{i}.attention.self.key.{p}",
+    "bert.blocks.{i}.attn.v_proj.{p}": "bert.encoder.layer.{i}.attention.self.value.{p}",
+    "bert.blocks.{i}.attn.out_proj.{p}": "bert.encoder.layer.{i}.attention.output.dense.{p}",
+    "bert.blocks.{i}.norm1.{p}": "bert.encoder.layer.{i}.attention.output.LayerNorm.{p}",
+    "bert.blocks.{i}.fc.{p}": "bert.encoder.layer.{i}.intermediate.dense.{p}",
+    "bert.blocks.{i}.proj.{p}": "bert.encoder.layer.{i}.output.dense.{p}",
+    "bert.blocks.{i}.norm2.{p}": "bert.encoder.layer.{i}.output.LayerNorm.{p}",
+}
+_BERT_TOP_MAP = {
+    "bert.tok_emb.weight": "bert.embeddings.word_embeddings.weight",
+    "bert.pos_emb.weight": "bert.embeddings.position_embeddings.weight",
+    "bert.type_emb.weight": "bert.embeddings.token_type_embeddings.weight",
+    "bert.emb_norm.weight": "bert.embeddings.LayerNorm.weight",
+    "bert.emb_norm.bias": "bert.embeddings.LayerNorm.bias",
+    "mlm_head.dense.weight": "cls.predictions.transform.dense.weight",
+    "mlm_head.dense.bias": "cls.predictions.transform.dense.bias",
+    "mlm_head.norm.weight": "cls.predictions.transform.LayerNorm.weight",
+    "mlm_head.norm.bias": "cls.predictions.transform.LayerNorm.bias",
+    "mlm_head.bias": "cls.predictions.bias",  # the decoder's bias; its matrix is tied to the embedding
+}
+_BERT_PRETRAINING_MAP = {
+    "bert.pooler.weight": "bert.pooler.dense.weight",
+    "bert.pooler.bias": "bert.pooler.dense.bias",
+    "nsp_head.weight": "cls.seq_relationship.weight",
+    "nsp_head.bias": "cls.seq_relationship.bias",
+}
+
+
+def _bert_key_map(n_layer: int, pretraining: bool) -> dict[str, str]:
+    out = dict(_BERT_TOP_MAP)
+    if pretraining:
+        out.update(_BERT_PRETRAINING_MAP)
+    for i in range(n_layer):
+        for p in ("weight", "bias"):
+            out.update({ours.format(i=i, p=p): hf.format(i=i, p=p) for ours, hf in _BERT_BLOCK_MAP.items()})
+    return out
+
+
+def bert_config_from_hf(hc) -> BertConfig:
+    """Our `BertConfig` for a `transformers.BertConfig`, refusing variants we do not implement."""
+    if hc.hidden_act != "gelu":
+        raise ValueError(f"activation {hc.hidden_act!r} differs from ours (exact erf GELU)")
+    if getattr(hc, "position_embedding_type", "absolute") != "absolute":
+        raise ValueError("only absolute (learned) position embeddings are supported")
+    if getattr(hc, "is_decoder", False):
+        raise ValueError("a BERT configured as a decoder (causal) is not an encoder: not supported")
+    return BertConfig(vocab_size=hc.vocab_size, max_position=hc.max_position_embeddings,
+                      type_vocab_size=hc.type_vocab_size, n_layer=hc.num_hidden_layers,
+                      n_head=hc.num_attention_heads, n_embd=hc.hidden_size, intermediate=hc.intermediate_size,
+                      dropout=hc.hidden_dropout_prob, layer_norm_eps=hc.layer_norm_eps)
+
+
+def bert_from_hf(hf_model) -> BertForMaskedLM:
+    """Copy a Hugging Face `BertForMaskedLM` into our `BertForMaskedLM`, or a `BertForPreTraining`
+    (pooler and NSP head included) into our `BertForPreTraining`. A local directory also works.
+
+    In Colab, the real checkpoint (downloaded from the hub, 440 MB):
+        from transformers import BertForPreTraining as HFBert
+        model = bert_from_hf(HFBert.from_pretrained("bert-base-uncased"))
+    Its tokenizer is `transformers.AutoTokenizer.from_pretrained("bert-base-uncased")` (WordPiece).
+    """
+    if isinstance(hf_model, (str, Path)):
+        from transformers import AutoModelForMaskedLM
+
+        hf_model = AutoModelForMaskedLM.from_pretrained(hf_model)
+    kind = type(hf_model).__name__
+    if kind not in ("BertForMaskedLM", "BertForPreTraining"):
+        raise TypeError(f"expected a transformers BertForMaskedLM or BertForPreTraining, got {kind}")
+    pretraining = kind == "BertForPreTraining"
+    cfg = bert_config_from_hf(hf_model.config)
+    model = BertForPreTraining(cfg) if pretraining else BertForMaskedLM(cfg)
+    hf_state, expected = hf_model.state_dict(), model.state_dict()
+    mapping = _bert_key_map(cfg.n_layer, pretraining)
+    ours = {}
+    for key, hf_key in mapping.items():
+        tensor = hf_state[hf_key].detach().float()
+        assert tensor.shape == expected[key].shape, \
+            f"{hf_key}: shape {tuple(tensor.shape)} != {tuple(expected[key].shape)}"
+        ours[key] = tensor.clone()
+    # HF stores the tied decoder matrix and the decoder's bias under two more names: they must be
+    # the very values we load under the embedding and `mlm_head.bias`, or the model is not BERT.
+    torch.testing.assert_close(hf_state["cls.predictions.decoder.weight"].float(), ours["bert.tok_emb.weight"])
+    if "cls.predictions.decoder.bias" in hf_state:
+        torch.testing.assert_close(hf_state["cls.predictions.decoder.bias"].float(), ours["mlm_head.bias"])
+    ours["mlm_head.decoder.weight"] = ours["bert.tok_emb.weight"]
+    used = set(mapping.values()) | {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
+    unused = [k for k in hf_state if k not in used and not k.endswith("position_ids")]
+    assert not unused, f"weights the conversion would drop: {unused}"
+    model.load_state_dict(ours, strict=True)
+    return model.eval()
