@@ -1,0 +1,176 @@
+"""Attention written out: scaled dot-product attention, masks, and multi-head attention.
+
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V          (Vaswani et al. 2017, eq. 1)
+
+Each query position takes a weighted average of the value vectors; the weights say how well the
+query matches each key. Dividing by sqrt(d_k) keeps the dot products at unit variance when q and
+k have unit-variance entries, so the softmax does not saturate as d_k grows. The idea of letting
+a decoder look back at every encoder state instead of one fixed vector is Bahdanau et al. 2015.
+
+**Mask convention (one for the whole course):** a boolean mask is True where attention is
+*allowed*, as in torch.nn.functional.scaled_dot_product_attention. Beware: torch.nn.MultiheadAttention
+uses the opposite (True = blocked) for its `attn_mask` and `key_padding_mask`; pass `~mask` there.
+A float mask is added to the scores (0 = allowed, -inf = blocked).
+
+A query row whose keys are all blocked has no defined average; like torch we then return NaN, and
+the callers make sure that never happens (every query sees at least one real key).
+
+Left out: KV caching (see llmcourse.generate), fused/flash kernels, relative positions.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from llmcourse.exercises import exercise, torch_generator
+
+
+def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                 mask: torch.Tensor | None = None, dropout_p: float = 0.0,
+                                 generator: torch.Generator | None = None
+                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """softmax(q k^T / sqrt(d) + mask) v, returning (output, weights).
+
+    q: (..., Tq, d), k: (..., Tk, d), v: (..., Tk, dv); mask broadcastable to (..., Tq, Tk),
+    boolean (True = may attend) or float (added). Returns output (..., Tq, dv) and the attention
+    weights (..., Tq, Tk), each row summing to 1 (before dropout, which zeroes weights at random
+    and rescales the rest by 1/(1-p), as torch does).
+
+    >>> q = k = torch.tensor([[1.0, 0.0], [0.0, 1.0]]); v = torch.tensor([[1.0], [3.0]])
+    >>> out, w = scaled_dot_product_attention(q, k, v, mask=causal_mask(2))
+    >>> [round(x, 3) for x in out.squeeze(-1).tolist()]   # 0 sees only itself; 1 favours key 1
+    [1.0, 2.34]
+    """
+    d = q.shape[-1]
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # (..., Tq, d) @ (..., d, Tk) -> (..., Tq, Tk)
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        else:
+            scores = scores + mask
+    weights = F.softmax(scores, dim=-1)
+    if dropout_p > 0.0:
+        keep = torch.rand(weights.shape, generator=generator, device=weights.device) >= dropout_p
+        weights = weights * keep / (1.0 - dropout_p)
+    return weights @ v, weights  # (..., Tq, Tk) @ (..., Tk, dv) -> (..., Tq, dv)
+
+
+@exercise("04.causal_mask", inputs=lambda rng: (rng.randint(1, 12),), compare="exact", fixed=((1,),))
+def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """(T, T) boolean, True on and below the diagonal: position t may attend to positions <= t.
+
+    >>> causal_mask(3).int().tolist()
+    [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
+    """
+    return torch.ones(T, T, dtype=torch.bool, device=device).tril()
+
+
+def padding_mask(lengths: torch.Tensor | list[int], T: int) -> torch.Tensor:
+    """(B, T) boolean, True at real tokens and False at padding (a *key* mask: True = may attend).
+
+    >>> padding_mask([2, 3], 4).int().tolist()
+    [[1, 1, 0, 0], [1, 1, 1, 0]]
+    """
+    lengths = torch.as_tensor(lengths)
+    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def combine_masks(attn_mask: torch.Tensor | None, key_mask: torch.Tensor | None
+                  ) -> torch.Tensor | None:
+    """Merge an (Tq, Tk) or (B, Tq, Tk) attention mask and a (B, Tk) key mask into one boolean
+    mask broadcastable to (B, n_head, Tq, Tk)."""
+    mask = None
+    if attn_mask is not None:
+        if attn_mask.dtype != torch.bool:
+            raise ValueError("use boolean masks (True = may attend)")
+        mask = attn_mask if attn_mask.dim() == 2 else attn_mask[:, None]  # (B, 1, Tq, Tk)
+    if key_mask is not None:
+        km = key_mask[:, None, None, :]  # (B, 1, 1, Tk)
+        mask = km if mask is None else mask & km
+    return mask
+
+
+class MultiHeadAttention(nn.Module):
+    """n_head attentions side by side, each in its own head_dim = n_embd / n_head subspace.
+
+    forward(x, context=None, attn_mask=None, key_mask=None) -> (B, Tq, n_embd).
+    Self-attention when context is None; cross-attention (queries from x, keys and values from
+    context, e.g. the encoder output) otherwise. Masks: attn_mask (Tq, Tk) or (B, Tq, Tk) and
+    key_mask (B, Tk), both boolean with True = may attend.
+
+    Set `keep_weights = True` to keep the last attention weights (B, n_head, Tq, Tk) in
+    `attn_weights` for plotting.
+    """
+
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True):
+        super().__init__()
+        if n_embd % n_head:
+            raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
+        self.n_embd, self.n_head, self.head_dim = n_embd, n_head, n_embd // n_head
+        self.q_proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.k_proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.v_proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.out_proj = nn.Linear(n_embd, n_embd, bias=bias)
+        self.dropout = dropout  # on the attention weights, as in the paper and torch
+        self.keep_weights = False
+        self.attn_weights: torch.Tensor | None = None
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        return x.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, n_head, T, head_dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
+                attn_mask: torch.Tensor | None = None, key_mask: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        context = x if context is None else context
+        B, Tq, C = x.shape
+        q = self._split_heads(self.q_proj(x))  # (B, nh, Tq, hd)
+        k = self._split_heads(self.k_proj(context))  # (B, nh, Tk, hd)
+        v = self._split_heads(self.v_proj(context))  # (B, nh, Tk, hd)
+        mask = combine_masks(attn_mask, key_mask)
+        p = self.dropout if self.training else 0.0
+        y, w = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=p)  # (B, nh, Tq, hd)
+        if self.keep_weights:
+            self.attn_weights = w.detach()
+        y = y.transpose(1, 2).reshape(B, Tq, C)  # (B, Tq, nh*hd): heads side by side again
+        return self.out_proj(y)
+
+    def copy_from_torch(self, other: nn.MultiheadAttention) -> None:
+        """Copy the weights of a torch.nn.MultiheadAttention (same n_embd, n_head).
+
+        torch stacks the three input projections into in_proj_weight (3*n_embd, n_embd) in the
+        order q, k, v; we keep three separate Linear layers (easier to read).
+        """
+        if other.in_proj_weight is None:
+            raise ValueError("only torch MultiheadAttention with kdim == vdim == embed_dim")
+        wq, wk, wv = other.in_proj_weight.detach().chunk(3, dim=0)  # 3 x (C, C)
+        with torch.no_grad():
+            for lin, w in ((self.q_proj, wq), (self.k_proj, wk), (self.v_proj, wv)):
+                lin.weight.copy_(w)
+            if other.in_proj_bias is not None:
+                bq, bk, bv = other.in_proj_bias.detach().chunk(3)
+                self.q_proj.bias.copy_(bq), self.k_proj.bias.copy_(bk), self.v_proj.bias.copy_(bv)
+            self.out_proj.weight.copy_(other.out_proj.weight)
+            if other.out_proj.bias is not None:
+                self.out_proj.bias.copy_(other.out_proj.bias)
+
+
+# ---------------------------------------------------------------- exercise (notebook 04)
+def _attn_inputs(rng):
+    g = torch_generator(rng)
+    B, Tq, Tk, d = rng.randint(1, 3), rng.randint(1, 6), rng.randint(1, 6), rng.choice([1, 4, 16, 64])
+    q, k, v = (torch.randn(B, T, d, generator=g) for T in (Tq, Tk, Tk))
+    mask = torch.rand(B, Tq, Tk, generator=g) < 0.7
+    mask[..., 0] = True  # every query sees at least one key
+    return q, k, v, mask
+
+
+@exercise("04.attention", inputs=_attn_inputs, hint="divide the scores by sqrt(d) (d = q.shape[-1]); "
+          "fill blocked scores with -inf *before* the softmax over the last dim")
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """attention(q (B, Tq, d), k (B, Tk, d), v (B, Tk, dv), mask (B, Tq, Tk) bool, True = may
+    attend) -> (B, Tq, dv): softmax(q k^T / sqrt(d)) v with blocked scores set to -inf."""
+    return scaled_dot_product_attention(q, k, v, mask)[0]
