@@ -1,0 +1,145 @@
+"""Full fine-tuning vs Freeze vs prompt tuning / P-Tuning vs LoRA, on one task and one starting model.
+
+Notebook 11's comparison, as functions a test can check: `make_variant(base, method)` returns a copy of
+the base GPT set up for one method (what trains, what is frozen), `training_bytes(model)` counts the
+bytes training holds for weights, gradients and AdamW state, and `run_variant` trains a variant through
+`llmcourse.train.fit` and reports trainable parameters, memory, time and held-out accuracy.
+
+Memory: on a GPU we report `torch.cuda.max_memory_allocated()` (the true peak, activations included).
+On a CPU there is no allocator counter, so we report `training_bytes`: weights (every parameter, tied
+ones once) + one fp32 gradient per trainable parameter + AdamW's two fp32 moments per trainable
+parameter. It leaves out activations, which are the same for every method here (the full network
+runs forward and backward in all of them), so it is exactly the part the methods change.
+Left out: prefix tuning, (IA)^3, adapters between layers, and QLoRA (needs a GPU; see llmcourse.memory).
+"""
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llmcourse.exercises import exercise, torch_generator
+from llmcourse.lora import apply_lora, trainable_report
+from llmcourse.ptuning import PromptTuned, freeze
+from llmcourse.runtime import Runtime
+from llmcourse.sft import accuracy, sft_sampler
+from llmcourse.train import TrainConfig, fit
+
+METHODS = ("full", "freeze", "prompt", "ptuning", "lora")
+LORA_TARGETS = ("qkv", "proj", "fc")  # every Linear of a block: attention in/out and both MLP layers
+
+
+class NewTokenRows(nn.Module):
+    """Trainable corrections for the embedding rows of tokens the base model never saw.
+
+    A chat template adds tokens ("<|assistant|>", ...) whose embeddings pretraining never trained, and
+    LoRA or prompt tuning cannot change an embedding. Hugging Face peft's answer is
+    `trainable_token_indices` (or training the whole matrix with `modules_to_save`); this is the same
+    idea as a parametrization: weight -> weight + delta on the given rows, delta starting at zero.
+    """
+
+    def __init__(self, token_ids: Sequence[int], n_embd: int):
+        super().__init__()
+        self.register_buffer("token_ids", torch.tensor(sorted(set(token_ids)), dtype=torch.long))
+        self.delta = nn.Parameter(torch.zeros(len(self.token_ids), n_embd))
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:  # (V, C) -> (V, C)
+        return weight.index_add(0, self.token_ids.to(weight.device), self.delta.to(weight.dtype))
+
+
+def train_token_rows(gpt: nn.Module, token_ids: Sequence[int]) -> NewTokenRows:
+    """Make only these rows of the GPT's (tied) embedding and output head trainable."""
+    from torch.nn.utils import parametrize
+
+    rows = NewTokenRows(token_ids, gpt.cfg.n_embd).to(gpt.tok_emb.weight.device)
+    parametrize.register_parametrization(gpt.tok_emb, "weight", rows)
+    if gpt.lm_head.weight is gpt.tok_emb.parametrizations.weight.original:  # tied: the head sees them too
+        parametrize.register_parametrization(gpt.lm_head, "weight", rows)
+    return rows
+
+
+def merge_token_rows(gpt: nn.Module) -> nn.Module:
+    """Fold `train_token_rows` corrections into the embedding (and re-tie the head); in place."""
+    from torch.nn.utils import parametrize
+
+    if parametrize.is_parametrized(gpt.tok_emb, "weight"):
+        tied = parametrize.is_parametrized(gpt.lm_head, "weight")
+        parametrize.remove_parametrizations(gpt.tok_emb, "weight", leave_parametrized=True)
+        if tied:
+            parametrize.remove_parametrizations(gpt.lm_head, "weight", leave_parametrized=False)
+            gpt.lm_head.weight = gpt.tok_emb.weight
+    return gpt
+
+
+def make_variant(base: nn.Module, method: str, r: int = 8, n_virtual: int = 8, top_blocks: int = 1,
+                 new_token_ids: Sequence[int] = ()) -> nn.Module:
+    """A deep copy of `base` prepared for `method` (base itself is never modified).
+
+    full: everything trains. freeze: the top `top_blocks` blocks, final norm and (tied) head train.
+    prompt: `n_virtual` trainable input vectors, the model frozen. ptuning: the same vectors produced by
+    a small MLP. lora: rank-`r` adapters (alpha = 2r) on every block Linear, the rest frozen.
+    `new_token_ids`: for prompt, ptuning and lora, also train those embedding rows (`train_token_rows`);
+    full and freeze train them anyway.
+    """
+    model = copy.deepcopy(base)
+    if method == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+    elif method == "freeze":
+        freeze(model, train_top_blocks=top_blocks, train_head=True)
+    elif method in ("prompt", "ptuning"):
+        hidden = 2 * model.cfg.n_embd if method == "ptuning" else None
+        model = PromptTuned(model, n_virtual=n_virtual, reparam_hidden=hidden)
+    elif method == "lora":
+        apply_lora(model, LORA_TARGETS, r=r, alpha=2.0 * r)
+    else:
+        raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
+    if new_token_ids and method in ("prompt", "ptuning", "lora"):
+        train_token_rows(model.model if method != "lora" else model, new_token_ids)
+    return model
+
+
+def training_bytes(model: nn.Module) -> dict[str, int]:
+    """Bytes of weights (all, tied once), fp32 gradients and AdamW moments (trainable only)."""
+    report = trainable_report(model)
+    weights = sum(p.numel() * p.element_size() for p in {p.data_ptr(): p for p in model.parameters()}.values())
+    return {"weights": weights, "gradients": 4 * report["trainable"], "optimizer": 8 * report["trainable"],
+            "total": weights + 12 * report["trainable"]}
+
+
+def run_variant(name: str, model: nn.Module, tokenizer, rows: Sequence[tuple[list[int], list[int]]], pad_id: int,
+                test_examples: Sequence, cfg: TrainConfig, block_size: int, batch_size: int,
+                runtime: Runtime | None = None) -> dict:
+    """Train one variant with `fit` and measure it: one row of the comparison table."""
+    on_gpu = runtime is not None and runtime.device.type == "cuda"
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats(runtime.device)
+    sampler = sft_sampler(rows, pad_id, block_size, batch_size)
+    t0 = time.perf_counter()
+    hist = fit(model, sampler, cfg, runtime=runtime, progress=False)
+    seconds = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated(runtime.device) if on_gpu else training_bytes(model)["total"]
+    report = trainable_report(model)
+    return {"method": name, "trainable": report["trainable"], "trainable %": report["percent"],
+            "memory MB": peak / 1e6, "memory kind": "cuda peak" if on_gpu else "weights+grads+AdamW",
+            "time s": seconds, "final loss": hist.train_loss[-1],
+            "accuracy": accuracy(model, tokenizer, test_examples)}
+
+
+# ------------------------------------------------------------------------------------ exercise
+def _lora_inputs(rng) -> tuple:
+    g = torch_generator(rng)
+    d_in, d_out, r = rng.randint(2, 9), rng.randint(2, 9), rng.randint(1, 4)
+    return (torch.randn(rng.randint(1, 4), d_in, generator=g), torch.randn(d_out, d_in, generator=g),
+            torch.randn(r, d_in, generator=g), torch.randn(d_out, r, generator=g), rng.choice([0.5, 1.0, 2.0]))
+
+
+@exercise("11.lora_forward", inputs=_lora_inputs, compare="allclose", rtol=1e-5, atol=1e-5,
+          hint="y = x W^T + scaling * (x A^T) B^T; A is (r, in), B is (out, r)")
+def lora_forward(x: torch.Tensor, W: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scaling: float) -> torch.Tensor:
+    """lora_forward(x (N, in), W (out, in), A (r, in), B (out, r), scaling) -> (N, out): the base output plus the scaled low-rank update."""
+    return F.linear(x, W) + scaling * F.linear(F.linear(x, A), B)

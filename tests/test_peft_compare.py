@@ -1,0 +1,75 @@
+"""PEFT comparison: what each method trains (hand-counted), memory accounting, new-token rows, exercise."""
+import pytest
+import torch
+
+from llmcourse import exercises, lora
+from llmcourse import peft_compare as pc
+from llmcourse.exercises import ExerciseError
+from llmcourse.gpt import GPT, GPTConfig
+from llmcourse.lora import trainable_report
+
+C, V, L = 16, 40, 2
+
+
+@pytest.fixture
+def base():
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=V, block_size=24, n_layer=L, n_head=2, n_embd=C, dropout=0.0))
+
+
+def test_trainable_counts_by_hand(base):
+    """LoRA r on qkv (C->3C), attn.proj (C->C), fc (C->4C), mlp.proj (4C->C): r*(in+out) each,
+    per block r*(4C + 2C + 5C + 5C) = 16*r*C."""
+    total = base.num_params()
+    assert trainable_report(pc.make_variant(base, "full"))["trainable"] == total
+    for r in (1, 4):
+        assert trainable_report(pc.make_variant(base, "lora", r=r))["trainable"] == L * 16 * r * C
+    assert trainable_report(pc.make_variant(base, "prompt", n_virtual=3))["trainable"] == 3 * C
+    # P-Tuning: the prompt plus an MLP C -> 2C -> C with biases
+    assert trainable_report(pc.make_variant(base, "ptuning", n_virtual=3))["trainable"] == 3 * C + (C * 2 * C + 2 * C) + (2 * C * C + C)
+    rows = trainable_report(pc.make_variant(base, "lora", r=2, new_token_ids=[5, 7, 7]))["trainable"]
+    assert rows == L * 16 * 2 * C + 2 * C  # duplicates count once
+    with pytest.raises(ValueError):
+        pc.make_variant(base, "adapter")
+
+
+def test_make_variant_never_touches_the_base(base):
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    model = pc.make_variant(base, "lora", r=2, new_token_ids=[1])
+    assert all(p.requires_grad for p in base.parameters())
+    _, loss = model(torch.randint(0, V, (2, 8)), torch.randint(0, V, (2, 8)))
+    loss.backward()
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())
+
+
+def test_new_token_rows_change_only_their_rows_in_embedding_and_tied_head(base):
+    model = pc.make_variant(base, "lora", r=2, new_token_ids=[3, 9])
+    rows = model.tok_emb.parametrizations.weight[0]
+    with torch.no_grad():
+        rows.delta.fill_(1.0)
+    diff = model.tok_emb.weight - base.tok_emb.weight
+    assert torch.equal(diff.abs().sum(1).nonzero().flatten(), torch.tensor([3, 9]))
+    assert torch.equal(model.lm_head.weight, model.tok_emb.weight)  # the tied head sees the same rows
+    idx = torch.randint(0, V, (2, 8))
+    with torch.no_grad():
+        for layer in lora.lora_layers(model):
+            layer.lora_B.normal_()
+        expected = model(idx)[0]
+        merged = pc.merge_token_rows(lora.merge_lora(model, unwrap=True))
+        torch.testing.assert_close(merged(idx)[0], expected, atol=1e-5, rtol=1e-5)
+    assert merged.lm_head.weight is merged.tok_emb.weight and not lora.lora_layers(merged)
+
+
+def test_training_bytes_golden(base):
+    """Weights 4 bytes each (tied counted once) + 12 bytes per trainable parameter (grad 4, Adam m and v 8)."""
+    n = base.num_params()
+    assert pc.training_bytes(pc.make_variant(base, "full"))["total"] == 4 * n + 12 * n
+    frozen = pc.make_variant(base, "prompt", n_virtual=2)
+    assert pc.training_bytes(frozen) == {"weights": 4 * (n + 2 * C), "gradients": 4 * 2 * C,
+                                         "optimizer": 8 * 2 * C, "total": 4 * (n + 2 * C) + 12 * 2 * C}
+
+
+def test_lora_forward_exercise():
+    exercises.check("11.lora_forward", lambda x, W, A, B, s: x @ W.T + s * (x @ A.T) @ B.T)
+    with pytest.raises(ExerciseError):  # forgot the scaling
+        exercises.check("11.lora_forward", lambda x, W, A, B, s: x @ W.T + (x @ A.T) @ B.T)
