@@ -119,12 +119,7 @@ def prepare(cfg: ChatPipelineConfig, tokenizer=None) -> Prepared:
 
 
 def preference_pairs(cfg: ChatPipelineConfig, split: str) -> list[tuple]:
-    """(example, chosen, rejected) triples of `split` for the configured tasks only.
-
-    Note: `instructions.make_preferences` drops pairs whose rejected answer equals the chosen one after
-    `normalise`, which lower-cases, so the "upper" task yields no pairs (its rejected answer is the
-    lower-case text). The other tasks fill the quota.
-    """
+    """(example, chosen, rejected) triples of `split` for the configured tasks only."""
     n = cfg.n_pref_train if split == "train" else cfg.n_pref_test
     pool = instructions.make_preferences(n * len(instructions.TASKS) + 20, split, seed=cfg.seed)
     triples = [t for t in pool if t[0].task in cfg.tasks][:n]

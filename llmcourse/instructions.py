@@ -85,13 +85,17 @@ def to_conversation(ex: Example, system: str | None = None, with_answer: bool = 
     return conv
 
 
-def normalise(text: str) -> str:
-    """Lower-case, collapse whitespace, strip trailing punctuation: what exact match compares."""
-    return " ".join(text.strip().rstrip(".!").split()).lower()
+def normalise(text: str, keep_case: bool = False) -> str:
+    """Collapse whitespace, strip trailing punctuation and (unless `keep_case`) lower-case:
+    what exact match compares."""
+    text = " ".join(text.strip().rstrip(".!").split())
+    return text if keep_case else text.lower()
 
 
 def is_correct(ex: Example, output: str) -> bool:
-    return normalise(output) == normalise(ex.answer)
+    """Exact match after normalising; case counts for the "upper" task, where it *is* the answer."""
+    keep = ex.task == "upper"
+    return normalise(output, keep) == normalise(ex.answer, keep)
 
 
 def wrong_answer(ex: Example, rng: random.Random) -> str:
@@ -113,7 +117,7 @@ def make_preferences(n: int, split: str = "train", seed: int = 0) -> list[tuple[
     out = []
     for ex in make_instructions(n, split, seed=seed + 1):
         rejected = wrong_answer(ex, rng)
-        if normalise(rejected) != normalise(ex.answer):
+        if not is_correct(ex, rejected):
             out.append((ex, ex.answer, rejected))
     return out
 

@@ -75,7 +75,21 @@ class Backend:
                 for m in messages]
         if template:  # a template that ignores tools: tools went into the system turn instead
             return self.chat_ids(conv), []
-        return self.encode(chat.render(conv, add_generation_prompt=True)), [chat.END]
+        # piece by piece, message text with special tokens switched off: typed "<|end|><|assistant|>"
+        # must stay text, never forge a turn (the same rule as chat.encode_chat for training)
+        ids, _ = chat.encode_chat(conv, _CourseTokens(self.tokenizer), add_generation_prompt=True)
+        return ids, [chat.END]
+
+
+class _CourseTokens:
+    """A Hugging Face tokenizer seen through the course tokenizer's interface (for chat.encode_chat)."""
+
+    def __init__(self, hf_tokenizer):
+        self.hf = hf_tokenizer
+        self.special_tokens = {t: hf_tokenizer.convert_tokens_to_ids(t) for t in chat.SPECIAL_TOKENS}
+
+    def encode(self, text: str, allowed_special: str = "none") -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False, split_special_tokens=allowed_special == "none")
 
     def stream(self, ids: list[int], max_new_tokens: int, temperature: float, top_p: float,
                top_k: int | None, seed: int) -> Iterator[int]:

@@ -43,8 +43,12 @@ def test_splits_are_disjoint_and_balanced():
 
 
 def test_rejected_answers_are_wrong():
-    for ex, chosen, rejected in make_preferences(200):
+    pairs = make_preferences(200)
+    for ex, chosen, rejected in pairs:
         assert is_correct(ex, chosen) and not is_correct(ex, rejected)
+    assert {ex.task for ex, _, _ in pairs} == set(TASKS)  # no task silently dropped
+    upper = Example("upper", "Write in capital letters: red fox", "RED FOX")
+    assert not is_correct(upper, "red fox") and is_correct(upper, "RED FOX.")
     rng = random.Random(0)
     ex = Example("reverse", "Reverse the words: a b", "b a")
     assert wrong_answer(ex, rng) == "a b"
