@@ -1,0 +1,183 @@
+"""Multiple-choice benchmarks: items, prompt formats, scoring by log-likelihood, and a public subset.
+
+A benchmark such as ARC, HellaSwag or MMLU is a list of questions with a few answer options, one
+correct. Harnesses (EleutherAI's lm-evaluation-harness, HELM) ask the model which option is most
+likely as a continuation of the question, so no free text has to be parsed:
+
+    acc       argmax over options of  sum_t log p(option token t | question, earlier option tokens)
+    acc_norm  the same, divided by the option's number of tokens (lm-evaluation-harness divides by
+              characters instead; the point is the same: the raw sum penalises long options)
+
+Both are what `llmcourse.evaluate.multiple_choice` computes; `score_options` does the same but crops
+the context from the left to fit a small model's window. This module adds the items and the formats.
+Scores depend on the *format* of the prompt, which a benchmark's number rarely states (Sclar et al.
+2024, "Quantifying Language Models' Sensitivity to Spurious Features in Prompt Design"): `FORMATS`
+holds three reasonable ones so a notebook can show the spread.
+
+`BUILTIN` are 40 general-knowledge and commonsense items written for the course (offline, small,
+license-free). `load_arc_easy(n)` reads the public ARC-Easy test split (Clark et al. 2018) through
+`datasets` and falls back to `BUILTIN` with a warning when offline.
+Left out: few-shot benchmark prompts, calibration, contamination detection (n-gram overlap).
+"""
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from llmcourse.evaluate import continuation_logprob
+from llmcourse.exercises import exercise
+
+
+@dataclass(frozen=True)
+class MCItem:
+    question: str  # the stem, without the options
+    options: tuple[str, ...]  # answer texts
+    answer: int  # index of the correct option
+    source: str = "builtin"  # where the item comes from
+
+
+_B = [  # question, correct, distractors; options are shuffled deterministically below
+    ("What do plants need from the air to make their food?", "carbon dioxide", ["oxygen", "nitrogen", "smoke"]),
+    ("Which planet is closest to the Sun?", "Mercury", ["Venus", "Mars", "Jupiter"]),
+    ("Water freezes at what temperature in degrees Celsius?", "0", ["100", "10", "-40"]),
+    ("What is the largest ocean on Earth?", "the Pacific Ocean", ["the Atlantic Ocean", "the Indian Ocean", "the Arctic Ocean"]),
+    ("Which gas do humans breathe out that plants use?", "carbon dioxide", ["helium", "oxygen", "hydrogen"]),
+    ("How many legs does a spider have?", "eight", ["six", "four", "ten"]),
+    ("What force pulls objects toward the ground?", "gravity", ["magnetism", "friction", "wind"]),
+    ("Which organ pumps blood through the body?", "the heart", ["the lungs", "the liver", "the stomach"]),
+    ("What is the main source of energy for life on Earth?", "the Sun", ["the Moon", "volcanoes", "the wind"]),
+    ("What state of matter has a fixed shape?", "solid", ["liquid", "gas", "steam"]),
+    ("Which animal is a mammal?", "a whale", ["a shark", "a trout", "a frog"]),
+    ("What do bees collect from flowers to make honey?", "nectar", ["sand", "leaves", "bark"]),
+    ("Which instrument measures temperature?", "a thermometer", ["a barometer", "a ruler", "a compass"]),
+    ("What is the boiling point of water at sea level in degrees Celsius?", "100", ["50", "0", "212"]),
+    ("Which part of the plant takes in water from the soil?", "the roots", ["the flowers", "the leaves", "the seeds"]),
+    ("The Moon shines at night because it", "reflects light from the Sun", ["makes its own light", "is on fire", "absorbs starlight"]),
+    ("Which of these is a renewable source of energy?", "wind", ["coal", "oil", "natural gas"]),
+    ("What is the capital of France?", "Paris", ["Lyon", "Berlin", "Madrid"]),
+    ("How many days are there in a leap year?", "366", ["365", "364", "360"]),
+    ("What is the chemical symbol for water?", "H2O", ["CO2", "O2", "NaCl"]),
+    ("If you drop a glass on a stone floor, it will most likely", "break", ["float", "melt", "grow"]),
+    ("You put on a coat because it is", "cold outside", ["sunny and hot", "a holiday", "dinner time"]),
+    ("Ice cream left in the sun will", "melt", ["freeze", "grow larger", "turn into stone"]),
+    ("To see in a dark room you should", "turn on a light", ["close your eyes", "open the fridge", "eat a snack"]),
+    ("A person who is thirsty wants to", "drink water", ["take a nap", "read a book", "buy a hat"]),
+    ("Which is the longest?", "a kilometre", ["a metre", "a centimetre", "a millimetre"]),
+    ("What comes after Tuesday?", "Wednesday", ["Monday", "Friday", "Sunday"]),
+    ("How many minutes are in an hour?", "60", ["100", "30", "24"]),
+    ("Which metal is attracted to a magnet?", "iron", ["copper", "gold", "aluminium"]),
+    ("What do caterpillars turn into?", "butterflies", ["spiders", "beetles", "worms"]),
+    ("Which season comes after winter?", "spring", ["autumn", "summer", "winter"]),
+    ("What is frozen water called?", "ice", ["steam", "rain", "fog"]),
+    ("Which sense do we use our ears for?", "hearing", ["smell", "taste", "sight"]),
+    ("What shape has three sides?", "a triangle", ["a square", "a circle", "a hexagon"]),
+    ("Which is a source of protein?", "beans", ["sugar", "butter", "salt"]),
+    ("Sound travels fastest through", "solids", ["a vacuum", "gases", "empty space"]),
+    ("Why do we wear seat belts in cars?", "to stay safe in a crash", ["to look smart", "to keep warm", "to drive faster"]),
+    ("What do you call a baby cat?", "a kitten", ["a puppy", "a calf", "a foal"]),
+    ("What is 7 times 8?", "56", ["54", "48", "64"]),
+    ("Which direction does the Sun rise in?", "the east", ["the west", "the north", "the south"]),
+]
+
+
+def _shuffled(q: str, correct: str, wrong: list[str], rng: random.Random) -> MCItem:
+    options = [correct] + list(wrong)
+    rng.shuffle(options)
+    return MCItem(q, tuple(options), options.index(correct))
+
+
+BUILTIN: tuple[MCItem, ...] = tuple(_shuffled(q, c, w, random.Random(i)) for i, (q, c, w) in enumerate(_B))
+
+
+@dataclass(frozen=True)
+class MCFormat:
+    name: str  # shown in tables
+    template: str  # the context; fields {question} and {choices} (the options listed, one per line)
+    option_prefix: str = " "  # put before every option as it is scored
+
+
+FORMATS: tuple[MCFormat, ...] = (
+    MCFormat("Question/Answer", "Question: {question}\nAnswer:"),
+    MCFormat("bare", "{question}"),
+    MCFormat("choices listed", "{question}\nChoices:\n{choices}\nThe correct choice is:"),
+)
+
+
+def render(item: MCItem, fmt: MCFormat = FORMATS[0]) -> str:
+    """The context the options are scored after."""
+    choices = "\n".join(f"- {o}" for o in item.options)
+    return fmt.template.format(question=item.question, choices=choices)
+
+
+def score_options(model, encode: Callable[[str], list[int]], context: str, options: Sequence[str]) -> dict:
+    """`multiple_choice` for models with a short context: the context is cropped from the left so that
+    context + option fits the model's `cfg.block_size` (when it has one). Returns scores, choice,
+    choice_norm and the options' token counts."""
+    limit = getattr(getattr(model, "cfg", None), "block_size", None)
+    ctx = encode(context)
+    scores, lengths = [], []
+    for opt in options:
+        toks = encode(opt)
+        keep = ctx if limit is None else ctx[max(0, len(ctx) - (limit + 1 - len(toks))):]
+        scores.append(continuation_logprob(model, keep, toks))
+        lengths.append(len(toks))
+    per_token = [s / n for s, n in zip(scores, lengths)]
+    best = lambda xs: max(range(len(xs)), key=xs.__getitem__)  # noqa: E731
+    return {"scores": scores, "lengths": lengths, "choice": best(scores), "choice_norm": best(per_token)}
+
+
+def score_items(model, encode: Callable[[str], list[int]], items: Sequence[MCItem], fmt: MCFormat = FORMATS[0]) -> dict:
+    """acc, acc_norm, and how often each rule picked the shortest option (in tokens) — the length bias."""
+    if not items:
+        raise ValueError("no items to score")
+    acc = acc_norm = short = short_norm = 0
+    for item in items:
+        out = score_options(model, encode, render(item, fmt), [fmt.option_prefix + o for o in item.options])
+        shortest = min(out["lengths"])
+        acc += out["choice"] == item.answer
+        acc_norm += out["choice_norm"] == item.answer
+        short += out["lengths"][out["choice"]] == shortest
+        short_norm += out["lengths"][out["choice_norm"]] == shortest
+    n = len(items)
+    return {"acc": acc / n, "acc_norm": acc_norm / n, "picks_shortest": short / n, "picks_shortest_norm": short_norm / n}
+
+
+def load_arc_easy(n: int = 300, seed: int = 0) -> list[MCItem]:
+    """`n` items of ARC-Easy's test split (allenai/ai2_arc), or BUILTIN offline (with a warning)."""
+    if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
+        warnings.warn("offline: using the 40 built-in items instead of ARC-Easy", stacklevel=2)
+        return list(BUILTIN)
+    try:
+        from datasets import load_dataset
+
+        ds = load_dataset("allenai/ai2_arc", "ARC-Easy", split="test")
+    except Exception as exc:  # network, hub or format trouble: say what happened, keep going
+        warnings.warn(f"could not load ARC-Easy ({type(exc).__name__}: {exc}); using the built-in items", stacklevel=2)
+        return list(BUILTIN)
+    rows = list(ds)
+    random.Random(seed).shuffle(rows)
+    out = []
+    for r in rows:
+        labels, texts = r["choices"]["label"], r["choices"]["text"]
+        if r["answerKey"] in labels:
+            out.append(MCItem(r["question"], tuple(texts), labels.index(r["answerKey"]), "ARC-Easy"))
+        if len(out) == n:
+            break
+    return out
+
+
+def _norm_inputs(rng: random.Random) -> tuple[list[float], list[int]]:
+    n = rng.randint(2, 5)
+    return [round(-rng.uniform(0.5, 30.0), 3) for _ in range(n)], [rng.randint(1, 12) for _ in range(n)]
+
+
+@exercise("15.choose_normalised", inputs=_norm_inputs, compare="exact",
+          fixed=(([-2.0, -3.0], [1, 3]), ([-4.0, -4.0], [2, 2])))
+def choose_normalised(scores: list[float], lengths: list[int]) -> int:
+    """choose_normalised(scores: summed log-probs per option, lengths: tokens per option) -> the index of
+    the best option by average log-prob per token (the first one on ties)."""
+    per_token = [s / n for s, n in zip(scores, lengths)]
+    return max(range(len(per_token)), key=per_token.__getitem__)

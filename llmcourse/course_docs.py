@@ -1,0 +1,155 @@
+"""The course's own text as a retrieval corpus, and questions whose answers sit in known files.
+
+RAG is easiest to judge on documents you can open yourself. Our document set is this course:
+
+  * the markdown cells of `notebooks/*.ipynb`, `docs/*.md` and `README.md` — when the repository is
+    on disk (a clone; the notebook finds it by walking up from the working directory);
+  * the module docstrings of the installed `llmcourse` package — always there, even on Colab
+    after `pip install`, because they ship with the code.
+
+`QUESTIONS` are written by hand: each names the one file whose text answers it (its *gold* document)
+and a short answer, so retrieval can be scored with `llmcourse.rag.hit_rate`. Several questions are
+paraphrases that share few words with their answer, where dense embeddings should beat BM25, and
+several share rare words with it, where BM25 is hard to beat. One gold file per question is a
+simplification: a fact mentioned in two files counts as a miss when the other one is retrieved.
+Left out: PDFs and HTML, code bodies (only docstrings), de-duplication of repeated passages.
+"""
+from __future__ import annotations
+
+import ast
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmcourse.exercises import exercise
+from llmcourse.rag import Chunk, chunk_text
+
+
+@dataclass(frozen=True)
+class Question:
+    question: str  # what a learner might ask
+    gold: str  # doc id of the file that answers it
+    answer: str  # a short reference answer (for reading, not exact match)
+
+
+QUESTIONS: tuple[Question, ...] = (
+    Question("Why does a freshly added low-rank adapter leave the model's outputs unchanged before training?",
+             "llmcourse/lora.py", "B starts at zero (A Kaiming-uniform), so W + BA = W at the start"),
+    Question("Which loss does direct preference optimization minimise, and what is the frozen reference?",
+             "llmcourse/dpo.py", "-log sigmoid(beta * difference of policy/reference log-ratios); a frozen copy of the SFT model"),
+    Question("What is the worst rounding error when weights are stored as 8-bit integers with one scale per row?",
+             "llmcourse/quantize.py", "max|w_row| / 254"),
+    Question("How much memory per weight does full training with Adam in half precision need?",
+             "llmcourse/memory.py", "16 bytes"),
+    Question("Why scale the scores down before the softmax when comparing queries with keys?",
+             "llmcourse/attention.py", "to keep unit variance so the softmax does not saturate"),
+    Question("What lets gradients survive long distances in an LSTM?",
+             "llmcourse/rnn.py", "the additive update of the cell state c"),
+    Question("How do interpolation and Kneser-Ney smoothing use lower-order n-grams?",
+             "llmcourse/smoothing.py", "they mix in the (n-1)-gram estimate recursively, down to uniform"),
+    Question("How does word2vec throw away very common words during training?",
+             "llmcourse/word2vec.py", "frequent-word subsampling: keep with probability min(1, sqrt(t/f) + t/f)"),
+    Question("Why is there never an out-of-vocabulary symbol when text is split into byte pieces?",
+             "llmcourse/bpe.py", "its base alphabet is the 256 bytes"),
+    Question("Which tokens of a conversation does supervised fine-tuning train on?",
+             "llmcourse/chat.py", "only the assistant's content and its end token; the rest gets target -100"),
+    Question("Why is the per-token average used when choosing between answer options of different lengths?",
+             "llmcourse/evaluate.py", "the raw sum of log-probabilities favours short options"),
+    Question("What learning-rate schedule does the training loop follow?",
+             "llmcourse/train.py", "linear warmup, then cosine decay"),
+    Question("How are checkpoints saved so that a crash cannot leave a half-written one?",
+             "llmcourse/checkpoint.py", "written to a temporary folder, then renamed atomically"),
+    Question("Why do the input embedding and the output projection of our GPT use one and the same matrix?",
+             "llmcourse/gpt.py", "weight tying (Press & Wolf 2017)"),
+    Question("In nucleus sampling, which tokens are kept?",
+             "llmcourse/generate.py", "the smallest set of most likely tokens whose probability reaches top_p"),
+    Question("How are the held-out instruction examples kept apart from the training ones?",
+             "llmcourse/instructions.py", "a hash of the operands decides the split"),
+    Question("What does prompt tuning learn while the whole model stays frozen?",
+             "llmcourse/ptuning.py", "n_virtual embedding vectors placed before every input"),
+    Question("When several processes train together, how do they end up taking the same optimizer step?",
+             "llmcourse/distributed.py", "DDP all-reduces (averages) the gradients during backward"),
+    Question("What must the first code cell of every notebook be?",
+             "docs/CONVENTIONS.md", "exactly the setup cell that installs the package on Colab/Kaggle"),
+    Question("Which two commands set up the environment and run the course or the tests?",
+             "README.md", "bash scripts/course.sh and bash scripts/test.sh"),
+    Question("What limit of static word vectors do contextual models remove?",
+             "notebooks/02_word_vectors.ipynb", "one vector per word, whatever its sense ('bank')"),
+    Question("What do a bidirectional LSTM and ELMo add to a language model?",
+             "notebooks/03_rnn.ipynb", "context from both directions; contextual word representations"),
+)
+
+
+def find_course_root(start: str | Path | None = None) -> Path | None:
+    """The repository folder (holding `notebooks/` and `llmcourse/`) at or above `start` (default: cwd)."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "notebooks").is_dir() and (folder / "llmcourse").is_dir():
+            return folder
+    return None
+
+
+def notebook_markdown(path: str | Path) -> str:
+    """The markdown cells of a .ipynb file, joined by blank lines (code and outputs dropped)."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    cells = [c.get("source", "") for c in nb.get("cells", []) if c.get("cell_type") == "markdown"]
+    return "\n\n".join("".join(s) if isinstance(s, list) else s for s in cells)
+
+
+def module_docstrings() -> dict[str, str]:
+    """{"llmcourse/<module>.py": its docstring} for every module of the installed package."""
+    import llmcourse
+
+    root = Path(llmcourse.__file__).parent
+    out = {}
+    for path in sorted(root.glob("*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+        if doc and path.name != "__init__.py":
+            out[f"llmcourse/{path.name}"] = doc
+    return out
+
+
+def load_course_documents(root: str | Path | None = None, modules: bool = True) -> dict[str, str]:
+    """{doc id: text}: notebooks' markdown, docs/*.md and README.md under `root` (found if None;
+    skipped when there is no repository), plus the package's module docstrings if `modules`."""
+    docs: dict[str, str] = {}
+    root = Path(root) if root is not None else find_course_root()
+    if root is not None:
+        for path in sorted((root / "notebooks").glob("*.ipynb")):
+            docs[f"notebooks/{path.name}"] = notebook_markdown(path)
+        for path in sorted((root / "docs").glob("*.md")) + [root / "README.md"]:
+            if path.is_file():
+                docs[str(path.relative_to(root))] = path.read_text(encoding="utf-8")
+    if modules:
+        docs.update(module_docstrings())
+    return docs
+
+
+def chunk_documents(docs: dict[str, str], max_words: int = 120, overlap: int = 20) -> list[Chunk]:
+    """Every document cut into overlapping word windows (`llmcourse.rag.chunk_text`), doc id kept."""
+    return [c for doc_id, text in docs.items() for c in chunk_text(text, doc_id, max_words, overlap)]
+
+
+def answerable(docs: dict[str, str] | Sequence[str], questions: Sequence[Question] = QUESTIONS) -> list[Question]:
+    """The questions whose gold document is in the set (on Colab, without a clone: the module ones)."""
+    return [q for q in questions if q.gold in docs]
+
+
+def reciprocal_rank(ranked: list[str], gold: str) -> float:
+    """reciprocal_rank(ranked ids best first, gold id) -> 1 / rank of the first gold (from 1), 0.0 if absent."""
+    for i, doc in enumerate(ranked, start=1):
+        if doc == gold:
+            return 1.0 / i
+    return 0.0
+
+
+def _rr_inputs(rng: random.Random) -> tuple[list[str], str]:
+    ids = [f"doc{i}" for i in range(6)]
+    ranked = [rng.choice(ids) for _ in range(rng.randint(0, 8))]  # repeats allowed: chunks of one file
+    return ranked, rng.choice(ids)
+
+
+exercise("14.reciprocal_rank", inputs=_rr_inputs, compare="exact",
+         fixed=(([], "a"), (["a"], "a"), (["b", "a", "a"], "a"), (["b", "c"], "a")))(reciprocal_rank)

@@ -1,0 +1,66 @@
+"""The course's own documents as a retrieval corpus: loading, question set integrity, reciprocal rank."""
+import json
+
+import pytest
+
+from llmcourse import course_docs, exercises, rag
+
+
+def test_notebook_markdown_keeps_markdown_only(tmp_path):
+    nb = {"cells": [{"cell_type": "markdown", "source": ["# Title\n", "text"]},
+                    {"cell_type": "code", "source": "print('no')"},
+                    {"cell_type": "markdown", "source": "more"}]}
+    path = tmp_path / "x.ipynb"
+    path.write_text(json.dumps(nb))
+    assert course_docs.notebook_markdown(path) == "# Title\ntext\n\nmore"
+
+
+def test_without_a_repository_only_module_docstrings(tmp_path):
+    assert course_docs.find_course_root(tmp_path) is None
+    docs = course_docs.load_course_documents(root=tmp_path)  # a folder without notebooks/ or docs/
+    assert docs and all(k.startswith("llmcourse/") for k in docs)
+    assert "llmcourse/rag.py" in docs and "BM25" in docs["llmcourse/rag.py"]
+    assert all(q.gold.startswith("llmcourse/") for q in course_docs.answerable(docs))
+
+
+def test_every_question_has_its_gold_document_in_the_repository():
+    root = course_docs.find_course_root(__file__)
+    assert root is not None
+    docs = course_docs.load_course_documents(root)
+    assert len(course_docs.answerable(docs)) == len(course_docs.QUESTIONS) >= 20
+    assert len({q.question for q in course_docs.QUESTIONS}) == len(course_docs.QUESTIONS)
+
+
+def test_chunks_keep_their_document_and_bm25_finds_most_gold_files():
+    """A sanity floor, not a benchmark: if gold ids were wrong (typos, renamed files) this drops to ~0."""
+    docs = course_docs.load_course_documents(course_docs.find_course_root(__file__))
+    chunks = course_docs.chunk_documents(docs)
+    assert {c.doc_id for c in chunks} == {k for k, v in docs.items() if v.split()}
+    pairs = [(q.question, q.gold) for q in course_docs.answerable(docs)]
+    assert rag.hit_rate(rag.BM25(chunks), pairs, k=5) >= 0.5
+
+
+@pytest.mark.parametrize("ranked, gold, rr", [([], "a", 0.0), (["a"], "a", 1.0), (["b", "a", "a"], "a", 0.5),
+                                              (["b", "c", "d", "a"], "a", 0.25), (["b"], "a", 0.0)])
+def test_reciprocal_rank(ranked, gold, rr):
+    assert course_docs.reciprocal_rank(ranked, gold) == rr
+
+
+def test_reciprocal_rank_exercise_accepts_the_reference_and_rejects_the_last_match():
+    exercises.check("14.reciprocal_rank", course_docs.reciprocal_rank)
+
+    def last_match(ranked, gold):  # a typical slip: the last occurrence instead of the first
+        hits = [i for i, d in enumerate(ranked, 1) if d == gold]
+        return 1.0 / hits[-1] if hits else 0.0
+
+    with pytest.raises(exercises.ExerciseError):
+        exercises.check("14.reciprocal_rank", last_match, seed=0)
+
+
+def test_few_shot_exercise():
+    from llmcourse import icl
+
+    exercises.check("14.few_shot_prompt", icl.few_shot_exercise)
+    with pytest.raises(exercises.ExerciseError):
+        exercises.check("14.few_shot_prompt", lambda demos, q: "\n".join(f"Review: {t}\nSentiment: {lab}"
+                                                                         for t, lab in demos) + f"\nReview: {q}\nSentiment:")
