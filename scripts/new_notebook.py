@@ -1,6 +1,6 @@
 """Scaffold a new course notebook that already passes tests/test_notebook_conventions.py.
 
-    python scripts/new_notebook.py /tmp/me/05_attention.py "Attention"     # jupytext percent script
+    python scripts/new_notebook.py scratch/05_attention.py "Attention"     # jupytext percent script
     python scripts/new_notebook.py notebooks/05_attention.ipynb "Attention" # notebook directly
 
 Author in the percent script (outside the repo), then `jupytext --to ipynb` it into notebooks/.
