@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--sg", type=int, default=1)
-    ap.add_argument("--batch-size", type=int, default=Word2VecConfig.batch_size)
+    ap.add_argument("--batch-size", type=int, default=None, help="default: 1024 (skip-gram), 128 (CBOW)")
     ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args(argv)
 
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"corpus: {args.corpus}: {len(sentences)} sentences, {n_words:,} words")
     print(f"settings: {'skip-gram' if args.sg else 'CBOW'}, dim {args.dim}, window {args.window}, "
           f"negative {args.negative}, min_count {args.min_count}, sample {args.sample}, epochs {args.epochs}, "
-          f"workers {args.workers}, repeats {args.repeats}, our batch {args.batch_size}\n")
+          f"workers {args.workers}, repeats {args.repeats}, our batch {args.batch_size or ('1024' if args.sg else '128')}\n")
 
     rows: dict[str, list[dict]] = {"gensim": [], "ours": []}
     for rep in range(args.repeats):
