@@ -7,27 +7,20 @@ so a failure names both. The checks themselves are tested at the bottom on a sca
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import re
 from pathlib import Path
 
 import pytest
+from _scripts import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 MAX_CODE_LINES = 50
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-student = _script("make_student_edition")
-scaffold = _script("new_notebook")
+student = load_script("make_student_edition")
+scaffold = load_script("new_notebook")
 SETUP_TEMPLATE = scaffold.setup_template(ROOT / "docs" / "CONVENTIONS.md")
 
 

@@ -1,7 +1,6 @@
 """llmcourse.notebook (start, headline, checkpoints, sources) and scripts/make_student_edition.py."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 import subprocess
@@ -11,20 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _scripts import load_script
 
 from llmcourse import notebook, runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-student = _script("make_student_edition")
+student = load_script("make_student_edition")
 
 
 # ---------------------------------------------------------------------------- notebook.py
