@@ -4,7 +4,9 @@
 
 For each notebook it writes the executed notebook (with outputs) and an HTML rendering to the
 output folder, collects the headline metric the notebook records with `llmcourse.notebook.headline`,
-and prints a table of wall time and headline per notebook. A failing notebook does not stop the
+measures the kernel's peak memory (host RSS, and GPU memory allocated by torch when a GPU is used),
+and prints a table of wall time, peak memory and headline per notebook; the same rows go to
+`summary.json` in the output folder (the README's compute-budget table is filled from it). A failing notebook does not stop the
 others; the exit code is non-zero if any failed. `--size auto` is full with a CUDA GPU, smoke otherwise.
 """
 from __future__ import annotations
@@ -28,7 +30,26 @@ def pick_size(requested: str) -> str:
     return "full" if torch.cuda.is_available() else "smoke"
 
 
-def run_one(path: Path, out_dir: Path, size: str, timeout: int, metrics_file: Path) -> tuple[str, float, str]:
+# Run in the notebook's kernel after its last cell, then removed from the saved notebook.
+PEAK_CELL = """\
+import json as _json, resource as _resource, sys as _sys
+_peak = {"rss_gb": _resource.getrusage(_resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9}  # Linux: KiB
+_torch = _sys.modules.get("torch")
+if _torch is not None and _torch.cuda.is_available():
+    _peak.update(gpu_gb=_torch.cuda.max_memory_allocated() / 1e9, gpu=_torch.cuda.get_device_name())
+print("LLMCOURSE_PEAK " + _json.dumps(_peak))
+"""
+
+
+def _peak_from(cell) -> dict:
+    for out in cell.get("outputs", []):
+        for line in out.get("text", "").splitlines():
+            if line.startswith("LLMCOURSE_PEAK "):
+                return json.loads(line.removeprefix("LLMCOURSE_PEAK "))
+    return {}
+
+
+def run_one(path: Path, out_dir: Path, size: str, timeout: int, metrics_file: Path) -> tuple[str, float, dict]:
     import nbformat
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
@@ -38,17 +59,28 @@ def run_one(path: Path, out_dir: Path, size: str, timeout: int, metrics_file: Pa
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
-    status = "ok"
+    status, peak, seconds = "ok", {}, None
     try:
-        client.execute()
+        with client.setup_kernel():
+            for index, cell in enumerate(nb.cells):
+                client.execute_cell(cell, index)
+            seconds = time.perf_counter() - start  # the notebook alone: kernel shutdown not counted
+            probe = nbformat.v4.new_code_cell(PEAK_CELL)
+            nb.cells.append(probe)  # nbclient looks cells up by index
+            try:
+                client.execute_cell(probe, len(nb.cells) - 1, store_history=False)
+            finally:
+                nb.cells.pop()
+            peak = _peak_from(probe)
     except Exception as exc:  # keep the partial notebook: its outputs show where it failed
         status = f"FAILED: {type(exc).__name__}"
         (out_dir / f"{path.stem}.error.txt").write_text("".join(traceback.format_exception(exc)))
-    seconds = time.perf_counter() - start
+    if seconds is None:
+        seconds = time.perf_counter() - start
     nbformat.write(nb, out_dir / path.name)
     html, _ = HTMLExporter().from_notebook_node(nb)
     (out_dir / f"{path.stem}.html").write_text(html, encoding="utf-8")
-    return status, seconds, path.stem
+    return status, seconds, peak
 
 
 def headlines(metrics_file: Path) -> dict[str, str]:
@@ -86,15 +118,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for path in notebooks:
         print(f"  {path.name} ...", end="", flush=True)
-        status, seconds, stem = run_one(path, out_dir, size, args.timeout, metrics_file)
+        status, seconds, peak = run_one(path, out_dir, size, args.timeout, metrics_file)
         print(f" {status} in {seconds:.1f} s", flush=True)
-        rows.append((path.name, status, seconds))
+        rows.append((path.name, status, seconds, peak))
     heads = headlines(metrics_file)
     width = max(len(r[0]) for r in rows)
-    print(f"\n{'notebook':<{width}}  {'status':<8}  {'wall time':>9}  headline")
-    for name, status, seconds in rows:
-        print(f"{name:<{width}}  {status[:8]:<8}  {seconds:>8.1f}s  {heads.get(Path(name).stem, '-')}")
+    print(f"\n{'notebook':<{width}}  {'status':<8}  {'wall time':>9}  {'peak RSS':>8}  {'peak GPU':>8}  headline")
+    for name, status, seconds, peak in rows:
+        rss = f"{peak['rss_gb']:.2f} GB" if "rss_gb" in peak else "-"
+        gpu = f"{peak['gpu_gb']:.2f} GB" if "gpu_gb" in peak else "-"
+        print(f"{name:<{width}}  {status[:8]:<8}  {seconds:>8.1f}s  {rss:>8}  {gpu:>8}  {heads.get(Path(name).stem, '-')}")
     print(f"{'total':<{width}}  {'':<8}  {sum(r[2] for r in rows):>8.1f}s")
+    summary = [{"notebook": name, "status": status, "seconds": round(seconds, 1), "size": size, **peak,
+                "headline": heads.get(Path(name).stem, "")} for name, status, seconds, peak in rows]
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     print(f"\nexecuted notebooks and HTML in {out_dir}")
     return 0 if all(r[1] == "ok" for r in rows) else 1
 
