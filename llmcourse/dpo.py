@@ -28,7 +28,13 @@ def sequence_logprobs(model: nn.Module, idx: torch.Tensor, loss_mask: torch.Tens
     Returns (B,) summed log-probabilities of the answers.
     """
     logits, _ = model(idx[:, :-1])  # (B, T-1, V): position t predicts token t+1
-    logp = F.log_softmax(logits.float(), dim=-1)
+    return answer_logprobs(logits, idx, loss_mask)
+
+
+def answer_logprobs(logits: torch.Tensor, idx: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+    """`sequence_logprobs` from the model's logits on idx, (B, T, V) or (B, T-1, V) (the last is unused)."""
+    T = idx.size(1)
+    logp = F.log_softmax(logits[:, :T - 1].float(), dim=-1)  # (B, T-1, V): row t scores idx[:, t+1]
     tok_logp = logp.gather(-1, idx[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T-1)
     return (tok_logp * loss_mask[:, 1:].to(tok_logp.dtype)).sum(dim=-1)
 
@@ -74,3 +80,50 @@ class DPOModel(nn.Module):
         pol_r = sequence_logprobs(self.policy, rejected_idx, rejected_mask)
         loss, metrics = dpo_loss(pol_c, pol_r, ref_c, ref_r, self.beta)
         return metrics, loss
+
+
+# ---------------------------------------------------------------- exercises (notebook 12; 12.dpo_loss is in sft.py)
+from llmcourse.exercises import exercise, torch_generator  # kept next to the exercises they serve
+
+
+def _metric_inputs(rng) -> tuple:
+    g = torch_generator(rng)
+    B = rng.randint(1, 6)
+    return (*(torch.randn(B, generator=g) * 5 - 10 for _ in range(4)), rng.choice([0.1, 0.5, 1.0]))
+
+
+@exercise("12.reward_metrics", inputs=_metric_inputs, compare="allclose", rtol=1e-5, atol=1e-5,
+          fixed=((torch.tensor([-4.0, -6.0]), torch.tensor([-6.0, -5.0]), torch.tensor([-3.0, -6.0]),
+                  torch.tensor([-6.0, -6.0]), 0.5),  # pair 1: the policy prefers chosen, its reward does not
+                 (torch.tensor([-2.0, -3.0]), torch.tensor([-4.0, -1.0]), torch.tensor([-2.0, -3.0]),
+                  torch.tensor([-4.0, -1.0]), 0.1)),  # policy = reference: every margin is 0
+          hint="implicit reward r = beta * (log pi - log ref) for each answer; accuracy = share of r_chosen > "
+               "r_rejected (strictly), margin = mean of r_chosen - r_rejected")
+def reward_metrics(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+                   ref_rejected: torch.Tensor, beta: float) -> tuple[float, float]:
+    """reward_metrics(policy_chosen (B,), policy_rejected (B,), ref_chosen (B,), ref_rejected (B,), beta)
+    -> (accuracy, margin) floats: the share of pairs whose implicit reward beta * (log pi - log ref) is
+    higher for the chosen answer, and the mean of (chosen reward - rejected reward)."""
+    _, m = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
+    return m["accuracy"].item(), m["margin"].item()
+
+
+def _logprob_inputs(rng) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch_generator(rng)
+    B, T, V = rng.randint(1, 4), rng.randint(2, 10), rng.randint(2, 12)
+    logits = torch.randn(B, T, V, generator=g) * rng.choice([1.0, 10.0])
+    mask = torch.randint(0, 2, (B, T), generator=g)
+    mask[:, 0] = 0  # the first token has no prediction
+    return logits, torch.randint(0, V, (B, T), generator=g), mask
+
+
+@exercise("12.sequence_logprob", inputs=_logprob_inputs, compare="allclose", rtol=1e-4, atol=1e-4,
+          fixed=((torch.tensor([[[1000.0, 0.0], [0.0, 1000.0], [5.0, 5.0], [0.0, 1000.0], [0.0, 0.0]]]),
+                  torch.tensor([[0, 0, 1, 0, 0]]), torch.tensor([[0, 1, 1, 1, 1]])),),  # 0 + 0 - log 2 - 1000
+          hint="logits[:, t] predict idx[:, t+1]: gather log_softmax(logits[:, :-1]) at idx[:, 1:], multiply by "
+               "mask[:, 1:], sum over t")
+def sequence_logprob(logits: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """sequence_logprob(logits (B, T, V), idx (B, T), mask (B, T)) -> (B,): the sum of log p(idx[:, t] |
+    idx[:, :t]) over the positions with mask[:, t] = 1, where logits[:, t] is the model's prediction of the
+    token after idx[:, t]."""
+    return answer_logprobs(logits, idx, mask)

@@ -81,22 +81,30 @@ def mask_tokens(input_ids: torch.Tensor, special: SpecialTokens, generator: torc
     """
     B, T = input_ids.shape
     ids = input_ids.cpu()
+    scores = torch.rand(B, T, generator=generator)  # which tokens are chosen
+    u = torch.rand(B, T, generator=generator)  # what happens to a chosen token
+    normal_ids = torch.tensor([i for i in range(special.vocab_size) if i not in special.ids])
+    random_ids = normal_ids[torch.randint(len(normal_ids), (B, T), generator=generator)]
+    corrupted, targets = corrupt(ids, special, scores, u, random_ids, mask_prob, mask_frac, random_frac)
+    return corrupted.to(input_ids.device), targets.to(input_ids.device)
+
+
+def corrupt(ids: torch.Tensor, special: SpecialTokens, scores: torch.Tensor, u: torch.Tensor,
+            random_ids: torch.Tensor, mask_prob: float = 0.15, mask_frac: float = 0.8, random_frac: float = 0.1
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`mask_tokens` with its random draws given, all (B, T): `scores` choose the k non-special tokens
+    of each row with the smallest score, `u` decides [MASK] (u < mask_frac), random (`random_ids`,
+    up to mask_frac + random_frac) or kept. Deterministic, so it can be compared exactly."""
     candidate = ~_special_mask(ids, special)  # (B, T)
     n = candidate.sum(dim=1)  # (B,)
     k = torch.where(n > 0, torch.clamp(torch.round(n * mask_prob), min=1), torch.zeros_like(n))
-    # choose k of the n candidates per row: give each candidate a uniform score, non-candidates 2
-    # (always last), and keep the k smallest
-    scores = torch.rand(B, T, generator=generator).masked_fill(~candidate, 2.0)
-    rank = scores.argsort(dim=1).argsort(dim=1)  # rank[b, t] = place of position t in row b's order
+    # choose k of the n candidates per row: non-candidates get score 2 (always last), keep the k smallest
+    rank = scores.masked_fill(~candidate, 2.0).argsort(dim=1).argsort(dim=1)  # place of t in row b's order
     chosen = rank < k[:, None]  # (B, T)
-    u = torch.rand(B, T, generator=generator)
     to_mask = chosen & (u < mask_frac)
     to_random = chosen & (u >= mask_frac) & (u < mask_frac + random_frac)
-    normal_ids = torch.tensor([i for i in range(special.vocab_size) if i not in special.ids])
-    random_ids = normal_ids[torch.randint(len(normal_ids), (B, T), generator=generator)]
     corrupted = torch.where(to_mask, special.mask, torch.where(to_random, random_ids, ids))
-    targets = torch.where(chosen, ids, IGNORE)
-    return corrupted.to(input_ids.device), targets.to(input_ids.device)
+    return corrupted, torch.where(chosen, ids, IGNORE)
 
 
 def pack_pair(a: Sequence[int], b: Sequence[int] | None, max_len: int, special: SpecialTokens
@@ -266,7 +274,7 @@ def unigram_baseline(train_ids: Sequence[int] | torch.Tensor, batches: Sequence[
 
 
 # ---------------------------------------------------------------- exercise (notebook 07)
-from llmcourse.exercises import exercise  # kept next to the exercise it serves
+from llmcourse.exercises import exercise, torch_generator  # kept next to the exercises they serve
 
 _EX_SPECIAL = SpecialTokens(pad=0, cls=2, sep=3, mask=4, vocab_size=100, ids=(0, 1, 2, 3, 4))
 
@@ -286,3 +294,56 @@ def pack_pair_exercise(a: list[int], b: list[int], max_len: int) -> tuple[list[i
     [SEP] = 3, types 0 up to the first [SEP] and 1 after it, cut to max_len tokens by repeatedly
     dropping the last token of the longer segment (A on a tie)."""
     return pack_pair(a, b, max_len, _EX_SPECIAL)
+
+
+def _accuracy_inputs(rng) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch_generator(rng)
+    B, T, V = rng.randint(1, 4), rng.randint(1, 10), rng.randint(2, 12)
+    logits = torch.randn(B, T, V, generator=g)
+    targets = torch.randint(0, V, (B, T), generator=g)
+    # about half the positions are not targets; the first one always is, so the share is defined
+    keep = torch.rand(B, T, generator=g) < 0.5
+    keep.view(-1)[0] = True
+    return logits, targets.masked_fill(~keep, IGNORE)
+
+
+@exercise("07.masked_accuracy", inputs=_accuracy_inputs, compare="allclose",
+          fixed=((torch.tensor([[[3.0, 0, 0], [0, 3, 0], [0, 0, 3], [3, 0, 0]]]), torch.tensor([[-100, 1, -100, 2]])),),
+          hint="count only the positions where targets != -100, in the numerator and the denominator")
+def masked_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """masked_accuracy(logits (B, T, V), targets (B, T)) -> float: the share of positions with a target
+    (targets != -100) where the arg-max of the logits is the target."""
+    sel = targets != IGNORE
+    return (logits.argmax(dim=-1)[sel] == targets[sel]).double().mean().item()
+
+
+def _row_inputs(rng) -> tuple[torch.Tensor, ...]:
+    g = torch_generator(rng)
+    T = rng.randint(1, 40)
+    special = torch.rand(T, generator=g) < rng.choice([0.0, 0.2, 0.5])  # where the row has special ids
+    ids = torch.where(special, torch.randint(0, 5, (T,), generator=g), torch.randint(5, 100, (T,), generator=g))
+    if int((ids >= 5).sum()) % 20 == 10:  # 0.15 n would end in .5: keep rounding unambiguous
+        ids[0] = 2  # one ordinary token fewer
+    return ids, torch.rand(T, generator=g), torch.rand(T, generator=g), torch.randint(5, 100, (T,), generator=g)
+
+
+def _row(ids: list[int], scores: list[float], u: list[float]) -> tuple[torch.Tensor, ...]:
+    return torch.tensor(ids), torch.tensor(scores), torch.tensor(u), torch.full((len(ids),), 42)
+
+
+@exercise("07.mask_row", inputs=_row_inputs, compare="exact",
+          fixed=(_row([2, 5, 6, 3, 0, 0], [0.0, 0.5, 0.4, 0.1, 0.2, 0.3], [0.5] * 6),  # specials score lowest
+                 _row([2, 3, 0], [0.3, 0.2, 0.1], [0.1] * 3),  # nothing to choose
+                 _row([2] + list(range(5, 25)) + [3], [0.9] + [i / 100 for i in range(20)] + [0.0],  # k = 3
+                      [0.0, 0.79, 0.8, 0.95] + [0.0] * 18)),  # [MASK], random, kept
+          hint="ids 0-4 are special: rank only the other n tokens by score and take the k = max(1, round(0.15 n)) "
+               "smallest; then u < 0.8 -> 4 ([MASK]), 0.8 <= u < 0.9 -> random_ids[t], else keep the token")
+def mask_row(ids: torch.Tensor, scores: torch.Tensor, u: torch.Tensor, random_ids: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """mask_row(ids (T,), scores (T,), u (T,), random_ids (T,)) -> (corrupted (T,), targets (T,)):
+    BERT's masked-LM corruption of one row with its random draws given. Ids 0-4 are special and never
+    chosen; of the n other tokens the k = max(1, round(0.15 * n)) with the smallest scores are chosen
+    (none if n = 0); a chosen token becomes [MASK] = 4 if u[t] < 0.8, random_ids[t] if u[t] < 0.9, and
+    stays itself otherwise; targets are the original ids at chosen positions and -100 elsewhere."""
+    corrupted, targets = corrupt(ids[None], _EX_SPECIAL, scores[None], u[None], random_ids[None])
+    return corrupted[0], targets[0]

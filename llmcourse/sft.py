@@ -279,6 +279,25 @@ def sft_targets(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ids[1:].masked_fill(mask[1:] == 0, IGNORE)
 
 
+def _batch_inputs(rng) -> tuple[list[tuple[list[int], list[int]]], int]:
+    rows = []
+    for _ in range(rng.randint(1, 4)):
+        n = rng.randint(2, 10)
+        rows.append(([rng.randint(5, 49) for _ in range(n)], [rng.randint(0, 1) for _ in range(n)]))
+    return rows, rng.randint(0, 4)
+
+
+@exercise("10.sft_batch", inputs=_batch_inputs, compare="exact",
+          fixed=(([([7, 8, 9], [0, 1, 1]), ([5, 6], [0, 1])], 0), ([([5, 6], [1, 1]), ([7, 8, 9, 10], [0, 0, 1, 1])], 3)),
+          hint="pad ids AND mask on the right to the longest row L (mask 0 on padding); idx = ids[:, :-1], "
+               "targets = ids[:, 1:] with -100 wherever mask[:, 1:] == 0")
+def sft_batch_exercise(rows: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """sft_batch(rows, pad_id) -> (idx (B, L-1), targets (B, L-1)) int64 for (ids, mask) rows, L the longest
+    row's length: right-pad every row with pad_id to L, then targets[b, t] = ids[b, t+1], or -100 where that
+    token is masked or padding."""
+    return sft_batch(rows, pad_id, block_size=max(len(ids) for ids, _ in rows))
+
+
 def _dpo_inputs(rng) -> tuple:
     g = torch_generator(rng)
     B = rng.randint(1, 6)

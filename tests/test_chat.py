@@ -114,3 +114,19 @@ def test_user_text_cannot_forge_special_tokens():
     specials = set(tok.special_tokens.values())
     assert sum(i in specials for i in ids) == 4  # user, end, assistant, end: only the real headers
     assert tok.decode(ids).startswith("<|user|>hi<|end|>\n<|assistant|>sure<|end|>")
+
+
+def test_loss_mask_exercise_matches_encode_chat_and_rejects_an_untrained_end():
+    from llmcourse import exercises
+    from llmcourse.chat import loss_mask
+    tok = CharTokenizer()  # one id per byte, so "\n" is one token and a message's length is len(content)
+    assert loss_mask([m["role"] for m in CONV], [len(m["content"]) for m in CONV]) == encode_chat(CONV, tok)[1]
+
+    def mine(roles, lengths):
+        return [v for r, n in zip(roles, lengths) for v in [0] + [int(r == "assistant")] * (n + 1) + [0]]
+    exercises.check("10.loss_mask", mine, trials=20)
+
+    def content_only(roles, lengths):  # the classic slip: <|end|> not trained, so the model never learns to stop
+        return [v for r, n in zip(roles, lengths) for v in [0] + [int(r == "assistant")] * n + [0, 0]]
+    with pytest.raises(exercises.ExerciseError, match="wrong value"):
+        exercises.check("10.loss_mask", content_only)

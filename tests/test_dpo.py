@@ -1,9 +1,10 @@
 """DPO: the loss against a direct evaluation of the formula, sequence log-probs, and learning."""
 import math
 
+import pytest
 import torch
 
-from llmcourse.dpo import DPOModel, dpo_loss, sequence_logprobs
+from llmcourse.dpo import DPOModel, answer_logprobs, dpo_loss, sequence_logprobs
 from llmcourse.gpt import GPT, GPTConfig
 
 
@@ -57,3 +58,35 @@ def test_dpo_training_raises_preference_accuracy_and_margin():
         opt.step()
     assert abs(loss0.item() - math.log(2)) < 1e-5  # policy == reference at the start
     assert loss.item() < 0.3 and metrics["accuracy"].item() == 1.0 and metrics["margin"].item() > 1.0
+
+
+def test_answer_logprobs_from_full_logits_equal_sequence_logprobs():
+    """Logits for all T positions (the last one unused) give what the model-based function gives."""
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=16, n_layer=1, n_head=2, n_embd=8, dropout=0.0)).eval()
+    idx, mask = torch.randint(0, 11, (3, 7)), torch.randint(0, 2, (3, 7))
+    with torch.no_grad():
+        full, _ = model(idx)
+        assert torch.allclose(answer_logprobs(full, idx, mask), sequence_logprobs(model, idx, mask), atol=1e-5)
+
+
+def test_dpo_exercises_accept_solutions_and_reject_classic_bugs():
+    from llmcourse import exercises
+
+    def metrics(pc, pr, rc, rr, beta, policy_only=False):
+        margin = beta * (pc - pr) if policy_only else beta * ((pc - rc) - (pr - rr))
+        return (margin > 0).float().mean().item(), margin.mean().item()
+    exercises.check("12.reward_metrics", metrics, trials=20)
+    with pytest.raises(exercises.ExerciseError, match="case 1 of"):  # the policy's preference is not the reward's
+        exercises.check("12.reward_metrics", lambda *a: metrics(*a, policy_only=True))
+
+    def logprob(logits, idx, mask, shift=True):
+        logp = torch.log_softmax(logits, dim=-1)
+        if not shift:  # the classic off-by-one: position t's logits scored against token t itself
+            return (logp.gather(-1, idx[..., None])[..., 0] * mask).sum(-1)
+        return (logp[:, :-1].gather(-1, idx[:, 1:, None])[..., 0] * mask[:, 1:]).sum(-1)
+    exercises.check("12.sequence_logprob", logprob, trials=20)
+    with pytest.raises(exercises.ExerciseError, match="wrong values"):
+        exercises.check("12.sequence_logprob", lambda *a: logprob(*a, shift=False))
+    with pytest.raises(exercises.ExerciseError, match="case 1 of"):  # softmax then log underflows to -inf
+        exercises.check("12.sequence_logprob", lambda lg, idx, m: logprob(lg.softmax(-1).log(), idx, m))

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse.mlm import (IGNORE, SpecialTokens, mask_tokens, pack_pair, pad_batch, pretraining_batches,
+from llmcourse.mlm import (IGNORE, SpecialTokens, corrupt, mask_tokens, pack_pair, pad_batch, pretraining_batches,
                            sentence_pair, unigram_baseline)
 from llmcourse.runtime import make_generator
 from llmcourse.vocab import WordVocab
@@ -197,3 +197,47 @@ def test_special_tokens_from_a_bpe_tokenizer():
     ids = torch.tensor([[sp.cls] + tok.encode("the cat sat") + [sp.sep]])
     _, y = mask_tokens(ids, sp, make_generator(0))
     assert (y[0, [0, -1]] == IGNORE).all() and int((y != IGNORE).sum()) >= 1
+
+
+def test_masked_accuracy_exercise():
+    from llmcourse import exercises
+
+    def mine(logits, targets):
+        sel = targets != -100
+        return (logits.argmax(-1)[sel] == targets[sel]).float().mean().item()
+    exercises.check("07.masked_accuracy", mine, trials=20)
+
+    def over_all_positions(logits, targets):  # the classic slip: -100 positions count as wrong answers
+        return (logits.argmax(-1) == targets).float().mean().item()
+    with pytest.raises(exercises.ExerciseError, match="wrong value"):
+        exercises.check("07.masked_accuracy", over_all_positions)
+
+
+def _mask_row_solution(ids, scores, u, random_ids, skip_specials=True):
+    candidate = ids >= 5 if skip_specials else torch.ones_like(ids, dtype=torch.bool)
+    n = int(candidate.sum())
+    k = max(1, round(0.15 * n)) if n else 0
+    order = scores.masked_fill(~candidate, 2.0).argsort()
+    chosen = torch.zeros_like(candidate)
+    chosen[order[:k]] = True
+    out = torch.where(chosen & (u < 0.8), 4, torch.where(chosen & (u >= 0.8) & (u < 0.9), random_ids, ids))
+    return out, torch.where(chosen, ids, -100)
+
+
+def test_mask_row_exercise_accepts_a_solution_and_rejects_masking_specials():
+    from llmcourse import exercises
+    exercises.check("07.mask_row", _mask_row_solution, trials=20)
+    with pytest.raises(exercises.ExerciseError, match="case 1 of"):  # the first fixed row chooses [CLS]
+        exercises.check("07.mask_row", lambda *a: _mask_row_solution(*a, skip_specials=False))
+
+
+def test_corrupt_with_given_draws_is_what_mask_tokens_does():
+    """mask_tokens draws scores, u and random ids in that order and hands them to `corrupt`."""
+    ids = torch.randint(0, SP.vocab_size, (3, 20), generator=make_generator(0))
+    g = make_generator(1)
+    scores, u = torch.rand(3, 20, generator=g), torch.rand(3, 20, generator=g)
+    normal = torch.tensor([i for i in range(SP.vocab_size) if i not in SP.ids])
+    random_ids = normal[torch.randint(len(normal), (3, 20), generator=g)]
+    expected = corrupt(ids, SP, scores, u, random_ids)
+    got = mask_tokens(ids, SP, make_generator(1))
+    assert all(torch.equal(a, b) for a, b in zip(expected, got))

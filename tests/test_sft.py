@@ -157,3 +157,20 @@ def test_exercises_accept_the_solution_and_reject_a_classic_bug():
         b * ((pc - rc) - (pr - rr))).mean())
     with pytest.raises(ExerciseError):  # forgot the reference model
         exercises.check("12.dpo_loss", lambda pc, pr, rc, rr, b: -torch.nn.functional.logsigmoid(b * (pc - pr)).mean())
+
+
+def _pad_and_shift(rows, pad_id, pad_targets_with=-100):
+    L = max(len(ids) for ids, _ in rows)
+    ids = torch.tensor([list(i) + [pad_id] * (L - len(i)) for i, _ in rows])
+    mask = torch.tensor([list(m) + [0] * (L - len(m)) for _, m in rows])
+    targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
+    if pad_targets_with != -100:  # the classic slip: padding positions keep the pad id as their target
+        real = torch.tensor([[t + 1 < len(i) for t in range(L - 1)] for i, _ in rows])
+        targets = torch.where(real, targets, pad_targets_with)
+    return ids[:, :-1], targets
+
+
+def test_sft_batch_exercise_accepts_a_solution_and_rejects_padding_targets():
+    exercises.check("10.sft_batch", _pad_and_shift, trials=20)
+    with pytest.raises(ExerciseError, match="wrong values"):
+        exercises.check("10.sft_batch", lambda rows, pad: _pad_and_shift(rows, pad, pad_targets_with=pad))
