@@ -31,6 +31,14 @@ def test_every_question_has_its_gold_document_in_the_repository():
     assert len({q.question for q in course_docs.QUESTIONS}) == len(course_docs.QUESTIONS)
 
 
+def test_the_glossary_is_not_retrieved(tmp_path):
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "GLOSSARY.md").write_text("| attention | 注意力 | weighting what matters |")
+    (tmp_path / "docs" / "NOTES.md").write_text("attention weights what matters")
+    docs = course_docs.load_course_documents(root=tmp_path, modules=False)
+    assert list(docs) == ["docs/NOTES.md"]
+
+
 def test_chunks_keep_their_document_and_bm25_finds_most_gold_files():
     """A sanity floor, not a benchmark: if gold ids were wrong (typos, renamed files) this drops to ~0."""
     docs = course_docs.load_course_documents(course_docs.find_course_root(__file__))

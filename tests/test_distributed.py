@@ -5,9 +5,13 @@ import sys
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch.utils.data import DistributedSampler
 
+from llmcourse import exercises
 from llmcourse.checkpoint import load_model_weights
-from llmcourse.distributed import DistEnv, shard
+from llmcourse.distributed import DistEnv, micro_batch_plan, sampler_indices, shard
 from llmcourse.gpt import GPT, GPTConfig
 from llmcourse.runtime import seed_all
 from llmcourse.train import TrainConfig
@@ -56,3 +60,49 @@ def test_two_processes_match_one_process(tmp_path):
         torch.testing.assert_close(two[key], one[key], atol=2e-6, rtol=1e-5, msg=key)
         moved += not torch.allclose(one[key], start.state_dict()[key])
     assert moved == len(one)  # training really changed every tensor
+
+
+@given(n=st.integers(1, 50), world=st.integers(1, 9), data=st.data())
+def test_sampler_indices_match_torch_distributed_sampler(n, world, data):
+    rank = data.draw(st.integers(0, world - 1))
+    expected = list(DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=False))
+    assert sampler_indices(n, world, rank) == expected
+
+
+def test_sampler_indices_exercise_rejects_contiguous_slices():
+    def correct(n, world_size, rank):
+        per_rank = -(-n // world_size)  # ceil(n / world_size)
+        return [(rank + j * world_size) % n for j in range(per_rank)]
+
+    def contiguous(n, world_size, rank):  # what `shard` does to a batch, but not what the sampler does
+        per_rank = -(-n // world_size)
+        return [i % n for i in range(rank * per_rank, (rank + 1) * per_rank)]
+
+    exercises.check("16.sampler_indices", correct, trials=20)
+    with pytest.raises(exercises.ExerciseError, match="wrong value"):
+        exercises.check("16.sampler_indices", contiguous, seed=0)
+    with pytest.raises(exercises.ExerciseError):  # no padding: ranks get different numbers of items
+        exercises.check("16.sampler_indices", lambda n, w, r: list(range(r, n, w)), seed=0)
+
+
+def test_micro_batch_plan():
+    """96 sequences on 4 GPUs = 24 each; at most 16 at a time: 12 x 2 (16 does not divide 24)."""
+    assert micro_batch_plan(96, 4, 16) == (12, 2)
+    assert micro_batch_plan(512, 8, 1000) == (64, 1)
+
+    def correct(global_batch, n_gpus, max_micro_batch):
+        per_gpu = global_batch // n_gpus
+        micro = min(per_gpu, max_micro_batch)
+        while per_gpu % micro:
+            micro -= 1
+        return micro, per_gpu // micro
+
+    def capped(global_batch, n_gpus, max_micro_batch):  # the slip: the cap need not divide the share
+        micro = min(global_batch // n_gpus, max_micro_batch)
+        return micro, global_batch // (n_gpus * micro)
+
+    exercises.check("16.micro_batch_plan", correct, trials=20)
+    with pytest.raises(exercises.ExerciseError, match="wrong value"):
+        exercises.check("16.micro_batch_plan", capped, seed=0)
+    with pytest.raises(exercises.ExerciseError, match="wrong value"):  # forgot the GPUs
+        exercises.check("16.micro_batch_plan", lambda g, n, m: correct(g, 1, m), seed=0)

@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from llmcourse import exercises
 from llmcourse.evaluate import compare_models, continuation_logprob, exact_match, multiple_choice, perplexity
 
 
@@ -56,3 +57,40 @@ def test_compare_models_table():
                            {"ppl": lambda m: perplexity(m, torch.zeros(11, dtype=torch.long), 5)})
     assert [r["model"] for r in table] == ["u", "s"]
     assert table[0]["ppl"] == pytest.approx(2.0, rel=1e-4) and table[1]["ppl"] == pytest.approx(1 / 0.9, rel=1e-4)
+
+
+def test_masked_perplexity_exercise_rejects_padding_and_mean_of_row_means():
+    exercises.check("15.masked_perplexity", lambda nll, mask: nll[mask].mean().exp().item(), trials=20)
+    with pytest.raises(exercises.ExerciseError, match="wrong value"):  # padding counted as tokens
+        exercises.check("15.masked_perplexity", lambda nll, mask: (nll * mask).mean().exp().item(), seed=0)
+    with pytest.raises(exercises.ExerciseError, match="wrong value"):  # short rows weigh as much as long ones
+        exercises.check("15.masked_perplexity", lambda nll, mask: math.exp(
+            ((nll * mask).sum(1) / mask.sum(1)).mean().item()), seed=0)
+    with pytest.raises(exercises.ExerciseError, match="expected a number"):  # a tensor, not a float
+        exercises.check("15.masked_perplexity", lambda nll, mask: nll[mask].mean().exp(), seed=0)
+
+
+def test_continuation_logprob_exercise_matches_the_model_version_and_rejects_off_by_one():
+    """The reference on a real model's logits equals `continuation_logprob(model, context, continuation)`."""
+    from llmcourse.evaluate import continuation_logprob_from_logits
+
+    model = FixedModel([0.7, 0.2, 0.1])
+    ids = torch.tensor([1, 0, 2])
+    logits, _ = model(ids[None])
+    assert continuation_logprob_from_logits(logits[0], ids, 1) == pytest.approx(
+        continuation_logprob(model, [1], [0, 2]), abs=1e-6)
+
+    def correct(logits, ids, n_context):
+        logp = torch.log_softmax(logits, dim=-1)
+        return sum(logp[t - 1, ids[t]].item() for t in range(n_context, len(ids)))
+
+    def same_position(logits, ids, n_context):  # the classic slip: logits[t] scores ids[t]
+        logp = torch.log_softmax(logits, dim=-1)
+        return sum(logp[t, ids[t]].item() for t in range(n_context, len(ids)))
+
+    exercises.check("15.continuation_logprob", correct, trials=20)
+    with pytest.raises(exercises.ExerciseError, match="wrong value"):
+        exercises.check("15.continuation_logprob", same_position, seed=0)
+    with pytest.raises(exercises.ExerciseError, match="wrong value"):  # log of softmax: -inf for huge logits
+        exercises.check("15.continuation_logprob", lambda lg, ids, c: sum(
+            torch.softmax(lg, -1)[t - 1, ids[t]].log().item() for t in range(c, len(ids))), seed=0)

@@ -3,9 +3,11 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmcourse import exercises
 from llmcourse.rag import BM25, Chunk, EmbeddingRetriever, build_prompt, chunk_text, hit_rate, minilm_embedder
 
 
@@ -68,3 +70,34 @@ def test_prompt_numbers_and_cites_passages():
 def test_bad_chunk_arguments():
     with pytest.raises(ValueError, match="overlap"):
         chunk_text("a b", max_words=3, overlap=3)
+
+
+def test_chunk_words_exercise_rejects_a_trailing_window_inside_the_previous_one():
+    def correct(text, max_words, overlap):
+        words, out, start = text.split(), [], 0
+        while start < len(words):
+            out.append(" ".join(words[start:start + max_words]))
+            if start + max_words >= len(words):
+                break
+            start += max_words - overlap
+        return out
+
+    def every_step(text, max_words, overlap):  # the classic slip: "a b c d e", 3, 1 -> [..., "c d e", "e"]
+        words = text.split()
+        return [" ".join(words[i:i + max_words]) for i in range(0, len(words), max_words - overlap)]
+
+    exercises.check("14.chunk_words", correct, trials=20)
+    with pytest.raises(exercises.ExerciseError, match="expected 2 items, got 3"):
+        exercises.check("14.chunk_words", every_step, seed=0)
+
+
+def test_top_k_cosine_exercise_rejects_the_raw_dot_product():
+    def correct(query, docs, k):
+        sims = docs @ query / (docs.norm(dim=1) * query.norm())
+        return sims.argsort(descending=True)[:k]
+
+    exercises.check("14.top_k_cosine", correct, trials=20)
+    with pytest.raises(exercises.ExerciseError, match="wrong values"):  # long vectors win without normalising
+        exercises.check("14.top_k_cosine", lambda q, d, k: torch.topk(d @ q, k).indices, seed=0)
+    with pytest.raises(exercises.ExerciseError, match="wrong values"):  # worst first
+        exercises.check("14.top_k_cosine", lambda q, d, k: correct(q, d, d.shape[0]).flip(0)[:k], seed=0)
