@@ -68,8 +68,17 @@ def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tenso
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()
 
 
+def _lengths_inputs(rng) -> tuple[torch.Tensor, int]:
+    T = rng.randint(1, 10)
+    return torch.tensor([rng.randint(0, T) for _ in range(rng.randint(1, 4))]), T
+
+
+@exercise("04.padding_mask", inputs=_lengths_inputs, compare="exact", fixed=((torch.tensor([1, 3, 0]), 3),),
+          hint="sequence b has real tokens at positions 0 .. lengths[b] - 1, so t < lengths[b] (not <=); "
+          "compare a (1, T) arange with lengths as a (B, 1) column")
 def padding_mask(lengths: torch.Tensor | list[int], T: int) -> torch.Tensor:
-    """(B, T) boolean, True at real tokens and False at padding (a *key* mask: True = may attend).
+    """padding_mask(lengths (B,) ints, T) -> (B, T) bool: True at the real tokens t < lengths[b],
+    False at the padding after them (a *key* mask: True = may attend).
 
     >>> padding_mask([2, 3], 4).int().tolist()
     [[1, 1, 0, 0], [1, 1, 1, 0]]
@@ -91,6 +100,23 @@ def combine_masks(attn_mask: torch.Tensor | None, key_mask: torch.Tensor | None
         km = key_mask[:, None, None, :]  # (B, 1, 1, Tk)
         mask = km if mask is None else mask & km
     return mask
+
+
+def _split_inputs(rng) -> tuple[torch.Tensor, int]:
+    n_head = rng.randint(1, 4)
+    shape = (rng.randint(1, 3), rng.randint(1, 6), n_head * rng.randint(1, 4))
+    return torch.randn(shape, generator=torch_generator(rng)), n_head
+
+
+@exercise("04.split_heads", inputs=_split_inputs, compare="exact",
+          fixed=((torch.arange(24.0).view(1, 3, 8), 2), (torch.arange(24.0).view(2, 3, 4), 4)),
+          hint="each token's C features are n_head consecutive chunks of C // n_head: view as "
+          "(B, T, n_head, C // n_head), then transpose(1, 2); a direct view(B, n_head, T, ...) mixes tokens")
+def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
+    """split_heads(x (B, T, C), n_head) -> (B, n_head, T, C // n_head): head h holds features
+    h*D .. (h+1)*D - 1 (D = C // n_head) of every token, as multi-head attention splits them."""
+    B, T, C = x.shape
+    return x.view(B, T, n_head, C // n_head).transpose(1, 2)  # (B, n_head, T, head_dim)
 
 
 class MultiHeadAttention(nn.Module):
@@ -119,8 +145,7 @@ class MultiHeadAttention(nn.Module):
         self.attn_weights: torch.Tensor | None = None
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        B, T, _ = x.shape
-        return x.view(B, T, self.n_head, self.head_dim).transpose(1, 2)  # (B, n_head, T, head_dim)
+        return split_heads(x, self.n_head)  # (B, T, C) -> (B, n_head, T, head_dim)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
                 attn_mask: torch.Tensor | None = None, key_mask: torch.Tensor | None = None
@@ -158,7 +183,7 @@ class MultiHeadAttention(nn.Module):
                 self.out_proj.bias.copy_(other.out_proj.bias)
 
 
-# ---------------------------------------------------------------- exercise (notebook 04)
+# ---------------------------------------------------------------- exercises (notebook 04)
 def _attn_inputs(rng):
     g = torch_generator(rng)
     B, Tq, Tk, d = rng.randint(1, 3), rng.randint(1, 6), rng.randint(1, 6), rng.choice([1, 4, 16, 64])

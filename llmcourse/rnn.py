@@ -122,7 +122,8 @@ class GRUCell(RNNCell):
         r = torch.sigmoid(x_r + h_r)
         z = torch.sigmoid(x_z + h_z)
         # torch (and cuDNN) apply r *after* the hidden projection: r * (W_hn h + b_hn).
-        # Cho et al. 2014 write W_hn (r * h); the two differ only by where b_hn sits.
+        # Cho et al. 2014 write W_hn (r * h) + b_hn: a different function, so weights do not
+        # carry over between the two forms.
         n = torch.tanh(x_n + r * h_n)
         return (1 - z) * n + z * h
 
@@ -334,7 +335,7 @@ def grad_norm_by_distance(model: CharRNNLM, seq: torch.Tensor, wrt: str = "hidde
     return norms.flip(0).detach()  # distance order: index 0 is the last step
 
 
-# ---------------------------------------------------------------- exercise (notebook 03)
+# ---------------------------------------------------------------- exercises (notebook 03)
 def _lstm_inputs(rng):
     g = torch_generator(rng)
     B, C, H = rng.randint(1, 4), rng.randint(1, 5), rng.randint(1, 5)
@@ -353,3 +354,51 @@ def lstm_step(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, W_ih: torch.Ten
     with torch.no_grad():
         cell.weight_ih.copy_(W_ih), cell.weight_hh.copy_(W_hh)
     return cell.step(cell.input_proj(x) + b, (h, c))
+
+
+def _rnn_args(g: torch.Generator, B: int, T: int, C: int, H: int) -> tuple[torch.Tensor, ...]:
+    """x (B, T, C), h0 (B, H), W_ih (H, C), W_hh (H, H), b (H,), all N(0, 1)."""
+    return tuple(torch.randn(shape, generator=g) for shape in ((B, T, C), (B, H), (H, C), (H, H), (H,)))
+
+
+def _rnn_inputs(rng):
+    B, T, C, H = rng.randint(1, 3), rng.randint(1, 6), rng.randint(1, 5), rng.randint(1, 5)
+    return _rnn_args(torch_generator(rng), B, T, C, H)
+
+
+# fixed case: B=2 != T=3, so a loop over the wrong axis shows; T > 1, so does a state not carried over
+@exercise("03.rnn_forward", inputs=_rnn_inputs, atol=1e-5,
+          fixed=(_rnn_args(torch.Generator().manual_seed(3), 2, 3, 2, 4),),
+          hint="loop t over dim 1 (x[:, t]); each step reads the h the previous step produced, "
+          "starting from h0; stack the T states along dim 1")
+def rnn_forward(x: torch.Tensor, h0: torch.Tensor, W_ih: torch.Tensor, W_hh: torch.Tensor,
+                b: torch.Tensor) -> torch.Tensor:
+    """rnn_forward(x (B, T, C), h0 (B, H), W_ih (H, C), W_hh (H, H), b (H,)) -> (B, T, H): run
+    h_t = tanh(W_ih x_t + W_hh h_{t-1} + b) from h0 over the T steps and return every h_t."""
+    layer = RNN(x.shape[-1], h0.shape[-1])
+    cell = layer.cells[0]
+    with torch.no_grad():
+        cell.weight_ih.copy_(W_ih), cell.weight_hh.copy_(W_hh), cell.bias_ih.copy_(b), cell.bias_hh.zero_()
+        return layer(x, h0[None])[0]
+
+
+def _gru_inputs(rng):
+    g = torch_generator(rng)
+    B, C, H = rng.randint(1, 4), rng.randint(1, 5), rng.randint(1, 5)
+    G = 3 * H  # r, z, n stacked
+    return (torch.randn(B, C, generator=g), torch.randn(B, H, generator=g), torch.randn(G, C, generator=g),
+            torch.randn(G, H, generator=g), torch.randn(G, generator=g), torch.randn(G, generator=g))
+
+
+@exercise("03.gru_step", inputs=_gru_inputs, atol=1e-5,
+          hint="torch's gate order is r, z, n (chunk(3, -1) of each projection); r multiplies the whole "
+          "hidden projection of n, bias included: n = tanh(W_in x + b_in + r*(W_hn h + b_hn)); "
+          "h' = (1 - z)*n + z*h")
+def gru_step(x: torch.Tensor, h: torch.Tensor, W_ih: torch.Tensor, W_hh: torch.Tensor,
+             b_ih: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+    """gru_step(x (B, C), h (B, H), W_ih (3H, C), W_hh (3H, H), b_ih (3H,), b_hh (3H,)) -> h' (B, H):
+    one GRU step as torch.nn.GRUCell computes it, gates stacked in the order r, z, n."""
+    cell = GRUCell(x.shape[1], h.shape[1])
+    cell.load_state_dict({"weight_ih": W_ih, "weight_hh": W_hh, "bias_ih": b_ih, "bias_hh": b_hh})
+    with torch.no_grad():
+        return cell(x, h)

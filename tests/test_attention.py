@@ -14,6 +14,7 @@ from llmcourse.attention import (
     combine_masks,
     padding_mask,
     scaled_dot_product_attention,
+    split_heads,
 )
 
 TOL = dict(atol=1e-5, rtol=1e-5)
@@ -160,3 +161,24 @@ def test_exercises():
     exercises.check("04.causal_mask", lambda t: torch.ones(t, t).tril().bool(), seed=0)
     with pytest.raises(exercises.ExerciseError):  # upper instead of lower triangle
         exercises.check("04.causal_mask", lambda t: torch.ones(t, t).triu().bool(), seed=0)
+
+
+def test_exercise_padding_mask_catches_off_by_one():
+    from llmcourse import exercises
+
+    exercises.check("04.padding_mask", lambda lengths, T: torch.arange(T)[None] < lengths[:, None], trials=10)
+    with pytest.raises(exercises.ExerciseError, match="case 1 of .*wrong values"):  # <=: one pad too many
+        exercises.check("04.padding_mask", lambda lengths, T: torch.arange(T)[None] <= lengths[:, None])
+
+
+def test_exercise_split_heads_catches_view_without_transpose():
+    """view(B, n_head, T, D) has the right shape but cuts across tokens: with x = arange(24) as
+    (1, 3, 8) and 2 heads, head 0 must hold features 0..3 of each token, [[0..3], [8..11], [16..19]],
+    while the bare view gives [[0..3], [4..7], [8..11]]."""
+    from llmcourse import exercises
+
+    x = torch.arange(24.0).view(1, 3, 8)
+    assert split_heads(x, 2)[0, 0].tolist() == [[0, 1, 2, 3], [8, 9, 10, 11], [16, 17, 18, 19]]
+    exercises.check("04.split_heads", lambda x, h: x.unflatten(-1, (h, -1)).permute(0, 2, 1, 3), trials=10)
+    with pytest.raises(exercises.ExerciseError, match="case 1 of .*wrong values"):
+        exercises.check("04.split_heads", lambda x, h: x.reshape(x.shape[0], h, x.shape[1], -1))

@@ -160,3 +160,18 @@ def test_activation_formula_against_autograd_saved_tensors():
     estimate = memory.activation_bytes_per_layer(b, s, d, bytes_per_value=2)
     assert estimate == 34 * b * s * d
     assert 1.0 <= estimate / measured <= 1.07
+
+
+def test_exercise_gpt_params():
+    """A correct formula passes; the GPT-2 small fixed case (tied, 124,439,808) catches both a
+    forgotten final LayerNorm (2 * 768 = 1,536 fewer) and a head counted although it is tied."""
+    from llmcourse import exercises
+
+    def mine(L, d, V, T, tied):
+        return V * d + T * d + L * (12 * d * d + 13 * d) + 2 * d + (0 if tied else V * d)
+
+    exercises.check("00.gpt_params", mine, trials=10)
+    with pytest.raises(exercises.ExerciseError, match="case 1 of .*expected 124439808, got 124438272"):
+        exercises.check("00.gpt_params", lambda L, d, V, T, tied: mine(L, d, V, T, tied) - 2 * d)
+    with pytest.raises(exercises.ExerciseError, match="case 1 of .*wrong value"):
+        exercises.check("00.gpt_params", lambda L, d, V, T, tied: mine(L, d, V, T, False))

@@ -192,3 +192,50 @@ def test_exercise_lstm_step():
     exercises.check("03.lstm_step", mine, trials=3, seed=0)
     with pytest.raises(exercises.ExerciseError):
         exercises.check("03.lstm_step", wrong_order, trials=3, seed=0)
+
+
+def test_exercise_rnn_forward():
+    from llmcourse import exercises
+
+    def mine(x, h0, W_ih, W_hh, b):
+        h, out = h0, []
+        for t in range(x.shape[1]):
+            h = torch.tanh(x[:, t] @ W_ih.T + h @ W_hh.T + b)
+            out.append(h)
+        return torch.stack(out, dim=1)
+
+    def no_carry(x, h0, W_ih, W_hh, b):  # the classic slip: every step starts again from h0
+        return torch.stack([torch.tanh(x[:, t] @ W_ih.T + h0 @ W_hh.T + b) for t in range(x.shape[1])], dim=1)
+
+    exercises.check("03.rnn_forward", mine, trials=5)
+    with pytest.raises(exercises.ExerciseError, match="wrong values"):
+        exercises.check("03.rnn_forward", no_carry, trials=0)  # the fixed case (T=3) alone catches it
+
+
+def test_exercise_gru_step_matches_torch_and_catches_cho_form():
+    from llmcourse import exercises
+
+    def mine(x, h, W_ih, W_hh, b_ih, b_hh):
+        x_r, x_z, x_n = (x @ W_ih.T + b_ih).chunk(3, -1)
+        h_r, h_z, h_n = (h @ W_hh.T + b_hh).chunk(3, -1)
+        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+        return (1 - z) * torch.tanh(x_n + r * h_n) + z * h
+
+    def cho_form(x, h, W_ih, W_hh, b_ih, b_hh):  # reset gate applied to h before the product
+        H = h.shape[1]
+        x_r, x_z, x_n = (x @ W_ih.T + b_ih).chunk(3, -1)
+        h_r, h_z, _ = (h @ W_hh.T + b_hh).chunk(3, -1)
+        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
+        n = torch.tanh(x_n + (r * h) @ W_hh[2 * H:].T + b_hh[2 * H:])
+        return (1 - z) * n + z * h
+
+    def torch_gru_step(x, h, W_ih, W_hh, b_ih, b_hh):
+        cell = nn.GRUCell(x.shape[1], h.shape[1])
+        cell.load_state_dict({"weight_ih": W_ih, "weight_hh": W_hh, "bias_ih": b_ih, "bias_hh": b_hh})
+        with torch.no_grad():
+            return cell(x, h)
+
+    exercises.check("03.gru_step", mine, trials=5)
+    exercises.check("03.gru_step", torch_gru_step, trials=5)
+    with pytest.raises(exercises.ExerciseError, match="wrong values"):
+        exercises.check("03.gru_step", cho_form, trials=5, seed=0)

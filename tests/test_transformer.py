@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from llmcourse.attention import padding_mask
 from llmcourse.transformer import (
@@ -184,3 +185,50 @@ def test_learns_to_reverse():
     out = model.greedy_decode(src, max_new_tokens=7)
     exact = [(o[:len(t[t != -100])] == t[t != -100]).all().item() for o, t in zip(out, targets)]
     assert loss.item() < 0.6 and sum(exact) >= 25
+
+
+def test_exercise_decoder_mask_and_its_classic_slips():
+    """Golden: tgt_in [[1, 5, 0, 0]] with pad 0. Query 2 (a pad) still sees keys 0 and 1 (causal AND
+    key-not-pad); masking the query axis instead would leave its row empty."""
+    from llmcourse import exercises
+    from llmcourse.transformer import decoder_mask
+
+    assert decoder_mask(torch.tensor([[1, 5, 0, 0]]), 0)[0].int().tolist() == \
+        [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0]]
+    causal = lambda T: torch.ones(T, T, dtype=torch.bool).tril()  # noqa: E731
+    exercises.check("05.decoder_mask", lambda t, p: causal(t.shape[1]) & (t != p)[:, None, :], trials=10)
+    for wrong in (lambda t, p: causal(t.shape[1]) & (t != p)[:, :, None],  # padding on the query axis
+                  lambda t, p: causal(t.shape[1]) | (t != p)[:, None, :]):  # OR instead of AND
+        with pytest.raises(exercises.ExerciseError, match="case 1 of .*wrong values"):
+            exercises.check("05.decoder_mask", wrong)
+
+
+def test_exercise_label_smoothing_catches_unstable_log_and_v_minus_1_split():
+    """With eps = 0.1 and V = 3 the target distribution is [0.0333, 0.9333, 0.0333] for target 1,
+    and the smoothed loss equals F.cross_entropy(label_smoothing=0.1). The fixed case's first row,
+    log p = [0, -1000, -2000] with target 0, gives 0.1/3 * 3000 = 100; the eps/(V-1) split gives
+    0.05 * 3000 = 150, and log(softmax) gives inf (exp(-2000) underflows to 0)."""
+    from llmcourse import exercises
+
+    def mine(logits, targets, eps):
+        logp = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+        nll = -logp.gather(1, targets[:, None]).squeeze(1)
+        return ((1 - eps) * nll - eps * logp.mean(-1)).mean()
+
+    def naive_log(logits, targets, eps):  # log(softmax): log(0) = -inf for a very unlikely class
+        logp = torch.softmax(logits, -1).log()
+        return ((1 - eps) * -logp.gather(1, targets[:, None]).squeeze(1) - eps * logp.mean(-1)).mean()
+
+    def split_v_minus_1(logits, targets, eps):  # 1 - eps on the target, eps / (V - 1) on the others
+        logp, V = F.log_softmax(logits, -1), logits.shape[-1]
+        q = torch.full_like(logp, eps / (V - 1)).scatter(1, targets[:, None], 1 - eps)
+        return -(q * logp).sum(-1).mean()
+
+    x, y = torch.tensor([[0.5, 2.0, -1.0]]), torch.tensor([1])
+    q = torch.tensor([[0.1 / 3, 0.9 + 0.1 / 3, 0.1 / 3]])
+    torch.testing.assert_close(-(q * F.log_softmax(x, -1)).sum(), F.cross_entropy(x, y, label_smoothing=0.1))
+    exercises.check("05.label_smoothing", mine, trials=10)
+    with pytest.raises(exercises.ExerciseError, match="case 1 of .*NaN/inf"):
+        exercises.check("05.label_smoothing", naive_log)
+    with pytest.raises(exercises.ExerciseError, match="case 1 of .*wrong values"):
+        exercises.check("05.label_smoothing", split_v_minus_1)
