@@ -2,8 +2,9 @@
 
 Three separate ideas, kept separate:
   * `sample_next_token(logits, generator, ...)` turns one step's logits into token ids: greedy
-    (temperature 0), temperature scaling, top-k and top-p (nucleus, Holtzman et al. 2019). It is a pure
-    function of its inputs and an explicit `torch.Generator`, so samples are reproducible.
+    (temperature 0), temperature scaling, top-k (`top_k_filter`; `top_k_probs` is notebook 09's exercise) and top-p
+    (nucleus, Holtzman et al. 2019). It is a pure function of its inputs and an explicit
+    `torch.Generator`, so samples are reproducible.
   * `KVCache` stores every layer's keys and values, so each new token costs one position of compute
     instead of re-running the whole context. Memory: 2 * n_layer * B * T * n_embd numbers.
   * `generate` / `stream` drive a model with or without the cache. Cached and uncached greedy
@@ -15,10 +16,43 @@ uncached model sees, and no faster). Left out: batching requests of different le
 """
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
+
+from llmcourse.exercises import exercise, torch_generator
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """(B, V) logits -> (B, V): logits below the row's k-th largest set to -inf (ties with it are kept).
+
+    >>> top_k_filter(torch.tensor([[2.0, 1.0, 2.0, 0.5]]), 1)
+    tensor([[2., -inf, 2., -inf]])
+    """
+    kth = torch.topk(logits, min(k, logits.size(-1))).values[:, -1:]  # (B, 1); k >= V keeps everything
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def _top_k_inputs(rng: random.Random) -> tuple[torch.Tensor, int]:
+    g = torch_generator(rng)
+    B, V = rng.randint(1, 4), rng.randint(2, 12)
+    if rng.random() < 0.5:  # small integers: ties with the k-th largest value are common
+        logits = torch.randint(-3, 4, (B, V), generator=g).float()
+    else:
+        logits = torch.randn(B, V, generator=g) * rng.choice([1.0, 5.0])
+    return logits, rng.randint(1, V + 3)  # k > V happens too
+
+
+@exercise("09.top_k_probs", inputs=_top_k_inputs, rtol=1e-5, atol=1e-6,
+          fixed=((torch.tensor([[2.0, 1.0, 2.0, 0.5]]), 1), (torch.tensor([[0.3, -1.0, 2.0], [1.0, 1.0, 1.0]]), 5)),
+          hint="per row, the k-th largest logit is torch.topk(logits, min(k, V)).values[:, -1:]; logits strictly "
+               "below it become -inf (ties with it stay), then softmax; k >= V keeps every token")
+def top_k_probs(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """top_k_probs(logits (B, V), k) -> (B, V): the distribution top-k sampling draws from, the softmax over
+    each row's k largest logits (ties with the k-th largest kept; k >= V keeps all) and 0 elsewhere."""
+    return F.softmax(top_k_filter(logits.float(), k), dim=-1)
 
 
 def sample_next_token(logits: torch.Tensor, generator: torch.Generator | None = None,
@@ -37,8 +71,7 @@ def sample_next_token(logits: torch.Tensor, generator: torch.Generator | None = 
         return logits.argmax(dim=-1, keepdim=True)
     logits = logits.float() / temperature
     if top_k is not None:
-        kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, -1:]  # (B, 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+        logits = top_k_filter(logits, top_k)
     if top_p is not None and top_p < 1.0:
         sorted_logits, order = torch.sort(logits, descending=True)
         probs = F.softmax(sorted_logits, dim=-1)

@@ -8,13 +8,19 @@
   **P-Tuning** (Liu et al. 2021) produces those vectors from a small MLP (a "prompt encoder"), which
   makes optimisation more stable; `reparam_hidden` switches that on.
 Both train through the course loop, with the usual `(logits, loss)` convention.
-For Hugging Face models, peft offers the same ideas (`PromptTuningConfig`, `PromptEncoderConfig`).
+For Hugging Face models, peft offers the same ideas (`PromptTuningConfig`, `PromptEncoderConfig`); with
+a model that takes `inputs_embeds`, `attention_mask` and `labels`, the virtual tokens must extend all
+three (`prepend_virtual_tokens`, notebook 11's exercise). The course GPT does it inside (`prefix_emb`).
 Left out: prefix tuning (virtual keys/values in every layer) and P-Tuning v2.
 """
 from __future__ import annotations
 
+import random
+
 import torch
 import torch.nn as nn
+
+from llmcourse.exercises import exercise, torch_generator
 
 
 def freeze(model: nn.Module, train_top_blocks: int = 1, train_head: bool = True) -> list[str]:
@@ -66,3 +72,30 @@ class PromptTuned(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         prefix = self.virtual_tokens().unsqueeze(0).expand(idx.size(0), -1, -1)  # (B, P, C)
         return self.model(idx, targets, prefix_emb=prefix)
+
+
+# ------------------------------------------------------------------------------------ exercise (notebook 11)
+def _prepend_inputs(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch_generator(rng)
+    P, B, T, C = rng.randint(1, 4), rng.randint(1, 3), rng.randint(1, 6), rng.randint(2, 5)
+    lengths = [rng.randint(1, T) for _ in range(B)]  # right padding after each row's real tokens
+    mask = torch.tensor([[1] * n + [0] * (T - n) for n in lengths])
+    labels = torch.randint(0, 50, (B, T), generator=g).masked_fill(mask == 0, -100)
+    return torch.randn(P, C, generator=g), torch.randn(B, T, C, generator=g), mask, labels
+
+
+@exercise("11.prepend_virtual_tokens", inputs=_prepend_inputs,
+          fixed=((torch.ones(2, 2), torch.zeros(2, 3, 2), torch.tensor([[1, 1, 0], [1, 1, 1]]),
+                  torch.tensor([[5, 6, -100], [7, 8, 9]])),),
+          hint="torch.cat on dim 1, virtual tokens FIRST: prompt.expand(B, P, C) before the embeddings, "
+               "ones before the mask (the model must attend to them), -100 before the labels (no loss there)")
+def prepend_virtual_tokens(prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
+                           labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """prepend_virtual_tokens(prompt (P, C), embeds (B, T, C), attention_mask (B, T), labels (B, T)) ->
+    (embeds (B, P+T, C), attention_mask (B, P+T), labels (B, P+T)): the P vectors placed before every row,
+    attended to (mask 1) and never predicted (label -100), as peft's prompt tuning does."""
+    B, P = embeds.size(0), prompt.size(0)
+    virtual = prompt.unsqueeze(0).expand(B, -1, -1).to(embeds.dtype)  # (P, C) -> (B, P, C)
+    return (torch.cat([virtual, embeds], dim=1),
+            torch.cat([attention_mask.new_ones(B, P), attention_mask], dim=1),
+            torch.cat([labels.new_full((B, P), -100), labels], dim=1))

@@ -54,6 +54,16 @@ def export_chat_model(model, tokenizer, directory: str | Path) -> Path:
 
 
 # ---- the wire format ----
+def _text(rng: random.Random) -> str:
+    return "".join(rng.choice("abc XYZ?!é\n\"") for _ in range(rng.randint(0, 12)))
+
+
+@exercise("13.chat_request", compare="exact",
+          inputs=lambda rng: (rng.choice(["course-chat", "gpt-4o-mini", "m"]), _text(rng), _text(rng),
+                              rng.randint(1, 512), rng.random() < 0.5),
+          fixed=(("m", "Be brief.", "Hi", 8, True),),
+          hint="the keys are model, messages (a list: the system message, then the user message, each "
+               "{'role': ..., 'content': ...}), max_tokens, temperature (0.0: greedy) and stream")
 def chat_request(model: str, system: str, user: str, max_tokens: int, stream: bool) -> dict:
     """chat_request(model, system, user, max_tokens, stream) -> the JSON body (a dict) of POST
     /v1/chat/completions: a system and a user message, greedy (temperature 0).
@@ -144,8 +154,20 @@ def sequences_that_fit(budget_bytes: float, bytes_per_token: int, lengths: Seque
 
 
 # ---- time: static versus continuous batching ----
+def _batch_inputs(rng: random.Random) -> tuple[list[int], int, bool]:
+    lengths = [rng.choice([rng.randint(1, 4), rng.randint(1, 30)]) for _ in range(rng.randint(1, 12))]
+    return lengths, rng.randint(1, 4), rng.random() < 0.5
+
+
+@exercise("13.batch_steps", inputs=_batch_inputs, compare="exact",
+          fixed=(([1, 4, 1, 1], 2, False), ([1, 4, 1, 1], 2, True), ([2, 2, 3], 2, True), ([3, 3, 3], 8, False),
+                 ([5, 1, 2, 7, 1], 1, True)),
+          hint="static: the sum over groups of batch_size consecutive requests of the group's longest; "
+               "continuous: each request, in order, goes to the slot that becomes free FIRST (not the next "
+               "slot in turn); the answer is when the last slot finishes")
 def batch_steps(lengths: Sequence[int], batch_size: int, continuous: bool) -> int:
-    """Decoding steps to generate `lengths[i]` tokens for every request, `batch_size` at a time, in order.
+    """batch_steps(lengths, batch_size, continuous) -> decoding steps to generate `lengths[i]` tokens for
+    every request, `batch_size` at a time, in order.
 
     Static: requests go in groups of `batch_size`; a group takes as many steps as its longest answer,
     and finished slots idle until then. Continuous: a finished request's slot takes the next waiting

@@ -2,7 +2,15 @@
 import pytest
 import torch
 
-from llmcourse.generate import KVCache, generate, sample_next_token, stream
+from llmcourse import exercises
+from llmcourse.generate import (
+    KVCache,
+    generate,
+    sample_next_token,
+    stream,
+    top_k_filter,
+    top_k_probs,
+)
 from llmcourse.gpt import GPT, GPTConfig
 
 
@@ -92,3 +100,35 @@ def test_cache_overflow_is_a_clear_error():
     cache.advance(3)
     with pytest.raises(ValueError, match="full"):
         cache.update(0, torch.zeros(1, 1, 1, 4), torch.zeros(1, 1, 1, 4))
+
+
+def test_top_k_filter_golden_and_exercise():
+    """Row [2, 1, 2, 0.5], k = 1: the largest value 2 appears twice, so both stay (ties with the k-th
+    largest are kept, as `logits < kth` drops only what is strictly smaller): probabilities 1/2, 0, 1/2, 0.
+    k >= V keeps all."""
+    inf = float("inf")
+    assert torch.equal(top_k_filter(torch.tensor([[2.0, 1.0, 2.0, 0.5]]), 1), torch.tensor([[2.0, -inf, 2.0, -inf]]))
+    assert torch.equal(top_k_filter(torch.tensor([[0.3, -1.0]]), 5), torch.tensor([[0.3, -1.0]]))
+    assert torch.equal(top_k_probs(torch.tensor([[2.0, 1.0, 2.0, 0.5]]), 1), torch.tensor([[0.5, 0.0, 0.5, 0.0]]))
+
+    def correct(logits, k):
+        kth = logits.sort(dim=-1, descending=True).values[:, min(k, logits.size(-1)) - 1:][:, :1]
+        e = torch.where(logits >= kth, (logits - logits.amax(-1, keepdim=True)).exp(), torch.zeros_like(logits))
+        return e / e.sum(-1, keepdim=True)
+
+    def drops_ties(logits, k):  # keeps exactly k indices from topk: a tie with the k-th is lost
+        idx = logits.topk(min(k, logits.size(-1)), dim=-1).indices
+        return torch.full_like(logits, -inf).scatter(-1, idx, logits.gather(-1, idx)).softmax(-1)
+
+    def k_too_large(logits, k):  # torch.topk raises when k > V
+        kth = logits.topk(k, dim=-1).values[:, -1:]
+        return logits.masked_fill(logits < kth, -inf).softmax(-1)
+
+    def not_renormalised(logits, k):  # softmax first, then zero the tail: the rows no longer sum to 1
+        kth = logits.topk(min(k, logits.size(-1)), dim=-1).values[:, -1:]
+        return logits.softmax(-1).masked_fill(logits < kth, 0.0)
+
+    exercises.check("09.top_k_probs", correct, trials=20)
+    for wrong in (drops_ties, k_too_large, not_renormalised):
+        with pytest.raises(exercises.ExerciseError):
+            exercises.check("09.top_k_probs", wrong, seed=0)

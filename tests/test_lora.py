@@ -6,8 +6,17 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from llmcourse import exercises
 from llmcourse.gpt import GPT, GPTConfig
-from llmcourse.lora import LoRALinear, apply_lora, lora_layers, merge_lora, trainable_report
+from llmcourse.lora import (
+    LoRALinear,
+    apply_lora,
+    lora_layers,
+    lora_param_count,
+    merge_lora,
+    merged_weight,
+    trainable_report,
+)
 
 
 def tiny_llama(seed=0):
@@ -103,3 +112,46 @@ def test_typo_in_target_names_is_a_clear_error():
         apply_lora(model, ["q_proj"])
     with pytest.raises(ValueError, match="rank"):
         LoRALinear(torch.nn.Linear(4, 4), r=0)
+
+
+def test_lora_param_count_equals_what_apply_lora_trains():
+    """The exercise's count, on the course GPT's real layer names and shapes, equals the parameters that
+    apply_lora makes trainable; the hand count: r * (in + out) = 4 * (32 + 96) for one qkv layer."""
+    assert lora_param_count([("blocks.0.attn.qkv", 96, 32), ("blocks.0.attn.proj", 32, 32)], ["qkv"], 4) == 512
+    for targets in (["qkv"], ["proj"], ["attn.proj", "fc"]):
+        torch.manual_seed(0)
+        model = GPT(GPTConfig(vocab_size=40, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0))
+        layers = [(n, m.out_features, m.in_features) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+        apply_lora(model, targets, r=4)
+        assert lora_param_count(layers, targets, 4) == trainable_report(model)["trainable"]
+
+
+def test_merged_weight_equals_the_merged_layer():
+    torch.manual_seed(0)
+    layer = LoRALinear(torch.nn.Linear(6, 5, bias=False), r=3, alpha=12.0)
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    expected = merged_weight(layer.base.weight.detach().clone(), layer.lora_A.detach(), layer.lora_B.detach(), 12.0)
+    layer.merge()
+    torch.testing.assert_close(layer.base.weight.detach(), expected)
+
+
+def test_lora_exercises_accept_solutions_and_catch_classic_mistakes():
+    def count(layers, targets, r):
+        return sum(r * (i + o) for n, o, i in layers if any(n.split(".")[-len(t.split(".")):] == t.split(".")
+                                                                for t in targets))
+
+    def count_substring(layers, targets, r):  # "proj" in "attn.c_proj": matches a different layer
+        return sum(r * (i + o) for n, o, i in layers if any(t in n for t in targets))
+
+    def count_full_matrix(layers, targets, r):  # r * in * out: the size of the update, not of A and B
+        return sum(r * i * o for n, o, i in layers if any(n == t or n.endswith("." + t) for t in targets))
+
+    exercises.check("11.lora_param_count", count, trials=20)
+    for wrong in (count_substring, count_full_matrix):
+        with pytest.raises(exercises.ExerciseError):
+            exercises.check("11.lora_param_count", wrong, seed=0)
+
+    exercises.check("11.merged_weight", lambda W, A, B, alpha: W + alpha / A.shape[0] * B @ A, trials=20)
+    with pytest.raises(exercises.ExerciseError):  # scaled by alpha, not alpha / r
+        exercises.check("11.merged_weight", lambda W, A, B, alpha: W + alpha * B @ A, seed=0)

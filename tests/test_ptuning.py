@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
+from llmcourse import exercises
 from llmcourse.gpt import GPT, GPTConfig
-from llmcourse.ptuning import PromptTuned, freeze
+from llmcourse.ptuning import PromptTuned, freeze, prepend_virtual_tokens
 
 
 def tiny(seed=0):
@@ -76,3 +77,53 @@ def test_prompt_tuning_steers_a_frozen_model(copy_first_model, reparam):
     assert first.item() > math.log(30) and loss.item() < 0.5
     for k, v in model.state_dict().items():
         assert torch.equal(v, frozen[k]), f"{k} changed although the model is frozen"
+
+
+def test_prepend_virtual_tokens_is_what_peft_feeds_the_model():
+    """peft's prompt tuning on a tiny random Llama: the inputs_embeds, attention_mask and labels it
+    passes to the base model equal ours, built from its own prompt vectors."""
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    base = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                        num_attention_heads=4, num_key_value_heads=4,
+                                        max_position_embeddings=32)).eval()
+    model = get_peft_model(base, PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=3))
+    seen, forward = {}, base.forward
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return forward(*args, **kwargs)
+
+    base.forward = spy
+    ids = torch.tensor([[5, 6, 7, 0], [8, 9, 10, 11]])
+    mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])
+    labels = ids.masked_fill(mask == 0, -100)
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=mask, labels=labels)
+        mine = prepend_virtual_tokens(model.get_prompt(batch_size=1)[0], base.get_input_embeddings()(ids), mask, labels)
+    for name, ours in zip(("inputs_embeds", "attention_mask", "labels"), mine):
+        assert torch.equal(ours, seen[name].to(ours.dtype)), name
+
+
+def test_prepend_virtual_tokens_exercise():
+    def correct(prompt, embeds, mask, labels):
+        B, P = embeds.shape[0], prompt.shape[0]
+        return (torch.cat([prompt.repeat(B, 1, 1), embeds], 1), torch.cat([torch.ones(B, P, dtype=mask.dtype), mask], 1),
+                torch.cat([torch.full((B, P), -100), labels], 1))
+
+    def labels_zero(prompt, embeds, mask, labels):  # label 0 is a real token: the loss would train on it
+        B, P = embeds.shape[0], prompt.shape[0]
+        return (torch.cat([prompt.repeat(B, 1, 1), embeds], 1), torch.cat([torch.ones(B, P, dtype=mask.dtype), mask], 1),
+                torch.cat([torch.zeros(B, P, dtype=labels.dtype), labels], 1))
+
+    def appended(prompt, embeds, mask, labels):  # after the text instead of before it
+        B, P = embeds.shape[0], prompt.shape[0]
+        return (torch.cat([embeds, prompt.repeat(B, 1, 1)], 1), torch.cat([mask, torch.ones(B, P, dtype=mask.dtype)], 1),
+                torch.cat([labels, torch.full((B, P), -100)], 1))
+
+    exercises.check("11.prepend_virtual_tokens", correct, trials=20)
+    for wrong in (labels_zero, appended):
+        with pytest.raises(exercises.ExerciseError):
+            exercises.check("11.prepend_virtual_tokens", wrong, seed=0)

@@ -1,12 +1,21 @@
 """int8 absmax quantization: error bound, memory saving, model outputs stay close."""
 import copy
 
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llmcourse import exercises
 from llmcourse.gpt import GPT, GPTConfig
-from llmcourse.quantize import Int8Linear, dequantize, quantize_absmax, quantize_model, weight_bytes
+from llmcourse.quantize import (
+    Int8Linear,
+    dequantize,
+    int8_roundtrip,
+    quantize_absmax,
+    quantize_model,
+    weight_bytes,
+)
 
 
 @settings(max_examples=30, deadline=None)
@@ -51,3 +60,32 @@ def test_quantized_gpt_is_smaller_and_predicts_nearly_the_same():
         b, _ = qmodel(idx)
     assert (a - b).abs().max() < 0.05 * a.abs().max()
     assert (a.argmax(-1) == b.argmax(-1)).float().mean() > 0.9
+
+
+def test_int8_roundtrip_exercise():
+    """Row [0.6, -1, 0.25]: s = 1/127, codes round(76.2) = 76, -127, round(31.75) = 32, so the round trip
+    is [76, -127, 32] / 127; an all-zero row stays zero."""
+    out = int8_roundtrip(torch.tensor([[0.6, -1.0, 0.25], [0.0, 0.0, 0.0]]))
+    torch.testing.assert_close(out, torch.tensor([[76.0, -127.0, 32.0], [0.0, 0.0, 0.0]]) / 127)
+
+    def correct(w):
+        s = w.abs().amax(dim=1, keepdim=True) / 127
+        s = torch.where(s > 0, s, torch.ones_like(s))
+        return torch.round(w / s).clamp(-127, 127).to(torch.int8).float() * s
+
+    def truncates(w):  # .to(int8) rounds toward zero
+        s = w.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127
+        return (w / s).to(torch.int8).float() * s
+
+    def per_tensor(w):  # one scale for the whole matrix: small rows lose their precision
+        s = w.abs().max().clamp(min=1e-12) / 127
+        return torch.round(w / s) * s
+
+    def zero_row_nan(w):  # 0 / 0 on an all-zero row
+        s = w.abs().amax(dim=1, keepdim=True) / 127
+        return torch.round(w / s) * s
+
+    exercises.check("09.int8_roundtrip", correct, trials=20)
+    for wrong in (truncates, per_tensor, zero_row_nan):
+        with pytest.raises(exercises.ExerciseError):
+            exercises.check("09.int8_roundtrip", wrong, seed=0)

@@ -131,9 +131,47 @@ def test_batch_steps_golden():
     assert batch_steps([3, 3, 3], 8, True) == 3
 
 
+def batch_steps_by_simulation(lengths, batch_size, continuous):
+    """Step by step: each busy slot decodes one token per step; a free slot takes the next request
+    (continuous: at any step; static: only once the whole batch has finished)."""
+    queue, slots, steps = list(lengths), [], 0
+    while queue or slots:
+        if continuous or not slots:
+            while queue and len(slots) < batch_size:
+                slots.append(queue.pop(0))
+        steps += 1
+        slots = [n - 1 for n in slots if n > 1]
+    return steps
+
+
+def test_batch_steps_equals_a_step_by_step_simulation():
+    rng = random.Random(0)
+    for _ in range(200):
+        lengths = [rng.randint(1, 12) for _ in range(rng.randint(1, 10))]
+        b = rng.randint(1, 4)
+        for continuous in (False, True):
+            assert batch_steps(lengths, b, continuous) == batch_steps_by_simulation(lengths, b, continuous)
+
+
 def test_exercises_accept_the_solution_and_reject_typical_mistakes():
     exercises.check("13.sse_text", sse_text)
     exercises.check("13.reserved_tokens", reserved_tokens)
+    exercises.check("13.chat_request", lambda m, s, u, n, st: {
+        "model": m, "messages": [{"role": "system", "content": s}, {"role": "user", "content": u}],
+        "max_tokens": n, "temperature": 0, "stream": st}, trials=20)
+    exercises.check("13.batch_steps", batch_steps_by_simulation, trials=20)
+
+    def no_temperature(model, system, user, max_tokens, stream):  # the server's default sampling is not greedy
+        return {"model": model, "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+                "max_tokens": max_tokens, "stream": stream}
+
+    def round_robin(lengths, batch_size, continuous):  # request i always goes to slot i % batch_size
+        if not continuous:
+            return batch_steps(lengths, batch_size, False)
+        slots = [0] * batch_size
+        for i, n in enumerate(lengths):
+            slots[i % batch_size] += n
+        return max(slots)
 
     def forgets_empty(body):  # crashes on a chunk with no choices / no content
         return "".join(e["choices"][0]["delta"]["content"] for e in sse_events(body))
@@ -141,6 +179,7 @@ def test_exercises_accept_the_solution_and_reject_typical_mistakes():
     def floor_blocks(length, max_len, block_tokens=None):  # rounds down: a partial block is lost
         return max_len if block_tokens is None else length // block_tokens * block_tokens
 
-    for name, wrong in (("13.sse_text", forgets_empty), ("13.reserved_tokens", floor_blocks)):
+    for name, wrong in (("13.sse_text", forgets_empty), ("13.reserved_tokens", floor_blocks),
+                        ("13.chat_request", no_temperature), ("13.batch_steps", round_robin)):
         with pytest.raises(exercises.ExerciseError):
             exercises.check(name, wrong, seed=random.Random(name).randrange(2**31))
