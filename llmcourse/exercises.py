@@ -154,10 +154,11 @@ def _difference(expected: Any, got: Any, ex: Exercise, where: str = "output") ->
             ok = torch.allclose(got_d, exp_d, rtol=ex.rtol, atol=ex.atol)
         if ok:
             return None
-        diff = (got_d - exp_d).abs().nan_to_num(nan=math.inf)
+        same = got_d == exp_d  # equal infinities (a -inf mask on both sides) are not a difference
+        diff = torch.where(same, 0.0, (got_d - exp_d).abs().nan_to_num(nan=math.inf))
         idx = tuple(int(i) for i in np.unravel_index(int(diff.argmax()), tuple(diff.shape))) if diff.ndim else ()
         tol = "exact match" if ex.compare == "exact" else f"rtol={ex.rtol:g}, atol={ex.atol:g}"
-        nan = " (your output has NaN/inf)" if not torch.isfinite(got_d).all() else ""
+        nan = " (your output has NaN/inf)" if not (torch.isfinite(got_d) | same).all() else ""
         return (f"{where}: wrong values{nan}: max abs diff {float(diff.max()):.3g} ({tol}); at index {idx} "
                 f"expected {exp_d[idx].item():.6g}, got {got_d[idx].item():.6g}")
     if isinstance(expected, (tuple, list)):

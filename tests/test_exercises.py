@@ -174,3 +174,13 @@ def test_exact_comparison_of_tensors():
             exercises.check("99.arange", lambda n: torch.arange(n) + 0.25)
     finally:
         exercises._REGISTRY.pop("99.arange", None)
+
+
+def test_matching_infinities_are_not_blamed():
+    """Masked logits are -inf on both sides: the message must point at the real difference."""
+    exercises.register("test.masked", lambda x: x.masked_fill(x < 0, float("-inf")),
+                       inputs=lambda rng: (torch.tensor([-1.0, 2.0, 3.0]),), replace=True)
+    with pytest.raises(ExerciseError) as info:
+        exercises.check("test.masked", lambda x: x.masked_fill(x < 0, float("-inf")) + torch.tensor([0, 0, 1.0]))
+    msg = str(info.value)
+    assert "at index (2,) expected 3, got 4" in msg and "NaN/inf" not in msg
