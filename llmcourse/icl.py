@@ -144,17 +144,20 @@ class HFCausalLM(nn.Module):
         self.hf = hf_model
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits = self.hf(input_ids=idx).logits  # (B, T, vocab)
+        logits = self.hf(input_ids=idx.to(self.hf.device)).logits  # (B, T, vocab), on the model's device
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100)
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1).to(logits.device),
+                                   ignore_index=-100)
         return logits, loss
 
 
-def load_smollm2() -> tuple[HFCausalLM, object]:
+def load_smollm2(device: torch.device | str | None = None) -> tuple[HFCausalLM, object]:
     """SmolLM2-135M-Instruct from the offline GGUF file (`llmcourse.data`): (wrapped model, tokenizer).
 
-    Dequantised to float32; about 25 s on one CPU thread, most of it converting the tokenizer.
+    Dequantised to float32 and moved to `device` (a notebook passes `rt.device`; None = CPU); about
+    25 s on one CPU thread, most of it converting the tokenizer. The course's scoring functions put
+    their inputs on the model's device, so the same calls work on CPU and GPU.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -163,13 +166,13 @@ def load_smollm2() -> tuple[HFCausalLM, object]:
     path = data_path("smollm2-135m-instruct")
     tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     hf = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name).eval()
-    return HFCausalLM(hf), tok
+    return HFCausalLM(hf.to(device or "cpu")), tok
 
 
 @torch.no_grad()
 def greedy_reply(model: HFCausalLM, tokenizer, prompt: str, max_new_tokens: int = 80) -> str:
     """Continue an already rendered prompt greedily; the new text, cut at the end-of-turn token."""
-    ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)])
+    ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)], device=next(model.parameters()).device)
     out = model.hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                             do_sample=False, pad_token_id=tokenizer.eos_token_id)
     return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
