@@ -18,6 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 NAME = re.compile(r"^\d{2}_[a-z0-9]+(_[a-z0-9]+)*$")
 BADGE = ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
          "(https://colab.research.google.com/github/llmcourse/llmcourse/blob/main/notebooks/{file})")
+# Every notebook's first cell links the English–Chinese glossary (relative to notebooks/).
+# An absolute link: a relative one breaks when the notebook is opened in Colab or Kaggle.
+GLOSSARY_URL = "https://github.com/llmcourse/llmcourse/blob/main/docs/GLOSSARY.md"
+GLOSSARY_LINK = f"Glossary of terms, English–中文: [docs/GLOSSARY.md]({GLOSSARY_URL})"
 
 
 def setup_template(conventions: Path = ROOT / "docs" / "CONVENTIONS.md") -> str:
@@ -34,7 +38,7 @@ def cells(stem: str, title: str) -> list[tuple[str, str]]:
     number = stem[:2]
     return [
         ("markdown", f"# {number} · {title}\n\n{BADGE.format(file=stem + '.ipynb')}\n\n"
-                     "**Learning goals**\n\n- TODO: what the learner can do afterwards\n\n"
+                     f"{GLOSSARY_LINK}\n\n**Learning goals**\n\n- TODO: what the learner can do afterwards\n\n"
                      "**Prerequisites:** TODO"),
         ("code", setup_template()),
         ("code", "from llmcourse import notebook\n\nrt = notebook.start()"),

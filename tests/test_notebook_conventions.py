@@ -59,6 +59,16 @@ def check_intro_cell(path: Path, nb: dict) -> list[str]:
     return problems
 
 
+GLOSSARY_LINK = re.compile(r"\[[^\]]+\]\(\s*<?([^)\s>]*docs/GLOSSARY\.md)(#[^)\s>]*)?>?\s*\)")
+
+
+def check_glossary_link(path: Path, nb: dict) -> list[str]:
+    first = next((_src(c) for c in nb["cells"] if c["cell_type"] == "markdown"), "")
+    if GLOSSARY_LINK.search(first):
+        return []
+    return [f"the first markdown cell must link the glossary, e.g. the line\n{scaffold.GLOSSARY_LINK}"]
+
+
 def check_setup_cell(path: Path, nb: dict) -> list[str]:
     code = _code(nb)
     if code and code[0].rstrip() == SETUP_TEMPLATE:
@@ -126,8 +136,8 @@ def check_cell_length(path: Path, nb: dict) -> list[str]:
             if c["cell_type"] == "code" and (n := len(_src(c).splitlines())) > MAX_CODE_LINES]
 
 
-CHECKS = [check_name, check_intro_cell, check_setup_cell, check_start, check_sections, check_no_outputs,
-          check_solution_markers, check_no_machine_paths, check_cell_length]
+CHECKS = [check_name, check_intro_cell, check_glossary_link, check_setup_cell, check_start, check_sections,
+          check_no_outputs, check_solution_markers, check_no_machine_paths, check_cell_length]
 
 
 def all_problems(path: Path, nb: dict) -> list[str]:
@@ -176,6 +186,13 @@ def test_checks_catch_violations(good):
     path, nb = good
     assert check_name(path.with_name("7_Demo.ipynb"), nb)
     assert check_intro_cell(path.with_name("08_other.ipynb"), nb)  # badge points at another file
+    intro = _src(nb["cells"][0])
+    assert scaffold.GLOSSARY_LINK in intro
+    assert check_glossary_link(path, _broken(nb, 0, intro.replace(scaffold.GLOSSARY_LINK, "")))
+    assert check_glossary_link(path, _broken(nb, 0, intro.replace("GLOSSARY.md)", "CONVENTIONS.md)")))
+    assert check_glossary_link(path, _broken(nb, 0, intro.replace(f"({scaffold.GLOSSARY_URL})", "")))  # no link
+    assert not check_glossary_link(path, _broken(nb, 0, intro.replace(
+        scaffold.GLOSSARY_URL, "../docs/GLOSSARY.md#evaluation")))  # a relative link with an anchor is fine too
     assert check_setup_cell(path, _broken(nb, 1, SETUP_TEMPLATE.replace("-q", "")))
     assert check_start(path, _broken(nb, 2, "import torch"))
     assert check_sections(path, _broken(nb, 5, "## Recap"))
