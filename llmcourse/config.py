@@ -5,6 +5,19 @@ Every notebook and script in the course is configured by a `@dataclass` whose de
 code on a CPU in seconds: the class lists the fields it changes in `smoke_overrides`. Which size is
 used is decided by `current_size()`, one environment variable, or automatically under CI / nbmake.
 
+Two more settings, one environment variable each, are read here so that every notebook agrees:
+
+- `current_language()`: "en" (default) or "zh" from `LLMCOURSE_LANG`. A config class lists what
+  changes for Chinese in `language_overrides` (a corpus, usually), keyed by "zh" (both sizes) and
+  "zh/smoke" (the smoke size only); `for_size` applies them and fills a `language` field if the
+  class has one. The notebooks run the same code in both languages.
+- `current_hub()`: "huggingface" (default) or "modelscope" from `LLMCOURSE_HUB`: where models and
+  data sets are downloaded from (`llmcourse.fetch.hub_source` maps the names). With the default, the
+  `HF_ENDPOINT` variable (e.g. https://hf-mirror.com) chooses a mirror of the Hugging Face hub.
+
+Figures with Chinese labels need a CJK font, which matplotlib's default (DejaVu Sans) lacks:
+`use_cjk_font()` adds one when the system has it, and otherwise warns once how to install one.
+
     >>> from dataclasses import dataclass
     >>> @dataclass
     ... class Demo(Sized):
@@ -22,13 +35,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import types
 import typing
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 SIZES = ("smoke", "full")
 SIZE_ENV = "LLMCOURSE_SIZE"
+LANGUAGES = ("en", "zh")
+LANG_ENV = "LLMCOURSE_LANG"
+HUBS = ("huggingface", "modelscope")
+HUB_ENV = "LLMCOURSE_HUB"
 
 T = TypeVar("T")
 
@@ -60,19 +79,125 @@ def is_smoke() -> bool:
     return current_size() == "smoke"
 
 
+def current_language() -> str:
+    """Return "en" or "zh": the language of the notebooks' texts, from `LLMCOURSE_LANG` (default "en").
+
+    In Colab, set it in the first cell: `import os; os.environ["LLMCOURSE_LANG"] = "zh"`.
+    """
+    value = os.environ.get(LANG_ENV, "").strip().lower() or "en"
+    if value not in LANGUAGES:
+        raise ValueError(f"{LANG_ENV}={value!r}: use one of {LANGUAGES}")
+    return value
+
+
+def current_hub() -> str:
+    """Return "huggingface" or "modelscope": where downloads come from, from `LLMCOURSE_HUB`.
+
+    The default is "huggingface" (set `HF_ENDPOINT=https://hf-mirror.com` to use a mirror);
+    "modelscope" takes the models and data sets that have a ModelScope copy from modelscope.cn.
+    """
+    value = os.environ.get(HUB_ENV, "").strip().lower() or "huggingface"
+    if value in ("hf", "hugging_face", "hugging-face"):
+        value = "huggingface"
+    if value in ("ms", "model_scope", "model-scope"):
+        value = "modelscope"
+    if value not in HUBS:
+        raise ValueError(f"{HUB_ENV}={value!r}: use one of {HUBS}")
+    return value
+
+
+# Fonts with Chinese glyphs, by family name (matplotlib's names), most common first.
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Source Han Sans CN",
+             "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Microsoft YaHei", "SimHei", "PingFang SC",
+             "Hiragino Sans GB", "Heiti SC", "STHeiti", "Arial Unicode MS", "Noto Sans CJK JP",
+             "Noto Sans CJK TC", "AR PL UMing CN")
+_CJK_FILE = re.compile(r"cjk|wqy|wenquanyi|simhei|msyh|pingfang|sourcehan|notosanssc|ukai|uming", re.I)
+_cjk_warned = False
+
+
+def use_cjk_font() -> str | None:
+    """Let matplotlib draw Chinese characters: append an installed CJK font to `font.family`
+    (Latin text keeps the default font; matplotlib falls back glyph by glyph) and return its name.
+
+    Without one, warn ONCE (instead of one warning per missing glyph) and return None: figures then
+    show boxes for Chinese characters. Install a font and re-run, e.g. on Colab or Debian/Ubuntu
+    `!apt-get -qq install fonts-noto-cjk`. Changes rcParams only; never imports pyplot.
+    """
+    global _cjk_warned
+    import matplotlib
+    from matplotlib import font_manager
+
+    def installed() -> str | None:
+        names = {f.name for f in font_manager.fontManager.ttflist}
+        return next((n for n in CJK_FONTS if n in names), None)
+
+    name = installed()
+    if name is None:  # installed after matplotlib built its cache (apt-get in a running kernel)
+        for path in font_manager.findSystemFonts():
+            if _CJK_FILE.search(os.path.basename(path)):
+                try:
+                    font_manager.fontManager.addfont(path)
+                except (OSError, RuntimeError, ValueError):
+                    continue
+        name = installed()
+    if name is None:
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
+        if not _cjk_warned:
+            _cjk_warned = True
+            warnings.warn("no CJK font found: Chinese characters in figures are drawn as boxes. Install "
+                          "one (Colab or Debian/Ubuntu: `!apt-get -qq install fonts-noto-cjk`) and re-run.",
+                          UserWarning, stacklevel=2)
+        return None
+    families = list(matplotlib.rcParams["font.family"])
+    if name not in families:
+        matplotlib.rcParams["font.family"] = families + [name]
+    return name
+
+
 class Sized:
-    """Mixin for config dataclasses: defaults are the full size, `smoke_overrides` the smoke size."""
+    """Mixin for config dataclasses: defaults are the full size, `smoke_overrides` the smoke size,
+    `language_overrides` what changes for another language ("zh": both sizes, "zh/smoke": smoke only).
+
+        >>> from dataclasses import dataclass
+        >>> @dataclass
+        ... class Run(Sized):
+        ...     language: str = "en"
+        ...     corpus: str = "wikitext-2"
+        ...     smoke_overrides = {"corpus": "lee"}
+        ...     language_overrides = {"zh": {"corpus": "wiki-zh"}, "zh/smoke": {"corpus": "tiny-zh"}}
+        >>> Run.for_size("smoke", language="zh")
+        Run(language='zh', corpus='tiny-zh')
+        >>> Run.for_size("full", language="zh").corpus, Run.for_size("full", language="en").corpus
+        ('wiki-zh', 'wikitext-2')
+    """
 
     smoke_overrides: ClassVar[dict[str, Any]] = {}
+    language_overrides: ClassVar[dict[str, dict[str, Any]]] = {}
 
     @classmethod
-    def for_size(cls: type[T], size: str | None = None, **overrides: Any) -> T:
+    def for_size(cls: type[T], size: str | None = None, language: str | None = None, **overrides: Any) -> T:
+        """The config at `size` (default `current_size()`) for `language` (default
+        `current_language()`), then `overrides`. Order: full defaults, smoke_overrides (smoke),
+        language_overrides[language], language_overrides[f"{language}/{size}"], overrides."""
         size = size or current_size()
         if size not in SIZES:
             raise ValueError(f"size={size!r}: use one of {SIZES}")
+        language = language or current_language()
+        if language not in LANGUAGES:
+            raise ValueError(f"language={language!r}: use one of {LANGUAGES}")
+        by_language = cls.language_overrides  # type: ignore[attr-defined]
+        known = set(LANGUAGES) | {f"{lang}/{s}" for lang in LANGUAGES for s in SIZES}
+        unknown = sorted(set(by_language) - known)
+        if unknown:
+            raise ValueError(f"{cls.__name__}.language_overrides has keys {unknown}; use a language "
+                             f"{LANGUAGES} or 'language/size' like 'zh/smoke'")
         cfg = cls()
         if size == "smoke":
             cfg = dataclasses.replace(cfg, **cls.smoke_overrides)  # type: ignore[attr-defined]
+        for key in (language, f"{language}/{size}"):
+            cfg = dataclasses.replace(cfg, **by_language.get(key, {}))  # type: ignore[type-var]
+        if "language" in {f.name for f in dataclasses.fields(cfg)}:  # type: ignore[arg-type]
+            cfg = dataclasses.replace(cfg, language=language)  # type: ignore[type-var]
         return dataclasses.replace(cfg, **overrides)  # type: ignore[type-var]
 
 

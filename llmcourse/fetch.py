@@ -4,19 +4,35 @@
 when one is known and raises `ChecksumError` on a mismatch; an existing verified file is a cache hit.
 `is_offline` reads the offline switches that every network path checks first, so tests and offline
 notebooks never wait on a timeout. `strip_gutenberg` and `to_text8` are the two text transforms the
-registry in `llmcourse.data` uses. Left out: resumable downloads, mirrors, progress bars.
+registry in `llmcourse.data` uses.
+
+**Hubs and mirrors.** Models and data sets named by their Hugging Face id come from the hub that
+`config.current_hub()` picks (`LLMCOURSE_HUB`): "huggingface" at `hf_endpoint()`, which is
+`HF_ENDPOINT` when set (e.g. https://hf-mirror.com, reachable from mainland China; huggingface_hub,
+datasets and transformers read the same variable), or "modelscope" (modelscope.cn), through the
+table `MODELSCOPE_IDS` of ModelScope copies. `hub_source(hf_id, kind)` only *resolves* (no network,
+no `modelscope` import): which hub, which id, which subset, which URL; a name without a ModelScope
+copy raises `NoModelScopeCopy` saying what to do instead. `hub_model_path` and `hub_rows` do the
+downloads (the `modelscope` package is optional: `pip install modelscope`).
+
+Left out: resumable downloads, progress bars, hubs other than these two.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
 import shutil
 import socket
 import tempfile
+import types
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+
+from llmcourse.config import HUB_ENV, current_hub
 
 OFFLINE_ENVS = ("LLMCOURSE_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 TIMEOUT_S = 20.0  # per network read; a stalled download fails instead of hanging
@@ -119,3 +135,141 @@ def to_text8(text: str) -> str:
     character a space, runs of spaces squeezed."""
     text = re.sub(r"[0-9]", lambda m: f" {_DIGITS[int(m.group())]} ", text.lower())
     return " ".join(re.sub(r"[^a-z]+", " ", text).split())
+
+
+# ----------------------------------------------------------------------------------------- hubs
+HF_DEFAULT_ENDPOINT = "https://huggingface.co"
+MODELSCOPE_ENDPOINT = "https://www.modelscope.cn"
+HF_MIRROR = "https://hf-mirror.com"  # a public mirror of the Hugging Face hub, reachable from mainland China
+
+# (kind, Hugging Face id) -> ModelScope id, for what the course downloads. Verified: the id is used
+# that way in public code or docs (MsDataset.load / snapshot_download / modelscope download).
+MODELSCOPE_IDS: dict[tuple[str, str], str] = {
+    ("dataset", "Salesforce/wikitext"): "modelscope/wikitext",  # same subsets (wikitext-2-raw-v1)
+    ("dataset", "roneneldan/TinyStories"): "AI-ModelScope/TinyStories",
+    ("dataset", "wikimedia/wikipedia"): "AI-ModelScope/wikipedia",  # same subsets (20231101.zh)
+    ("dataset", "allenai/ai2_arc"): "modelscope/ai2_arc",  # same subsets (ARC-Easy)
+    ("model", "openai-community/gpt2"): "AI-ModelScope/gpt2",
+    ("model", "google-bert/bert-base-uncased"): "AI-ModelScope/bert-base-uncased",
+    ("model", "sentence-transformers/all-MiniLM-L6-v2"): "AI-ModelScope/all-MiniLM-L6-v2",
+    ("model", "HuggingFaceTB/SmolLM2-135M-Instruct"): "HuggingFaceTB/SmolLM2-135M-Instruct",
+    ("model", "HuggingFaceTB/SmolLM2-360M"): "HuggingFaceTB/SmolLM2-360M",  # unverified: same org as 135M
+}
+# Names with no known ModelScope copy (the error says so instead of guessing an id):
+# tatsu-lab/alpaca, bentrevett/multi30k, xmj2002/tang_poems.
+HF_ALIASES = {"gpt2": "openai-community/gpt2", "bert-base-uncased": "google-bert/bert-base-uncased",
+              "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}  # short legacy names
+KINDS = ("model", "dataset")
+
+
+class NoModelScopeCopy(LookupError):
+    """`LLMCOURSE_HUB=modelscope`, but the name has no ModelScope copy in `MODELSCOPE_IDS`."""
+
+
+def hf_endpoint() -> str:
+    """The Hugging Face hub to download from: `HF_ENDPOINT` without a trailing "/", else huggingface.co."""
+    return (os.environ.get("HF_ENDPOINT", "").strip() or HF_DEFAULT_ENDPOINT).rstrip("/")
+
+
+@dataclasses.dataclass(frozen=True)
+class HubSource:
+    """Where one model or data set comes from: `hub` ("huggingface"/"modelscope"), its `repo_id`
+    there, the data set's `subset` (config name) and the hub's `endpoint`."""
+
+    hub: str
+    kind: str
+    repo_id: str
+    subset: str | None
+    endpoint: str
+
+    def url(self, filename: str | None = None, revision: str | None = None) -> str:
+        """The repository's page, or the download URL of one of its files."""
+        if self.hub == "huggingface":
+            repo = f"{self.endpoint}/datasets/{self.repo_id}" if self.kind == "dataset" else \
+                f"{self.endpoint}/{self.repo_id}"
+            return repo if filename is None else f"{repo}/resolve/{revision or 'main'}/{filename}"
+        repo = f"{self.endpoint}/{self.kind}s/{self.repo_id}"
+        return repo if filename is None else f"{repo}/resolve/{revision or 'master'}/{filename}"
+
+
+def hub_source(hf_id: str, kind: str = "dataset", subset: str | None = None,
+               hub: str | None = None) -> HubSource:
+    """Resolve a Hugging Face id to where it is downloaded from, without touching the network.
+
+    `hub` defaults to `config.current_hub()`. On "huggingface" the id is kept and the endpoint is
+    `hf_endpoint()`; on "modelscope" the id is looked up in `MODELSCOPE_IDS`, and a missing one
+    raises `NoModelScopeCopy` naming the two ways out (the Hugging Face mirror, or a local copy).
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: use one of {KINDS}")
+    hub = hub or current_hub()
+    full_id = HF_ALIASES.get(hf_id, hf_id) if kind == "model" else hf_id
+    if hub == "huggingface":
+        return HubSource("huggingface", kind, hf_id, subset, hf_endpoint())
+    if hub != "modelscope":
+        raise ValueError(f"hub={hub!r}: use 'huggingface' or 'modelscope'")
+    ms_id = MODELSCOPE_IDS.get((kind, full_id))
+    if ms_id is None:
+        known = ", ".join(sorted(hf for k, hf in MODELSCOPE_IDS if k == kind))
+        raise NoModelScopeCopy(
+            f"{kind} {hf_id!r} has no ModelScope copy that llmcourse knows of ({HUB_ENV}=modelscope). "
+            f"Fix: download it from the Hugging Face mirror instead: set {HUB_ENV}=huggingface and "
+            f"HF_ENDPOINT={HF_MIRROR} (before importing transformers/datasets); or add its ModelScope "
+            f"id to llmcourse.fetch.MODELSCOPE_IDS. {kind.capitalize()}s with a ModelScope copy: {known}.")
+    return HubSource("modelscope", kind, ms_id, subset, MODELSCOPE_ENDPOINT)
+
+
+def check_hf_endpoint() -> None:
+    """Raise when huggingface_hub was imported before `HF_ENDPOINT` was set: it reads the variable
+    once, at import, and would silently download from elsewhere."""
+    import sys
+
+    hub = sys.modules.get("huggingface_hub.constants")
+    got = getattr(hub, "ENDPOINT", None)
+    if got is not None and got.rstrip("/") != hf_endpoint():
+        raise RuntimeError(f"HF_ENDPOINT is {hf_endpoint()} but huggingface_hub was imported earlier "
+                           f"and uses {got}: set HF_ENDPOINT first (first cell), then restart the kernel")
+
+
+def _import_modelscope(what: str) -> types.ModuleType:
+    try:
+        import modelscope
+    except ImportError:
+        raise ImportError(f"{HUB_ENV}=modelscope needs the `modelscope` package to download {what}: "
+                          f"pip install modelscope (or use {HUB_ENV}=huggingface with "
+                          f"HF_ENDPOINT={HF_MIRROR})") from None
+    return modelscope
+
+
+def hub_model_path(hf_id: str, hub: str | None = None) -> str:
+    """What to pass to `from_pretrained`: the id itself on the Hugging Face hub (transformers
+    downloads it from `HF_ENDPOINT`), or a local folder downloaded from ModelScope. Network."""
+    src = hub_source(hf_id, "model", hub=hub)
+    if src.hub == "huggingface":
+        check_hf_endpoint()
+        return src.repo_id
+    probe_host(src.endpoint)
+    return _import_modelscope(src.repo_id).snapshot_download(src.repo_id)
+
+
+def hub_rows(hf_id: str, subset: str | None, split: str, max_rows: int | None = None,
+             hub: str | None = None) -> Iterator[dict]:
+    """Rows (dicts) of a data set's split from the chosen hub; streamed when `max_rows` is given,
+    so only what is read is downloaded. Network; fails within seconds when the hub is unreachable."""
+    src = hub_source(hf_id, "dataset", subset=subset, hub=hub)
+    probe_host(src.endpoint)
+    if src.hub == "huggingface":
+        check_hf_endpoint()
+        from datasets import load_dataset  # heavy: imported only when a download is really needed
+
+        rows = load_dataset(src.repo_id, subset, split=split, streaming=max_rows is not None)
+    else:
+        _import_modelscope(src.repo_id)  # a clear message when the package is missing
+        from modelscope.msdatasets import MsDataset
+
+        rows = MsDataset.load(src.repo_id, subset_name=subset or "default", split=split,
+                              use_streaming=max_rows is not None)
+    for i, row in enumerate(rows):
+        if max_rows is not None and i >= max_rows:
+            return
+        yield row

@@ -9,6 +9,7 @@ and from Hugging Face's `GPT2LMHeadModel` and the logits agree to float precisio
 Calling convention (shared by every model in the course):
     logits, loss = model(idx, targets)      # idx, targets: (B, T) int64; targets == -100 are ignored
 
+Registers notebook 08's exercise "08.num_params" (the parameter count of a config, by hand).
 Left out on purpose: rotary embeddings, RMSNorm, grouped-query attention and other Llama-era changes
 (mentioned in notebook 08); dropout inside attention weights is kept only as a flag.
 """
@@ -22,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmcourse.config import Sized
+from llmcourse.exercises import exercise
 
 
 @dataclass
@@ -194,3 +196,22 @@ class GPT(nn.Module):
                 nxt = torch.multinomial(probs, num_samples=1, generator=generator)
             idx = torch.cat([idx, nxt], dim=1)
         return idx
+
+
+# ----------------------------------------------------------------------------- exercise (notebook 08)
+def _shape_inputs(rng) -> tuple[int, int, int, int]:
+    return (rng.randint(2, 60_000), rng.choice([8, 64, 256, 1024]), rng.randint(1, 24),
+            rng.choice([16, 64, 128, 384, 768, 1024]))
+
+
+@exercise("08.num_params", inputs=_shape_inputs, compare="exact",
+          fixed=((65, 256, 6, 384), (50257, 1024, 12, 768), (2, 1, 1, 4)),
+          hint="per block: two LayerNorms (weight + bias each), qkv C->3C and proj C->C, MLP C->4C->C, "
+               "all with biases; plus token and position embeddings and the final LayerNorm; the head "
+               "is tied (no new parameters)")
+def gpt_num_params(vocab_size: int, block_size: int, n_layer: int, n_embd: int) -> int:
+    """gpt_num_params(vocab_size, block_size, n_layer, n_embd) -> int: parameters of the course GPT
+    (biases on, head tied to the token embedding), the number `GPT(cfg).num_params()` prints."""
+    C = n_embd
+    per_block = 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + 2 * C + (C * 4 * C + 4 * C) + (4 * C * C + C)
+    return vocab_size * C + block_size * C + n_layer * per_block + 2 * C  # = V·C + T·C + L(12C² + 13C) + 2C

@@ -27,6 +27,7 @@ import torch
 
 from llmcourse.exercises import exercise
 from llmcourse.generate import generate
+from llmcourse.train import TrainConfig, lr_at
 
 # Dense fp16/bf16 tensor-core peaks in TFLOP/s from the vendors' data sheets (no sparsity).
 PEAK_TFLOPS = {"T4": 65.0, "V100": 125.0, "L4": 121.0, "A10G": 125.0, "A100": 312.0, "H100": 989.0}
@@ -145,3 +146,22 @@ def bits_per_char(loss: float, n_tokens: int, n_chars: int) -> float:
 def estimate_train_seconds(n_params: int, n_tokens: int, peak_tflops: float, mfu: float) -> float:
     """estimate_train_seconds(n_params, n_tokens, peak_tflops, mfu) -> seconds of training at 6·N·D FLOPs."""
     return train_seconds(6.0 * n_params * n_tokens, peak_tflops, mfu)
+
+
+def _schedule_inputs(rng) -> tuple[int, int, int, float, float]:
+    max_steps = rng.randint(2, 5000)
+    warmup = rng.randint(0, max_steps // 2)
+    return rng.randint(0, max_steps + 10), max_steps, warmup, rng.choice([1e-3, 6e-4, 3e-4]), rng.choice([0.1, 0.0])
+
+
+@exercise("08.lr_schedule", compare="allclose", rtol=1e-9, atol=1e-15, inputs=_schedule_inputs,
+          fixed=((0, 100, 10, 1e-3, 0.1), (9, 100, 10, 1e-3, 0.1), (55, 100, 10, 1e-3, 0.1),
+                 (100, 100, 10, 1e-3, 0.1), (150, 100, 10, 1e-3, 0.1), (0, 10, 0, 1.0, 0.0)),
+          hint="warmup: lr * (step + 1) / warmup_steps; then p = (step - warmup) / (max_steps - warmup), "
+               "capped at 1, and floor + (lr - floor) * (1 + cos(pi * p)) / 2 with floor = lr * min_lr_ratio")
+def lr_schedule(step: int, max_steps: int, warmup_steps: int, lr: float, min_lr_ratio: float) -> float:
+    """lr_schedule(step, max_steps, warmup_steps, lr, min_lr_ratio) -> the learning rate of step `step`
+    (from 0): a linear warmup lr·(step + 1)/warmup_steps, then a cosine from lr down to
+    lr·min_lr_ratio at max_steps, flat after it; the schedule `llmcourse.train.fit` uses."""
+    return lr_at(step, TrainConfig(lr=lr, min_lr_ratio=min_lr_ratio, warmup_steps=warmup_steps,
+                                   max_steps=max_steps))

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the tests: unit tests, then every notebook under nbmake at smoke size.
+# Set up (if needed) and run the tests: unit tests, then every notebook under nbmake at smoke size,
+# then the Chinese track (notebooks 01, 06, 08 with LLMCOURSE_LANG=zh).
 # Offline by construction: the Hugging Face switches below make any hub access fail fast.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k ngram`.
 set -euo pipefail
@@ -8,6 +9,7 @@ source "$root/scripts/setup_env.sh"
 cd "$root"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export LLMCOURSE_SIZE=smoke MPLBACKEND=Agg
+export LLMCOURSE_LANG=en  # the Chinese track runs on its own at the end
 # Two processes with one thread each: on 2 cores this beats one process with two threads.
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 LLMCOURSE_THREADS=1 TOKENIZERS_PARALLELISM=false
 # The chat page is tested in a real browser: the system's Chromium, driven by Playwright.
@@ -24,3 +26,10 @@ fi
 workers="${LLMCOURSE_TEST_WORKERS:-2}"
 python -m pytest -p no:cacheprovider -n "$workers" --dist loadfile \
   --nbmake --nbmake-timeout=600 --durations=40 tests notebooks "$@"
+# The Chinese track: the notebooks that also run on Chinese text, again, with LLMCOURSE_LANG=zh.
+# Exit status 5 means the extra arguments (e.g. -k) selected none of them.
+zh_status=0
+LLMCOURSE_LANG=zh python -m pytest -p no:cacheprovider -n "$workers" --dist loadfile --nbmake \
+  --nbmake-timeout=600 notebooks/01_ngram.ipynb notebooks/06_tokenization.ipynb \
+  notebooks/08_gpt_pretraining.ipynb "$@" || zh_status=$?
+[ "$zh_status" = 0 ] || [ "$zh_status" = 5 ] || exit "$zh_status"

@@ -72,6 +72,9 @@ def test_offline_corpora_resolve(name, min_chars, known):
 def test_tiny_zh_is_chinese_and_text8_fallback_is_text8_like():
     zh = data.load_text("tiny-zh")
     assert sum("\u4e00" <= ch <= "\u9fff" for ch in zh) > 0.6 * len(zh.replace("\n", ""))
+    assert 15_000 <= len(zh.encode()) <= 25_000                    # the smoke corpus of the Chinese track
+    for pair in ("中国", "咖啡", "的时", "。\n"):                   # notebook 01's example pairs occur
+        assert pair in zh[: int(len(zh) * 0.8)]
     assert set(data.load_text("lee-text8")) <= set("abcdefghijklmnopqrstuvwxyz ")
 
 
@@ -105,12 +108,27 @@ def test_unknown_name_lists_known_ones():
         data.data_path("no-such-corpus")
 
 
+def test_chinese_corpora_fall_back_to_tiny_zh_offline():
+    for name in ("wiki-zh", "tang-poems"):
+        with pytest.warns(OfflineFallbackWarning, match=f"'{name}'.*'tiny-zh'"):
+            assert data.load_text(name) == data.load_text("tiny-zh")
+
+
+def test_lm_tokens_words_or_characters(monkeypatch):
+    assert data.lm_tokens("The cat, 2 dogs.", "en") == ["the", "cat", ",", "2", "dogs", "."]
+    assert data.lm_tokens("春天 来了！\n", "zh") == ["春", "天", "来", "了", "！"]
+    monkeypatch.setenv("LLMCOURSE_LANG", "zh")
+    assert data.lm_tokens("语言 模型") == ["语", "言", "模", "型"]     # the course language by default
+    with pytest.raises(ValueError, match="'en' or 'zh'"):
+        data.lm_tokens("x", "ja")
+
+
 def test_list_corpora_is_offline_and_complete():
     rows = data.list_corpora()
     names = {r["name"] for r in rows}
     assert {"lee", "lee-test", "wiki-head500", "movie-reviews", "wordsim353", "simlex999",
             "questions-words", "shakespeare", "tiny-en", "tiny-zh", "wikitext-2", "text8",
-            "tinystories", "smollm2-135m-instruct"} <= names
+            "tinystories", "smollm2-135m-instruct", "wiki-zh", "tang-poems"} <= names
     by = {r["name"]: r for r in rows}
     assert by["lee"]["offline"] and by["lee"]["size"] == 360_082
     assert not by["wikitext-2"]["offline"] and by["wikitext-2"]["size"] > 1e6
@@ -262,12 +280,50 @@ def test_hf_corpus_is_cached_as_one_text_file(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "datasets", type(sys)("datasets"))
     monkeypatch.setattr(sys.modules["datasets"], "load_dataset", load_dataset, raising=False)
-    monkeypatch.setattr(data, "probe_host", lambda url: None)
+    probed = []
+    monkeypatch.setattr(llmcourse.fetch, "probe_host", probed.append)
+    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.com")   # the mirror is what gets probed
+    monkeypatch.setattr(llmcourse.fetch, "check_hf_endpoint", lambda: None)  # huggingface_hub may be imported
     data.register(Corpus("fake-hub", "t", "t", "t", remote="hf:someone/stories||train|3",
                          fallback="tiny-en"))
     assert data.load_text("fake-hub") == "Once upon a time.\n\n\nThe end.\n"
     assert data.load_text("fake-hub") == "Once upon a time.\n\n\nThe end.\n"
     assert calls == [("someone/stories", None, "train", True)]    # streamed: only 3 rows are read
+    assert probed == ["https://hf-mirror.com"]                    # never huggingface.co itself
+
+
+def test_hub_corpus_from_modelscope_joins_columns(monkeypatch):
+    """LLMCOURSE_HUB=modelscope with a stand-in `modelscope`: the ModelScope id, the subset, and
+    several columns joined into one document per row."""
+    _go_online(monkeypatch)
+    monkeypatch.setenv("LLMCOURSE_HUB", "modelscope")
+    monkeypatch.setattr(llmcourse.fetch, "probe_host", lambda url: None)
+    calls = []
+
+    class MsDataset:
+        @staticmethod
+        def load(name, subset_name, split, use_streaming):
+            calls.append((name, subset_name, split, use_streaming))
+            return [{"title": "静夜思", "paragraphs": "床前明月光。\n", "author": "x"}, {"title": "b", "paragraphs": "c"}]
+
+    msdatasets = type(sys)("modelscope.msdatasets")
+    msdatasets.MsDataset = MsDataset
+    monkeypatch.setitem(sys.modules, "modelscope", type(sys)("modelscope"))
+    monkeypatch.setitem(sys.modules, "modelscope.msdatasets", msdatasets)
+    data.register(dataclasses.replace(data.get_corpus("wiki-zh"), name="poems-test", columns=("title", "paragraphs")))
+    assert data.load_text("poems-test") == "静夜思\n床前明月光。\n\nb\nc\n\n"
+    assert calls == [("AI-ModelScope/wikipedia", "20231101.zh", "train", True)]
+
+
+def test_corpus_without_modelscope_copy_is_an_error_naming_the_fix(monkeypatch):
+    _go_online(monkeypatch)
+    monkeypatch.setenv("LLMCOURSE_HUB", "modelscope")
+    monkeypatch.setattr(llmcourse.fetch, "probe_host", lambda url: pytest.fail("must not touch the network"))
+    with pytest.raises(data.NoModelScopeCopy, match=r"'tang-poems'.*HF_ENDPOINT=https://hf-mirror.com.*tang-poems\.txt"):
+        data.load_text("tang-poems")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")                 # offline, the usual fallback instead
+    with pytest.warns(OfflineFallbackWarning, match="'tang-poems'.*'tiny-zh'"):
+        assert data.load_text("tang-poems") == data.load_text("tiny-zh")
 
 
 def test_hub_failure_of_any_kind_falls_back(monkeypatch):

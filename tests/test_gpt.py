@@ -120,3 +120,23 @@ def test_ours_to_hf_directory_loads_offline_with_same_logits(tmp_path, monkeypat
 def test_export_needs_biases():
     with pytest.raises(ValueError, match="bias"):
         gpt_to_hf(tiny_gpt(bias=False))
+
+
+
+@pytest.mark.parametrize("vocab_size, block_size, n_layer, n_head, n_embd", [
+    (65, 256, 6, 6, 384), (97, 32, 2, 4, 32), (5, 8, 1, 2, 16), (1000, 64, 3, 1, 8)])
+def test_num_params_exercise_reference_counts_the_model(vocab_size, block_size, n_layer, n_head, n_embd):
+    """V·C + T·C + L(12C² + 13C) + 2C: e.g. nanoGPT's shape with biases, 10,770,816 parameters."""
+    from llmcourse.gpt import gpt_num_params
+    model = GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
+                          n_embd=n_embd))
+    assert gpt_num_params(vocab_size, block_size, n_layer, n_embd) == model.num_params()
+
+
+def test_num_params_exercise_rejects_an_untied_head():
+    from llmcourse import exercises
+    from llmcourse.gpt import gpt_num_params
+
+    exercises.check("08.num_params", lambda v, t, n, c: v * c + t * c + n * (12 * c * c + 13 * c) + 2 * c, seed=0)
+    with pytest.raises(exercises.ExerciseError, match="08.num_params"):  # counts the tied head twice
+        exercises.check("08.num_params", lambda v, t, n, c: gpt_num_params(v, t, n, c) + v * c, seed=0)

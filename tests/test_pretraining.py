@@ -74,3 +74,21 @@ def test_exercises():
     exercises.check("08.train_seconds", lambda n, d, peak, mfu: 6 * n * d / (peak * 1e12 * mfu), seed=0)
     with pytest.raises(exercises.ExerciseError):  # forgot the backward pass: 2ND instead of 6ND
         exercises.check("08.train_seconds", lambda n, d, peak, mfu: 2 * n * d / (peak * 1e12 * mfu), seed=0)
+
+
+
+def test_lr_schedule_exercise_matches_fit():
+    """The reference is the schedule fit uses; at step 0 the warmup already gives lr / W (not 0)."""
+    def correct(step, max_steps, warmup, lr, ratio):
+        if step < warmup:
+            return lr * (step + 1) / warmup
+        floor = lr * ratio
+        p = min(1.0, (step - warmup) / max(1, max_steps - warmup))
+        return floor + (lr - floor) * (1 + math.cos(math.pi * p)) / 2
+
+    exercises.check("08.lr_schedule", correct, trials=30, seed=0)
+    with pytest.raises(exercises.ExerciseError, match="08.lr_schedule"):  # warmup from 0: step 0 gets lr 0
+        exercises.check("08.lr_schedule", lambda s, m, w, lr, r: correct(s, m, w, lr, r) if s >= w else lr * s / w,
+                        seed=0)
+    with pytest.raises(exercises.ExerciseError):  # decays to 0 instead of to the floor
+        exercises.check("08.lr_schedule", lambda s, m, w, lr, r: correct(s, m, w, lr, 0.0), seed=0)

@@ -59,11 +59,30 @@ def test_oov_rate():
     assert tokenstats.oov_rate(list("abc"), list("abcabc")) == 0.0
 
 
+def _encode_in_merge_order(text, merges):
+    """Replaying the merges once each, in the order they were learned, is the same encoding."""
+    ids = list(text.encode("utf-8"))
+    for pair, new_id in sorted(merges.items(), key=lambda kv: kv[1]):
+        ids = bpe.merge(ids, pair, new_id)
+    return ids
+
+
+def _encode_latest_first(text, merges):
+    """The typical mistake: the most recent merge first (or any order but the learned one)."""
+    ids = list(text.encode("utf-8"))
+    for pair, new_id in sorted(merges.items(), key=lambda kv: -kv[1]):
+        ids = bpe.merge(ids, pair, new_id)
+    return ids
+
+
 @pytest.mark.parametrize("name, correct, wrong", [
     ("06.get_stats", lambda ids: {p: sum(1 for q in pairwise(ids) if q == p) for p in pairwise(ids)},
      lambda ids: dict.fromkeys(pairwise(ids), 1)),  # counts each pair once
     ("06.merge", bpe.merge,
      lambda ids, pair, new: [new if (a, b) == pair else a for a, b in pairwise([*ids, None])]),  # overlaps
+    ("06.utf8_lengths", lambda text: [len(ch.encode("utf-8")) for ch in text],
+     lambda text: [len(ch.encode("utf-16-le")) for ch in text]),  # counts UTF-16 bytes
+    ("06.bpe_encode", _encode_in_merge_order, _encode_latest_first),
 ])
 def test_exercises_accept_correct_and_reject_typical_mistakes(name, correct, wrong):
     exercises.check(name, correct, trials=10)
