@@ -25,6 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from llmcourse import config
 from llmcourse.config import current_size, size_and_reason
 
 if TYPE_CHECKING:  # only for type hints; importing runtime imports torch
@@ -100,10 +101,14 @@ def start(seed: int = 0, threads: int | None = None) -> Runtime:
     rt = runtime.detect()
     _style_matplotlib()
     size = current_size()
+    language, hub = config.current_language(), config.current_hub()
+    if language == "zh":
+        config.use_cjk_font()  # Chinese labels in figures; warns once if no CJK font is installed
     print(
         f"llmcourse {llmcourse.__version__} | torch {torch.__version__} | "
         f"transformers {_version('transformers')} | python {_platform.python_version()}\n"
         f"size:    {size} ({_size_reason()})\n"
+        f"text:    {language} (LLMCOURSE_LANG) | downloads from {hub} (LLMCOURSE_HUB)\n"
         f"runtime: {rt}\n"
         f"seed:    {seed}"
     )

@@ -54,6 +54,14 @@ def test_start_reports_size_from_env(capsys, monkeypatch):
     assert "size:    full (set by LLMCOURSE_SIZE)" in capsys.readouterr().out
 
 
+@pytest.mark.filterwarnings("ignore:no CJK font")
+def test_start_reports_language_and_hub(capsys, monkeypatch):
+    monkeypatch.setenv("LLMCOURSE_LANG", "zh")
+    monkeypatch.setenv("LLMCOURSE_HUB", "modelscope")
+    notebook.start()
+    assert "text:    zh (LLMCOURSE_LANG) | downloads from modelscope (LLMCOURSE_HUB)" in capsys.readouterr().out
+
+
 def test_start_styles_matplotlib():
     import matplotlib
 
