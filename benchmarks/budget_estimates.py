@@ -473,7 +473,7 @@ def nb13() -> list[Run]:
 
 def nb14() -> list[Run]:
     prompting = notebook_config("14_prompting_rag", "PromptingConfig")
-    runs = [smollm2_inference("135M", 1024, "cpu")] if prompting.model == "smollm2" else []
+    runs = [smollm2_inference("135M", 1024, "gpu", precision="fp32")] if prompting.model == "smollm2" else []
     if prompting.embedder == "minilm":  # all-MiniLM-L6-v2: 6 BERT layers x 384, vocab 30522, 512 positions
         minilm = bert.BertConfig(vocab_size=30522, max_position=512, n_layer=6, n_head=12, n_embd=384, intermediate=1536)
         n = count(on_meta(lambda: bert.BertModel(minilm)))
@@ -485,7 +485,7 @@ def nb14() -> list[Run]:
 def nb15() -> list[Run]:
     ev, pipe = notebook_config("15_evaluation", "EvalConfig"), chat_pipeline.ChatPipelineConfig.for_size("full")
     runs = chat_runs(pipe, "if notebook 10's checkpoint is missing", 1, ev.pretrain_steps, ev.sft_steps)
-    return runs + ([smollm2_inference("135M", 1024, "cpu")] if ev.use_smollm2 else [])
+    return runs + ([smollm2_inference("135M", 1024, "gpu", precision="fp32")] if ev.use_smollm2 else [])
 
 
 NOTEBOOK_RUNS = {"03": ("RNN, LSTM, GRU", nb03), "04": ("attention", nb04), "05": ("the Transformer", nb05),
