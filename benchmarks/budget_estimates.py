@@ -494,7 +494,8 @@ NOTEBOOK_RUNS = {"03": ("RNN, LSTM, GRU", nb03), "04": ("attention", nb04), "05"
                  "13": ("serving", nb13), "14": ("prompting, tools, RAG", nb14), "15": ("evaluation", nb15)}
 NOT_LISTED = {"00": "no model trained (a memory calculator)", "01": "N-gram counts, CPU",
               "02": "word2vec, CPU by design", "06": "tokenizers, CPU",
-              "16": "DDP on 2 CPU processes with a smoke-size GPT, by design"}
+              "16": "DDP on 2 CPU processes with a smoke-size GPT, by design",
+              "17": "NOT YET ESTIMATED: SmolLM2-135M continued pretraining, SFT and LoRA on PubMedQA (online)"}
 
 
 # ------------------------------------------------------------------------------------ the table
