@@ -1,30 +1,15 @@
 """benchmarks/budget_estimates.py: parameter counts equal the real models', FLOPs follow 6·N·D, the
 LSTM obeys the 6·N-per-token rule it assumes, and the README table has one row per notebook."""
-import importlib.util
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
+from _scripts import ROOT, load_script
 from torch.utils.flop_counter import FlopCounterMode
 
 from llmcourse import gpt, rnn
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def load_benchmark(name: str):
-    """Load a file from benchmarks/ as a module (benchmarks/ is not a package; tests/_scripts.py's
-    load_script reads scripts/ only). Registered in sys.modules first, as dataclasses need."""
-    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-be = load_benchmark("budget_estimates")
+be = load_script("budget_estimates", folder="benchmarks")
 
 
 def test_reported_parameters_equal_the_instantiated_models():
