@@ -236,13 +236,34 @@ def _remove_leftovers(ckpt_dir: Path) -> None:
         shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The step, training config and model config of a checkpoint folder, without loading weights."""
+    state_file = Path(path) / STATE_FILE
+    with _reading(state_file):
+        state = json.loads(state_file.read_text())
+        return {"step": int(state["step"]), "config": state.get("config"),
+                "model_config": state.get("model_config"), "path": Path(path)}
+
+
+def remove_checkpoints(ckpt_dir: str | os.PathLike) -> int:
+    """Delete every checkpoint (and interrupted save) in `ckpt_dir`; return how many were deleted."""
+    ckpt_dir = Path(ckpt_dir)
+    found = _step_dirs(ckpt_dir)
+    for old in found:
+        shutil.rmtree(old)
+    if ckpt_dir.is_dir():
+        _remove_leftovers(ckpt_dir)
+    return len(found)
+
+
 def save_checkpoint(ckpt_dir: str | os.PathLike, step: int, model: torch.nn.Module,
                     optimizer: torch.optim.Optimizer | None = None, scaler: torch.amp.GradScaler | None = None,
                     generator: torch.Generator | None = None, history: dict | None = None,
-                    config: dict | None = None) -> Path:
+                    config: dict | None = None, *, model_config: dict | None = None) -> Path:
     """Write `ckpt_dir/step_<step>/` atomically, then delete the other checkpoints; return its path.
 
-    `history` and `config` are JSON-able dicts (`History.to_dict()`, `config.to_dict(cfg)`).
+    `history`, `config` (the training config) and `model_config` are JSON-able dicts
+    (`History.to_dict()`, `config.to_dict(cfg)`): `fit` compares them before it resumes.
     """
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -252,7 +273,7 @@ def save_checkpoint(ckpt_dir: str | os.PathLike, step: int, model: torch.nn.Modu
     tmp.mkdir()
     save_model(model, tmp / MODEL_FILE)
     state: dict[str, Any] = {"format_version": FORMAT_VERSION, "step": step, "torch_version": torch.__version__,
-                             "history": history, "config": config, "rng": rng_state(generator),
+                             "history": history, "config": config, "model_config": model_config, "rng": rng_state(generator),
                              "scaler": scaler.state_dict() if scaler is not None else {}}
     if optimizer is not None:
         tensors, state["optimizer"] = _flatten_optimizer(optimizer.state_dict())

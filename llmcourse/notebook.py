@@ -85,12 +85,30 @@ def _style_matplotlib() -> None:
     matplotlib.rcParams.update(MPL_DEFAULTS)
 
 
-def start(seed: int = 0, threads: int | None = None) -> Runtime:
+SEED_ENV = "LLMCOURSE_SEED"  # the seed of a whole notebook run (scripts/seed_sweep.py varies it)
+
+
+def current_seed(default: int = 0) -> int:
+    """The run's seed: `LLMCOURSE_SEED` if set, else `default`. Notebooks pass it to their configs."""
+    value = os.environ.get(SEED_ENV, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{SEED_ENV}={value!r}: use a whole number, e.g. {SEED_ENV}=1") from None
+
+
+def start(seed: int | None = None, threads: int | None = None) -> Runtime:
     """Seed Python/NumPy/torch, detect device and precision, style figures, print one summary.
 
+    `seed` defaults to `LLMCOURSE_SEED`, else 0; the notebook reads it back with `current_seed()`.
     `threads` limits torch's CPU threads (default: `LLMCOURSE_THREADS`, else torch's choice).
     Returns the `Runtime`; pass it on (`fit(..., runtime=rt)`, `model.to(rt.device)`).
     """
+    if seed is None:
+        seed = current_seed()
+    os.environ[SEED_ENV] = str(seed)  # so current_seed() later in the notebook agrees with start()
     import torch
 
     import llmcourse
@@ -121,23 +139,53 @@ def _format_value(value: float) -> str:
     return f"{value:.4g}"
 
 
-def headline(name: str, value: float, unit: str = "") -> None:
-    """Print the notebook's key number and, under the course runner, append it as a JSON line.
-
-    The line is {"notebook", "name", "value", "unit"}; "notebook" comes from `LLMCOURSE_NOTEBOOK`.
-    A NaN or infinite headline is an error: it means the run diverged, and the table must show it.
-    """
+def _record(kind: str, name: str, value: float, unit: str) -> float:
     number = float(value)  # accepts Python/NumPy numbers and one-element tensors
     if not math.isfinite(number):
-        raise ValueError(f"headline {name!r} is {number}: the run diverged or the metric is broken")
-    suffix = f" {unit}" if unit else ""
-    print(f"headline: {name} = {_format_value(number)}{suffix}")
+        raise ValueError(f"{kind} {name!r} is {number}: the run diverged or the metric is broken")
     path = os.environ.get(METRICS_ENV)
     if path:
-        record = {"notebook": os.environ.get(NOTEBOOK_ENV, ""), "name": name, "value": number, "unit": unit}
+        record = {"notebook": os.environ.get(NOTEBOOK_ENV, ""), "kind": kind, "name": name, "value": number,
+                  "unit": unit, "size": current_size(), "lang": config.current_language(),
+                  "seed": current_seed(), "threads": _threads()}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return number
+
+
+def _threads() -> int:
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else 0
+
+
+def metric(name: str, value: float, unit: str = "") -> None:
+    """Record a number the headline is judged against (a baseline, a control) without a banner.
+
+    Under the course runner and the tests it goes to the same JSON-lines file as the headline, so
+    a target such as "with attention beats without attention by 30 points" is checked on one run.
+    """
+    number = _record("metric", name, value, unit)
+    print(f"{name} = {_format_value(number)}{(' ' + unit) if unit else ''}")
+
+
+def headline(name: str, value: float, unit: str = "") -> None:
+    """Print the notebook's key number beside its baseline and targets; record it for the runner.
+
+    The record is a JSON line {"notebook", "kind", "name", "value", "unit", "size", ...} appended to
+    `LLMCOURSE_METRICS_FILE`; "notebook" comes from `LLMCOURSE_NOTEBOOK`. The targets table
+    (`llmcourse.targets`) says what the number should reach at each size and what a full-size run
+    measured; both are printed under the number. A NaN or infinite headline is an error: it means
+    the run diverged, and the table must show it.
+    """
+    from llmcourse import targets
+
+    number = _record("headline", name, value, unit)
+    suffix = f" {unit}" if unit else ""
+    print(f"headline: {name} = {_format_value(number)}{suffix}")
+    target = targets.for_metric(name)
+    if target is not None:
+        print(targets.describe(target, current_size()))
 
 
 def show_source(obj: Any) -> None:

@@ -24,7 +24,9 @@ and LR finders. A callback stops training early by returning True from `on_step`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -212,6 +214,66 @@ def _hook(callback: Any, name: str, step: int, history: History) -> Any:
     return method(step, history) if method is not None else None
 
 
+# Fields that change what is logged or saved, not the training itself: a resume may change them.
+RESUME_MAY_CHANGE = ("log_every", "eval_every", "eval_batches", "ckpt_every", "compile")
+
+
+def _model_config(model: torch.nn.Module) -> dict | None:
+    """The model's config dataclass as a dict (`model.cfg` or `model.config`), or None if it has none."""
+    for name in ("cfg", "config"):
+        value = getattr(model, name, None)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return json.loads(json.dumps(to_dict(value), default=str))  # tuples -> lists, as after a reload
+    return None
+
+
+def config_differences(saved: dict | None, current: dict | None, ignore: Sequence[str] = ()) -> list[str]:
+    """The fields on which two config dicts differ, as "name: saved -> current" (empty when equal).
+
+    >>> config_differences({"lr": 0.001, "seed": 1}, {"lr": 0.002, "seed": 1})
+    ['lr: 0.001 -> 0.002']
+    """
+    saved, current = saved or {}, json.loads(json.dumps(current or {}, default=str))
+    names = [k for k in dict.fromkeys([*saved, *current]) if k not in ignore]
+    return [f"{k}: {saved.get(k, '(absent)')!r} -> {current.get(k, '(absent)')!r}".replace("'", "")
+            for k in names if saved.get(k, "(absent)") != current.get(k, "(absent)")]
+
+
+def _resume_point(ckpt_dir: str | Path | None, cfg: TrainConfig, model_cfg: dict | None, *, resume: bool,
+                  announce: bool) -> Path | None:
+    """The checkpoint `fit` continues from, after saying so; None to start from step 0.
+
+    Never silent: a found checkpoint is announced with its step and folder and how to start fresh.
+    It is refused (CheckpointError) when its training or model config differs from the current one,
+    naming the fields. `resume=False` starts fresh and deletes the old checkpoints, saying so.
+    """
+    if ckpt_dir is None:
+        return None
+    latest = checkpoint.latest_checkpoint(ckpt_dir)
+    if latest is None:
+        return None
+    if not resume:
+        if announce:
+            print(f"fit: starting fresh (resume=False): deleting the old checkpoint {latest}")
+            checkpoint.remove_checkpoints(ckpt_dir)
+        return None
+    meta = checkpoint.read_meta(latest)
+    step = meta["step"]
+    fresh = (f"To start fresh instead, call fit(..., resume=False) (it deletes the old checkpoints) "
+             f"or delete the folder {ckpt_dir}.")
+    diffs = config_differences(meta.get("config"), to_dict(cfg), ignore=RESUME_MAY_CHANGE)
+    model_diffs = config_differences(meta.get("model_config"), model_cfg) if meta.get("model_config") else []
+    if diffs or model_diffs:
+        lines = [f"training config: {d}" for d in diffs] + [f"model config: {d}" for d in model_diffs]
+        raise checkpoint.CheckpointError(
+            f"fit: {latest} (step {step}) was saved with a different configuration, so resuming it would "
+            "mix two runs:\n  " + "\n  ".join(lines) + f"\n{fresh} To continue the old run, use its config.")
+    if announce:
+        done = " (the run was complete: nothing left to train)" if step >= cfg.max_steps else ""
+        print(f"fit: resuming from step {step} of {cfg.max_steps}, checkpoint {latest}{done}. {fresh}")
+    return latest
+
+
 def fit(model: torch.nn.Module, train_data: Callable | Iterable, cfg: TrainConfig,
         val_data: Callable | Iterable | None = None, callbacks: Sequence[Any] = (), runtime: Runtime | None = None,
         ckpt_dir: str | Path | None = None, resume: bool = True, progress: bool = True,
@@ -220,7 +282,9 @@ def fit(model: torch.nn.Module, train_data: Callable | Iterable, cfg: TrainConfi
 
     `callbacks` are objects with optional `on_step(step, history)` (after every step; returning True
     stops) and `on_eval(step, history)` methods. With `ckpt_dir`, checkpoints are written there and,
-    if `resume`, the latest one is loaded first: on the same device and precision the resumed run
+    if `resume`, the latest one is loaded first, and `fit` says so (step, folder, how to start fresh);
+    a checkpoint saved with another training or model config is refused with the differing fields
+    named, and `resume=False` deletes it and starts fresh. On the same device and precision the resumed run
     ends with exactly the weights of an uninterrupted one. That holds for a sampler, and for a
     re-iterable that yields the same batches in the same order on every pass (a list; a DataLoader
     with shuffle=True reshuffles differently after a restart). Note that fit seeds the global RNGs
@@ -240,7 +304,8 @@ def fit(model: torch.nn.Module, train_data: Callable | Iterable, cfg: TrainConfi
     seed_all(cfg.seed)  # dropout draws from the global RNG: make it the same on every run
     generator = make_generator(cfg.seed)  # the data's randomness, owned by the loop, saved in checkpoints
     history, start = History(), 0
-    latest = checkpoint.latest_checkpoint(ckpt_dir) if ckpt_dir is not None and resume else None
+    model_cfg = _model_config(model)
+    latest = _resume_point(ckpt_dir, cfg, model_cfg, resume=resume, announce=(dist_env or DistEnv()).is_main)
     if latest is not None:
         state = checkpoint.load_checkpoint(latest, model, optimizer, scaler, generator)
         start, history = state["step"], History.from_dict(state["history"] or {})
@@ -255,7 +320,7 @@ def fit(model: torch.nn.Module, train_data: Callable | Iterable, cfg: TrainConfi
     def save(step: int) -> None:
         if env.is_main:
             checkpoint.save_checkpoint(ckpt_dir, step, model, optimizer, scaler, generator, history.to_dict(),
-                                       to_dict(cfg))
+                                       to_dict(cfg), model_config=model_cfg)
         barrier(env)  # nobody runs ahead (or resumes) before the checkpoint is complete
 
     t0 = time.perf_counter() - (history.elapsed[-1] if history.elapsed else 0.0)

@@ -1,19 +1,28 @@
 """Run the whole course headless: every notebook top to bottom, outputs and plots kept.
 
-    python scripts/run_course.py [--size auto|smoke|full] [--only 01,02] [--out build/course]
+    python scripts/run_course.py [--size auto|smoke|full] [--only 01,02] [--out build/course] [--threads N]
 
 For each notebook it writes the executed notebook (with outputs) and an HTML rendering to the
 output folder, collects the headline metric the notebook records with `llmcourse.notebook.headline`,
 measures the kernel's peak memory (host RSS, and GPU memory allocated by torch when a GPU is used),
 and prints a table of wall time, peak memory and headline per notebook; the same rows go to
 `summary.json` in the output folder (the README's compute-budget table is filled from it). A failing notebook does not stop the
-others; the exit code is non-zero if any failed. `--size auto` is full with a CUDA GPU, smoke otherwise.
+others; the exit code is non-zero if any failed or missed its target (`llmcourse.targets`).
+`--size auto` is full with a CUDA GPU, smoke otherwise.
+
+Every run starts from an empty checkpoint folder, `<out>/checkpoints` (notebooks later in the run
+reuse earlier ones' checkpoints, 10 -> 11, as a learner's session does), so no run picks up the
+state of another. Kernels talk to the runner over local IPC sockets, and each gets a thread count
+that suits the machine's current load. The run ends with `<out>/index.html`: the executed course
+as a book, every notebook linked in teaching order with its headline, target, size and time.
 """
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -56,7 +65,8 @@ def run_one(path: Path, out_dir: Path, size: str, timeout: int, metrics_file: Pa
 
     nb = nbformat.read(path, as_version=4)
     os.environ.update(LLMCOURSE_SIZE=size, LLMCOURSE_NOTEBOOK=path.stem, LLMCOURSE_METRICS_FILE=str(metrics_file))
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    km = _kernel_manager()
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", km=km,
                             resources={"metadata": {"path": str(path.parent)}})
     start = time.perf_counter()
     status, peak, seconds = "ok", {}, None
@@ -75,6 +85,11 @@ def run_one(path: Path, out_dir: Path, size: str, timeout: int, metrics_file: Pa
     except Exception as exc:  # keep the partial notebook: its outputs show where it failed
         status = f"FAILED: {type(exc).__name__}"
         (out_dir / f"{path.stem}.error.txt").write_text("".join(traceback.format_exception(exc)))
+    finally:  # the runner made the kernel manager, so it shuts the kernel down
+        if km.has_kernel:
+            km.shutdown_kernel(now=False)
+        if km.transport == "ipc":
+            shutil.rmtree(Path(km.ip).parent, ignore_errors=True)
     if seconds is None:
         seconds = time.perf_counter() - start
     nbformat.write(nb, out_dir / path.name)
@@ -83,15 +98,109 @@ def run_one(path: Path, out_dir: Path, size: str, timeout: int, metrics_file: Pa
     return status, seconds, peak
 
 
+def _kernel_manager():
+    """A kernel manager on local IPC sockets where the OS has them: no TCP port, and no kernel
+    warning about unencrypted TCP printed into the course's output once per notebook."""
+    import tempfile
+
+    from jupyter_client.manager import KernelManager
+
+    if os.name != "posix":
+        return KernelManager(kernel_name="python3")
+    # an absolute socket path: the kernel runs in the notebook's folder, the runner elsewhere
+    sockets = Path(tempfile.mkdtemp(prefix="llmcourse-kernel-")) / "kernel"
+    return KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets))
+
+
+def pick_threads(requested: int | None) -> int:
+    """Torch threads per notebook: the cores this process may use, less the load already on them.
+
+    On a busy machine more threads than free cores make every step wait for the slowest thread
+    (a notebook took 10x longer that way), so a loaded 2-core machine gets one thread.
+    """
+    if requested:
+        return requested
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, round(cores - load)))
+
+
+def read_metrics(metrics_file: Path) -> list[dict]:
+    if not metrics_file.exists():
+        return []
+    return [json.loads(line) for line in metrics_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
 def headlines(metrics_file: Path) -> dict[str, str]:
     found: dict[str, list[str]] = {}
-    if metrics_file.exists():
-        for line in metrics_file.read_text().splitlines():
-            rec = json.loads(line)
-            value = rec["value"]
-            shown = f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
-            found.setdefault(rec["notebook"], []).append(f"{rec['name']} = {shown}{(' ' + rec['unit']) if rec.get('unit') else ''}")
+    for rec in read_metrics(metrics_file):
+        if rec.get("kind", "headline") != "headline":
+            continue
+        value = rec["value"]
+        shown = f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
+        found.setdefault(rec["notebook"], []).append(f"{rec['name']} = {shown}{(' ' + rec['unit']) if rec.get('unit') else ''}")
     return {k: "; ".join(v) for k, v in found.items()}
+
+
+def _title(path: Path) -> str:
+    """The notebook's first heading, e.g. '04 · Attention'."""
+    import nbformat
+
+    for cell in nbformat.read(path, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return path.stem
+
+
+def write_index(out_dir: Path, summary: list[dict], size: str) -> Path:
+    """`index.html`: the executed course as a book, each notebook linked with headline, target, time."""
+    rows = []
+    for row in summary:
+        stem = Path(row["notebook"]).stem
+        ok = row["status"] == "ok" and row.get("target_met", True)
+        mark = "met" if ok else ("below target" if row["status"] == "ok" else row["status"])
+        rows.append(
+            f"<tr class='{'ok' if ok else 'bad'}'><td><a href='{html.escape(stem)}.html'>{html.escape(row['title'])}</a></td>"
+            f"<td>{html.escape(row.get('headline') or '-')}</td><td>{html.escape(row.get('baseline_shown', ''))}</td>"
+            f"<td>{html.escape(row.get('target_shown', ''))}</td><td>{html.escape(mark)}</td>"
+            f"<td>{html.escape(row['size'])}</td><td>{row['seconds']:.0f} s</td></tr>")
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>llmcourse: the executed course</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem}}
+table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ddd;padding:.4rem;text-align:left;vertical-align:top}}
+tr.bad td{{background:#fde8e8}}</style></head>
+<body><h1>llmcourse: the executed course</h1>
+<p>Every notebook, run top to bottom at <b>{html.escape(size)}</b> size on {html.escape(time.strftime('%Y-%m-%d'))},
+in teaching order. Each link opens the notebook with its outputs and figures. The headline is the notebook's key
+number; the target is what this size must reach (<code>llmcourse/targets.py</code>).</p>
+<table><thead><tr><th>notebook</th><th>headline</th><th>baseline in this run</th><th>target</th><th></th><th>size</th><th>time</th></tr></thead>
+<tbody>
+{chr(10).join(rows)}
+</tbody></table></body></html>
+"""
+    index = out_dir / "index.html"
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def judge(rows: list[tuple], records: list[dict], size: str) -> dict[str, dict]:
+    """Per notebook: its target row from llmcourse.targets, shown as text, and whether it was met."""
+    from llmcourse import targets
+
+    ran = [Path(name).stem for name, status, *_ in rows if status == "ok"]
+    values = [r for r in records if r.get("kind", "headline") in ("headline", "metric")]
+    out = {}
+    for r in targets.results(values, ran, size=size):
+        t = targets.for_notebook(r["notebook"])
+        base = f"{t.vs} = {targets.fmt(r['baseline_value'], r['unit'])}" if t and r["baseline_value"] is not None else ""
+        shown = f"{r['compare']} {targets.fmt(r['target'], r['unit'])}" if r["target"] is not None else ""
+        if t and t.vs:
+            shown += f", {t.margin:g} {'above' if t.higher_is_better else 'below'} the baseline"
+        out[r["notebook"]] = {"target_met": r["met"], "target_shown": shown, "baseline_shown": base,
+                              "target_failure": r["why"]}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated notebook numbers or name fragments")
     ap.add_argument("--out", default=str(ROOT / "build" / "course"))
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch threads per notebook (default: the free cores, from the load average)")
     args = ap.parse_args(argv)
 
     size = pick_size(args.size)
@@ -107,6 +218,12 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_file = out_dir / "metrics.jsonl"
     metrics_file.unlink(missing_ok=True)
+    ckpt_root = out_dir / "checkpoints"  # fresh for every run: no run resumes another's state
+    shutil.rmtree(ckpt_root, ignore_errors=True)
+    ckpt_root.mkdir()
+    threads = pick_threads(args.threads)
+    os.environ.update(LLMCOURSE_CKPT_DIR=str(ckpt_root), LLMCOURSE_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+                      MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.only:
         keys = [k.strip() for k in args.only.split(",") if k.strip()]
@@ -114,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     if not notebooks:
         print("no notebooks matched", file=sys.stderr)
         return 2
-    print(f"running {len(notebooks)} notebooks at size '{size}' -> {out_dir}", flush=True)
+    print(f"running {len(notebooks)} notebooks at size '{size}', {threads} torch thread(s) each, "
+          f"checkpoints in {ckpt_root} (fresh) -> {out_dir}", flush=True)
     rows = []
     for path in notebooks:
         print(f"  {path.name} ...", end="", flush=True)
@@ -122,18 +240,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f" {status} in {seconds:.1f} s", flush=True)
         rows.append((path.name, status, seconds, peak))
     heads = headlines(metrics_file)
+    verdicts = judge(rows, read_metrics(metrics_file), size)
     width = max(len(r[0]) for r in rows)
-    print(f"\n{'notebook':<{width}}  {'status':<8}  {'wall time':>9}  {'peak RSS':>8}  {'peak GPU':>8}  headline")
+    print(f"\n{'notebook':<{width}}  {'status':<8}  {'wall time':>9}  {'peak RSS':>8}  {'peak GPU':>8}  {'target':<20}  headline")
     for name, status, seconds, peak in rows:
         rss = f"{peak['rss_gb']:.2f} GB" if "rss_gb" in peak else "-"
         gpu = f"{peak['gpu_gb']:.2f} GB" if "gpu_gb" in peak else "-"
-        print(f"{name:<{width}}  {status[:8]:<8}  {seconds:>8.1f}s  {rss:>8}  {gpu:>8}  {heads.get(Path(name).stem, '-')}")
+        v = verdicts.get(Path(name).stem, {})
+        target = (("met " if v["target_met"] else "MISSED ") + v["target_shown"].split(",")[0]) if v else "-"
+        print(f"{name:<{width}}  {status[:8]:<8}  {seconds:>8.1f}s  {rss:>8}  {gpu:>8}  {target:<20}  "
+              f"{heads.get(Path(name).stem, '-')}")
     print(f"{'total':<{width}}  {'':<8}  {sum(r[2] for r in rows):>8.1f}s")
-    summary = [{"notebook": name, "status": status, "seconds": round(seconds, 1), "size": size, **peak,
-                "headline": heads.get(Path(name).stem, "")} for name, status, seconds, peak in rows]
+    summary = [{"notebook": name, "title": _title(ROOT / "notebooks" / name), "status": status,
+                "seconds": round(seconds, 1), "size": size, "threads": threads, **peak,
+                "headline": heads.get(Path(name).stem, ""), **verdicts.get(Path(name).stem, {})}
+               for name, status, seconds, peak in rows]
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
-    print(f"\nexecuted notebooks and HTML in {out_dir}")
-    return 0 if all(r[1] == "ok" for r in rows) else 1
+    index = write_index(out_dir, summary, size)
+    missed = [r["target_failure"] for r in summary
+              if r["status"] == "ok" and not r.get("target_met", True)]
+    if missed:
+        print("\nbelow target (llmcourse/targets.py):\n  " + "\n  ".join(missed))
+    print(f"\nthe executed course, as a book: {index}")
+    return 0 if all(r[1] == "ok" for r in rows) and not missed else 1
 
 
 if __name__ == "__main__":

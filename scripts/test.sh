@@ -24,12 +24,21 @@ if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null 
   fi
 fi
 workers="${LLMCOURSE_TEST_WORKERS:-2}"
-python -m pytest -p no:cacheprovider -n "$workers" --dist loadfile \
+# Each notebook records its headline (and the baseline it must beat) here; conftest.py gives each one
+# a fresh, empty checkpoint folder and records that it ran.
+metrics="$root/build/test/metrics.jsonl"
+mkdir -p "$(dirname "$metrics")" && rm -f "$metrics"
+LLMCOURSE_METRICS_FILE="$metrics" python -m pytest -p no:cacheprovider -n "$workers" --dist loadfile \
   --nbmake --nbmake-timeout=600 --durations=40 tests notebooks "$@"
+# Every headline against its smoke target (llmcourse/targets.py): a lesson that stops working turns
+# this red. Only after a whole run: extra arguments (-k ...) may have left notebooks out.
+if [ "$#" = 0 ]; then
+  LLMCOURSE_METRICS_FILE="$metrics" python -m pytest -p no:cacheprovider -q -s tests/check_headlines.py
+fi
 # The Chinese track: the notebooks that also run on Chinese text, again, with LLMCOURSE_LANG=zh.
 # Exit status 5 means the extra arguments (e.g. -k) selected none of them.
 zh_status=0
-LLMCOURSE_LANG=zh python -m pytest -p no:cacheprovider -n "$workers" --dist loadfile --nbmake \
+LLMCOURSE_LANG=zh LLMCOURSE_METRICS_FILE= python -m pytest -p no:cacheprovider -n "$workers" --dist loadfile --nbmake \
   --nbmake-timeout=600 notebooks/01_ngram.ipynb notebooks/06_tokenization.ipynb \
   notebooks/08_gpt_pretraining.ipynb "$@" || zh_status=$?
 [ "$zh_status" = 0 ] || [ "$zh_status" = 5 ] || exit "$zh_status"

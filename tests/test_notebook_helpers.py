@@ -74,14 +74,41 @@ def test_headline_appends_json_lines(tmp_path, monkeypatch, capsys):
     metrics = tmp_path / "run" / "metrics.jsonl"
     monkeypatch.setenv("LLMCOURSE_METRICS_FILE", str(metrics))
     monkeypatch.setenv("LLMCOURSE_NOTEBOOK", "03_bigram")
-    notebook.headline("val_loss", torch.tensor(2.5), unit="nats")
+    notebook.headline("toy_loss", torch.tensor(2.5), unit="nats")
     notebook.headline("params", 124_439_808)
-    assert capsys.readouterr().out.splitlines() == ["headline: val_loss = 2.5 nats", "headline: params = 124,439,808"]
+    assert capsys.readouterr().out.splitlines() == ["headline: toy_loss = 2.5 nats", "headline: params = 124,439,808"]
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
-    assert records == [
-        {"notebook": "03_bigram", "name": "val_loss", "value": 2.5, "unit": "nats"},
-        {"notebook": "03_bigram", "name": "params", "value": 124439808.0, "unit": ""},
+    keep = ("notebook", "kind", "name", "value", "unit")
+    assert [{k: r[k] for k in keep} for r in records] == [
+        {"notebook": "03_bigram", "kind": "headline", "name": "toy_loss", "value": 2.5, "unit": "nats"},
+        {"notebook": "03_bigram", "kind": "headline", "name": "params", "value": 124439808.0, "unit": ""},
     ]
+    assert records[0]["size"] == "smoke" and records[0]["seed"] == 0 and records[0]["threads"] >= 1
+
+
+def test_metric_records_a_baseline_beside_the_headline(tmp_path, monkeypatch, capsys):
+    metrics = tmp_path / "metrics.jsonl"
+    monkeypatch.setenv("LLMCOURSE_METRICS_FILE", str(metrics))
+    monkeypatch.setenv("LLMCOURSE_NOTEBOOK", "01_ngram")
+    monkeypatch.setenv("LLMCOURSE_SEED", "3")
+    notebook.metric("best_addk_val_ppl", 180.25)
+    notebook.headline("best_kn_val_ppl", 91.5)
+    out = capsys.readouterr().out
+    # the banner says what to compare with and what the full size gives, from llmcourse.targets
+    assert out.startswith("best_addk_val_ppl = 180.2\nheadline: best_kn_val_ppl = 91.5\n  baseline: the best add-k")
+    assert "what you should see at full size" in out and "measured: 102.9" in out
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert [(r["kind"], r["name"], r["seed"]) for r in records] == [("metric", "best_addk_val_ppl", 3),
+                                                                   ("headline", "best_kn_val_ppl", 3)]
+
+
+def test_seed_comes_from_the_environment(monkeypatch, capsys):
+    monkeypatch.setenv("LLMCOURSE_SEED", "7")
+    notebook.start()
+    assert notebook.current_seed() == 7 and "seed:    7" in capsys.readouterr().out
+    monkeypatch.setenv("LLMCOURSE_SEED", "seven")
+    with pytest.raises(ValueError, match="whole number"):
+        notebook.current_seed()
 
 
 def test_headline_without_runner_only_prints(tmp_path, monkeypatch, capsys):

@@ -65,6 +65,7 @@ def test_student_notebook_runs_and_each_check_fails_then_passes(path, ckpt_root,
     monkeypatch.setenv("LLMCOURSE_SIZE", "smoke")
     monkeypatch.setenv("LLMCOURSE_CKPT_DIR", str(ckpt_root))
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("LLMCOURSE_METRICS_FILE", raising=False)  # the headlines checked are the nbmake run's
     original = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
     stud = nbformat.reads(json.dumps(student.student_notebook(json.loads(path.read_text(encoding="utf-8")), path.name)),
                          as_version=4)  # reads() joins list-of-lines sources, as nbclient expects

@@ -286,3 +286,73 @@ def test_live_plot_is_silent_outside_a_notebook():
     plot.on_eval(1, History(steps=[1], train_loss=[1.0], lr=[0.1], elapsed=[0.0], val_steps=[1], val_loss=[1.0]))
     assert plot._handle is None  # nothing displayed
     assert "matplotlib.pyplot" not in sys.modules or sys.modules["matplotlib.pyplot"].get_fignums() == []
+
+
+def test_resume_is_announced_with_step_folder_and_how_to_start_fresh(tmp_path, capsys):
+    cfg = small_cfg(max_steps=8, ckpt_every=4)
+    fit(TinyLM(), counting_sampler(), cfg, runtime=CPU, ckpt_dir=tmp_path, callbacks=[_StopAfter(4)],
+        progress=False)
+    capsys.readouterr()
+    history = fit(TinyLM(), counting_sampler(), cfg, runtime=CPU, ckpt_dir=tmp_path, progress=False)
+    out = capsys.readouterr().out
+    assert "resuming from step 4 of 8" in out and str(tmp_path) in out and "resume=False" in out
+    assert history.steps[-1] == 8 and 5 in history.steps  # it trained steps 5..8, and only those
+    assert history.steps.count(4) == 1
+
+
+class _StopAfter:
+    def __init__(self, step):
+        self.step = step
+
+    def on_step(self, step, history):
+        return step == self.step
+
+
+def test_changed_learning_rate_refuses_to_resume_naming_the_field_then_trains_when_asked(tmp_path):
+    """The issue's case: a learner changes the lr and re-runs the cell in the same checkpoint folder."""
+    first = TinyLM(seed=1)
+    fit(first, counting_sampler(), small_cfg(lr=0.02), runtime=CPU, ckpt_dir=tmp_path, progress=False)
+    with pytest.raises(checkpoint.CheckpointError) as err:
+        fit(TinyLM(seed=1), counting_sampler(), small_cfg(lr=0.005), runtime=CPU, ckpt_dir=tmp_path, progress=False)
+    message = str(err.value)
+    assert "lr: 0.02 -> 0.005" in message and "resume=False" in message and str(tmp_path) in message
+    assert "seed" not in message  # only the fields that differ are named
+    # the explicit restart trains all 12 steps with the new lr from the first step on
+    second = TinyLM(seed=1)
+    history = fit(second, counting_sampler(), small_cfg(lr=0.005), runtime=CPU, ckpt_dir=tmp_path,
+                  resume=False, progress=False)
+    assert history.steps[0] == 1 and history.steps[-1] == 12
+    assert history.lr[-1] == pytest.approx(lr_at(11, small_cfg(lr=0.005)))
+    assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
+
+
+def test_changed_model_config_refuses_to_resume(tmp_path):
+    from llmcourse.gpt import GPT, GPTConfig
+
+    def sample(generator):
+        x = torch.randint(0, 16, (2, 9), generator=generator)
+        return x[:, :-1], x[:, 1:]
+
+    cfg = small_cfg(max_steps=2, ckpt_every=1)
+    fit(GPT(GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.2)), sample, cfg, runtime=CPU,
+        ckpt_dir=tmp_path, progress=False)
+    with pytest.raises(checkpoint.CheckpointError, match=r"model config: dropout: 0\.2 -> 0\.1"):
+        fit(GPT(GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.1)), sample,
+            cfg, runtime=CPU, ckpt_dir=tmp_path, progress=False)
+
+
+def test_logging_fields_may_change_on_resume(tmp_path, capsys):
+    fit(TinyLM(), counting_sampler(), small_cfg(max_steps=8), runtime=CPU, ckpt_dir=tmp_path,
+        callbacks=[_StopAfter(4)], progress=False)
+    history = fit(TinyLM(), counting_sampler(), small_cfg(max_steps=8, log_every=2, eval_every=0), runtime=CPU,
+                  ckpt_dir=tmp_path, progress=False)
+    assert "resuming from step 4" in capsys.readouterr().out and history.steps[-1] == 8
+
+
+def test_config_differences_names_only_changed_fields():
+    from llmcourse.train import config_differences
+
+    assert config_differences({"lr": 0.1, "betas": [0.9, 0.95]}, {"lr": 0.1, "betas": (0.9, 0.95)}) == []
+    assert config_differences({"lr": 0.1}, {"lr": 0.1, "new": 3}) == ["new: (absent) -> 3"]
+    assert config_differences({"lr": 0.1, "log_every": 1}, {"lr": 0.2, "log_every": 5}, ignore=["log_every"]) \
+        == ["lr: 0.1 -> 0.2"]

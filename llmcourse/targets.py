@@ -1,0 +1,201 @@
+"""The course's targets: one headline per notebook, its baseline, and what it must reach at each size.
+
+Every notebook ends its main experiment with `notebook.headline(name, value)`; where the headline is
+judged against something measured in the same run (the model without attention, the unigram loss,
+the model before fine-tuning) the notebook records that too, with `notebook.metric(name, value)`.
+This table says, per notebook:
+
+    metric         the headline's name, as the notebook records it
+    baseline       what the headline is compared with, in words
+    smoke          the value the smoke run (2-core CPU, CI) must reach
+    full           the value a full-size run (a GPU) is meant to reach
+    vs / margin    optionally: a metric of the same run that the headline must beat by `margin`
+    measured_full  the full-size figure measured so far, with hardware and date; "" = not yet
+
+It is used three times: `notebook.headline` prints the row under the number (so a learner on a CPU
+sees what the full size gives), `scripts/run_course.py` and the CI test (`tests/check_headlines.py`)
+compare the recorded numbers with it and fail when one falls short, and the README's table is
+rendered from it (`python scripts/targets_table.py`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    notebook: str  # the notebook's file stem, e.g. "04_attention"
+    metric: str  # the name passed to notebook.headline
+    unit: str  # "%", "nats", "x", "GB", ... ("" for a plain number)
+    higher_is_better: bool
+    baseline: str  # what the headline is compared with, in words
+    smoke: float  # what the smoke run must reach (>= if higher_is_better, else <=)
+    full: float  # what a full-size run is meant to reach
+    vs: str = ""  # a metric recorded in the same run that the headline must beat ...
+    margin: float = 0.0  # ... by at least this much (in the headline's unit)
+    measured_full: str = ""  # the full-size figure measured so far, with hardware and date
+    full_on: str = "a GPU"  # where the full size is meant to run ("a CPU" for counting and calculators)
+
+    def command(self) -> str:
+        """The command that measures this notebook at full size."""
+        return f"bash scripts/course.sh --size full --only {self.notebook[:2]}"
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("00_start_here", "6B_inference_GB", "GB", False,
+           "the notes' 12–18 GB to run a 6B model (calculator: fp16 weights + KV cache)", 18.0, 18.0,
+           full_on="a CPU", measured_full="14.6 GB (a calculation: the same at both sizes)"),
+    Target("01_ngram", "best_kn_val_ppl", "", False,
+           "the best add-k (k = 0.01) model, n = 1…5, on the same held-out text", 110.0, 110.0,
+           vs="best_addk_val_ppl", margin=50.0, full_on="a CPU",
+           measured_full="102.9 (Kneser–Ney 3-gram on Shakespeare, 1.16M tokens; add-k 172; dev CPU, 2026-11)"),
+    Target("02_word_vectors", "wordsim353_spearman", "", True,
+           "gensim's skip-gram on the same corpus and settings", 0.0, 0.3),
+    Target("03_rnn", "char_lstm_val_ppl", "", False,
+           "the best N-gram on the same text", 100.0, 4.0),
+    Target("04_attention", "rnn_attention_exact_match", "%", True,
+           "the same seq2seq without attention, on long inputs", 80.0, 95.0),
+    Target("05_transformer", "transformer_dates_exact_match", "%", True,
+           "exact match of an untrained model (0%)", 90.0, 98.0,
+           measured_full="100.0% on 2,000 dates of unseen years (5,000 steps, one CPU thread, 2 h 10 min; 2026-11)"),
+    Target("06_tokenization", "bytes_per_token", "bytes/token", True,
+           "1.0 byte per token (byte-level, no merges)", 2.5, 3.5, full_on="a CPU"),
+    Target("07_bert", "heldout_mlm_accuracy", "%", True,
+           "bag-of-words and a randomly initialised encoder on the same held-out data", 0.0, 50.0),
+    Target("08_gpt_pretraining", "val_loss", "nats", False,
+           "a unigram model's loss on the same validation text", 100.0, 1.47),
+    Target("09_generation", "kv_cache_speedup", "x", True,
+           "decoding without a cache (1.0x)", 1.0, 5.0),
+    Target("10_sft", "heldout_accuracy_after_sft", "%", True,
+           "the same model before SFT", 0.0, 80.0),
+    Target("11_peft", "best_lora_heldout_accuracy", "%", True,
+           "the model before fine-tuning", 0.0, 80.0),
+    Target("12_dpo", "heldout_preference_accuracy_after_dpo", "%", True,
+           "the SFT reference before DPO", 0.0, 80.0),
+    Target("13_serving", "streamed_tokens_per_s", "tokens/s", True,
+           "a floor that a working stream clears on a busy 2-core CPU", 1.0, 50.0),
+    Target("14_prompting_rag", "embedding_hit_rate_at_3", "", True,
+           "the majority class / BM25", 0.0, 0.8),
+    Target("15_evaluation", "mc_acc_norm", "", True,
+           "chance (one over the number of choices)", 0.0, 0.5),
+    Target("16_many_gpus", "zero3_GB_per_GPU", "GB", False,
+           "plain data parallelism (DDP: every GPU holds all model states)", 16.0, 16.0,
+           vs="ddp_GB_per_GPU", margin=90.0, full_on="a CPU",
+           measured_full="14 GB per GPU for 7B parameters on 8 GPUs, against 112 GB with DDP (a calculation)"),
+    Target("17_capstone", "heldout_em_final", "%", True,
+           "SFT without continued pretraining", 0.0, 50.0),
+)
+
+BY_NOTEBOOK = {t.notebook: t for t in TARGETS}
+BY_METRIC = {t.metric: t for t in TARGETS}
+
+
+def for_notebook(notebook: str) -> Target | None:
+    return BY_NOTEBOOK.get(notebook)
+
+
+def for_metric(name: str) -> Target | None:
+    """The target whose headline is called `name` (headline names are unique across the course)."""
+    return BY_METRIC.get(name)
+
+
+def fmt(value: float, unit: str = "") -> str:
+    """A number as the tables show it: 4 significant digits, thousands separated, unit attached."""
+    text = f"{int(value):,}" if float(value).is_integer() and abs(value) < 1e15 else f"{value:.4g}"
+    if not unit:
+        return text
+    return f"{text}{unit}" if unit in ("%", "x") else f"{text} {unit}"
+
+
+def _compare(t: Target) -> str:
+    return "≥" if t.higher_is_better else "≤"
+
+
+def describe(t: Target, size: str) -> str:
+    """What a learner should read under the headline: the baseline, the target here, the full size."""
+    target = t.smoke if size == "smoke" else t.full
+    lines = [f"  baseline: {t.baseline}",
+             f"  target at {size} size: {_compare(t)} {fmt(target, t.unit)}"
+             + (f", and {'above' if t.higher_is_better else 'below'} {t.vs} by at least {fmt(t.margin, t.unit)}"
+                if t.vs else "")]
+    if size == "smoke":
+        lines.append(f"  what you should see at full size: target {_compare(t)} {fmt(t.full, t.unit)}; "
+                     + (f"measured: {t.measured_full}" if t.measured_full
+                        else f"not measured yet: run `{t.command()}` on {t.full_on}"))
+    return "\n".join(lines)
+
+
+def meets(t: Target, value: float, size: str = "smoke") -> bool:
+    """True when `value` reaches the target of `size` (NaN never does)."""
+    target = t.smoke if size == "smoke" else t.full
+    if not math.isfinite(value):
+        return False
+    return value >= target if t.higher_is_better else value <= target
+
+
+def check(records: list[dict], notebooks: list[str], *, size: str = "smoke") -> list[str]:
+    """Compare the metric records of one run with the targets; return the failures (empty = all met).
+
+    `records` are the JSON lines `notebook.headline`/`notebook.metric` wrote; `notebooks` are the file
+    stems that ran. Every notebook that ran and has a target must have recorded its headline, reach
+    the target of `size`, and (where `vs` is set) beat that metric of the same notebook by `margin`.
+    """
+    if not notebooks:
+        return ["no notebook ran, so no headline was checked"]
+    by_notebook: dict[str, dict[str, float]] = {}
+    for rec in records:
+        by_notebook.setdefault(rec.get("notebook", ""), {})[rec["name"]] = float(rec["value"])
+    failures = []
+    for nb in notebooks:
+        t = BY_NOTEBOOK.get(nb)
+        if t is None:
+            failures.append(f"{nb}: no target in llmcourse.targets (every notebook needs one)")
+            continue
+        got = by_notebook.get(nb, {})
+        if t.metric not in got:
+            failures.append(f"{nb}: headline {t.metric!r} was not recorded (recorded: {sorted(got) or 'nothing'})")
+            continue
+        value = got[t.metric]
+        target = t.smoke if size == "smoke" else t.full
+        if not meets(t, value, size):
+            failures.append(f"{nb}: {t.metric} = {fmt(value, t.unit)}, {size} target {_compare(t)} {fmt(target, t.unit)}")
+        if t.vs:
+            if t.vs not in got:
+                failures.append(f"{nb}: baseline metric {t.vs!r} was not recorded (notebook.metric)")
+                continue
+            gap = value - got[t.vs] if t.higher_is_better else got[t.vs] - value
+            if not gap >= t.margin:
+                failures.append(f"{nb}: {t.metric} = {fmt(value, t.unit)} beats {t.vs} = {fmt(got[t.vs], t.unit)} "
+                                f"by {gap:.4g}, {t.margin:g} needed")
+    return failures
+
+
+def results(records: list[dict], notebooks: list[str], *, size: str = "smoke") -> list[dict]:
+    """One row per notebook: its headline value, baseline value, target, and whether it was met."""
+    by_notebook: dict[str, dict[str, float]] = {}
+    for rec in records:
+        by_notebook.setdefault(rec.get("notebook", ""), {})[rec["name"]] = float(rec["value"])
+    rows = []
+    for nb in notebooks:
+        t = BY_NOTEBOOK.get(nb)
+        got = by_notebook.get(nb, {})
+        value = got.get(t.metric) if t else None
+        failures = check(records, [nb], size=size)
+        rows.append({"notebook": nb, "metric": t.metric if t else "", "unit": t.unit if t else "",
+                     "value": value, "baseline_value": got.get(t.vs) if t and t.vs else None,
+                     "target": (t.smoke if size == "smoke" else t.full) if t else None,
+                     "compare": _compare(t) if t else "", "met": not failures, "why": "; ".join(failures)})
+    return rows
+
+
+def render_check(records: list[dict], notebooks: list[str], *, size: str = "smoke") -> str:
+    """A plain-text table of `results`, for the test log and the course runner."""
+    lines = [f"{'notebook':<20} {'headline':<40} {'value':>10} {'baseline':>10} {'target':>10}  met"]
+    for r in results(records, notebooks, size=size):
+        value = "-" if r["value"] is None else fmt(r["value"], r["unit"])
+        base = "" if r["baseline_value"] is None else fmt(r["baseline_value"], r["unit"])
+        target = "" if r["target"] is None else f"{r['compare']} {fmt(r['target'], r['unit'])}"
+        lines.append(f"{r['notebook']:<20} {r['metric']:<40} {value:>10} {base:>10} {target:>10}  "
+                     + ("yes" if r["met"] else "NO"))
+    return "\n".join(lines)
