@@ -88,8 +88,16 @@ def _style_matplotlib() -> None:
 SEED_ENV = "LLMCOURSE_SEED"  # the seed of a whole notebook run (scripts/seed_sweep.py varies it)
 
 
+_started_seed: int | None = None  # the seed the last start() used
+
+
 def current_seed(default: int = 0) -> int:
-    """The run's seed: `LLMCOURSE_SEED` if set, else `default`. Notebooks pass it to their configs."""
+    """The run's seed: the one `start()` used, else `LLMCOURSE_SEED`, else `default`.
+
+    Notebooks pass it to their configs, so `LLMCOURSE_SEED=1` varies the whole run.
+    """
+    if _started_seed is not None:
+        return _started_seed
     value = os.environ.get(SEED_ENV, "").strip()
     if not value:
         return default
@@ -106,9 +114,11 @@ def start(seed: int | None = None, threads: int | None = None) -> Runtime:
     `threads` limits torch's CPU threads (default: `LLMCOURSE_THREADS`, else torch's choice).
     Returns the `Runtime`; pass it on (`fit(..., runtime=rt)`, `model.to(rt.device)`).
     """
+    global _started_seed
+    _started_seed = None
     if seed is None:
         seed = current_seed()
-    os.environ[SEED_ENV] = str(seed)  # so current_seed() later in the notebook agrees with start()
+    _started_seed = seed  # current_seed() agrees with start() from here on
     import torch
 
     import llmcourse
