@@ -1,0 +1,124 @@
+"""How steady is each notebook's headline? Run notebooks over several seeds and thread counts.
+
+    python benchmarks/seed_sweep.py --only 10,11,12 --seeds 0,1,2 --threads 1,2 [--jobs 2] [--size smoke]
+
+Each (seed, threads) pair is one `scripts/run_course.py` run with `LLMCOURSE_SEED` and a fixed
+thread count, in its own output folder under --out (so each starts from fresh checkpoints). The
+table gives, per notebook, the headline and its in-run baseline for every run, their spread
+(min / median / max), whether the smoke target of `llmcourse/targets.py` held in every run, and
+the median wall time. `--jobs 2` runs two runs at a time (one thread each is what CI does on two
+cores); wall times are then those of a loaded machine, like CI's.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from llmcourse import targets  # noqa: E402
+
+
+def run(seed: int, threads: int, args: argparse.Namespace) -> Path:
+    out = Path(args.out) / f"seed{seed}_threads{threads}"
+    env = {**os.environ, "LLMCOURSE_SEED": str(seed), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg", "LLMCOURSE_LANG": args.lang}
+    cmd = [sys.executable, str(ROOT / "scripts" / "run_course.py"), "--size", args.size, "--out", str(out),
+           "--threads", str(threads)] + (["--only", args.only] if args.only else [])
+    log = Path(args.out) / f"seed{seed}_threads{threads}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as f:
+        subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, check=False)
+    return out
+
+
+def collect(out: Path) -> dict[str, dict]:
+    """Per notebook: headline value, baseline value, seconds, status, for one run folder."""
+    rows = {Path(r["notebook"]).stem: {"seconds": r["seconds"], "status": r["status"]}
+            for r in json.loads((out / "summary.json").read_text())} if (out / "summary.json").exists() else {}
+    metrics = out / "metrics.jsonl"
+    for line in (metrics.read_text().splitlines() if metrics.exists() else []):
+        rec = json.loads(line)
+        t = targets.for_notebook(rec["notebook"])
+        if t is None or rec["notebook"] not in rows:
+            continue
+        if rec["name"] == t.metric:
+            rows[rec["notebook"]]["value"] = rec["value"]
+        elif rec["name"] == t.vs:
+            rows[rec["notebook"]]["baseline"] = rec["value"]
+    return rows
+
+
+def spread(values: list[float], unit: str) -> str:
+    if not values:
+        return "-"
+    return " / ".join(targets.fmt(round(v, 4), unit) for v in (min(values), statistics.median(values), max(values)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="", help="notebooks, as for run_course.py (default: all)")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time")
+    ap.add_argument("--size", default="smoke", choices=["smoke", "full"])
+    ap.add_argument("--lang", default="en")
+    ap.add_argument("--out", default=str(ROOT / "build" / "sweep"))
+    ap.add_argument("--record", default="", help="merge the results into this JSON file "
+                    "(docs/smoke_measured.json feeds the README's targets table: scripts/targets_table.py)")
+    args = ap.parse_args(argv)
+    pairs = list(itertools.product([int(s) for s in args.seeds.split(",")],
+                                   [int(t) for t in args.threads.split(",")]))
+    with ThreadPoolExecutor(args.jobs) as pool:
+        outs = list(pool.map(lambda p: run(*p, args), pairs))
+    runs = {pair: collect(out) for pair, out in zip(pairs, outs)}
+    notebooks = sorted({nb for r in runs.values() for nb in r})
+    print(f"{'notebook':<20} {'runs (seed/threads: headline | baseline)':<60} {'min / median / max':<26} "
+          f"{'target':<12} {'held':<5} time (median)")
+    failures, record = 0, {}
+    for nb in notebooks:
+        t = targets.for_notebook(nb)
+        cells, values, times, held = [], [], [], True
+        for (seed, threads), r in runs.items():
+            row = r.get(nb)
+            if row is None:
+                continue
+            times.append(row["seconds"])
+            if row["status"] != "ok" or "value" not in row:
+                cells.append(f"{seed}/{threads}: {row['status']}")
+                held = False
+                continue
+            values.append(row["value"])
+            base = f" | {targets.fmt(round(row['baseline'], 4), t.unit)}" if "baseline" in row else ""
+            cells.append(f"{seed}/{threads}: {targets.fmt(round(row['value'], 4), t.unit)}{base}")
+            recs = [{"notebook": nb, "name": t.metric, "value": row["value"]}]
+            if "baseline" in row:
+                recs.append({"notebook": nb, "name": t.vs, "value": row["baseline"]})
+            held &= not targets.check(recs, [nb], size=args.size)
+        failures += not held
+        record[nb] = {"values": values, "seconds": times, "held": held, "runs": len(cells),
+                      "baselines": [r[nb]["baseline"] for r in runs.values() if nb in r and "baseline" in r[nb]],
+                      "seeds": sorted({s for s, _ in pairs}), "threads": sorted({t for _, t in pairs}),
+                      "jobs": args.jobs, "date": time.strftime("%Y-%m-%d")}
+        target = f"{'≥' if t.higher_is_better else '≤'} {targets.fmt(t.smoke if args.size == 'smoke' else t.full, t.unit)}"
+        print(f"{nb:<20} {'; '.join(cells):<60} {spread(values, t.unit):<26} {target:<12} "
+              f"{'yes' if held else 'NO':<5} {statistics.median(times) if times else 0:.1f} s")
+    if args.record:
+        path = Path(args.record)
+        old = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**old, **record}, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+        print(f"recorded in {path}")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
