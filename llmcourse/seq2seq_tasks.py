@@ -5,11 +5,16 @@
       "the third of march nineteen ninety-seven" | ...  ->  "1997-03-03"
 * "numbers": a number in British English words -> digits.
       "four hundred and twelve" -> "412";  "two million and six" -> "2000006"
+* "reverse": a string of 2 to `max_digits` digits -> the same digits backwards.
+      "40172" -> "27104"
 
-Both are small translation problems: the output is a deterministic function of the input, but the
-model must learn re-ordering (day/month/year), a many-to-one lexicon (March, Mar, 03, third ...),
-and, for numbers, positional arithmetic (which words fill which digit). Numbers written with more
-words are longer, so accuracy can be plotted against input length.
+The first two are small translation problems: the output is a deterministic function of the
+input, but the model must learn re-ordering (day/month/year), a many-to-one lexicon (March, Mar,
+03, third ...), and, for numbers, positional arithmetic (which words fill which digit). Numbers
+written with more words are longer, so accuracy can be plotted against input length. "reverse" is
+the smallest task of that kind (Sutskever et al. 2014 fed their encoder reversed sentences): each
+output digit copies one input digit, from a position that depends on the length, so it needs
+memory of the whole input and a clean alignment, and nothing else; it trains in seconds on a CPU.
 
 Splits test generalisation, never memorisation: "train" and "test" never share a value (a date,
 a number); a fixed hash puts one value in five into "test". Two harder splits hold out what the
@@ -17,8 +22,9 @@ model never saw at all:
 * "unseen_years" (dates only): every date of the 20 years in `TEST_YEARS`, which "train" and "test"
   never contain. The year must be *composed* from digits seen in other years; small models tend to
   answer with a training year instead (1943 -> "1934"): a test of compositional generalisation.
-* "long" (numbers only): 7-9 digit numbers, longer than anything in training (up to 6 digits): a
-  test of length generalisation, which models usually fail.
+* "long" (numbers and reverse): 7-9 digit numbers, longer than anything in training (up to 6
+  digits), or digit strings 1-4 digits longer than `max_digits`: a test of length generalisation,
+  which models usually fail.
 
 `task_vocab()` is a character vocabulary with <pad>=0, <bos>=1, <eos>=2 (the ids
 `llmcourse.transformer.TransformerConfig` expects); `encode_pairs` builds padded tensors in the
@@ -33,8 +39,10 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import random
+import re
 import string
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import torch
@@ -42,7 +50,7 @@ import torch
 from llmcourse.config import Sized
 from llmcourse.vocab import CharVocab
 
-TASKS = ("dates", "numbers")
+TASKS = ("dates", "numbers", "reverse")
 SPLITS = ("train", "test", "unseen_years", "long")
 TEST_YEARS = frozenset({1907, 1919, 1926, 1938, 1943, 1955, 1962, 1974, 1981, 1993,
                         2006, 2018, 2025, 2037, 2044, 2059, 2063, 2071, 2088, 2096})
@@ -138,6 +146,19 @@ def _sample_number(rng: random.Random, split: str) -> tuple[str, str]:
             return number_to_words(n), str(n)
 
 
+# ------------------------------------------------------------------------------------ reverse
+def _sample_reverse(rng: random.Random, split: str, max_digits: int) -> tuple[str, str]:
+    if split == "unseen_years":
+        raise ValueError("'unseen_years' is a split of the dates task")
+    # from 2 digits: a single digit is its own reverse, and there are only ten of them
+    lo, hi = (max_digits + 1, max_digits + 4) if split == "long" else (2, max_digits)
+    while True:
+        digits = "".join(rng.choices(string.digits, k=rng.randint(lo, hi)))  # uniform lengths
+        # crc32, unlike hash(), is the same in every Python process: a fixed one-in-five test set
+        if split == "long" or (zlib.crc32(digits.encode()) % 5 == 0) == (split == "test"):
+            return digits, digits[::-1]
+
+
 # -------------------------------------------------------------------------------------- dates
 def _date_formats(d: dt.date) -> list[str]:
     """Every way the generator writes d (day/month order is British: 03/04/1997 is 3 April)."""
@@ -175,11 +196,13 @@ _SAMPLERS = {"dates": _sample_date, "numbers": _sample_number}
 
 
 def make_dataset(task: str, n: int, seed: int = 0, split: str = "train",
-                 min_len: int | None = None, max_len: int | None = None) -> list[tuple[str, str]]:
+                 min_len: int | None = None, max_len: int | None = None,
+                 max_digits: int = 20) -> list[tuple[str, str]]:
     """n distinct (source, target) string pairs of `task` from `split`.
 
     min_len/max_len bound the source length in characters (for accuracy-against-length plots).
-    The same (task, n, seed, split, bounds) always gives the same list.
+    max_digits: the longest digit string of the "reverse" task (other tasks ignore it).
+    The same arguments always give the same list.
 
     >>> make_dataset("numbers", 2, seed=1)
     [('five hundred and forty-two', '542'), ('forty-three', '43')]
@@ -193,7 +216,10 @@ def make_dataset(task: str, n: int, seed: int = 0, split: str = "train",
         tries += 1
         if tries > 100 * n + 1000:
             raise ValueError(f"could not find {n} distinct pairs within the length bounds")
-        src, tgt = _SAMPLERS[task](rng, split)
+        if task == "reverse":
+            src, tgt = _sample_reverse(rng, split, max_digits)
+        else:
+            src, tgt = _SAMPLERS[task](rng, split)
         if (min_len is None or len(src) >= min_len) and (max_len is None or len(src) <= max_len):
             pairs.setdefault(src, tgt)
     return list(pairs.items())
@@ -201,12 +227,13 @@ def make_dataset(task: str, n: int, seed: int = 0, split: str = "train",
 
 @dataclass
 class TaskConfig(Sized):
-    task: str = "dates"  # "dates" or "numbers"
+    task: str = "dates"  # "dates", "numbers" or "reverse"
     n_train: int = 50_000  # training pairs
     n_test: int = 2_000  # held-out pairs (unseen values)
     seed: int = 0  # generator seed
+    max_digits: int = 20  # "reverse" only: the longest digit string (train and test)
 
-    smoke_overrides = {"n_train": 2_000, "n_test": 200}
+    smoke_overrides = {"n_train": 10_000, "n_test": 500, "max_digits": 10}
 
 
 # -------------------------------------------------------------------------------- vocab, tensors
@@ -260,6 +287,25 @@ def decode_output(ids: torch.Tensor | list[int], vocab: CharVocab) -> str:
         if i not in (PAD_ID, BOS_ID):
             chars.append(vocab.itos[i])
     return "".join(chars)
+
+
+def date_error_kind(pred: str, target: str) -> str:
+    """Name what is wrong in a predicted ISO date, so that a model's errors can be read in groups.
+
+    >>> date_error_kind("1934-05-02", "1943-05-02"), date_error_kind("1943-02-05", "1943-05-02")
+    ('year: right digits, wrong order', 'day or month')
+    """
+    if pred == target:
+        return "correct"
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", pred):
+        return "not a date"
+    (py, pm, pd), (ty, tm, td) = pred.split("-"), target.split("-")
+    if py == ty:
+        return "day or month"
+    if (pm, pd) != (tm, td):
+        return "year and day or month"
+    # only the year is wrong: did the model get its digits but not their order?
+    return "year: right digits, wrong order" if sorted(py) == sorted(ty) else "year: other digits"
 
 
 def exact_match(outputs: torch.Tensor, pairs: list[tuple[str, str]], vocab: CharVocab) -> float:

@@ -129,7 +129,26 @@ def test_numbers_targets_are_correct_digits(split):
     assert (min(digits) >= 7) if split == "long" else (max(digits) <= 6)
 
 
-@pytest.mark.parametrize("task,hard", [("dates", "unseen_years"), ("numbers", "long")])
+@pytest.mark.parametrize("split", ["train", "test", "long"])
+def test_reverse_targets_and_lengths(split):
+    pairs = tasks.make_dataset("reverse", 300, seed=2, split=split, max_digits=8)
+    assert all(src.isdigit() and tgt == src[::-1] for src, tgt in pairs)
+    lengths = {len(src) for src, _ in pairs}
+    assert lengths == (set(range(9, 13)) if split == "long" else set(range(2, 9)))
+
+
+def test_date_error_kinds():
+    kind = tasks.date_error_kind
+    assert kind("1943-05-02", "1943-05-02") == "correct"
+    assert kind("1934-05-02", "1943-05-02") == "year: right digits, wrong order"
+    assert kind("1944-05-02", "1943-05-02") == "year: other digits"
+    assert kind("1943-02-05", "1943-05-02") == kind("1943-05-20", "1943-05-02") == "day or month"
+    assert kind("1934-02-05", "1943-05-02") == "year and day or month"
+    assert kind("1943-05", "1943-05-02") == kind("", "1943-05-02") == "not a date"
+
+
+@pytest.mark.parametrize("task,hard", [("dates", "unseen_years"), ("numbers", "long"),
+                                       ("reverse", "long")])
 def test_splits_are_disjoint_and_deterministic(task, hard):
     train = tasks.make_dataset(task, 1500, seed=0, split="train")
     test = tasks.make_dataset(task, 500, seed=0, split="test")
@@ -184,3 +203,8 @@ def test_parallel_corpus_falls_back_offline(monkeypatch):
 
 def test_config_sizes():
     assert tasks.TaskConfig.for_size("smoke").n_train < tasks.TaskConfig.for_size("full").n_train
+
+
+def test_doctests():
+    import doctest
+    assert doctest.testmod(tasks).failed == 0
