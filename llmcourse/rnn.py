@@ -27,12 +27,15 @@ sequences, projections (LSTMP), cuDNN speed.
 from __future__ import annotations
 
 import math
+import random
+import re
 from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from llmcourse import data
 from llmcourse.config import Sized
 from llmcourse.exercises import exercise, torch_generator
 
@@ -228,11 +231,12 @@ class GRU(RNN):
 
 
 LAYERS: dict[str, type[RNN]] = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+TORCH_LAYERS: dict[str, type[nn.Module]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 @dataclass
 class CharRNNConfig(Sized):
-    corpus: str = "wikitext-2"  # llmcourse.data name: the text notebook 01 counts
+    corpus: str = "wikitext-2"  # llmcourse.data name (the text notebook 01 counts), or SWAP_CORPUS
     max_chars: int = 3_000_000  # cap on the characters used (0 = all)
     kind: str = "lstm"  # "rnn" | "lstm" | "gru"
     n_embd: int = 64  # character embedding width
@@ -241,9 +245,57 @@ class CharRNNConfig(Sized):
     dropout: float = 0.2  # between layers and before the head
     block_size: int = 128  # training window (truncated backpropagation through time)
     batch_size: int = 64  # windows per batch
+    max_steps: int = 5000  # optimizer steps (the notebook passes them to TrainConfig)
+    lr: float = 3e-3  # peak learning rate (likewise)
+    fused: bool = True  # train with torch's fused nn.LSTM/GRU/RNN (the same maths as ours, faster)
 
-    smoke_overrides = {"corpus": "lee", "max_chars": 150_000, "hidden_size": 64, "n_layer": 1,
-                       "dropout": 0.0, "block_size": 32, "batch_size": 16}
+    # smoke: the generated SWAP_CORPUS, whose lines need a memory longer than any N-gram's
+    smoke_overrides = {"corpus": "animal-swaps", "max_chars": 0, "hidden_size": 128, "n_layer": 1,
+                       "dropout": 0.0, "block_size": 64, "batch_size": 32, "max_steps": 800,
+                       "lr": 1e-2}
+
+
+SWAP_CORPUS = "animal-swaps"  # the name under which `load_char_text` generates `swap_sentences`
+ANIMALS = ("cat", "dog", "fox", "owl", "hen", "pig", "cow", "bee", "ant", "eel")
+VERBS = ("saw", "met", "fed", "hit")
+
+
+def swap_sentences(n_lines: int, seed: int = 0) -> str:
+    """Lines "the A V the B, so the B V the A." with two different animals A, B and a verb V drawn
+    at random. The last animal repeats the first, about 30 characters back: a model must *remember*
+    it, and an N-gram that sees the previous n-1 <= 8 characters cannot.
+
+    >>> swap_check(swap_sentences(5))["last animal"]
+    (5, 5)
+    >>> swap_check("the cat saw the dog, so the dog saw the eel.")
+    {'second B': (1, 1), 'second verb': (1, 1), 'last animal': (0, 1)}
+    """
+    rng = random.Random(seed)
+    lines = []
+    for _ in range(n_lines):
+        a, b = rng.sample(ANIMALS, 2)
+        v = rng.choice(VERBS)
+        lines.append(f"the {a} {v} the {b}, so the {b} {v} the {a}.")
+    return "\n".join(lines) + "\n"
+
+
+def swap_check(text: str) -> dict[str, tuple[int, int]]:
+    """For each repeated part of the swap lines in `text` ("the A V the B, so the C W the D."):
+    (lines where it repeats correctly, complete lines checked). Parts: "second B" (C == B),
+    "second verb" (W == V) and "last animal" (D == A). A sample's unfinished last line is skipped."""
+    pattern = re.compile(r"the (\w+) (\w+) the (\w+), so the (\w+) (\w+) the (\w+)\.$")
+    rows = [m.groups() for line in text.splitlines() if (m := pattern.match(line.strip()))]
+    ok = {"second B": sum(c == b for _, _, b, c, _, _ in rows),
+          "second verb": sum(w == v for _, v, _, _, w, _ in rows),
+          "last animal": sum(d == a for a, _, _, _, _, d in rows)}
+    return {part: (n, len(rows)) for part, n in ok.items()}
+
+
+def load_char_text(cfg: CharRNNConfig, seed: int = 0) -> str:
+    """The configured text: `llmcourse.data.load_text(cfg.corpus)`, or 4,000 generated swap lines
+    (about 180k characters) for SWAP_CORPUS; cut at `cfg.max_chars` unless it is 0."""
+    text = swap_sentences(4000, seed) if cfg.corpus == SWAP_CORPUS else data.load_text(cfg.corpus)
+    return text[: cfg.max_chars] if cfg.max_chars else text
 
 
 class CharRNNLM(nn.Module):
@@ -254,19 +306,23 @@ class CharRNNLM(nn.Module):
     """
 
     def __init__(self, vocab_size: int, kind: str = "lstm", n_embd: int = 64,
-                 hidden_size: int = 256, n_layer: int = 1, dropout: float = 0.0):
+                 hidden_size: int = 256, n_layer: int = 1, dropout: float = 0.0, fused: bool = False):
         super().__init__()
         if kind not in LAYERS:
             raise ValueError(f"kind={kind!r}: use one of {sorted(LAYERS)}")
         self.vocab_size, self.kind = vocab_size, kind
         self.tok_emb = nn.Embedding(vocab_size, n_embd)
-        self.rnn = LAYERS[kind](n_embd, hidden_size, n_layer, dropout=dropout)
+        if fused:  # torch's layer: same equations, parameters and state format, one C++/cuDNN call
+            self.rnn = TORCH_LAYERS[kind](n_embd, hidden_size, n_layer, dropout=dropout, batch_first=True)
+        else:
+            self.rnn = LAYERS[kind](n_embd, hidden_size, n_layer, dropout=dropout)
         self.drop = nn.Dropout(dropout)
         self.lm_head = nn.Linear(hidden_size, vocab_size)
 
     @classmethod
     def from_config(cls, cfg: CharRNNConfig, vocab_size: int) -> CharRNNLM:
-        return cls(vocab_size, cfg.kind, cfg.n_embd, cfg.hidden_size, cfg.n_layer, cfg.dropout)
+        return cls(vocab_size, cfg.kind, cfg.n_embd, cfg.hidden_size, cfg.n_layer, cfg.dropout,
+                   fused=cfg.fused)
 
     def forward_with_state(self, idx: torch.Tensor, state: State | None = None
                            ) -> tuple[torch.Tensor, State]:
@@ -314,6 +370,8 @@ def grad_norm_by_distance(model: CharRNNLM, seq: torch.Tensor, wrt: str = "hidde
     """
     if wrt not in ("hidden", "input"):
         raise ValueError("wrt must be 'hidden' or 'input'")
+    if not isinstance(model.rnn, RNN):
+        raise TypeError("the probe needs the package's step-by-step layer: build the model with fused=False")
     seq = seq.unsqueeze(0) if seq.dim() == 1 else seq  # (B, T+1)
     idx, target = seq[:, :-1], seq[:, -1]
     was_training = model.training

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from llmcourse import data
 from llmcourse.config import Sized
 from llmcourse.embeddings_eval import KeyedVectors
 
@@ -71,8 +72,11 @@ class Word2VecConfig(Sized):
     # Shuffle a chunk's training items? None: skip-gram pairs are shuffled, CBOW centres keep text
     # order as in gensim (shuffled CBOW lost ~half of gensim's WordSim-353 score on lee+shakespeare).
     shuffle: bool | None = None
+    corpus: str = "lee+shakespeare"  # llmcourse.data names joined by "+" (see `load_corpus`)
+    max_words: int = 0  # keep at most this many words of each part (0 = all)
 
-    smoke_overrides = {"dim": 50, "epochs": 15, "min_count": 3}  # 60k words need more passes
+    # smoke: the news (60k words) and the first 250k words of Shakespeare, 50-d vectors
+    smoke_overrides = {"dim": 50, "min_count": 3, "max_words": 250_000}
 
 
 # ----------------------------------------------------------------------------- vocabulary
@@ -341,6 +345,20 @@ def train_word2vec(
     return kv
 
 
+def load_corpus(name: str, max_words: int = 0) -> list[list[str]]:
+    """Tokenised sentences of the `llmcourse.data` texts in `name` ("lee+shakespeare"), each part
+    cut after the sentence that reaches `max_words` words (0 = all)."""
+    sentences = []
+    for part in name.split("+"):
+        n = 0
+        for s in tokenize(data.load_text(part)):
+            if max_words and n >= max_words:
+                break
+            sentences.append(s)
+            n += len(s)
+    return sentences
+
+
 def tokenize(text: str) -> list[list[str]]:
     """Lower-cased word tokens per line (lines are the sentences/documents), punctuation dropped."""
     pattern = re.compile(r"[a-z]+(?:'[a-z]+)?")
@@ -350,7 +368,7 @@ def tokenize(text: str) -> list[list[str]]:
 __all__ = [
     "Word2VecConfig", "Vocab", "build_vocab", "keep_probabilities", "noise_distribution", "encode",
     "subsample", "context_windows", "skipgram_pairs", "negative_sampling_loss", "sgns_gradients",
-    "train_word2vec", "tokenize",
+    "train_word2vec", "load_corpus", "tokenize",
 ]
 
 

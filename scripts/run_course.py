@@ -120,6 +120,8 @@ def pick_threads(requested: int | None) -> int:
     """
     if requested:
         return requested
+    if os.environ.get("LLMCOURSE_THREADS", "").strip():  # the learner's explicit choice wins
+        return max(1, int(os.environ["LLMCOURSE_THREADS"]))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     return max(1, min(cores, round(cores - load)))
@@ -210,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "build" / "course"))
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
     ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads per notebook (default: the free cores, from the load average)")
+                    help="torch threads per notebook (default: LLMCOURSE_THREADS, else the free cores from the load average)")
     args = ap.parse_args(argv)
 
     size = pick_size(args.size)

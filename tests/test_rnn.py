@@ -114,9 +114,59 @@ def test_char_lm_learns():
 
 def test_config_sizes():
     full, smoke = rnn.CharRNNConfig.for_size("full"), rnn.CharRNNConfig.for_size("smoke")
-    assert smoke.hidden_size < full.hidden_size
+    assert smoke.hidden_size < full.hidden_size and smoke.max_steps < full.max_steps
     m = rnn.CharRNNLM.from_config(smoke, vocab_size=7)
-    assert m.lm_head.out_features == 7 and isinstance(m.rnn, rnn.LSTM)
+    assert m.lm_head.out_features == 7 and isinstance(m.rnn, nn.LSTM)  # fused=True: torch's layer
+    unfused = rnn.CharRNNLM.from_config(rnn.CharRNNConfig(fused=False), vocab_size=7)
+    assert isinstance(unfused.rnn, rnn.LSTM)
+    assert sum(p.numel() for p in unfused.parameters()) == sum(
+        p.numel() for p in rnn.CharRNNLM.from_config(rnn.CharRNNConfig(), vocab_size=7).parameters())
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_fused_char_lm_equals_ours_with_copied_weights(kind):
+    """fused=True swaps in torch's layer: with the same weights, the same logits and carried state."""
+    torch.manual_seed(7)
+    ours = rnn.CharRNNLM(9, kind, n_embd=6, hidden_size=10, n_layer=2).eval()
+    fused = rnn.CharRNNLM(9, kind, n_embd=6, hidden_size=10, n_layer=2, fused=True).eval()
+    ours.rnn.copy_from_torch(fused.rnn)
+    ours.tok_emb.load_state_dict(fused.tok_emb.state_dict())
+    ours.lm_head.load_state_dict(fused.lm_head.state_dict())
+    idx = torch.randint(0, 9, (3, 8))
+    a, sa = ours.forward_with_state(idx)
+    b, sb = fused.forward_with_state(idx)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(sa, sb, atol=1e-5, rtol=1e-5)
+    with pytest.raises(TypeError):
+        rnn.grad_norm_by_distance(fused, idx)
+
+
+def test_swap_text_needs_more_memory_than_an_ngram_has():
+    """Every generated line keeps the rule; a 7-gram, seeing only 6 characters, cannot predict the
+    repeated B 12 characters back: its loss there stays near log2(9) bits (any animal but A), while
+    the first letters of the line are nearly free."""
+    from llmcourse.smoothing import KneserNey
+
+    text = rnn.swap_sentences(600, seed=1)
+    lines = text.splitlines()
+    assert rnn.swap_check(text) == {part: (600, 600) for part in ("second B", "second verb", "last animal")}
+    assert rnn.swap_check("the cat saw the dog, so the cat hit the dog.") == {
+        "second B": (0, 1), "second verb": (0, 1), "last animal": (0, 1)}
+    assert rnn.swap_sentences(50, seed=3) == rnn.swap_sentences(50, seed=3) != rnn.swap_sentences(50, seed=4)
+    kn = KneserNey(7).fit([list(ln) for ln in lines[:500]])
+    held = [list(ln) for ln in lines[500:]]
+    ctx, words = kn.ngrams(held)
+    bits = -torch.tensor(kn.score_ids(ctx, words)).log2().view(len(held), -1)  # all lines have 44 chars
+    b2 = lines[0].index(", so the ") + len(", so the ")
+    assert bits[:, b2].mean() > 2.5  # log2(9) = 3.17 when nothing about B is known
+    assert bits[:, :4].mean() < 0.1  # "the " at the line start
+
+
+def test_load_char_text_generates_the_swap_corpus():
+    cfg = rnn.CharRNNConfig.for_size("smoke")
+    assert cfg.corpus == rnn.SWAP_CORPUS
+    text = rnn.load_char_text(cfg, seed=2)
+    assert text == rnn.swap_sentences(4000, seed=2) and len(text.splitlines()) == 4000
 
 
 def test_grad_probe_golden_no_recurrence():

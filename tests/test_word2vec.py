@@ -14,8 +14,10 @@ import pytest
 import torch
 
 from llmcourse.embeddings_eval import (
+    WORD_GROUPS,
     KeyedVectors,
     evaluate_analogies,
+    evaluate_groups,
     evaluate_similarity,
     rankdata,
     spearman,
@@ -27,6 +29,7 @@ from llmcourse.word2vec import (
     build_vocab,
     context_windows,
     keep_probabilities,
+    load_corpus,
     negative_sampling_loss,
     noise_distribution,
     sgns_gradients,
@@ -272,6 +275,52 @@ def test_evaluate_similarity_by_hand():
     res = evaluate_similarity(kv, pairs)
     assert res.spearman == pytest.approx(math.sqrt(0.9))
     assert (res.n_used, res.n_total, res.coverage) == (4, 5, pytest.approx(0.8))
+
+
+def test_evaluate_groups_by_hand():
+    """Groups {man, woman} and {king, queen, apple}, toy vectors (cosines: man-woman 0, man-king r,
+    man-queen 0, man-apple 0, woman-queen r, king-queen 1/2, apple orthogonal to all).
+    man: mate woman (0) vs king (r), queen (0), apple (0): 0 wins, 2 ties -> 1/3.
+    woman: mate man (0) vs king (0), queen (r), apple (0): 2 ties -> 1/3.
+    king: mates queen (1/2), apple (0) vs man (r), woman (0): (0 + 1 + 0 + 0.5) / 4 = 3/8.
+    queen: mates king (1/2), apple (0) vs man (0), woman (r): (1 + 0 + 0.5 + 0) / 4 = 3/8.
+    apple: mates king, queen (0, 0) vs man, woman (0, 0): all ties -> 1/2.
+    Mean over the five words: (1/3 + 1/3 + 3/8 + 3/8 + 1/2) / 5 = 23/60. "zebra" is missing."""
+    kv = toy_vectors()
+    groups = {"people": ["man", "woman"], "other": ["king", "queen", "apple", "zebra"]}
+    res = evaluate_groups(kv, groups, min_words=2)
+    assert res.accuracy == pytest.approx(23 / 60)
+    assert (res.n_words, res.coverage) == (5, pytest.approx(5 / 6))
+    other = (3 / 8 + 3 / 8 + 1 / 2) / 3
+    assert res.per_group == {"people": pytest.approx(1 / 3), "other": pytest.approx(other)}
+    assert math.isnan(evaluate_groups(kv, groups, min_words=3).accuracy)  # one group left: no contrast
+
+
+def test_evaluate_groups_is_one_half_for_random_vectors_and_one_for_planted_groups():
+    """Random vectors: chance, 0.5 (up to sampling noise). Vectors = group direction + small noise: 1.0."""
+    words = [w for g in WORD_GROUPS.values() for w in g]
+    rng = np.random.default_rng(0)
+    scores = [evaluate_groups(KeyedVectors(words, rng.standard_normal((len(words), 50))), WORD_GROUPS)
+              .accuracy for _ in range(20)]
+    assert abs(np.mean(scores) - 0.5) < 0.02
+    centres = {g: rng.standard_normal(50) for g in WORD_GROUPS}
+    planted = np.stack([centres[g] + 0.1 * rng.standard_normal(50)
+                        for g, ws in WORD_GROUPS.items() for _ in ws])
+    assert evaluate_groups(KeyedVectors(words, planted), WORD_GROUPS).accuracy == 1.0
+
+
+def test_load_corpus_caps_each_part():
+    """Each part stops after the sentence that reaches max_words; 0 keeps everything."""
+    lee = load_corpus("lee")
+    capped = load_corpus("lee", max_words=1000)
+    n = 0
+    for k, s in enumerate(lee):
+        n += len(s)
+        if n >= 1000:
+            break
+    assert capped == lee[: k + 1]
+    both = load_corpus("lee+lee", max_words=1000)
+    assert both == capped + capped
 
 
 def test_spearman_with_ties_by_hand():
