@@ -159,3 +159,37 @@ def generate(model, idx: torch.Tensor, max_new_tokens: int, generator: torch.Gen
     """Prompt (B, T) -> prompt followed by up to `max_new_tokens` generated tokens."""
     new = list(stream(model, idx, max_new_tokens, generator, temperature, top_k, top_p, use_cache, stop_token))
     return torch.cat([idx, *new], dim=1) if new else idx
+
+
+def cache_speedup(model, prompt: torch.Tensor, max_new_tokens: int, repeats: int = 5) -> dict[str, object]:
+    """Time greedy decoding of `max_new_tokens` without and with the KV cache, `repeats` times in pairs.
+
+    Returns {"uncached_s": [...], "cached_s": [...], "ratios": [...], "speedup": median ratio}. Each
+    repeat times the two ways back to back and keeps their ratio, so a slow moment of a shared
+    machine hits both; the median of the ratios ignores the odd disturbed pair. Raises
+    AssertionError if cached and uncached decoding give different tokens.
+    """
+    import statistics
+    import time
+
+    device = prompt.device
+
+    def timed(use_cache: bool) -> tuple[float, torch.Tensor]:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        out = generate(model, prompt, max_new_tokens, temperature=0.0, use_cache=use_cache)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # kernels run asynchronously: wait for them
+        return time.perf_counter() - t0, out
+
+    timed(True)  # warm-up: first calls allocate memory and pick kernels
+    result: dict[str, list[float]] = {"uncached_s": [], "cached_s": [], "ratios": []}
+    for _ in range(repeats):
+        t_plain, plain = timed(False)
+        t_cache, cached = timed(True)
+        assert torch.equal(plain, cached), "cached and uncached greedy decoding differ"
+        result["uncached_s"].append(t_plain)
+        result["cached_s"].append(t_cache)
+        result["ratios"].append(t_plain / t_cache)
+    return {**result, "speedup": statistics.median(result["ratios"])}

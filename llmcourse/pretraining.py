@@ -13,6 +13,8 @@ Three small tools that notebook 08 (and the later fine-tuning notebooks) use nex
 * **Callbacks** for `fit`: `SamplePrinter` prints a sample every few evaluations, so you watch the
   model go from noise to words; `StopAt` stops a run at a given step, or kills it there
   (`crash=True`), which is how the notebook simulates a Colab disconnect before resuming.
+* **Baseline.** `unigram_loss` is the loss of a model that knows only how often each token
+  occurs: the line a trained model's validation loss must fall well below.
 * **Scaling.** Validation loss against parameters is close to a straight line on log-log axes
   over a range of sizes (Kaplan et al. 2020): `fit_power_law` fits L = a·N^b by least squares on
   the logarithms. Left out: the irreducible-loss term of Hoffmann et al. (2022, "Chinchilla"),
@@ -71,6 +73,20 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]
         raise ValueError("all x are equal: no slope to fit")
     b = sum((u - mx) * (v - my) for u, v in zip(lx, ly)) / sxx
     return math.exp(my - b * mx), b
+
+
+def unigram_loss(train_ids: Sequence[int] | torch.Tensor, val_ids: Sequence[int] | torch.Tensor,
+                 vocab_size: int) -> float:
+    """Mean cross-entropy (nats per token) of `val_ids` under token frequencies counted on `train_ids`.
+
+    The baseline a language model must beat: it knows how often each token occurs, nothing about
+    context. Counts are add-one smoothed, so a token unseen in training costs a finite amount.
+    >>> round(unigram_loss([0, 0, 0, 1], [0, 1], vocab_size=2), 4)   # p = (4/6, 2/6): -(ln 4/6 + ln 2/6) / 2
+    0.752
+    """
+    counts = torch.bincount(torch.as_tensor(train_ids).long().flatten(), minlength=vocab_size).double() + 1
+    log_p = (counts / counts.sum()).log()
+    return float(-log_p[torch.as_tensor(val_ids).long().flatten()].mean())
 
 
 class SamplePrinter:

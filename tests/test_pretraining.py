@@ -6,7 +6,8 @@ import torch
 
 from llmcourse import exercises
 from llmcourse.gpt import GPT, GPTConfig
-from llmcourse.pretraining import (SamplePrinter, SimulatedDisconnect, StopAt, fit_power_law, flops_per_token, train_seconds)
+from llmcourse.pretraining import (SamplePrinter, SimulatedDisconnect, StopAt, fit_power_law, flops_per_token, train_seconds,
+                                  unigram_loss)
 from llmcourse.train import TrainConfig, fit
 
 
@@ -27,6 +28,20 @@ def test_power_law_recovers_its_parameters():
     assert a == pytest.approx(7.0, rel=1e-9) and b == pytest.approx(-0.08, abs=1e-12)
     with pytest.raises(ValueError):
         fit_power_law([1.0, 1.0], [2.0, 3.0])
+
+
+def test_unigram_loss_golden_and_beaten_by_training():
+    # p(0) = 4/6, p(1) = 2/6 after add-one smoothing of the counts (3, 1); token 2 is unseen: 1/7 of 7
+    assert unigram_loss([0, 0, 0, 1], [0, 1], 2) == pytest.approx(-(math.log(4 / 6) + math.log(2 / 6)) / 2)
+    assert unigram_loss([0, 0, 0, 1], [2], 3) == pytest.approx(-math.log(1 / 7))
+    # a uniform text: the unigram loss is ln V; a GPT trained on "next = this + 1" goes far below it
+    ids = torch.arange(8).repeat(50)
+    assert unigram_loss(ids, ids, 8) == pytest.approx(math.log(8))
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=8, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.0))
+    h = fit(model, _data, TrainConfig(max_steps=60, lr=1e-2, warmup_steps=5, eval_every=0), val_data=_data,
+            progress=False)
+    assert h.val_loss[-1] < 0.5 * math.log(8)
 
 
 def _data(g):
