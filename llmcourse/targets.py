@@ -113,6 +113,14 @@ def fmt(value: float, unit: str = "") -> str:
     return f"{text}{unit}" if unit in ("%", "x") else f"{text} {unit}"
 
 
+def margin_text(t: Target) -> str:
+    """'30 points above the baseline', '0.8 nats below the baseline', ... ('' without a baseline metric)."""
+    if not t.vs:
+        return ""
+    amount = f"{t.margin:g} points" if t.unit == "%" else fmt(t.margin, t.unit)
+    return f"{amount} {'above' if t.higher_is_better else 'below'} the baseline"
+
+
 def _compare(t: Target) -> str:
     return "≥" if t.higher_is_better else "≤"
 
@@ -122,8 +130,7 @@ def describe(t: Target, size: str) -> str:
     target = t.smoke if size == "smoke" else t.full
     lines = [f"  baseline: {t.baseline}",
              f"  target at {size} size: {_compare(t)} {fmt(target, t.unit)}"
-             + (f", and {'above' if t.higher_is_better else 'below'} {t.vs} by at least {fmt(t.margin, t.unit)}"
-                if t.vs else "")]
+             + (f", at least {margin_text(t)} ({t.vs})" if t.vs else "")]
     if size == "smoke":
         lines.append(f"  what you should see at full size: target {_compare(t)} {fmt(t.full, t.unit)}; "
                      + (f"measured: {t.measured_full}" if t.measured_full

@@ -199,7 +199,7 @@ def judge(rows: list[tuple], records: list[dict], size: str) -> dict[str, dict]:
         base = f"{t.vs} = {targets.fmt(r['baseline_value'], r['unit'])}" if t and r["baseline_value"] is not None else ""
         shown = f"{r['compare']} {targets.fmt(r['target'], r['unit'])}" if r["target"] is not None else ""
         if t and t.vs:
-            shown += f", {t.margin:g} {'above' if t.higher_is_better else 'below'} the baseline"
+            shown += f", {targets.margin_text(t)}"
         out[r["notebook"]] = {"target_met": r["met"], "target_shown": shown, "baseline_shown": base,
                               "target_failure": r["why"]}
     return out

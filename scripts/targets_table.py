@@ -42,7 +42,7 @@ def render(measured: dict) -> str:
         cmp = "≥" if t.higher_is_better else "≤"
         smoke = f"{cmp} {targets.fmt(t.smoke, t.unit)}"
         if t.vs:
-            smoke += f", {targets.fmt(t.margin, t.unit)} {'above' if t.higher_is_better else 'below'} the baseline"
+            smoke += f", {targets.margin_text(t)}"
         runs = (f"{m['runs']} (seeds {','.join(map(str, m['seeds']))} × threads {','.join(map(str, m['threads']))})"
                 if m else "–")
         time_ = f"{statistics.median(m['seconds']):.0f} s" if m.get("seconds") else "–"

@@ -30,8 +30,14 @@ def test_every_notebook_has_one_target_and_records_its_headline_and_baseline():
                 f"{path.name}: the baseline {t.vs!r} is never recorded with notebook.metric"
 
 
+# Smoke sizes that run on a different, generated text than the full size: their figures don't compare.
+OTHER_TEXT_AT_SMOKE = {"03_rnn", "07_bert"}
+
+
 def test_smoke_targets_are_no_harder_than_full_targets():
     for t in targets.TARGETS:
+        if t.notebook in OTHER_TEXT_AT_SMOKE:
+            continue
         assert (t.smoke <= t.full) if t.higher_is_better else (t.smoke >= t.full), t.notebook
 
 
@@ -82,3 +88,14 @@ def test_describe_gives_the_full_size_figure_or_the_command():
     assert "measured: 100.0%" in text and "target at smoke size: ≥ 90%" in text
     text = targets.describe(Target("07_bert", "m", "%", True, "b", 1, 2), "smoke")
     assert "not measured yet: run `bash scripts/course.sh --size full --only 07` on a GPU" in text
+
+
+def test_readme_table_is_rendered_from_the_targets_and_the_measured_values():
+    """README.md shows targets.py and docs/smoke_measured.json; edit those, then re-render."""
+    from _scripts import load_script
+
+    table = load_script("targets_table")
+    assert table.main(["--check"]) == 0, "run: python scripts/targets_table.py"
+    block = table.current_block((ROOT / "README.md").read_text(encoding="utf-8"))
+    for t in targets.TARGETS:
+        assert f"`{t.metric}`" in block
