@@ -484,7 +484,7 @@ def nb14() -> list[Run]:
 
 def nb15() -> list[Run]:
     ev, pipe = notebook_config("15_evaluation", "EvalConfig"), chat_pipeline.ChatPipelineConfig.for_size("full")
-    runs = chat_runs(pipe, "if notebook 10's checkpoint is missing", 1, ev.pretrain_steps, ev.sft_steps)
+    runs = chat_runs(pipe, "if notebook 10's checkpoint is missing", 1, pipe.pretrain_steps, pipe.sft_steps)
     return runs + ([smollm2_inference("135M", 1024, "gpu", precision="fp32")] if ev.use_smollm2 else [])
 
 

@@ -160,6 +160,21 @@ def hit_rate(retriever, questions: Sequence[tuple[str, str]], k: int = 3) -> flo
     return hits / len(questions)
 
 
+def random_hit_rate(chunks: Sequence[Chunk], questions: Sequence[tuple[str, str]], k: int = 3) -> float:
+    """The hit rate@k a retriever that ignores the question would get: k chunks drawn at random.
+
+    For a gold document with g of the N chunks, P(none of k random chunks is gold) = C(N-g, k) / C(N, k),
+    so the expected hit rate is the mean of 1 - that over the questions: the floor any retriever must beat.
+
+    >>> round(random_hit_rate([Chunk("a", 0, ""), Chunk("a", 1, ""), Chunk("b", 0, "")], [("q", "b")], k=1), 4)
+    0.3333
+    """
+    if not questions:
+        raise ValueError("no questions to evaluate")
+    per_doc, n = Counter(c.doc_id for c in chunks), len(chunks)
+    return sum(1 - math.comb(n - per_doc[gold], k) / math.comb(n, k) for _, gold in questions) / len(questions)
+
+
 # ------------------------------------------------------------------------- notebook 14's exercises
 def _chunk_inputs(rng: random.Random) -> tuple[str, int, int]:
     max_words = rng.randint(1, 8)

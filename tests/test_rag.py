@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmcourse import exercises
-from llmcourse.rag import BM25, Chunk, EmbeddingRetriever, build_prompt, chunk_text, hit_rate, minilm_embedder
+from llmcourse.rag import (BM25, Chunk, EmbeddingRetriever, build_prompt, chunk_text, hit_rate, minilm_embedder,
+                           random_hit_rate)
 
 
 @settings(max_examples=50, deadline=None)
@@ -101,3 +102,16 @@ def test_top_k_cosine_exercise_rejects_the_raw_dot_product():
         exercises.check("14.top_k_cosine", lambda q, d, k: torch.topk(d @ q, k).indices, seed=0)
     with pytest.raises(exercises.ExerciseError, match="wrong values"):  # worst first
         exercises.check("14.top_k_cosine", lambda q, d, k: correct(q, d, d.shape[0]).flip(0)[:k], seed=0)
+
+
+def test_random_hit_rate_matches_a_simulation():
+    """The closed form agrees with drawing k random chunks many times (and is the floor BM25 beats)."""
+    import random
+
+    chunks = [Chunk(d, i, "") for d, n in [("a", 5), ("b", 1), ("c", 3), ("d", 11)] for i in range(n)]
+    questions = [("q1", "a"), ("q2", "b"), ("q3", "c")]
+    rng = random.Random(0)
+    trials = 20_000
+    sim = sum(any(c.doc_id == gold for c in rng.sample(chunks, 3)) for _ in range(trials) for _, gold in questions)
+    assert random_hit_rate(chunks, questions, k=3) == pytest.approx(sim / (trials * len(questions)), abs=0.01)
+    assert random_hit_rate(chunks, questions, k=len(chunks)) == 1.0
