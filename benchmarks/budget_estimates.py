@@ -428,7 +428,7 @@ def nb11() -> list[Run]:
             return peft_compare.make_variant(gpt.GPT(c), method, r=r or 8, new_token_ids=new_ids)
         T = seq + (8 if method in ("prompt", "ptuning") else 0)  # 8 virtual tokens in front
         ops = ops_per_step(f"peft{method}{r}", lambda: build(narrow_gpt(cfg)), lm_batch(cfg.vocab_size), {"T": T})
-        runs.append(model_run(f"PEFT {name}", on_meta(lambda: build(cfg)), pipe.sft_steps, pipe.batch_size, {"T": T},
+        runs.append(model_run(f"PEFT {name}", on_meta(lambda: build(cfg)), pipe.peft_steps, pipe.batch_size, {"T": T},
                               (cfg.n_layer, cfg.n_embd, cfg.vocab_size), ops=ops, group="7 PEFT variants"))
     return runs
 

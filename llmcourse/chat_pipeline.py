@@ -12,8 +12,9 @@ instruction tasks, so the three notebooks talk about the *same* models:
 
 The tokenizer is a byte-level BPE trained on the pretraining text *plus* the instruction texts of the
 training split, so the task words ("cloud", "capital", "<|assistant|>") are single tokens. Smoke size
-keeps two tasks whose skill a 2-layer model can pick up in a hundred steps ("count": the answer is a
-function of the prompt's length; "upper": copy and map each word), so accuracy visibly moves on a CPU.
+keeps two tasks: "count" (the answer is a function of the prompt's length), which a 2-layer model picks
+up in a few hundred steps, so accuracy visibly moves on a CPU, and "upper" (copy and map each word),
+whose format it learns but whose content needs more (an induction-style copying circuit).
 Full size (a T4 in minutes) uses all five tasks and a 6-layer GPT.
 Left out: anything specific to one notebook (PEFT variants, DPO): those notebooks call `fit` directly.
 """
@@ -55,6 +56,7 @@ class ChatPipelineConfig(Sized):
     pretrain_lr: float = 1e-3
     sft_steps: int = 1500
     sft_lr: float = 3e-4
+    peft_steps: int = 1500  # steps of each method in notebook 11's comparison
     dpo_steps: int = 600  # DPO (notebook 12) on preference pairs of the same tasks
     dpo_lr: float = 5e-5
     dpo_beta: float = 0.1  # how far the policy may move from the SFT reference
@@ -62,15 +64,15 @@ class ChatPipelineConfig(Sized):
     n_pref_test: int = 200  # preference pairs, held-out split
     seed: int = 0
     smoke_overrides = {"corpus": "lee", "max_chars": 100_000, "tokenizer_chars": 20_000, "vocab_size": 600,
-                       "tasks": ("count", "upper"), "peft_tasks": ("count",), "n_train": 2000, "n_test": 60, "block_size": 64,
+                       "tasks": ("count", "upper"), "peft_tasks": ("count",), "n_train": 2000, "n_test": 120, "block_size": 64,
                        "n_layer": 2, "n_head": 4, "n_embd": 64, "dropout": 0.0, "batch_size": 16,
-                       "pretrain_steps": 200, "pretrain_lr": 3e-3, "sft_steps": 300, "sft_lr": 4e-3,
+                       "pretrain_steps": 200, "pretrain_lr": 3e-3, "sft_steps": 450, "sft_lr": 4e-3, "peft_steps": 300,
                        "dpo_steps": 100, "dpo_lr": 1e-4, "n_pref_train": 1000, "n_pref_test": 64}
 
     def train_config(self, phase: str, max_steps: int | None = None, lr: float | None = None) -> TrainConfig:
-        """The `TrainConfig` of "pretrain", "sft" or "dpo": the same loop, different steps and learning rate."""
+        """The `TrainConfig` of "pretrain", "sft", "peft" or "dpo": the same loop, other steps and learning rate."""
         phases = {"pretrain": (self.pretrain_steps, self.pretrain_lr), "sft": (self.sft_steps, self.sft_lr),
-                  "dpo": (self.dpo_steps, self.dpo_lr)}
+                  "peft": (self.peft_steps, self.sft_lr), "dpo": (self.dpo_steps, self.dpo_lr)}
         if phase not in phases:
             raise ValueError(f"phase must be one of {sorted(phases)}, got {phase!r}")
         steps, peak = phases[phase]

@@ -29,7 +29,7 @@ from llmcourse.runtime import Runtime
 from llmcourse.sft import accuracy, sft_sampler
 from llmcourse.train import TrainConfig, fit
 
-METHODS = ("full", "freeze", "prompt", "ptuning", "lora")
+METHODS = ("full", "freeze", "prompt", "ptuning", "lora", "tokens")
 LORA_TARGETS = ("qkv", "proj", "fc")  # every Linear of a block: attention in/out and both MLP layers
 
 
@@ -75,15 +75,23 @@ def merge_token_rows(gpt: nn.Module) -> nn.Module:
     return gpt
 
 
+CHEAP = ("prompt", "ptuning", "lora", "tokens")  # the methods that leave the embedding and final norm frozen
+
+
 def make_variant(base: nn.Module, method: str, r: int = 8, n_virtual: int = 8, top_blocks: int = 1,
-                 new_token_ids: Sequence[int] = ()) -> nn.Module:
+                 new_token_ids: Sequence[int] = (), train_norm: bool = False) -> nn.Module:
     """A deep copy of `base` prepared for `method` (base itself is never modified).
 
     full: everything trains. freeze: the top `top_blocks` blocks, final norm and (tied) head train.
     prompt: `n_virtual` trainable input vectors, the model frozen. ptuning: the same vectors produced by
     a small MLP. lora: rank-`r` adapters (alpha = 2r) on every block Linear, the rest frozen.
-    `new_token_ids`: for prompt, ptuning and lora, also train those embedding rows (`train_token_rows`);
-    full and freeze train them anyway.
+    tokens: the control for the cheap methods: nothing of its own trains, only the extras below.
+    Extras for prompt, ptuning, lora and tokens (full and freeze train these anyway):
+    `new_token_ids`: also train those embedding rows (`train_token_rows`);
+    `train_norm`: also train the final LayerNorm (2 * n_embd numbers; peft's `modules_to_save`). Its
+    gain sets how large the logits can get through the frozen tied head: a base model that rarely saw
+    a token (digits, after a brief pretraining) has a small embedding row for it, and without this
+    the adapted model can rank the right answer first but never become confident in it.
     """
     model = copy.deepcopy(base)
     if method == "full":
@@ -96,10 +104,17 @@ def make_variant(base: nn.Module, method: str, r: int = 8, n_virtual: int = 8, t
         model = PromptTuned(model, n_virtual=n_virtual, reparam_hidden=hidden)
     elif method == "lora":
         apply_lora(model, LORA_TARGETS, r=r, alpha=2.0 * r)
+    elif method == "tokens":
+        freeze(model, train_top_blocks=0, train_head=False)
     else:
         raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
-    if new_token_ids and method in ("prompt", "ptuning", "lora"):
-        train_token_rows(model.model if method != "lora" else model, new_token_ids)
+    if method in CHEAP:
+        gpt = model.model if method in ("prompt", "ptuning") else model
+        if new_token_ids:
+            train_token_rows(gpt, new_token_ids)
+        if train_norm:
+            for p in gpt.final_norm.parameters():
+                p.requires_grad_(True)
     return model
 
 

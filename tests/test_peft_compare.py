@@ -33,6 +33,20 @@ def test_trainable_counts_by_hand(base):
         pc.make_variant(base, "adapter")
 
 
+def test_control_and_final_norm_extras(base):
+    """The control trains only the extras: 2 new-token rows (2*C) plus the final LayerNorm's gain (C,
+    no bias in this GPT) when train_norm; LoRA with the same extras adds exactly its adapters."""
+    norm = sum(p.numel() for p in base.final_norm.parameters())
+    assert trainable_report(pc.make_variant(base, "tokens"))["trainable"] == 0
+    control = pc.make_variant(base, "tokens", new_token_ids=[3, 9], train_norm=True)
+    assert trainable_report(control)["trainable"] == 2 * C + norm
+    lora8 = pc.make_variant(base, "lora", r=2, new_token_ids=[3, 9], train_norm=True)
+    assert trainable_report(lora8)["trainable"] == L * 16 * 2 * C + 2 * C + norm
+    prompt = pc.make_variant(base, "prompt", n_virtual=3, train_norm=True)
+    assert trainable_report(prompt)["trainable"] == 3 * C + norm
+    assert all(p.requires_grad for p in prompt.model.final_norm.parameters())
+
+
 def test_make_variant_never_touches_the_base(base):
     before = {k: v.clone() for k, v in base.state_dict().items()}
     model = pc.make_variant(base, "lora", r=2, new_token_ids=[1])
