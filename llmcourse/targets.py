@@ -36,6 +36,7 @@ class Target:
     margin: float = 0.0  # ... by at least this much (in the headline's unit)
     measured_full: str = ""  # the full-size figure measured so far, with hardware and date
     full_on: str = "a GPU"  # where the full size is meant to run ("a CPU" for counting and calculators)
+    also: tuple[tuple[str, str, float], ...] = ()  # more lessons of the run: (metric, must exceed metric, by)
 
     def command(self) -> str:
         """The command that measures this notebook at full size."""
@@ -86,7 +87,9 @@ TARGETS: tuple[Target, ...] = (
            100.0, 100.0),
     Target("14_prompting_rag", "embedding_hit_rate_at_3", "", True,
            "three chunks drawn at random (BM25 is printed beside)", 0.5, 0.8,
-           vs="random_hit_rate_at_3", margin=0.4, full_on="a GPU (MiniLM embeddings)"),
+           vs="random_hit_rate_at_3", margin=0.4, full_on="a GPU (MiniLM embeddings)",
+           # in-context learning: six examples beat none, and the best fixed task, on the same prompts
+           also=(("icl_accuracy_max_k", "majority_baseline", 0.12), ("icl_accuracy_max_k", "icl_accuracy_k0", 0.12))),
     Target("15_evaluation", "sft_choice_accuracy", "", True,
            "the same network before fine-tuning (chance is 0.5)", 0.8, 0.9,
            vs="base_choice_accuracy", margin=0.3),
@@ -138,6 +141,8 @@ def describe(t: Target, size: str) -> str:
     lines = [f"  baseline: {t.baseline}",
              f"  target at {size} size: {_compare(t)} {fmt(target, t.unit)}"
              + (f", at least {margin_text(t)} ({t.vs})" if t.vs else "")]
+    for name, other, margin in t.also:
+        lines.append(f"  also checked: {name} at least {margin:g} above {other}")
     if size == "smoke":
         lines.append(f"  what you should see at full size: target {_compare(t)} {fmt(t.full, t.unit)}; "
                      + (f"measured: {t.measured_full}" if t.measured_full
@@ -187,6 +192,12 @@ def check(records: list[dict], notebooks: list[str], *, size: str = "smoke") -> 
             if not gap >= t.margin:
                 failures.append(f"{nb}: {t.metric} = {fmt(value, t.unit)} beats {t.vs} = {fmt(got[t.vs], t.unit)} "
                                 f"by {gap:.4g}, {t.margin:g} needed")
+        for name, other, margin in t.also:
+            if name not in got or other not in got:
+                failures.append(f"{nb}: {name!r} and {other!r} must both be recorded (notebook.metric)")
+            elif not got[name] - got[other] >= margin:
+                failures.append(f"{nb}: {name} = {got[name]:.4g} beats {other} = {got[other]:.4g} "
+                                f"by {got[name] - got[other]:.4g}, {margin:g} needed")
     return failures
 
 

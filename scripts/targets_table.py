@@ -43,6 +43,8 @@ def render(measured: dict) -> str:
         smoke = f"{cmp} {targets.fmt(t.smoke, t.unit)}"
         if t.vs:
             smoke += f", {targets.margin_text(t)}"
+        for name, other, margin in t.also:
+            smoke += f"; `{name}` ≥ `{other}` + {margin:g}"
         runs = (f"{m['runs']} (seeds {','.join(map(str, m['seeds']))} × threads {','.join(map(str, m['threads']))})"
                 if m else "–")
         time_ = f"{statistics.median(m['seconds']):.0f} s" if m.get("seconds") else "–"

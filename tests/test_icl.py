@@ -102,3 +102,42 @@ def test_single_token_labels_take_one_pass_and_agree_with_multiple_choice():
     choice, scores = icl.classify(model, word_encode, prompt, ["negative", "positive"])
     ref = multiple_choice(model, word_encode, prompt, [" negative", " positive"])
     assert scores == pytest.approx(ref["scores"], abs=1e-5) and choice == ref["choice"]
+
+
+def _hand_prompts():
+    """Two prompts with one example each: "3 7>3; 5 5>5" (first) and "2 8>8; 6 1>6" (max)."""
+    x = torch.tensor([[[3, 7], [5, 5]], [[2, 8], [6, 1]]])
+    answers = torch.tensor([[3, 5], [8, 6]])
+    return icl.DigitPrompts(idx=torch.zeros(2, 8, dtype=torch.long), targets=torch.zeros(2, 8, dtype=torch.long),
+                            task=torch.tensor([0, 2]), x=x, answers=answers)
+
+
+def test_fixed_task_baseline_by_hand():
+    """Of the 4 answers 3, 5, 8, 6: first gets 3, 5, 6; second 5, 8; max 5, 8, 6; min 3, 5.
+    first and max tie at 3/4; the first in DIGIT_TASKS order is reported."""
+    assert icl.fixed_task_baseline(_hand_prompts()) == ("first", 0.75)
+
+
+def test_ideal_reader_by_hand():
+    """k = 0: (3, 7) and (2, 8) each split the four tasks 2-2, so 1/2. k = 1: "3 7>3" leaves first and
+    min, both say 5 for (5, 5): right; "2 8>8" leaves second and max, 1 vs 6 for (6, 1): a tie, 1/2."""
+    assert icl.ideal_reader_accuracy(_hand_prompts()) == pytest.approx([0.5, 0.75])
+
+
+def test_digit_prompts_layout():
+    p = icl.digit_prompts(torch.Generator().manual_seed(0), 8, max_k=3)
+    assert p.idx.shape == p.targets.shape == (8, 4 * 5 - 2)
+    answers = icl.digit_task_answers(p.x).gather(-1, p.task[:, None, None].expand(8, 4, 1))[..., 0]
+    assert torch.equal(answers, p.answers) and torch.equal(p.targets[p.targets != -100].view(8, 4), p.answers)
+    for k in range(4):  # the text of a k-shot prompt encodes to the first tokens of the sequence
+        ids = icl.encode_digits(p.text(3, k))
+        assert p.idx[3, :len(ids)].tolist() == ids and ids[-1] == 10  # ends at ">"
+
+
+def test_tiny_gpt_learns_in_context():
+    """A short run: with 6 examples the model beats both its zero-shot accuracy and the best fixed task."""
+    model = icl.train_digit_icl(steps=250, seed=0)
+    prompts = icl.digit_prompts(torch.Generator().manual_seed(1), 500)
+    acc = icl.digit_accuracy_by_k(model, prompts)
+    _, baseline = icl.fixed_task_baseline(prompts)
+    assert acc[-1] > acc[0] + 0.1 and acc[-1] > baseline + 0.1

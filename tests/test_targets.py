@@ -25,9 +25,9 @@ def test_every_notebook_has_one_target_and_records_its_headline_and_baseline():
         code = _code(path)
         calls = re.findall(r"notebook\.headline\(\s*[\"']([^\"']+)", code)
         assert calls == [t.metric], f"{path.name}: one headline {t.metric!r} expected, found {calls}"
-        if t.vs:
-            assert re.search(rf"notebook\.metric\(\s*[\"']{re.escape(t.vs)}[\"']", code), \
-                f"{path.name}: the baseline {t.vs!r} is never recorded with notebook.metric"
+        for name in [t.vs] * bool(t.vs) + [n for a, b, _ in t.also for n in (a, b)]:
+            assert re.search(rf"notebook\.metric\(\s*[\"']{re.escape(name)}[\"']", code), \
+                f"{path.name}: {name!r} is never recorded with notebook.metric"
 
 
 # Smoke sizes that run on a different, generated text than the full size: their figures don't compare.
@@ -99,3 +99,15 @@ def test_readme_table_is_rendered_from_the_targets_and_the_measured_values():
     block = table.current_block((ROOT / "README.md").read_text(encoding="utf-8"))
     for t in targets.TARGETS:
         assert f"`{t.metric}`" in block
+
+
+def test_extra_lessons_of_a_run_are_checked_too(monkeypatch):
+    t = Target("14_prompting_rag", "hit", "", True, "random", 0.5, 0.8, also=(("icl_k6", "icl_k0", 0.1),))
+    monkeypatch.setattr(targets, "BY_NOTEBOOK", {"14_prompting_rag": t})
+    recs = [{"notebook": "14_prompting_rag", "name": "hit", "value": 0.7},
+            {"notebook": "14_prompting_rag", "name": "icl_k6", "value": 0.58},
+            {"notebook": "14_prompting_rag", "name": "icl_k0", "value": 0.55}]
+    assert "icl_k6 = 0.58 beats icl_k0 = 0.55 by 0.03, 0.1 needed" in targets.check(recs, ["14_prompting_rag"])[0]
+    recs[1]["value"] = 0.78
+    assert targets.check(recs, ["14_prompting_rag"]) == []
+    assert "must both be recorded" in targets.check(recs[:2], ["14_prompting_rag"])[0]
