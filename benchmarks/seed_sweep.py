@@ -75,11 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "build" / "sweep"))
     ap.add_argument("--record", default="", help="merge the results into this JSON file "
                     "(docs/smoke_measured.json feeds the README's targets table: scripts/targets_table.py)")
+    ap.add_argument("--no-run", action="store_true", help="collect the results already in --out, run nothing")
     args = ap.parse_args(argv)
     pairs = list(itertools.product([int(s) for s in args.seeds.split(",")],
                                    [int(t) for t in args.threads.split(",")]))
-    with ThreadPoolExecutor(args.jobs) as pool:
-        outs = list(pool.map(lambda p: run(*p, args), pairs))
+    if args.no_run:  # only collect what earlier runs left in --out
+        outs = [Path(args.out) / f"seed{s}_threads{t}" for s, t in pairs]
+    else:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            outs = list(pool.map(lambda p: run(*p, args), pairs))
     runs = {pair: collect(out) for pair, out in zip(pairs, outs)}
     notebooks = sorted({nb for r in runs.values() for nb in r})
     print(f"{'notebook':<20} {'runs (seed/threads: headline | baseline)':<60} {'min / median / max':<26} "

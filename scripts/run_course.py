@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     size = pick_size(args.size)
-    out_dir = Path(args.out)
+    out_dir = Path(args.out).resolve()  # absolute: the kernels run in the notebooks' folder
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics_file = out_dir / "metrics.jsonl"
     metrics_file.unlink(missing_ok=True)
