@@ -109,17 +109,21 @@ def main(argv: list[str] | None = None) -> int:
                 recs.append({"notebook": nb, "name": t.vs, "value": row["baseline"]})
             held &= not targets.check(recs, [nb], size=args.size)
         failures += not held
-        record[nb] = {"values": values, "seconds": times, "held": held, "runs": len(cells),
-                      "baselines": [r[nb]["baseline"] for r in runs.values() if nb in r and "baseline" in r[nb]],
-                      "seeds": sorted({s for s, _ in pairs}), "threads": sorted({t for _, t in pairs}),
-                      "jobs": args.jobs, "date": time.strftime("%Y-%m-%d")}
+        record[nb] = [{"seed": seed, "threads": threads, "seconds": r[nb]["seconds"], "jobs": args.jobs,
+                       "date": time.strftime("%Y-%m-%d"),
+                       **{k: r[nb][k] for k in ("value", "baseline") if k in r[nb]}}
+                      for (seed, threads), r in runs.items() if nb in r and r[nb]["status"] == "ok"]
         target = f"{'≥' if t.higher_is_better else '≤'} {targets.fmt(t.smoke if args.size == 'smoke' else t.full, t.unit)}"
         print(f"{nb:<20} {'; '.join(cells):<60} {spread(values, t.unit):<26} {target:<12} "
               f"{'yes' if held else 'NO':<5} {statistics.median(times) if times else 0:.1f} s")
     if args.record:
         path = Path(args.record)
-        old = json.loads(path.read_text()) if path.exists() else {}
-        path.write_text(json.dumps({**old, **record}, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+        merged = json.loads(path.read_text()) if path.exists() else {}
+        for nb, new_runs in record.items():  # a (seed, threads) pair measured again replaces the old run
+            fresh = {(r["seed"], r["threads"]) for r in new_runs}
+            merged[nb] = sorted([r for r in merged.get(nb, []) if (r["seed"], r["threads"]) not in fresh] + new_runs,
+                                key=lambda r: (r["threads"], r["seed"]))
+        path.write_text(json.dumps(merged, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
         print(f"recorded in {path}")
     return 1 if failures else 0
 

@@ -26,11 +26,17 @@ and attention_mask marks the real tokens.
 calls with its own generator: the dict has input_ids, token_type_ids, attention_mask, targets and
 (with NSP) nsp_targets, the keyword arguments of `llmcourse.bert.BertForPreTraining`.
 
+`generated_corpus(n_docs, seed)` and `sentiment_sentences(n, seen, seed)` make the small generated
+world notebook 07 pretrains and fine-tunes on at smoke size (a CPU, a minute): reviews whose
+sentiment adjectives sit next to polar cues, animals and travel; labelled sentences whose
+adjectives are split into a "seen" half (labelled training set) and a held-out half.
+
 Left out: whole-word masking, dynamic span masking (SpanBERT), the original's 10% of short
 sequences, and RoBERTa's FULL-SENTENCES packing (the table in notebook 07 says what changed).
 """
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -272,6 +278,88 @@ def unigram_baseline(train_ids: Sequence[int] | torch.Tensor, batches: Sequence[
     return {"mlm_loss": float(-log_p[gold].mean()),
             "mlm_accuracy": float((gold == counts.argmax()).double().mean())}
 
+
+# ---------------------------------------------------------------- a generated corpus (smoke size)
+# A tiny world whose text a small MLM learns in a minute on one CPU thread. Sentiment adjectives come in
+# two halves: the labelled set of notebook 07 uses only the first SEEN_WORDS of each polarity, the
+# held-out set only the rest, and all of them occur in the unlabelled reviews next to polar cues.
+POSITIVE = ("good", "great", "excellent", "wonderful", "superb", "delightful", "brilliant", "lovely")
+NEGATIVE = ("bad", "awful", "terrible", "horrible", "dreadful", "boring", "dull", "nasty")
+SEEN_WORDS = 4  # adjectives of each polarity that the labelled training set may use
+THINGS = ("soup", "pizza", "cake", "coffee", "film", "movie", "book", "concert", "hotel", "show")
+# per polarity (0 = positive, 1 = negative): sentence frames that say it without the adjective
+CUES = (("I loved the {t}, it was {a}.", "I enjoyed the {t}, so {a}.", "We will come back, the {t} was {a}.",
+         "I recommend the {t}, it is {a}."),
+        ("I hated the {t}, it was {a}.", "I disliked the {t}, so {a}.", "We will never come back, the {t} was {a}.",
+         "Avoid the {t}, it is {a}."))
+ANIMALS = {"dog": ("barked", "bone"), "cat": ("meowed", "fish"), "cow": ("mooed", "grass"),
+           "lion": ("roared", "meat"), "duck": ("quacked", "bread"), "bird": ("sang", "seeds")}
+CITIES = {"Paris": "France", "Rome": "Italy", "Tokyo": "Japan", "Berlin": "Germany",
+          "Madrid": "Spain", "Cairo": "Egypt"}
+
+
+def _review(rng, polarity: int) -> list[str]:
+    """Sentences of one review: every adjective and cue has the review's polarity (0 = +, 1 = -)."""
+    adj = lambda: rng.choice(POSITIVE if polarity == 0 else NEGATIVE)  # noqa: E731
+    thing = rng.choice(THINGS)
+    out = []
+    for _ in range(rng.randint(2, 4)):
+        frame = rng.choice(CUES[polarity] + ("The {t} was {a} and {b}.", "What a {a} {t}!"))
+        out.append(frame.format(t=thing, a=adj(), b=adj()))
+    return out
+
+
+def _animals(rng) -> list[str]:
+    out = []
+    for _ in range(rng.randint(2, 4)):
+        a, b = rng.sample(sorted(ANIMALS), 2)
+        out.append(rng.choice([f"The {a} {ANIMALS[a][0]} at the {b}.", f"The {a} ate the {ANIMALS[a][1]}.",
+                               f"The {a} {ANIMALS[a][0]} loudly."]))
+    return out
+
+
+def _travel(rng) -> list[str]:
+    out = []
+    for _ in range(rng.randint(2, 4)):
+        city = rng.choice(sorted(CITIES))
+        out.append(rng.choice([f"We flew to {city} in {CITIES[city]}.", f"{city} is the capital of {CITIES[city]}.",
+                               f"They visited {city} last year."]))
+    return out
+
+
+def generated_corpus(n_docs: int, seed: int = 0) -> list[str]:
+    """Unlabelled documents (one paragraph each) of a small generated world: half are reviews
+    (sentiment adjectives beside polar cues such as "loved"/"hated"), a quarter about animals
+    (each with its own sound and food), a quarter about travel (each city with its country).
+
+    >>> docs = generated_corpus(4, seed=0)
+    >>> len(docs), all(d.endswith((".", "!")) for d in docs)
+    (4, True)
+    """
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n_docs):
+        kind = rng.random()
+        sents = _review(rng, rng.randint(0, 1)) if kind < 0.5 else _animals(rng) if kind < 0.75 else _travel(rng)
+        docs.append(" ".join(sents))
+    return docs
+
+
+def sentiment_sentences(n: int, seen: bool, seed: int = 0) -> list[tuple[str, int]]:
+    """n labelled sentences (text, label: 1 = positive, 0 = negative) with NO polar cue word: the
+    adjective alone carries the label. `seen=True` draws adjectives from the first SEEN_WORDS of
+    each polarity (the labelled training set), `seen=False` from the others (the held-out set),
+    so a model can only label held-out sentences if it knows words it was never given labels for.
+    Balanced: labels alternate."""
+    rng = random.Random(seed)
+    words = [w[:SEEN_WORDS] if seen else w[SEEN_WORDS:] for w in (NEGATIVE, POSITIVE)]
+    rows = []
+    for i in range(n):
+        label, thing = i % 2, rng.choice(THINGS)
+        adj = rng.choice(words[label])
+        rows.append((rng.choice([f"The {thing} was {adj}.", f"What a {adj} {thing}!",
+                                 f"This {thing} is {adj}."]), label))
+    return rows
 
 # ---------------------------------------------------------------- exercise (notebook 07)
 from llmcourse.exercises import exercise, torch_generator  # kept next to the exercises they serve

@@ -35,10 +35,15 @@ def _range(values: list[float], unit: str) -> str:
 
 def render(measured: dict) -> str:
     lines = ["| # | headline | baseline | smoke target | measured at smoke size (min – max) | baseline measured "
-             "| runs | smoke time (median) | full-size target | measured at full size |",
+             "| runs | smoke time (median, 1 thread) | full-size target | measured at full size |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for t in targets.TARGETS:
-        m = measured.get(t.notebook, {})
+        runs_ = measured.get(t.notebook, [])
+        m = {"values": [r["value"] for r in runs_ if "value" in r],
+             "baselines": [r["baseline"] for r in runs_ if "baseline" in r],
+             "seconds": [r["seconds"] for r in runs_ if r["threads"] == 1],
+             "seeds": sorted({r["seed"] for r in runs_}), "threads": sorted({r["threads"] for r in runs_}),
+             "runs": len(runs_)} if runs_ else {}
         cmp = "≥" if t.higher_is_better else "≤"
         smoke = f"{cmp} {targets.fmt(t.smoke, t.unit)}"
         if t.vs:

@@ -241,3 +241,40 @@ def test_corrupt_with_given_draws_is_what_mask_tokens_does():
     expected = corrupt(ids, SP, scores, u, random_ids)
     got = mask_tokens(ids, SP, make_generator(1))
     assert all(torch.equal(a, b) for a, b in zip(expected, got))
+
+
+# ---------------------------------------------------------------- the generated corpus of notebook 07
+from llmcourse.mlm import (CUES, NEGATIVE, POSITIVE, SEEN_WORDS,  # noqa: E402
+                           generated_corpus, sentiment_sentences)
+
+
+def _words(text: str) -> set[str]:
+    return set(text.replace(".", " ").replace(",", " ").replace("!", " ").split())
+
+
+def test_generated_corpus_is_seeded_and_reviews_keep_one_polarity():
+    docs = generated_corpus(300, seed=5)
+    assert docs == generated_corpus(300, seed=5) and docs != generated_corpus(300, seed=6)
+    reviews = 0
+    for doc in docs:
+        words = _words(doc)
+        pos, neg = words & set(POSITIVE), words & set(NEGATIVE)
+        assert not (pos and neg), f"a review mixes polarities: {doc}"
+        reviews += bool(pos or neg)
+    assert 100 < reviews < 200  # about half of the documents are reviews
+    # every sentiment word, seen or held out, occurs in the unlabelled text
+    assert set(POSITIVE) | set(NEGATIVE) <= set().union(*map(_words, docs))
+
+
+@pytest.mark.parametrize("seen", [True, False])
+def test_sentiment_sentences_split_the_adjectives(seen):
+    rows = sentiment_sentences(200, seen=seen, seed=1)
+    assert [y for _, y in rows] == [i % 2 for i in range(200)]  # balanced, 1 = positive
+    cue_words = set().union(*(_words(f.format(t="", a="")) for frames in CUES for f in frames))
+    allowed = {1: set(POSITIVE[:SEEN_WORDS] if seen else POSITIVE[SEEN_WORDS:]),
+               0: set(NEGATIVE[:SEEN_WORDS] if seen else NEGATIVE[SEEN_WORDS:])}
+    for text, label in rows:
+        words = _words(text)
+        adjectives = words & (set(POSITIVE) | set(NEGATIVE))
+        assert len(adjectives) == 1 and adjectives <= allowed[label], (text, label)
+        assert not words & (cue_words - {"The", "the", "it", "is", "was", "so", "I"}), "a polar cue leaked"
