@@ -51,6 +51,7 @@ def collect(out: Path) -> dict[str, dict]:
         t = targets.for_notebook(rec["notebook"])
         if t is None or rec["notebook"] not in rows:
             continue
+        rows[rec["notebook"]].setdefault("metrics", {})[rec["name"]] = rec["value"]
         if rec["name"] == t.metric:
             rows[rec["notebook"]]["value"] = rec["value"]
         elif rec["name"] == t.vs:
@@ -104,14 +105,17 @@ def main(argv: list[str] | None = None) -> int:
             values.append(row["value"])
             base = f" | {targets.fmt(round(row['baseline'], 4), t.unit)}" if "baseline" in row else ""
             cells.append(f"{seed}/{threads}: {targets.fmt(round(row['value'], 4), t.unit)}{base}")
-            recs = [{"notebook": nb, "name": t.metric, "value": row["value"]}]
-            if "baseline" in row:
-                recs.append({"notebook": nb, "name": t.vs, "value": row["baseline"]})
-            held &= not targets.check(recs, [nb], size=args.size)
+            recs = [{"notebook": nb, "name": k, "value": v} for k, v in row["metrics"].items()]
+            problems = targets.check(recs, [nb], size=args.size)
+            held &= not problems
+            if problems:
+                cells[-1] += " (" + "; ".join(p.split(": ", 1)[1] for p in problems) + ")"
         failures += not held
         record[nb] = [{"seed": seed, "threads": threads, "seconds": r[nb]["seconds"], "jobs": args.jobs,
                        "date": time.strftime("%Y-%m-%d"),
-                       **{k: r[nb][k] for k in ("value", "baseline") if k in r[nb]}}
+                       **{k: r[nb][k] for k in ("value", "baseline") if k in r[nb]},
+                       **({"also": {n: r[nb]["metrics"][n] for a in t.also for n in a[:2] if n in r[nb]["metrics"]}}
+                          if t.also else {})}
                       for (seed, threads), r in runs.items() if nb in r and r[nb]["status"] == "ok"]
         target = f"{'≥' if t.higher_is_better else '≤'} {targets.fmt(t.smoke if args.size == 'smoke' else t.full, t.unit)}"
         print(f"{nb:<20} {'; '.join(cells):<60} {spread(values, t.unit):<26} {target:<12} "
