@@ -19,6 +19,9 @@ from pathlib import Path
 import pytest
 
 
+_METRICS_FILE = os.environ.get("LLMCOURSE_METRICS_FILE", "")  # as scripts/test.sh set it, before any test ran
+
+
 def _is_notebook(item) -> bool:
     return Path(str(item.fspath)).suffix == ".ipynb"
 
@@ -31,6 +34,7 @@ def pytest_runtest_setup(item):
     item._llmcourse_ckpt = tempfile.mkdtemp(prefix=f"llmcourse-ckpt-{stem}-")
     os.environ["LLMCOURSE_NOTEBOOK"] = stem
     os.environ["LLMCOURSE_CKPT_DIR"] = item._llmcourse_ckpt
+    os.environ["LLMCOURSE_METRICS_FILE"] = _METRICS_FILE  # whatever a unit test in this worker did to it
 
 
 def pytest_runtest_teardown(item):
@@ -41,7 +45,7 @@ def pytest_runtest_teardown(item):
 
 
 def pytest_runtest_logreport(report):
-    path = os.environ.get("LLMCOURSE_METRICS_FILE")
+    path = _METRICS_FILE
     if not path or report.when != "call" or not report.nodeid.split("::")[0].endswith(".ipynb"):
         return
     record = {"notebook": Path(report.nodeid.split("::")[0]).stem, "kind": "ran", "outcome": report.outcome,

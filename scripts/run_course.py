@@ -19,6 +19,7 @@ as a book, every notebook linked in teaching order with its headline, target, si
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import json
 import os
@@ -58,13 +59,35 @@ def _peak_from(cell) -> dict:
     return {}
 
 
+@contextlib.contextmanager
+def environment(**values: str):
+    """Set environment variables for the kernels started inside, and restore the old ones after.
+
+    The kernel inherits this process's environment; the caller's (a test worker's) must not change.
+    """
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def run_one(path: Path, out_dir: Path, size: str, timeout: int, metrics_file: Path) -> tuple[str, float, dict]:
+    with environment(LLMCOURSE_SIZE=size, LLMCOURSE_NOTEBOOK=path.stem, LLMCOURSE_METRICS_FILE=str(metrics_file)):
+        return _run_one(path, out_dir, timeout)
+
+
+def _run_one(path: Path, out_dir: Path, timeout: int) -> tuple[str, float, dict]:
     import nbformat
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(path, as_version=4)
-    os.environ.update(LLMCOURSE_SIZE=size, LLMCOURSE_NOTEBOOK=path.stem, LLMCOURSE_METRICS_FILE=str(metrics_file))
     km = _kernel_manager()
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", km=km,
                             resources={"metadata": {"path": str(path.parent)}})
@@ -224,8 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(ckpt_root, ignore_errors=True)
     ckpt_root.mkdir()
     threads = pick_threads(args.threads)
-    os.environ.update(LLMCOURSE_CKPT_DIR=str(ckpt_root), LLMCOURSE_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-                      MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false")
+    with environment(LLMCOURSE_CKPT_DIR=str(ckpt_root), LLMCOURSE_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
+                     MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false"):
+        return _run_all(args, size, out_dir, metrics_file, ckpt_root, threads)
+
+
+def _run_all(args: argparse.Namespace, size: str, out_dir: Path, metrics_file: Path, ckpt_root: Path,
+             threads: int) -> int:
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.only:
         keys = [k.strip() for k in args.only.split(",") if k.strip()]

@@ -30,7 +30,9 @@ def course_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("course")
     stale = out / "checkpoints" / "00_old_run"
     stale.mkdir(parents=True)  # a previous run's state: the runner must not keep it
+    before = dict(os.environ)
     code = course.main(["--size", "smoke", "--only", "00", "--out", str(out), "--threads", "1"])
+    assert dict(os.environ) == before, "the runner must leave the caller's environment as it was"
     return out, code
 
 
