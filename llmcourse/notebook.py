@@ -194,7 +194,10 @@ def headline(name: str, value: float, unit: str = "") -> None:
     suffix = f" {unit}" if unit else ""
     print(f"headline: {name} = {_format_value(number)}{suffix}")
     target = targets.for_metric(name)
-    if target is not None:
+    if target is not None and config.current_language() != "en":
+        print(f"  (the targets in llmcourse/targets.py are set on the English texts; this run is on "
+              f"'{config.current_language()}' text)")
+    elif target is not None:
         print(targets.describe(target, current_size()))
 
 
