@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmcourse import rnn
+from llmcourse import rnn, swap_text
 
 TORCH_LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -147,12 +147,12 @@ def test_swap_text_needs_more_memory_than_an_ngram_has():
     the first letters of the line are nearly free."""
     from llmcourse.smoothing import KneserNey
 
-    text = rnn.swap_sentences(600, seed=1)
+    text = swap_text.swap_sentences(600, seed=1)
     lines = text.splitlines()
-    assert rnn.swap_check(text) == {part: (600, 600) for part in ("second B", "second verb", "last animal")}
-    assert rnn.swap_check("the cat saw the dog, so the cat hit the dog.") == {
+    assert swap_text.swap_check(text) == {part: (600, 600) for part in ("second B", "second verb", "last animal")}
+    assert swap_text.swap_check("the cat saw the dog, so the cat hit the dog.") == {
         "second B": (0, 1), "second verb": (0, 1), "last animal": (0, 1)}
-    assert rnn.swap_sentences(50, seed=3) == rnn.swap_sentences(50, seed=3) != rnn.swap_sentences(50, seed=4)
+    assert swap_text.swap_sentences(50, seed=3) == swap_text.swap_sentences(50, seed=3) != swap_text.swap_sentences(50, seed=4)
     kn = KneserNey(7).fit([list(ln) for ln in lines[:500]])
     held = [list(ln) for ln in lines[500:]]
     ctx, words = kn.ngrams(held)
@@ -166,7 +166,7 @@ def test_load_char_text_generates_the_swap_corpus():
     cfg = rnn.CharRNNConfig.for_size("smoke")
     assert cfg.corpus == rnn.SWAP_CORPUS
     text = rnn.load_char_text(cfg, seed=2)
-    assert text == rnn.swap_sentences(4000, seed=2) and len(text.splitlines()) == 4000
+    assert text == swap_text.swap_sentences(4000, seed=2) and len(text.splitlines()) == 4000
 
 
 def test_grad_probe_golden_no_recurrence():
@@ -289,3 +289,9 @@ def test_exercise_gru_step_matches_torch_and_catches_cho_form():
     exercises.check("03.gru_step", torch_gru_step, trials=5)
     with pytest.raises(exercises.ExerciseError, match="wrong values"):
         exercises.check("03.gru_step", cho_form, trials=5, seed=0)
+
+
+def test_swap_text_doctests():
+    import doctest
+
+    assert doctest.testmod(swap_text).failed == 0
