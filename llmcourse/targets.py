@@ -161,6 +161,14 @@ def meets(t: Target, value: float, size: str = "smoke") -> bool:
     return value >= target if t.higher_is_better else value <= target
 
 
+def _by_notebook(records: list[dict]) -> dict[str, dict[str, float]]:
+    """{notebook: {metric name: value}} from the JSON-lines records (a later record of a name wins)."""
+    by_notebook: dict[str, dict[str, float]] = {}
+    for rec in records:
+        by_notebook.setdefault(rec.get("notebook", ""), {})[rec["name"]] = float(rec["value"])
+    return by_notebook
+
+
 def check(records: list[dict], notebooks: list[str], *, size: str = "smoke") -> list[str]:
     """Compare the metric records of one run with the targets; return the failures (empty = all met).
 
@@ -170,9 +178,7 @@ def check(records: list[dict], notebooks: list[str], *, size: str = "smoke") -> 
     """
     if not notebooks:
         return ["no notebook ran, so no headline was checked"]
-    by_notebook: dict[str, dict[str, float]] = {}
-    for rec in records:
-        by_notebook.setdefault(rec.get("notebook", ""), {})[rec["name"]] = float(rec["value"])
+    by_notebook = _by_notebook(records)
     failures = []
     for nb in notebooks:
         t = BY_NOTEBOOK.get(nb)
@@ -206,9 +212,7 @@ def check(records: list[dict], notebooks: list[str], *, size: str = "smoke") -> 
 
 def results(records: list[dict], notebooks: list[str], *, size: str = "smoke") -> list[dict]:
     """One row per notebook: its headline value, baseline value, target, and whether it was met."""
-    by_notebook: dict[str, dict[str, float]] = {}
-    for rec in records:
-        by_notebook.setdefault(rec.get("notebook", ""), {})[rec["name"]] = float(rec["value"])
+    by_notebook = _by_notebook(records)
     rows = []
     for nb in notebooks:
         t = BY_NOTEBOOK.get(nb)

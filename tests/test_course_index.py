@@ -7,22 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
+from _browser import ARGS, CHROMIUM, needs_chromium
 from _scripts import load_script
 
 sync_api = pytest.importorskip("playwright.sync_api")
 course = load_script("run_course")
 
-CHROMIUM = os.environ.get("LLMCOURSE_CHROMIUM") or next(
-    filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]
-
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
-                                 reason="no system Chromium (apt-get install chromium)")]
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ and show an error for a bad request.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 
 import httpx
 import pytest
@@ -17,18 +15,12 @@ import pytest
 sync_api = pytest.importorskip("playwright.sync_api")
 pytest.importorskip("fastapi")
 
+from _browser import ARGS, CHROMIUM, needs_chromium  # noqa: E402
 from llmcourse.serve import BackgroundServer  # noqa: E402
 from llmcourse.serve_models import load_backend, tiny_random_model  # noqa: E402
 
-CHROMIUM = os.environ.get("LLMCOURSE_CHROMIUM") or next(
-    filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
 # Skipped on a laptop without Chromium; under CI (CI set) a missing browser fails the test instead.
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
-                                 reason="no system Chromium (apt-get install chromium)")]
+pytestmark = [pytest.mark.slow, needs_chromium]
 
 
 @pytest.fixture(scope="module")
