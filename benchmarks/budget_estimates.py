@@ -6,7 +6,7 @@ time and peak GPU memory on a Colab / Kaggle T4 (and a Kaggle P100). Nothing her
 For each notebook that trains or runs a neural model at full size, the models are rebuilt as the
 notebook builds them: the package's configs at size "full" with the notebook's own overrides, and
 the config classes a notebook defines in its code cells (07 `Run`, 08 `RunConfig`, 09 `GenConfig`,
-13 `ServeConfig`, 14 `PromptingConfig`, 15 `EvalConfig`) read from the .ipynb itself, so a change
+14 `ServeConfig`, 15 `PromptingConfig`, 16 `EvalConfig`) read from the .ipynb itself, so a change
 there changes this table. Models are instantiated on the meta device (shapes, no weights, no time);
 the parameter count is `sum(p.numel() for p in model.parameters())` (tied matrices once).
 SmolLM2 is counted from its published config (`SMOLLM2`, the GGUF file's header for 135M) with
@@ -41,7 +41,7 @@ Assumptions (printed with the table too):
   also used for the recurrent layers; fp32 logits and their gradient) with the model's real depth,
   width, vocabulary and the notebook's micro-batch and padded length. `fit` keeps frozen weights in
   fp32, so frozen parameters get 2 bytes more than the formula's 16-bit base; DPO's reference adds
-  4 bytes per parameter. Inference: `memory.inference_memory` (fp16); vLLM (13) reserves 60% of the
+  4 bytes per parameter. Inference: `memory.inference_memory` (fp16); vLLM (14) reserves 60% of the
   card (`--gpu-memory-utilization 0.6`) whatever the model. Each includes ~0.5 GB of CUDA context.
   Fits: total <= 15 GB usable on a T4 (`memory.GPUS`), 16 GB on a P100.
 * Runs marked "if notebook NN's checkpoint is missing" retrain what an earlier notebook saved (a
@@ -404,7 +404,7 @@ def chat_runs(pipe: chat_pipeline.ChatPipelineConfig, condition: str = "", sft_r
     return runs
 
 
-def nb10() -> list[Run]:
+def nb11() -> list[Run]:
     pipe = chat_pipeline.ChatPipelineConfig.for_size("full")
     s = SMOLLM2["135M"]
     n = llama_params(**s)
@@ -415,11 +415,11 @@ def nb10() -> list[Run]:
     return chat_runs(pipe, sft_runs=2) + [smol]
 
 
-def nb11() -> list[Run]:
+def nb12() -> list[Run]:
     pipe = chat_pipeline.ChatPipelineConfig.for_size("full")
     cfg = pipe.gpt_config(pipe.vocab_size)
     new_ids = list(range(pipe.vocab_size - N_CHAT_SPECIAL, pipe.vocab_size))
-    runs = chat_runs(pipe, "if notebook 10's checkpoint is missing", sft_runs=0)
+    runs = chat_runs(pipe, "if notebook 11's checkpoint is missing", sft_runs=0)
     seq = pipe.block_size - 9
     for name, method, r in [("full", "full", 0), ("freeze", "freeze", 0), ("prompt", "prompt", 0),
                             ("ptuning", "ptuning", 0), ("LoRA r=4", "lora", 4), ("LoRA r=8", "lora", 8),
@@ -442,7 +442,7 @@ def dpo_batch(vocab: int):
     return make
 
 
-def nb12() -> list[Run]:
+def nb13() -> list[Run]:
     pipe = chat_pipeline.ChatPipelineConfig.for_size("full")
     cfg = pipe.gpt_config(pipe.vocab_size)
     small = narrow_gpt(cfg)
@@ -454,11 +454,11 @@ def nb12() -> list[Run]:
     run = model_run("DPO (policy + frozen reference)", policy, pipe.dpo_steps, 2 * pipe.batch_size, {"T": cfg.block_size},
                     (cfg.n_layer, cfg.n_embd, cfg.vocab_size), forward_only=n, extra_bytes=4.0 * n,
                     extra_why="fp32 reference weights", ops=ops)
-    return chat_runs(pipe, "if notebook 10's checkpoint is missing") + [run]
+    return chat_runs(pipe, "if notebook 11's checkpoint is missing") + [run]
 
 
-def nb13() -> list[Run]:
-    serve, pipe = notebook_config("13_serving", "ServeConfig"), chat_pipeline.ChatPipelineConfig.for_size("full")
+def nb14() -> list[Run]:
+    serve, pipe = notebook_config("14_serving", "ServeConfig"), chat_pipeline.ChatPipelineConfig.for_size("full")
     cfg = pipe.gpt_config(pipe.vocab_size)
     n = count(on_meta(lambda: gpt.GPT(cfg)))
     served = Run("chat GPT served by the course server", n, shape=(cfg.n_layer, cfg.n_embd, cfg.vocab_size),
@@ -468,11 +468,11 @@ def nb13() -> list[Run]:
     vllm.label = "SmolLM2-135M-Instruct on vLLM, fp16"
     vllm.memory_gb = 0.6 * T4_CUDA_TOTAL_GB  # --gpu-memory-utilization 0.6: vLLM reserves 60% of the card up front
     return [gpt_run("quick SFT from scratch", cfg, serve.quick_sft_steps, pipe.batch_size, pipe.block_size - 1,
-                    condition="if notebook 10's checkpoint is missing"), served, vllm]
+                    condition="if notebook 11's checkpoint is missing"), served, vllm]
 
 
-def nb14() -> list[Run]:
-    prompting = notebook_config("14_prompting_rag", "PromptingConfig")
+def nb15() -> list[Run]:
+    prompting = notebook_config("15_prompting_rag", "PromptingConfig")
     runs = [smollm2_inference("135M", 1024, "gpu", precision="fp32")] if prompting.model == "smollm2" else []
     if prompting.embedder == "minilm":  # all-MiniLM-L6-v2: 6 BERT layers x 384, vocab 30522, 512 positions
         minilm = bert.BertConfig(vocab_size=30522, max_position=512, n_layer=6, n_head=12, n_embd=384, intermediate=1536)
@@ -482,20 +482,20 @@ def nb14() -> list[Run]:
     return runs
 
 
-def nb15() -> list[Run]:
-    ev, pipe = notebook_config("15_evaluation", "EvalConfig"), chat_pipeline.ChatPipelineConfig.for_size("full")
-    runs = chat_runs(pipe, "if notebook 10's checkpoint is missing", 1, pipe.pretrain_steps, pipe.sft_steps)
+def nb16() -> list[Run]:
+    ev, pipe = notebook_config("16_evaluation", "EvalConfig"), chat_pipeline.ChatPipelineConfig.for_size("full")
+    runs = chat_runs(pipe, "if notebook 11's checkpoint is missing", 1, pipe.pretrain_steps, pipe.sft_steps)
     return runs + ([smollm2_inference("135M", 1024, "gpu", precision="fp32")] if ev.use_smollm2 else [])
 
 
 NOTEBOOK_RUNS = {"03": ("RNN, LSTM, GRU", nb03), "04": ("attention", nb04), "05": ("the Transformer", nb05),
                  "07": ("BERT", nb07), "08": ("GPT pretraining", nb08), "09": ("generation", nb09),
-                 "10": ("SFT", nb10), "11": ("PEFT", nb11), "12": ("preference alignment", nb12),
-                 "13": ("serving", nb13), "14": ("prompting, tools, RAG", nb14), "15": ("evaluation", nb15)}
+                 "11": ("SFT", nb11), "12": ("PEFT", nb12), "13": ("preference alignment", nb13),
+                 "14": ("serving", nb14), "15": ("prompting, tools, RAG", nb15), "16": ("evaluation", nb16)}
 NOT_LISTED = {"00": "no model trained (a memory calculator)", "01": "N-gram counts, CPU",
               "02": "word2vec, CPU by design", "06": "tokenizers, CPU",
-              "16": "DDP on 2 CPU processes with a smoke-size GPT, by design",
-              "17": "NOT YET ESTIMATED: SmolLM2-135M continued pretraining, SFT and LoRA on PubMedQA (online)"}
+              "17": "DDP on 2 CPU processes with a smoke-size GPT, by design",
+              "18": "NOT YET ESTIMATED: SmolLM2-135M continued pretraining, SFT and LoRA on PubMedQA (online)"}
 
 
 # ------------------------------------------------------------------------------------ the table

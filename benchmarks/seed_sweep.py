@@ -1,6 +1,6 @@
 """How steady is each notebook's headline? Run notebooks over several seeds and thread counts.
 
-    python benchmarks/seed_sweep.py --only 10,11,12 --seeds 0,1,2 --threads 1,2 [--jobs 2] [--size smoke]
+    python benchmarks/seed_sweep.py --only 11,12,13 --seeds 0,1,2 --threads 1,2 [--jobs 2] [--size smoke]
 
 Each (seed, threads) pair is one `scripts/run_course.py` run with `LLMCOURSE_SEED` and a fixed
 thread count, in its own output folder under --out (so each starts from fresh checkpoints). The

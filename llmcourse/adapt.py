@@ -1,13 +1,13 @@
 """Adapting a base model to a domain, stage by stage, with the same measurements after every stage.
 
-The capstone's recipe (notebook 17), each stage a copy of the previous model trained by the one loop
+The capstone's recipe (notebook 18), each stage a copy of the previous model trained by the one loop
 (`llmcourse.train.fit`):
 
     base --continued pretraining (domain text + general replay)--> CPT --SFT (full or LoRA)--> assistant
 
 * **Continued pretraining** (CPT; Gururangan et al. 2020, "Don't Stop Pretraining") is next-token
   training on the domain's documents. A share of every batch (`cpt_replay`) is general text, so the
-  model keeps its general skill (replay, as notebook 10 did for SFT).
+  model keeps its general skill (replay, as notebook 11 did for SFT).
 * **SFT** trains only the assistant's tokens of domain questions (`llmcourse.chat` loss mask); a share
   of every batch (`sft_replay`) replays the CPT text, so fine-tuning does not wash out what CPT taught.
   Full fine-tuning changes every weight; LoRA (`llmcourse.lora`) trains small adapters instead.
@@ -18,7 +18,7 @@ The capstone's recipe (notebook 17), each stage a copy of the previous model tra
 Two model families, one interface (`CourseChat`, `HFChat`): the course GPT with its BPE tokenizer,
 pretrained here in seconds (smoke size), or SmolLM2-135M-Instruct (full size, offline GGUF via the data
 layer), wrapped by `icl.HFCausalLM` so both follow `logits, loss = model(idx, targets)`.
-Left out: DPO after SFT (notebook 12), retrieval instead of CPT (notebook 14), tokenizer extension.
+Left out: DPO after SFT (notebook 13), retrieval instead of CPT (notebook 15), tokenizer extension.
 """
 from __future__ import annotations
 
@@ -107,7 +107,7 @@ class CourseChat:
         return self.tokenizer.decode(model.generate(ids, max_new_tokens, temperature=0)[0, ids.size(1):].tolist())
 
     def with_lora(self, model: nn.Module, r: int) -> nn.Module:
-        """A copy with rank-r adapters (alpha = 2r); the chat tokens' embedding rows train too (notebook 11)."""
+        """A copy with rank-r adapters (alpha = 2r); the chat tokens' embedding rows train too (notebook 12)."""
         from llmcourse.peft_compare import make_variant
 
         return make_variant(model, "lora", r=r, new_token_ids=list(self.tokenizer.special_tokens.values()))
@@ -279,7 +279,7 @@ def _em_inputs(rng: random.Random) -> tuple[list[str], list[str]]:
     return noisy, answers
 
 
-@exercise("17.exact_match", inputs=_em_inputs, compare="allclose",
+@exercise("18.exact_match", inputs=_em_inputs, compare="allclose",
           fixed=((["Yes.", " no", "It is maybe"], ["yes", "no", "maybe"]),),
           hint="compare after normalising: strip spaces and a final '.', collapse inner spaces, lower-case")
 def exact_match(predictions: list[str], answers: list[str]) -> float:
@@ -293,7 +293,7 @@ def _ppl_inputs(rng: random.Random) -> tuple[list[float], list[int]]:
     return [c * rng.uniform(0.5, 4.0) for c in counts], counts
 
 
-@exercise("17.pooled_perplexity", inputs=_ppl_inputs, compare="allclose", rtol=1e-9, atol=0.0,
+@exercise("18.pooled_perplexity", inputs=_ppl_inputs, compare="allclose", rtol=1e-9, atol=0.0,
           fixed=(([2.0, 30.0], [1, 10]),),
           hint="exp(total nats / total tokens): pool first, exponentiate once; do not average per-window perplexities")
 def pooled_perplexity(nll_sums: list[float], token_counts: list[int]) -> float:

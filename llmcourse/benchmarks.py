@@ -174,7 +174,7 @@ def _norm_inputs(rng: random.Random) -> tuple[list[float], list[int]]:
     return [round(-rng.uniform(0.5, 30.0), 3) for _ in range(n)], [rng.randint(1, 12) for _ in range(n)]
 
 
-@exercise("15.choose_normalised", inputs=_norm_inputs, compare="exact",
+@exercise("16.choose_normalised", inputs=_norm_inputs, compare="exact",
           fixed=(([-2.0, -3.0], [1, 3]), ([-4.0, -4.0], [2, 2])))
 def choose_normalised(scores: list[float], lengths: list[int]) -> int:
     """choose_normalised(scores: summed log-probs per option, lengths: tokens per option) -> the index of

@@ -14,7 +14,7 @@ Our template (one special token per role, one to end a turn):
 The assistant's content *and* its <|end|> are trained (so the model learns to stop); the role headers
 are not. `encode_chat` works with the course tokenizer (`llmcourse.bpe`, special tokens registered) and
 `encode_chat_hf` with any Hugging Face tokenizer through its own `apply_chat_template`.
-Left out: multi-modal content, function-call JSON schemas (notebook 14 renders tools into the system turn).
+Left out: multi-modal content, function-call JSON schemas (notebook 15 renders tools into the system turn).
 """
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ def to_training_example(ids: list[int], mask: list[int], block_size: int | None 
     return t[:-1], targets
 
 
-# ---------------------------------------------------------------- exercise (notebook 10)
+# ---------------------------------------------------------------- exercise (notebook 11)
 from llmcourse.exercises import exercise  # kept next to the exercise it serves
 
 
@@ -148,7 +148,7 @@ def _mask_inputs(rng) -> tuple[list[str], list[int]]:
     return [rng.choice(ROLES) for _ in range(n)], [rng.randint(0, 5) for _ in range(n)]
 
 
-@exercise("10.loss_mask", inputs=_mask_inputs, compare="exact",
+@exercise("11.loss_mask", inputs=_mask_inputs, compare="exact",
           fixed=((["user", "assistant"], [2, 1]), (["system", "user", "assistant"], [1, 1, 0])),
           hint="per message: 0 for the header, then `length` content values and one for <|end|> (1 if the role "
                "is assistant, else 0), then 0 for the newline")

@@ -1,4 +1,4 @@
-"""The small base -> SFT -> DPO pipeline that notebooks 10, 11 and 12 share.
+"""The small base -> SFT -> DPO pipeline that notebooks 11, 12 and 13 share.
 
 One configuration decides the pretraining corpus, the tokenizer, the course GPT's shape and the
 instruction tasks, so the three notebooks talk about the *same* models:
@@ -7,8 +7,8 @@ instruction tasks, so the three notebooks talk about the *same* models:
     prep = prepare(cfg)                             # tokenizer, pretraining ids, train/test examples
     base, history = pretrain(cfg, prep)             # a brief next-token pretraining through fit()
     sft_model, _ = supervised_finetune(cfg, prep, base)
-    save_pair(directory, base, sft_model, prep.tokenizer, cfg)   # notebook 10 saves ...
-    base, sft_model, prep = load_or_train(cfg, directory)        # ... 11 and 12 reuse (or retrain)
+    save_pair(directory, base, sft_model, prep.tokenizer, cfg)   # notebook 11 saves ...
+    base, sft_model, prep = load_or_train(cfg, directory)        # ... 12 and 13 reuse (or retrain)
 
 The tokenizer is a byte-level BPE trained on the pretraining text *plus* the instruction texts of the
 training split, so the task words ("cloud", "capital", "<|assistant|>") are single tokens. Smoke size
@@ -43,7 +43,7 @@ class ChatPipelineConfig(Sized):
     tokenizer_chars: int = 300_000  # of which the tokenizer is trained on this many (+ the instructions)
     vocab_size: int = 2048  # BPE ids, the 5 chat special tokens included
     tasks: tuple[str, ...] = instructions.TASKS  # instruction tasks trained and evaluated
-    peft_tasks: tuple[str, ...] = instructions.TASKS  # the tasks of notebook 11's method comparison
+    peft_tasks: tuple[str, ...] = instructions.TASKS  # the tasks of notebook 12's method comparison
     n_train: int = 20_000  # training-split instruction examples
     n_test: int = 200  # held-out examples (operands never seen in training)
     block_size: int = 128  # the GPT's context
@@ -56,8 +56,8 @@ class ChatPipelineConfig(Sized):
     pretrain_lr: float = 1e-3
     sft_steps: int = 1500
     sft_lr: float = 3e-4
-    peft_steps: int = 1500  # steps of each method in notebook 11's comparison
-    dpo_steps: int = 600  # DPO (notebook 12) on preference pairs of the same tasks
+    peft_steps: int = 1500  # steps of each method in notebook 12's comparison
+    dpo_steps: int = 600  # DPO (notebook 13) on preference pairs of the same tasks
     dpo_lr: float = 5e-5
     dpo_beta: float = 0.1  # how far the policy may move from the SFT reference
     n_pref_train: int = 5000  # preference pairs, training split
@@ -179,7 +179,7 @@ def save_pair(directory: str | Path, base: GPT, sft_model: GPT, tokenizer, cfg: 
 
 
 def _model_fields(d: dict) -> dict:
-    """The config fields that decide the base and SFT models (not notebook 11's or 12's settings)."""
+    """The config fields that decide the base and SFT models (not notebook 12's or 13's settings)."""
     return {k: v for k, v in d.items() if not k.startswith(("dpo_", "n_pref_", "peft_"))}
 
 
@@ -203,7 +203,7 @@ def load_pair(directory: str | Path, cfg: ChatPipelineConfig):
 
 def load_or_train(cfg: ChatPipelineConfig, directory: str | Path, runtime: Runtime | None = None,
                   with_sft: bool = True, verbose: bool = True) -> tuple[GPT, GPT | None, Prepared]:
-    """Notebook 10's base and SFT models from `directory`, or train them now.
+    """Notebook 11's base and SFT models from `directory`, or train them now.
 
     With `with_sft=False` only the base model is needed: a missing checkpoint costs just the pretraining
     (and nothing is saved); the SFT slot is then None. Otherwise both are trained and saved there.
@@ -212,10 +212,10 @@ def load_or_train(cfg: ChatPipelineConfig, directory: str | Path, runtime: Runti
     if saved is not None:
         base, sft_model, tokenizer = saved
         if verbose:
-            print(f"loaded the base and SFT models of notebook 10 from {directory}")
+            print(f"loaded the base and SFT models of notebook 11 from {directory}")
         return base, sft_model, prepare(cfg, tokenizer)
     if verbose:
-        print("no matching checkpoint from notebook 10: pretraining" + (" and fine-tuning" if with_sft else "")
+        print("no matching checkpoint from notebook 11: pretraining" + (" and fine-tuning" if with_sft else "")
               + f" now ({cfg.pretrain_steps}" + (f" + {cfg.sft_steps}" if with_sft else "") + " steps)")
     prep = prepare(cfg)
     base, _ = pretrain(cfg, prep, runtime)

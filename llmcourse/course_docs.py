@@ -156,5 +156,5 @@ def _rr_inputs(rng: random.Random) -> tuple[list[str], str]:
     return ranked, rng.choice(ids)
 
 
-exercise("14.reciprocal_rank", inputs=_rr_inputs, compare="exact",
+exercise("15.reciprocal_rank", inputs=_rr_inputs, compare="exact",
          fixed=(([], "a"), (["a"], "a"), (["b", "a", "a"], "a"), (["b", "c"], "a")))(reciprocal_rank)

@@ -8,8 +8,8 @@ the slice gradients equals the gradient of the whole batch: N processes train ex
 process with N times the batch (up to floating-point summation order) — tests/test_distributed.py
 checks this with two CPU processes.
 
-Backends: NCCL between GPUs, gloo on CPUs (what the course's CPU test and notebook 16 use).
-Left out: FSDP / ZeRO sharding and tensor or pipeline parallelism (explained in notebook 16).
+Backends: NCCL between GPUs, gloo on CPUs (what the course's CPU test and notebook 17 use).
+Left out: FSDP / ZeRO sharding and tensor or pipeline parallelism (explained in notebook 17).
 """
 from __future__ import annotations
 
@@ -91,13 +91,13 @@ def barrier(env: DistEnv) -> None:
         dist.barrier()
 
 
-# ------------------------------------------------------------------------- notebook 16's exercises
+# ------------------------------------------------------------------------- notebook 17's exercises
 def _plan_inputs(rng: random.Random) -> tuple[int, int, int]:
     n_gpus = rng.choice([1, 2, 4, 8, 16])
     return n_gpus * rng.randint(1, 64), n_gpus, rng.randint(1, 32)
 
 
-@exercise("16.micro_batch_plan", inputs=_plan_inputs, compare="exact",
+@exercise("17.micro_batch_plan", inputs=_plan_inputs, compare="exact",
           fixed=((96, 4, 16), (64, 8, 8), (14, 2, 4), (512, 8, 1000)),
           hint="the micro-batch must divide the per-GPU share global_batch / n_gpus exactly; take the "
                "largest such divisor that fits, then accumulate share / micro_batch times")
@@ -124,7 +124,7 @@ def _sampler_inputs(rng: random.Random) -> tuple[int, int, int]:
     return rng.randint(1, 40), world, rng.randrange(world)
 
 
-exercise("16.sampler_indices", inputs=_sampler_inputs, compare="exact",
+exercise("17.sampler_indices", inputs=_sampler_inputs, compare="exact",
          fixed=((8, 2, 1), (10, 4, 3), (2, 5, 4), (7, 1, 0)),
          hint="strided, not contiguous: rank r takes indices r, r + world_size, ...; first pad the list "
               "0..n-1 with its own first indices up to a multiple of world_size")(sampler_indices)

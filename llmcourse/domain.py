@@ -1,4 +1,4 @@
-"""A domain for the capstone (notebook 17): a fact table turned into domain text and checkable questions.
+"""A domain for the capstone (notebook 18): a fact table turned into domain text and checkable questions.
 
 Adapting a model to a domain has two halves: the model must *know* the domain's facts, and it must
 *answer* questions about them in a chat. The built-in domain makes both measurable offline. It is
@@ -27,7 +27,7 @@ yes/no/maybe questions split into train and test. The data layer's hub path cach
 only, so these rows are fetched with `datasets` here and cached as JSON lines in the data layer's
 cache folder. Offline (or on any failure) the built-in domain is used after one
 `data.OfflineFallbackWarning`, as for every full-size corpus.
-Left out: free-text answers (judged by people or by another model), retrieval (notebook 14).
+Left out: free-text answers (judged by people or by another model), retrieval (notebook 15).
 """
 from __future__ import annotations
 
@@ -249,7 +249,7 @@ def _overlap_inputs(rng: random.Random) -> tuple[list[str], str, int]:
     return tests, train, rng.randint(2, 5)
 
 
-@exercise("17.contaminated", inputs=_overlap_inputs, compare="exact",
+@exercise("18.contaminated", inputs=_overlap_inputs, compare="exact",
           fixed=((["What does Dravilex treat?", "For EMBER cough, now."], "Dravilex treats ember cough.", 2),
                  (["a b"], "a b", 3)),
           hint="lower-case, split into words (letters and digits), and compare sets of n consecutive words")

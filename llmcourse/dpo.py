@@ -82,7 +82,7 @@ class DPOModel(nn.Module):
         return metrics, loss
 
 
-# ---------------------------------------------------------------- exercises (notebook 12; 12.dpo_loss is in sft.py)
+# ---------------------------------------------------------------- exercises (notebook 13; 13.dpo_loss is in sft.py)
 from llmcourse.exercises import exercise, torch_generator  # kept next to the exercises they serve
 
 
@@ -92,7 +92,7 @@ def _metric_inputs(rng) -> tuple:
     return (*(torch.randn(B, generator=g) * 5 - 10 for _ in range(4)), rng.choice([0.1, 0.5, 1.0]))
 
 
-@exercise("12.reward_metrics", inputs=_metric_inputs, compare="allclose", rtol=1e-5, atol=1e-5,
+@exercise("13.reward_metrics", inputs=_metric_inputs, compare="allclose", rtol=1e-5, atol=1e-5,
           fixed=((torch.tensor([-4.0, -6.0]), torch.tensor([-6.0, -5.0]), torch.tensor([-3.0, -6.0]),
                   torch.tensor([-6.0, -6.0]), 0.5),  # pair 1: the policy prefers chosen, its reward does not
                  (torch.tensor([-2.0, -3.0]), torch.tensor([-4.0, -1.0]), torch.tensor([-2.0, -3.0]),
@@ -117,7 +117,7 @@ def _logprob_inputs(rng) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return logits, torch.randint(0, V, (B, T), generator=g), mask
 
 
-@exercise("12.sequence_logprob", inputs=_logprob_inputs, compare="allclose", rtol=1e-4, atol=1e-4,
+@exercise("13.sequence_logprob", inputs=_logprob_inputs, compare="allclose", rtol=1e-4, atol=1e-4,
           fixed=((torch.tensor([[[1000.0, 0.0], [0.0, 1000.0], [5.0, 5.0], [0.0, 1000.0], [0.0, 0.0]]]),
                   torch.tensor([[0, 0, 1, 0, 0]]), torch.tensor([[0, 1, 1, 1, 1]])),),  # 0 + 0 - log 2 - 1000
           hint="logits[:, t] predict idx[:, t+1]: gather log_softmax(logits[:, :-1]) at idx[:, 1:], multiply by "

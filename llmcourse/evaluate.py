@@ -88,7 +88,7 @@ def compare_models(models: dict[str, object], tasks: dict[str, Callable[[object]
     return [{"model": name, **{task: fn(model) for task, fn in tasks.items()}} for name, model in models.items()]
 
 
-# ------------------------------------------------------------------------- notebook 15's exercises
+# ------------------------------------------------------------------------- notebook 16's exercises
 def _nll_inputs(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch_generator(rng)
     b, t = rng.randint(1, 4), rng.randint(1, 10)
@@ -97,7 +97,7 @@ def _nll_inputs(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
     return nll, torch.arange(t) < lengths
 
 
-@exercise("15.masked_perplexity", inputs=_nll_inputs, rtol=1e-5, atol=1e-6,
+@exercise("16.masked_perplexity", inputs=_nll_inputs, rtol=1e-5, atol=1e-6,
           fixed=((torch.tensor([[1.0, 1.0, 1.0, 1.0], [3.0, 9.0, 9.0, 9.0]]),
                   torch.tensor([[True, True, True, True], [True, False, False, False]])),),
           hint="average over the real tokens of the whole batch: sum(nll * mask) / mask.sum(), "
@@ -115,7 +115,7 @@ def _lp_inputs(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, int]:
     return logits, torch.randint(0, v, (t,), generator=g), rng.randint(1, t - 1)
 
 
-@exercise("15.continuation_logprob", inputs=_lp_inputs, rtol=1e-5, atol=1e-4,
+@exercise("16.continuation_logprob", inputs=_lp_inputs, rtol=1e-5, atol=1e-4,
           fixed=((torch.tensor([[0.0, 8.0, 0.0], [8.0, 0.0, 0.0], [0.0, 0.0, 8.0]]), torch.tensor([0, 1, 0]), 1),
                  (torch.tensor([[100.0, -100.0], [0.0, 0.0]]), torch.tensor([0, 1]), 1)),
           hint="the logits at position t predict token t + 1, so token t is scored by log_softmax(logits[t - 1]); "

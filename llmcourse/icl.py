@@ -297,7 +297,7 @@ def _fs_inputs(rng: random.Random) -> tuple[list[tuple[str, str]], str]:
     return [(text(), rng.choice(["positive", "negative"])) for _ in range(rng.randint(0, 4))], text()
 
 
-@exercise("14.few_shot_prompt", inputs=_fs_inputs, compare="exact", fixed=(([], "ok"), ([("a", "positive")], "b")))
+@exercise("15.few_shot_prompt", inputs=_fs_inputs, compare="exact", fixed=(([], "ok"), ([("a", "positive")], "b")))
 def few_shot_exercise(demos: list[tuple[str, str]], query: str) -> str:
     """few_shot_prompt(demos [(text, label)], query) -> str: each demo as "Review: {text}\\nSentiment: {label}",
     then "Review: {query}\\nSentiment:", joined by blank lines, no instruction."""

@@ -9,7 +9,7 @@ The contract we share with peft (checked against it in tests/test_lora.py):
   * dropout is applied to the input of the LoRA path only;
   * the base layer is frozen; `merge()` folds B @ A into W for free inference, `unmerge()` undoes it.
 
-Notebook 11's exercises are registered at the end: `lora_param_count` and `merged_weight`.
+Notebook 12's exercises are registered at the end: `lora_param_count` and `merged_weight`.
 
 Left out: several adapters per layer, rank-stabilised scaling, DoRA and other variants, Conv layers.
 """
@@ -124,7 +124,7 @@ def trainable_report(model: nn.Module) -> dict[str, float]:
     return {"trainable": trainable, "total": total, "percent": 100.0 * trainable / max(total, 1)}
 
 
-# ------------------------------------------------------------------------------------ exercises (notebook 11)
+# ------------------------------------------------------------------------------------ exercises (notebook 12)
 _GPT_LINEARS = (("attn.qkv", 3, 1), ("attn.proj", 1, 1), ("mlp.fc", 4, 1), ("mlp.proj", 1, 4))  # (name, out/C, in/C)
 _TARGETS = ("qkv", "proj", "fc", "attn.proj", "mlp.proj", "attn", "lm_head")
 
@@ -137,7 +137,7 @@ def _count_inputs(rng: random.Random) -> tuple[list[tuple[str, int, int]], list[
     return layers, rng.sample(_TARGETS, rng.randint(1, 3)), rng.choice([1, 4, 8, 16])
 
 
-@exercise("11.lora_param_count", inputs=_count_inputs, compare="exact",
+@exercise("12.lora_param_count", inputs=_count_inputs, compare="exact",
           fixed=(([("blocks.0.attn.qkv", 96, 32), ("blocks.0.attn.proj", 32, 32)], ["qkv"], 4),
                  ([("h.0.attn.c_attn", 96, 32), ("h.0.attn.c_proj", 32, 32), ("h.0.mlp.c_proj", 32, 128)],
                   ["c_proj", "attn"], 8)),
@@ -156,7 +156,7 @@ def _merge_inputs(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, torch
             torch.randn(d_out, r, generator=g), rng.choice([1.0, 8.0, 16.0, 32.0]))
 
 
-@exercise("11.merged_weight", inputs=_merge_inputs, rtol=1e-5, atol=1e-5,
+@exercise("12.merged_weight", inputs=_merge_inputs, rtol=1e-5, atol=1e-5,
           fixed=((torch.eye(2, 3), torch.ones(2, 3), torch.ones(2, 2), 16.0),),
           hint="the update is B @ A, shaped (out, in) like W, times alpha / r, with r = A.shape[0]")
 def merged_weight(W: torch.Tensor, A: torch.Tensor, B: torch.Tensor, alpha: float) -> torch.Tensor:

@@ -22,7 +22,7 @@ An estimate is a sum of rows, each with its reason (`MemoryEstimate.table()`):
 Units: GB means 10^9 bytes everywhere (so "a 6B model in fp16 is 12 GB", as the course notes say).
 `GPUS` lists the memory you can plan on per card in the same unit.
 
-Left out: tensor/pipeline parallel sharding (see notebook 16 for ZeRO stages), CPU offload, the
+Left out: tensor/pipeline parallel sharding (see notebook 17 for ZeRO stages), CPU offload, the
 memory of the data loader, and peaks from temporary copies inside individual kernels. These are
 estimates to within ~20%; measure with `torch.cuda.max_memory_allocated()` when it matters.
 """

@@ -1,6 +1,6 @@
 """Full fine-tuning vs Freeze vs prompt tuning / P-Tuning vs LoRA, on one task and one starting model.
 
-Notebook 11's comparison, as functions a test can check: `make_variant(base, method)` returns a copy of
+Notebook 12's comparison, as functions a test can check: `make_variant(base, method)` returns a copy of
 the base GPT set up for one method (what trains, what is frozen), `training_bytes(model)` counts the
 bytes training holds for weights, gradients and AdamW state, and `run_variant` trains a variant through
 `llmcourse.train.fit` and reports trainable parameters, memory, time and held-out accuracy.
@@ -153,7 +153,7 @@ def _lora_inputs(rng) -> tuple:
             torch.randn(r, d_in, generator=g), torch.randn(d_out, r, generator=g), rng.choice([0.5, 1.0, 2.0]))
 
 
-@exercise("11.lora_forward", inputs=_lora_inputs, compare="allclose", rtol=1e-5, atol=1e-5,
+@exercise("12.lora_forward", inputs=_lora_inputs, compare="allclose", rtol=1e-5, atol=1e-5,
           hint="y = x W^T + scaling * (x A^T) B^T; A is (r, in), B is (out, r)")
 def lora_forward(x: torch.Tensor, W: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scaling: float) -> torch.Tensor:
     """lora_forward(x (N, in), W (out, in), A (r, in), B (out, r), scaling) -> (N, out): the base output plus the scaled low-rank update."""

@@ -1,4 +1,4 @@
-"""Two cheaper alternatives to LoRA, for the comparison in notebook 11: Freeze and prompt tuning.
+"""Two cheaper alternatives to LoRA, for the comparison in notebook 12: Freeze and prompt tuning.
 
 * **Freeze** (the oldest trick): keep the lower layers fixed and train only the top `n` blocks and,
   optionally, the final norm and output head. Cheap in optimizer memory, but gradients still flow
@@ -10,7 +10,7 @@
 Both train through the course loop, with the usual `(logits, loss)` convention.
 For Hugging Face models, peft offers the same ideas (`PromptTuningConfig`, `PromptEncoderConfig`); with
 a model that takes `inputs_embeds`, `attention_mask` and `labels`, the virtual tokens must extend all
-three (`prepend_virtual_tokens`, notebook 11's exercise). The course GPT does it inside (`prefix_emb`).
+three (`prepend_virtual_tokens`, notebook 12's exercise). The course GPT does it inside (`prefix_emb`).
 Left out: prefix tuning (virtual keys/values in every layer) and P-Tuning v2.
 """
 from __future__ import annotations
@@ -74,7 +74,7 @@ class PromptTuned(nn.Module):
         return self.model(idx, targets, prefix_emb=prefix)
 
 
-# ------------------------------------------------------------------------------------ exercise (notebook 11)
+# ------------------------------------------------------------------------------------ exercise (notebook 12)
 def _prepend_inputs(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     g = torch_generator(rng)
     P, B, T, C = rng.randint(1, 4), rng.randint(1, 3), rng.randint(1, 6), rng.randint(2, 5)
@@ -84,7 +84,7 @@ def _prepend_inputs(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, tor
     return torch.randn(P, C, generator=g), torch.randn(B, T, C, generator=g), mask, labels
 
 
-@exercise("11.prepend_virtual_tokens", inputs=_prepend_inputs,
+@exercise("12.prepend_virtual_tokens", inputs=_prepend_inputs,
           fixed=((torch.ones(2, 2), torch.zeros(2, 3, 2), torch.tensor([[1, 1, 0], [1, 1, 1]]),
                   torch.tensor([[5, 6, -100], [7, 8, 9]])),),
           hint="torch.cat on dim 1, virtual tokens FIRST: prompt.expand(B, P, C) before the embeddings, "

@@ -175,14 +175,14 @@ def random_hit_rate(chunks: Sequence[Chunk], questions: Sequence[tuple[str, str]
     return sum(1 - math.comb(n - per_doc[gold], k) / math.comb(n, k) for _, gold in questions) / len(questions)
 
 
-# ------------------------------------------------------------------------- notebook 14's exercises
+# ------------------------------------------------------------------------- notebook 15's exercises
 def _chunk_inputs(rng: random.Random) -> tuple[str, int, int]:
     max_words = rng.randint(1, 8)
     words = [f"w{i}" for i in range(rng.randint(0, 30))]
     return " ".join(words), max_words, rng.randint(0, max_words - 1)
 
 
-@exercise("14.chunk_words", inputs=_chunk_inputs, compare="exact",
+@exercise("15.chunk_words", inputs=_chunk_inputs, compare="exact",
           fixed=(("a b c d e", 3, 1), ("a b c d e f g", 3, 1), ("", 4, 1), ("a b", 5, 2), ("a b c d", 2, 0)),
           hint="step forward by max_words - overlap, and stop once a window reaches the last word "
                "(a window lying inside the previous one is not a new chunk)")
@@ -201,7 +201,7 @@ def _top_k_inputs(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, int]:
     return torch.randn(d, generator=g) * rng.choice([0.1, 1.0, 10.0]), docs, rng.randint(1, n)
 
 
-@exercise("14.top_k_cosine", inputs=_top_k_inputs, compare="exact",
+@exercise("15.top_k_cosine", inputs=_top_k_inputs, compare="exact",
           fixed=((torch.tensor([1.0, 0.0]), torch.tensor([[10.0, 10.0], [1.0, 0.1], [0.0, 1.0]]), 2),
                  (torch.tensor([0.0, 2.0]), torch.tensor([[3.0, 0.0], [0.0, 0.5], [-1.0, 1.0]]), 3)),
           hint="cosine similarity divides each dot product by both vectors' lengths: a long document "

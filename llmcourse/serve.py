@@ -17,7 +17,7 @@ How it works. The model runs in worker threads (`anyio.to_thread`), one token pe
 concurrent requests take turns token by token, each with its own KV cache and `torch.Generator`, so
 each gets exactly the answer it would get alone (tested). This is the poor man's version of what vLLM
 does properly: vLLM batches the waiting requests' next tokens into *one* forward pass ("continuous
-batching", notebook 13) and pages the KV cache; we run them one after another.
+batching", notebook 14) and pages the KV cache; we run them one after another.
 Stop strings are found in the decoded text; text that might be the start of a stop string is held back
 until we know, so streamed pieces always join to the non-streamed answer.
 Left out: n > 1, logprobs, echo/suffix, presence/frequency penalties and logit_bias (rejected with 400),

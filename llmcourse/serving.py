@@ -1,8 +1,8 @@
 """Serving, around the server: a chat model to serve, what travels on the wire, and the arithmetic of
-what a serving engine such as vLLM adds. Notebook 13 uses it with `llmcourse.serve`.
+what a serving engine such as vLLM adds. Notebook 14 uses it with `llmcourse.serve`.
 
 * `export_chat_model(model, tokenizer, directory)`: a course GPT plus its course tokenizer
-  (`RegexBPE` with the chat special tokens, notebook 10) as a Hugging Face directory that
+  (`RegexBPE` with the chat special tokens, notebook 11) as a Hugging Face directory that
   `python -m llmcourse.serve --model DIR` (or any transformers code) loads. The tokenizer crosses with
   `bpe_regex.to_hf_tokenizer`, so the served model reads exactly the ids it was fine-tuned on.
 * `chat_request` and `sse_text`: an OpenAI chat request body, and the text of a streamed answer read
@@ -58,7 +58,7 @@ def _text(rng: random.Random) -> str:
     return "".join(rng.choice("abc XYZ?!é\n\"") for _ in range(rng.randint(0, 12)))
 
 
-@exercise("13.chat_request", compare="exact",
+@exercise("14.chat_request", compare="exact",
           inputs=lambda rng: (rng.choice(["course-chat", "gpt-4o-mini", "m"]), _text(rng), _text(rng),
                               rng.randint(1, 512), rng.random() < 0.5),
           fixed=(("m", "Be brief.", "Hi", 8, True),),
@@ -103,7 +103,7 @@ def _sse_inputs(rng: random.Random) -> tuple[str]:
     return ("".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n",)
 
 
-@exercise("13.sse_text", inputs=_sse_inputs, compare="exact",
+@exercise("14.sse_text", inputs=_sse_inputs, compare="exact",
           fixed=((('data: {"choices": [{"delta": {"content": "Hi"}}]}\n\n'
                    'data: {"choices": [{"delta": {"content": " there"}}]}\n\ndata: [DONE]\n\n'),),
                  (('data: {"choices": [{"delta": {"role": "assistant"}}]}\n\ndata: {"choices": []}\n\n'
@@ -121,7 +121,7 @@ def sse_text(body: str) -> str:
 
 
 # ---- KV-cache memory: reserve the whole context, or hand out blocks ----
-@exercise("13.reserved_tokens", compare="exact",
+@exercise("14.reserved_tokens", compare="exact",
           inputs=lambda rng: (rng.randint(1, 5000), 8192, rng.choice([None, 1, 8, 16, 32])),
           fixed=((1, 2048, None), (16, 2048, 16), (17, 2048, 16), (2048, 2048, 16)),
           hint="no block size: the whole max_len; otherwise whole blocks: ceil(length / block_tokens) blocks")
@@ -159,7 +159,7 @@ def _batch_inputs(rng: random.Random) -> tuple[list[int], int, bool]:
     return lengths, rng.randint(1, 4), rng.random() < 0.5
 
 
-@exercise("13.batch_steps", inputs=_batch_inputs, compare="exact",
+@exercise("14.batch_steps", inputs=_batch_inputs, compare="exact",
           fixed=(([1, 4, 1, 1], 2, False), ([1, 4, 1, 1], 2, True), ([2, 2, 3], 2, True), ([3, 3, 3], 8, False),
                  ([5, 1, 2, 7, 1], 1, True)),
           hint="static: the sum over groups of batch_size consecutive requests of the group's longest; "

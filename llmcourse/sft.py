@@ -271,7 +271,7 @@ def _targets_inputs(rng) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randint(0, 50, (T,), generator=g), torch.randint(0, 2, (T,), generator=g)
 
 
-@exercise("10.sft_targets", inputs=_targets_inputs, compare="exact",
+@exercise("11.sft_targets", inputs=_targets_inputs, compare="exact",
           fixed=((torch.tensor([3, 4]), torch.tensor([0, 1])), (torch.tensor([3, 4, 5]), torch.tensor([1, 0, 0]))),
           hint="targets[t] is ids[t + 1], kept only where mask[t + 1] == 1; everything else is -100")
 def sft_targets(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -287,7 +287,7 @@ def _batch_inputs(rng) -> tuple[list[tuple[list[int], list[int]]], int]:
     return rows, rng.randint(0, 4)
 
 
-@exercise("10.sft_batch", inputs=_batch_inputs, compare="exact",
+@exercise("11.sft_batch", inputs=_batch_inputs, compare="exact",
           fixed=(([([7, 8, 9], [0, 1, 1]), ([5, 6], [0, 1])], 0), ([([5, 6], [1, 1]), ([7, 8, 9, 10], [0, 0, 1, 1])], 3)),
           hint="pad ids AND mask on the right to the longest row L (mask 0 on padding); idx = ids[:, :-1], "
                "targets = ids[:, 1:] with -100 wherever mask[:, 1:] == 0")
@@ -304,7 +304,7 @@ def _dpo_inputs(rng) -> tuple:
     return (*(torch.randn(B, generator=g) * 5 - 10 for _ in range(4)), rng.choice([0.1, 0.5, 1.0]))
 
 
-@exercise("12.dpo_loss", inputs=_dpo_inputs, compare="allclose", rtol=1e-5, atol=1e-6,
+@exercise("13.dpo_loss", inputs=_dpo_inputs, compare="allclose", rtol=1e-5, atol=1e-6,
           fixed=((torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), 0.5),),
           hint="loss = mean of -log sigmoid(beta * ((pc - rc) - (pr - rr))); use F.logsigmoid for stability")
 def dpo_loss_exercise(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,

@@ -21,7 +21,7 @@ the backward pass, 3 Psi (the paper's Sec. 7).
 Not sharded by any stage: the activations (each GPU keeps those of its own micro-batch; pass them as
 `activation_bytes`), temporary buffers, and the CUDA context. Left out: CPU/NVMe offload
 (ZeRO-Offload, ZeRO-Infinity), ZeRO++'s quantised communication, tensor and pipeline parallelism
-(each shards weights and activations in another way; see notebook 16). Units: GB = 10^9 bytes, as in
+(each shards weights and activations in another way; see notebook 17). Units: GB = 10^9 bytes, as in
 `llmcourse.memory` and the paper.
 """
 from __future__ import annotations
@@ -99,13 +99,13 @@ def min_gpus(n_params: float, gpu_gb: float, stage: str, activation_bytes: float
     return n
 
 
-# ------------------------------------------------------------------------- notebook 16's exercise
+# ------------------------------------------------------------------------- notebook 17's exercise
 def _zero_inputs(rng: random.Random) -> tuple[float, int, str]:
     return (rng.randint(1, 999) * 10.0 ** rng.randint(6, 9), rng.choice([1, 2, 4, 8, 16, 64, 512]),
             rng.choice(STAGES))
 
 
-@exercise("16.zero_bytes", inputs=_zero_inputs, rtol=1e-9, atol=0.0,
+@exercise("17.zero_bytes", inputs=_zero_inputs, rtol=1e-9, atol=0.0,
           fixed=((7.5e9, 64, "ddp"), (7.5e9, 64, "zero1"), (7.5e9, 64, "zero2"), (7.5e9, 64, "zero3"),
                  (1e9, 1, "zero3")),
           hint="ZeRO-1 shards only the 12 bytes of optimizer state, ZeRO-2 also the 2 of gradients, "

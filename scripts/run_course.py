@@ -11,7 +11,7 @@ others; the exit code is non-zero if any failed or missed its target (`llmcourse
 `--size auto` is full with a CUDA GPU, smoke otherwise.
 
 Every run starts from an empty checkpoint folder, `<out>/checkpoints` (notebooks later in the run
-reuse earlier ones' checkpoints, 10 -> 11, as a learner's session does), so no run picks up the
+reuse earlier ones' checkpoints, 11 -> 12, as a learner's session does), so no run picks up the
 state of another. Kernels talk to the runner over local IPC sockets, and each gets a thread count
 that suits the machine's current load. The run ends with `<out>/index.html`: the executed course
 as a book, every notebook linked in teaching order with its headline, target, size and time.

@@ -145,18 +145,18 @@ def _em(predictions, answers):
 
 
 @pytest.mark.parametrize("name, fn", [
-    ("17.exact_match", _em),
-    ("17.pooled_perplexity", lambda nll, n: math.exp(sum(nll) / sum(n))),
+    ("18.exact_match", _em),
+    ("18.pooled_perplexity", lambda nll, n: math.exp(sum(nll) / sum(n))),
 ])
 def test_exercises_accept_correct_solutions(name, fn):
     exercises.check(name, fn, trials=20)
 
 
 @pytest.mark.parametrize("name, wrong", [
-    ("17.exact_match", lambda p, a: sum(x == y for x, y in zip(p, a)) / len(a)),  # no normalising
-    ("17.exact_match", lambda p, a: sum(x.lower() == y.lower() for x, y in zip(p, a)) / len(a)),  # case only
-    ("17.pooled_perplexity", lambda nll, n: sum(math.exp(s / c) for s, c in zip(nll, n)) / len(n)),  # mean of ppls
-    ("17.pooled_perplexity", lambda nll, n: math.exp(sum(nll) / len(n))),  # per window, not per token
+    ("18.exact_match", lambda p, a: sum(x == y for x, y in zip(p, a)) / len(a)),  # no normalising
+    ("18.exact_match", lambda p, a: sum(x.lower() == y.lower() for x, y in zip(p, a)) / len(a)),  # case only
+    ("18.pooled_perplexity", lambda nll, n: sum(math.exp(s / c) for s, c in zip(nll, n)) / len(n)),  # mean of ppls
+    ("18.pooled_perplexity", lambda nll, n: math.exp(sum(nll) / len(n))),  # per window, not per token
 ])
 def test_exercises_reject_typical_mistakes(name, wrong):
     with pytest.raises(ExerciseError):

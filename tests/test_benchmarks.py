@@ -1,4 +1,4 @@
-"""Multiple-choice items, formats, scoring (the length bias), and the 15.choose_normalised exercise."""
+"""Multiple-choice items, formats, scoring (the length bias), and the 16.choose_normalised exercise."""
 import pytest
 import torch
 import torch.nn as nn
@@ -62,13 +62,13 @@ def test_offline_arc_falls_back_to_builtin(monkeypatch):
 
 
 def test_choose_normalised_exercise():
-    exercises.check("15.choose_normalised", benchmarks.choose_normalised)
+    exercises.check("16.choose_normalised", benchmarks.choose_normalised)
 
     def raw_argmax(scores, lengths):  # the typical mistake: forgetting to divide by the length
         return max(range(len(scores)), key=scores.__getitem__)
 
     with pytest.raises(exercises.ExerciseError):
-        exercises.check("15.choose_normalised", raw_argmax, seed=0)
+        exercises.check("16.choose_normalised", raw_argmax, seed=0)
 
 
 def test_score_options_matches_multiple_choice_and_crops_for_short_contexts():

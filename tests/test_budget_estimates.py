@@ -70,7 +70,7 @@ def test_markdown_has_one_row_per_notebook(monkeypatch):
 
 
 def test_every_notebook_is_listed_or_excused():
-    """A new notebook (e.g. 17) fails here until it gets a row or a reason in NOT_LISTED."""
+    """A new notebook (e.g. 18) fails here until it gets a row or a reason in NOT_LISTED."""
     numbers = {p.name[:2] for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")}
     assert numbers == set(be.NOTEBOOK_RUNS) | set(be.NOT_LISTED)
 

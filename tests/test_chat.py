@@ -124,9 +124,9 @@ def test_loss_mask_exercise_matches_encode_chat_and_rejects_an_untrained_end():
 
     def mine(roles, lengths):
         return [v for r, n in zip(roles, lengths) for v in [0] + [int(r == "assistant")] * (n + 1) + [0]]
-    exercises.check("10.loss_mask", mine, trials=20)
+    exercises.check("11.loss_mask", mine, trials=20)
 
     def content_only(roles, lengths):  # the classic slip: <|end|> not trained, so the model never learns to stop
         return [v for r, n in zip(roles, lengths) for v in [0] + [int(r == "assistant")] * n + [0, 0]]
     with pytest.raises(exercises.ExerciseError, match="wrong value"):
-        exercises.check("10.loss_mask", content_only)
+        exercises.check("11.loss_mask", content_only)

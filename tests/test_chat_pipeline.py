@@ -1,4 +1,4 @@
-"""The base -> SFT pipeline shared by notebooks 10-12: config, data, forgetting, save/load."""
+"""The base -> SFT pipeline shared by notebooks 11-13: config, data, forgetting, save/load."""
 import dataclasses
 
 import pytest

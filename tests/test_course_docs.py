@@ -55,20 +55,20 @@ def test_reciprocal_rank(ranked, gold, rr):
 
 
 def test_reciprocal_rank_exercise_accepts_the_reference_and_rejects_the_last_match():
-    exercises.check("14.reciprocal_rank", course_docs.reciprocal_rank)
+    exercises.check("15.reciprocal_rank", course_docs.reciprocal_rank)
 
     def last_match(ranked, gold):  # a typical slip: the last occurrence instead of the first
         hits = [i for i, d in enumerate(ranked, 1) if d == gold]
         return 1.0 / hits[-1] if hits else 0.0
 
     with pytest.raises(exercises.ExerciseError):
-        exercises.check("14.reciprocal_rank", last_match, seed=0)
+        exercises.check("15.reciprocal_rank", last_match, seed=0)
 
 
 def test_few_shot_exercise():
     from llmcourse import icl
 
-    exercises.check("14.few_shot_prompt", icl.few_shot_exercise)
+    exercises.check("15.few_shot_prompt", icl.few_shot_exercise)
     with pytest.raises(exercises.ExerciseError):
-        exercises.check("14.few_shot_prompt", lambda demos, q: "\n".join(f"Review: {t}\nSentiment: {lab}"
+        exercises.check("15.few_shot_prompt", lambda demos, q: "\n".join(f"Review: {t}\nSentiment: {lab}"
                                                                          for t, lab in demos) + f"\nReview: {q}\nSentiment:")

@@ -78,11 +78,11 @@ def test_sampler_indices_exercise_rejects_contiguous_slices():
         per_rank = -(-n // world_size)
         return [i % n for i in range(rank * per_rank, (rank + 1) * per_rank)]
 
-    exercises.check("16.sampler_indices", correct, trials=20)
+    exercises.check("17.sampler_indices", correct, trials=20)
     with pytest.raises(exercises.ExerciseError, match="wrong value"):
-        exercises.check("16.sampler_indices", contiguous, seed=0)
+        exercises.check("17.sampler_indices", contiguous, seed=0)
     with pytest.raises(exercises.ExerciseError):  # no padding: ranks get different numbers of items
-        exercises.check("16.sampler_indices", lambda n, w, r: list(range(r, n, w)), seed=0)
+        exercises.check("17.sampler_indices", lambda n, w, r: list(range(r, n, w)), seed=0)
 
 
 def test_micro_batch_plan():
@@ -101,8 +101,8 @@ def test_micro_batch_plan():
         micro = min(global_batch // n_gpus, max_micro_batch)
         return micro, global_batch // (n_gpus * micro)
 
-    exercises.check("16.micro_batch_plan", correct, trials=20)
+    exercises.check("17.micro_batch_plan", correct, trials=20)
     with pytest.raises(exercises.ExerciseError, match="wrong value"):
-        exercises.check("16.micro_batch_plan", capped, seed=0)
+        exercises.check("17.micro_batch_plan", capped, seed=0)
     with pytest.raises(exercises.ExerciseError, match="wrong value"):  # forgot the GPUs
-        exercises.check("16.micro_batch_plan", lambda g, n, m: correct(g, 1, m), seed=0)
+        exercises.check("17.micro_batch_plan", lambda g, n, m: correct(g, 1, m), seed=0)

@@ -134,7 +134,7 @@ def _ngram_solution(tests, train_text, n):
 
 
 def test_contamination_exercise_accepts_a_correct_solution():
-    exercises.check("17.contaminated", _ngram_solution, trials=20)
+    exercises.check("18.contaminated", _ngram_solution, trials=20)
 
 
 @pytest.mark.parametrize("wrong", [
@@ -144,4 +144,4 @@ def test_contamination_exercise_accepts_a_correct_solution():
 ])
 def test_contamination_exercise_rejects_typical_mistakes(wrong):
     with pytest.raises(ExerciseError):
-        exercises.check("17.contaminated", wrong, trials=20, seed=1)
+        exercises.check("18.contaminated", wrong, trials=20, seed=1)

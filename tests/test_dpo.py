@@ -76,17 +76,17 @@ def test_dpo_exercises_accept_solutions_and_reject_classic_bugs():
     def metrics(pc, pr, rc, rr, beta, policy_only=False):
         margin = beta * (pc - pr) if policy_only else beta * ((pc - rc) - (pr - rr))
         return (margin > 0).float().mean().item(), margin.mean().item()
-    exercises.check("12.reward_metrics", metrics, trials=20)
+    exercises.check("13.reward_metrics", metrics, trials=20)
     with pytest.raises(exercises.ExerciseError, match="case 1 of"):  # the policy's preference is not the reward's
-        exercises.check("12.reward_metrics", lambda *a: metrics(*a, policy_only=True))
+        exercises.check("13.reward_metrics", lambda *a: metrics(*a, policy_only=True))
 
     def logprob(logits, idx, mask, shift=True):
         logp = torch.log_softmax(logits, dim=-1)
         if not shift:  # the classic off-by-one: position t's logits scored against token t itself
             return (logp.gather(-1, idx[..., None])[..., 0] * mask).sum(-1)
         return (logp[:, :-1].gather(-1, idx[:, 1:, None])[..., 0] * mask[:, 1:]).sum(-1)
-    exercises.check("12.sequence_logprob", logprob, trials=20)
+    exercises.check("13.sequence_logprob", logprob, trials=20)
     with pytest.raises(exercises.ExerciseError, match="wrong values"):
-        exercises.check("12.sequence_logprob", lambda *a: logprob(*a, shift=False))
+        exercises.check("13.sequence_logprob", lambda *a: logprob(*a, shift=False))
     with pytest.raises(exercises.ExerciseError, match="case 1 of"):  # softmax then log underflows to -inf
-        exercises.check("12.sequence_logprob", lambda lg, idx, m: logprob(lg.softmax(-1).log(), idx, m))
+        exercises.check("13.sequence_logprob", lambda lg, idx, m: logprob(lg.softmax(-1).log(), idx, m))

@@ -60,14 +60,14 @@ def test_compare_models_table():
 
 
 def test_masked_perplexity_exercise_rejects_padding_and_mean_of_row_means():
-    exercises.check("15.masked_perplexity", lambda nll, mask: nll[mask].mean().exp().item(), trials=20)
+    exercises.check("16.masked_perplexity", lambda nll, mask: nll[mask].mean().exp().item(), trials=20)
     with pytest.raises(exercises.ExerciseError, match="wrong value"):  # padding counted as tokens
-        exercises.check("15.masked_perplexity", lambda nll, mask: (nll * mask).mean().exp().item(), seed=0)
+        exercises.check("16.masked_perplexity", lambda nll, mask: (nll * mask).mean().exp().item(), seed=0)
     with pytest.raises(exercises.ExerciseError, match="wrong value"):  # short rows weigh as much as long ones
-        exercises.check("15.masked_perplexity", lambda nll, mask: math.exp(
+        exercises.check("16.masked_perplexity", lambda nll, mask: math.exp(
             ((nll * mask).sum(1) / mask.sum(1)).mean().item()), seed=0)
     with pytest.raises(exercises.ExerciseError, match="expected a number"):  # a tensor, not a float
-        exercises.check("15.masked_perplexity", lambda nll, mask: nll[mask].mean().exp(), seed=0)
+        exercises.check("16.masked_perplexity", lambda nll, mask: nll[mask].mean().exp(), seed=0)
 
 
 def test_continuation_logprob_exercise_matches_the_model_version_and_rejects_off_by_one():
@@ -88,9 +88,9 @@ def test_continuation_logprob_exercise_matches_the_model_version_and_rejects_off
         logp = torch.log_softmax(logits, dim=-1)
         return sum(logp[t, ids[t]].item() for t in range(n_context, len(ids)))
 
-    exercises.check("15.continuation_logprob", correct, trials=20)
+    exercises.check("16.continuation_logprob", correct, trials=20)
     with pytest.raises(exercises.ExerciseError, match="wrong value"):
-        exercises.check("15.continuation_logprob", same_position, seed=0)
+        exercises.check("16.continuation_logprob", same_position, seed=0)
     with pytest.raises(exercises.ExerciseError, match="wrong value"):  # log of softmax: -inf for huge logits
-        exercises.check("15.continuation_logprob", lambda lg, ids, c: sum(
+        exercises.check("16.continuation_logprob", lambda lg, ids, c: sum(
             torch.softmax(lg, -1)[t - 1, ids[t]].log().item() for t in range(c, len(ids))), seed=0)

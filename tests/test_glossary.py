@@ -201,16 +201,16 @@ Parts: [Basics](#basics-notebook-01)
 | perplexity (PPL) | 困惑度 | exp of the mean negative log-probability per token. | [01](../notebooks/01_ngram.ipynb) |
 | pretraining | 预训练 | Stage 1. | [00](../notebooks/00_start_here.ipynb), [08](../notebooks/08_gpt_pretraining.ipynb) |
 | fine-tuning | 微调（又作 精调） | More training. | [07](../notebooks/07_bert.ipynb) |
-| supervised fine-tuning (SFT) | 监督微调（又作 有监督微调） | Stage 2. | [10](../notebooks/10_sft.ipynb) |
-| preference alignment | 偏好对齐 | Stage 3. | [12](../notebooks/12_dpo.ipynb) |
+| supervised fine-tuning (SFT) | 监督微调（又作 有监督微调） | Stage 2. | [11](../notebooks/11_sft.ipynb) |
+| preference alignment | 偏好对齐 | Stage 3. | [13](../notebooks/13_dpo.ipynb) |
 | attention | 注意力（注意力机制） | A weighted average. | [04](../notebooks/04_attention.ipynb) |
 """
 
 
 @pytest.fixture
 def fake_notebooks(tmp_path: Path) -> Path:
-    for name in ("00_start_here", "01_ngram", "04_attention", "07_bert", "08_gpt_pretraining", "10_sft",
-                 "12_dpo"):
+    for name in ("00_start_here", "01_ngram", "04_attention", "07_bert", "08_gpt_pretraining", "11_sft",
+                 "13_dpo"):
         (tmp_path / f"{name}.ipynb").write_text("{}")
     return tmp_path
 
@@ -260,7 +260,7 @@ def test_checks_catch_violations(fake_notebooks):
                        fake_notebooks)  # text and target disagree
     assert check_links(parse(GOOD + _row("token", "词元", "[01](../notebooks/01_ngram.ipynb) and 06")),
                        fake_notebooks)
-    (fake_notebooks / "16_many_gpus.ipynb").write_text("{}")
+    (fake_notebooks / "17_many_gpus.ipynb").write_text("{}")
     assert check_every_notebook_linked(parse(GOOD), fake_notebooks) == [
-        "no glossary term is introduced in 16_many_gpus.ipynb: add its key terms"]
+        "no glossary term is introduced in 17_many_gpus.ipynb: add its key terms"]
     assert check_anchors(GOOD.replace("(#basics-notebook-01)", "(#basics)"))

@@ -147,11 +147,11 @@ def test_lora_exercises_accept_solutions_and_catch_classic_mistakes():
     def count_full_matrix(layers, targets, r):  # r * in * out: the size of the update, not of A and B
         return sum(r * i * o for n, o, i in layers if any(n == t or n.endswith("." + t) for t in targets))
 
-    exercises.check("11.lora_param_count", count, trials=20)
+    exercises.check("12.lora_param_count", count, trials=20)
     for wrong in (count_substring, count_full_matrix):
         with pytest.raises(exercises.ExerciseError):
-            exercises.check("11.lora_param_count", wrong, seed=0)
+            exercises.check("12.lora_param_count", wrong, seed=0)
 
-    exercises.check("11.merged_weight", lambda W, A, B, alpha: W + alpha / A.shape[0] * B @ A, trials=20)
+    exercises.check("12.merged_weight", lambda W, A, B, alpha: W + alpha / A.shape[0] * B @ A, trials=20)
     with pytest.raises(exercises.ExerciseError):  # scaled by alpha, not alpha / r
-        exercises.check("11.merged_weight", lambda W, A, B, alpha: W + alpha * B @ A, seed=0)
+        exercises.check("12.merged_weight", lambda W, A, B, alpha: W + alpha * B @ A, seed=0)

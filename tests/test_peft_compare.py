@@ -84,6 +84,6 @@ def test_training_bytes_golden(base):
 
 
 def test_lora_forward_exercise():
-    exercises.check("11.lora_forward", lambda x, W, A, B, s: x @ W.T + s * (x @ A.T) @ B.T)
+    exercises.check("12.lora_forward", lambda x, W, A, B, s: x @ W.T + s * (x @ A.T) @ B.T)
     with pytest.raises(ExerciseError):  # forgot the scaling
-        exercises.check("11.lora_forward", lambda x, W, A, B, s: x @ W.T + (x @ A.T) @ B.T)
+        exercises.check("12.lora_forward", lambda x, W, A, B, s: x @ W.T + (x @ A.T) @ B.T)

@@ -123,7 +123,7 @@ def test_prepend_virtual_tokens_exercise():
         return (torch.cat([embeds, prompt.repeat(B, 1, 1)], 1), torch.cat([mask, torch.ones(B, P, dtype=mask.dtype)], 1),
                 torch.cat([labels, torch.full((B, P), -100)], 1))
 
-    exercises.check("11.prepend_virtual_tokens", correct, trials=20)
+    exercises.check("12.prepend_virtual_tokens", correct, trials=20)
     for wrong in (labels_zero, appended):
         with pytest.raises(exercises.ExerciseError):
-            exercises.check("11.prepend_virtual_tokens", wrong, seed=0)
+            exercises.check("12.prepend_virtual_tokens", wrong, seed=0)

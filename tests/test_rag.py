@@ -87,9 +87,9 @@ def test_chunk_words_exercise_rejects_a_trailing_window_inside_the_previous_one(
         words = text.split()
         return [" ".join(words[i:i + max_words]) for i in range(0, len(words), max_words - overlap)]
 
-    exercises.check("14.chunk_words", correct, trials=20)
+    exercises.check("15.chunk_words", correct, trials=20)
     with pytest.raises(exercises.ExerciseError, match="expected 2 items, got 3"):
-        exercises.check("14.chunk_words", every_step, seed=0)
+        exercises.check("15.chunk_words", every_step, seed=0)
 
 
 def test_top_k_cosine_exercise_rejects_the_raw_dot_product():
@@ -97,11 +97,11 @@ def test_top_k_cosine_exercise_rejects_the_raw_dot_product():
         sims = docs @ query / (docs.norm(dim=1) * query.norm())
         return sims.argsort(descending=True)[:k]
 
-    exercises.check("14.top_k_cosine", correct, trials=20)
+    exercises.check("15.top_k_cosine", correct, trials=20)
     with pytest.raises(exercises.ExerciseError, match="wrong values"):  # long vectors win without normalising
-        exercises.check("14.top_k_cosine", lambda q, d, k: torch.topk(d @ q, k).indices, seed=0)
+        exercises.check("15.top_k_cosine", lambda q, d, k: torch.topk(d @ q, k).indices, seed=0)
     with pytest.raises(exercises.ExerciseError, match="wrong values"):  # worst first
-        exercises.check("14.top_k_cosine", lambda q, d, k: correct(q, d, d.shape[0]).flip(0)[:k], seed=0)
+        exercises.check("15.top_k_cosine", lambda q, d, k: correct(q, d, d.shape[0]).flip(0)[:k], seed=0)
 
 
 def test_random_hit_rate_matches_a_simulation():

@@ -154,12 +154,12 @@ def test_batch_steps_equals_a_step_by_step_simulation():
 
 
 def test_exercises_accept_the_solution_and_reject_typical_mistakes():
-    exercises.check("13.sse_text", sse_text)
-    exercises.check("13.reserved_tokens", reserved_tokens)
-    exercises.check("13.chat_request", lambda m, s, u, n, st: {
+    exercises.check("14.sse_text", sse_text)
+    exercises.check("14.reserved_tokens", reserved_tokens)
+    exercises.check("14.chat_request", lambda m, s, u, n, st: {
         "model": m, "messages": [{"role": "system", "content": s}, {"role": "user", "content": u}],
         "max_tokens": n, "temperature": 0, "stream": st}, trials=20)
-    exercises.check("13.batch_steps", batch_steps_by_simulation, trials=20)
+    exercises.check("14.batch_steps", batch_steps_by_simulation, trials=20)
 
     def no_temperature(model, system, user, max_tokens, stream):  # the server's default sampling is not greedy
         return {"model": model, "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
@@ -179,7 +179,7 @@ def test_exercises_accept_the_solution_and_reject_typical_mistakes():
     def floor_blocks(length, max_len, block_tokens=None):  # rounds down: a partial block is lost
         return max_len if block_tokens is None else length // block_tokens * block_tokens
 
-    for name, wrong in (("13.sse_text", forgets_empty), ("13.reserved_tokens", floor_blocks),
-                        ("13.chat_request", no_temperature), ("13.batch_steps", round_robin)):
+    for name, wrong in (("14.sse_text", forgets_empty), ("14.reserved_tokens", floor_blocks),
+                        ("14.chat_request", no_temperature), ("14.batch_steps", round_robin)):
         with pytest.raises(exercises.ExerciseError):
             exercises.check(name, wrong, seed=random.Random(name).randrange(2**31))

@@ -150,13 +150,13 @@ def test_dpo_batch_masks_only_answers_and_padding_does_not_change_logprobs(tok):
 
 
 def test_exercises_accept_the_solution_and_reject_a_classic_bug():
-    exercises.check("10.sft_targets", lambda ids, mask: ids[1:].masked_fill(mask[1:] == 0, -100))
+    exercises.check("11.sft_targets", lambda ids, mask: ids[1:].masked_fill(mask[1:] == 0, -100))
     with pytest.raises(ExerciseError):  # masking by the *input* position instead of the target's
-        exercises.check("10.sft_targets", lambda ids, mask: ids[1:].masked_fill(mask[:-1] == 0, -100))
-    exercises.check("12.dpo_loss", lambda pc, pr, rc, rr, b: -torch.nn.functional.logsigmoid(
+        exercises.check("11.sft_targets", lambda ids, mask: ids[1:].masked_fill(mask[:-1] == 0, -100))
+    exercises.check("13.dpo_loss", lambda pc, pr, rc, rr, b: -torch.nn.functional.logsigmoid(
         b * ((pc - rc) - (pr - rr))).mean())
     with pytest.raises(ExerciseError):  # forgot the reference model
-        exercises.check("12.dpo_loss", lambda pc, pr, rc, rr, b: -torch.nn.functional.logsigmoid(b * (pc - pr)).mean())
+        exercises.check("13.dpo_loss", lambda pc, pr, rc, rr, b: -torch.nn.functional.logsigmoid(b * (pc - pr)).mean())
 
 
 def _pad_and_shift(rows, pad_id, pad_targets_with=-100):
@@ -171,6 +171,6 @@ def _pad_and_shift(rows, pad_id, pad_targets_with=-100):
 
 
 def test_sft_batch_exercise_accepts_a_solution_and_rejects_padding_targets():
-    exercises.check("10.sft_batch", _pad_and_shift, trials=20)
+    exercises.check("11.sft_batch", _pad_and_shift, trials=20)
     with pytest.raises(ExerciseError, match="wrong values"):
-        exercises.check("10.sft_batch", lambda rows, pad: _pad_and_shift(rows, pad, pad_targets_with=pad))
+        exercises.check("11.sft_batch", lambda rows, pad: _pad_and_shift(rows, pad, pad_targets_with=pad))

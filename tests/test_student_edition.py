@@ -11,7 +11,7 @@ cell by cell at smoke size:
 
 So a notebook whose exercise check is missing, placed in another cell, or broken by the solution
 fails here. Checkpoints go to a temporary folder (LLMCOURSE_CKPT_DIR), run in notebook order, so
-notebooks that reuse an earlier one's checkpoint (10 -> 11, 12, 13, 15) find it, and nothing races
+notebooks that reuse an earlier one's checkpoint (11 -> 12, 13, 14, 16) find it, and nothing races
 the nbmake run of the same notebooks in the other test worker.
 """
 from __future__ import annotations

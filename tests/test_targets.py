@@ -102,12 +102,12 @@ def test_readme_table_is_rendered_from_the_targets_and_the_measured_values():
 
 
 def test_extra_lessons_of_a_run_are_checked_too(monkeypatch):
-    t = Target("14_prompting_rag", "hit", "", True, "random", 0.5, 0.8, also=(("icl_k6", "icl_k0", 0.1),))
-    monkeypatch.setattr(targets, "BY_NOTEBOOK", {"14_prompting_rag": t})
-    recs = [{"notebook": "14_prompting_rag", "name": "hit", "value": 0.7},
-            {"notebook": "14_prompting_rag", "name": "icl_k6", "value": 0.58},
-            {"notebook": "14_prompting_rag", "name": "icl_k0", "value": 0.55}]
-    assert "icl_k6 = 0.58 beats icl_k0 = 0.55 by 0.03, 0.1 needed" in targets.check(recs, ["14_prompting_rag"])[0]
+    t = Target("15_prompting_rag", "hit", "", True, "random", 0.5, 0.8, also=(("icl_k6", "icl_k0", 0.1),))
+    monkeypatch.setattr(targets, "BY_NOTEBOOK", {"15_prompting_rag": t})
+    recs = [{"notebook": "15_prompting_rag", "name": "hit", "value": 0.7},
+            {"notebook": "15_prompting_rag", "name": "icl_k6", "value": 0.58},
+            {"notebook": "15_prompting_rag", "name": "icl_k0", "value": 0.55}]
+    assert "icl_k6 = 0.58 beats icl_k0 = 0.55 by 0.03, 0.1 needed" in targets.check(recs, ["15_prompting_rag"])[0]
     recs[1]["value"] = 0.78
-    assert targets.check(recs, ["14_prompting_rag"]) == []
-    assert "must both be recorded" in targets.check(recs[:2], ["14_prompting_rag"])[0]
+    assert targets.check(recs, ["15_prompting_rag"]) == []
+    assert "must both be recorded" in targets.check(recs[:2], ["15_prompting_rag"])[0]

@@ -61,6 +61,6 @@ def test_exercise_accepts_a_correct_solution_and_rejects_ddp_everywhere():
         sharded = {"ddp": 0, "zero1": 12, "zero2": 14, "zero3": 16}[stage]
         return n * (16 - sharded) + n * sharded / g
 
-    exercises.check("16.zero_bytes", correct, trials=10)
+    exercises.check("17.zero_bytes", correct, trials=10)
     with pytest.raises(exercises.ExerciseError, match="wrong value"):
-        exercises.check("16.zero_bytes", lambda n, g, stage: 16.0 * n, trials=10)
+        exercises.check("17.zero_bytes", lambda n, g, stage: 16.0 * n, trials=10)
