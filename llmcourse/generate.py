@@ -85,13 +85,17 @@ def sample_next_token(logits: torch.Tensor, generator: torch.Generator | None = 
 
 
 class KVCache:
-    """Pre-allocated keys/values for every layer: (n_layer, B, n_head, max_len, head_dim) each."""
+    """Pre-allocated keys/values for every layer: (n_layer, B, n_kv_head, max_len, head_dim) each.
+
+    GPT has as many key/value heads as query heads; a Llama with grouped-query attention
+    (`llmcourse.llama`) caches only its `n_kv_head` heads, n_head / n_kv_head times fewer bytes."""
 
     def __init__(self, n_layer: int, batch_size: int, n_head: int, head_dim: int, max_len: int,
                  device=None, dtype=torch.float32):
         shape = (n_layer, batch_size, n_head, max_len, head_dim)
-        self.k = torch.zeros(shape, device=device, dtype=dtype)
-        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        # empty, not zeros: only positions below `pos` are ever read, and they have been written
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
         self.max_len = max_len
         self.pos = 0  # how many positions are filled (the same for every layer)
 
@@ -99,7 +103,8 @@ class KVCache:
     def for_model(cls, model, batch_size: int, max_len: int | None = None) -> KVCache:
         cfg = model.cfg
         p = next(model.parameters())
-        return cls(cfg.n_layer, batch_size, cfg.n_head, cfg.head_dim, max_len or cfg.block_size,
+        n_kv_head = getattr(cfg, "n_kv_head", cfg.n_head)  # GPT: every head has its own keys and values
+        return cls(cfg.n_layer, batch_size, n_kv_head, cfg.head_dim, max_len or cfg.block_size,
                    device=p.device, dtype=p.dtype)
 
     def reset(self) -> None:
@@ -115,6 +120,8 @@ class KVCache:
             raise ValueError(f"KV cache full: {self.pos} + {T} > max_len={self.max_len}")
         self.k[layer, :, :, self.pos:self.pos + T] = k
         self.v[layer, :, :, self.pos:self.pos + T] = v
+        if self.pos == 0:  # the prompt itself: attention can read the fresh, contiguous tensors
+            return k, v
         return self.k[layer, :, :, :self.pos + T], self.v[layer, :, :, :self.pos + T]
 
     def advance(self, T: int) -> None:
@@ -133,8 +140,11 @@ def stream(model, idx: torch.Tensor, max_new_tokens: int, generator: torch.Gener
     was_training = model.training
     model.eval()
     block = model.cfg.block_size
-    cache = KVCache.for_model(model, idx.size(0)) if use_cache else None
+    # the cache holds what the model can see: the prompt and the new tokens, at most block_size
+    max_len = min(block, idx.size(1) + max_new_tokens)
+    cache = KVCache.for_model(model, idx.size(0), max_len=max_len) if use_cache else None
     seq = idx
+    finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
     try:
         for _ in range(max_new_tokens):
             if cache is None:
@@ -147,8 +157,10 @@ def stream(model, idx: torch.Tensor, max_new_tokens: int, generator: torch.Gener
             nxt = sample_next_token(logits[:, -1, :], generator, temperature, top_k, top_p)
             seq = torch.cat([seq, nxt], dim=1)
             yield nxt
-            if stop_token is not None and bool((nxt == stop_token).all()):
-                break
+            if stop_token is not None:
+                finished |= nxt[:, 0] == stop_token
+                if bool(finished.all()):  # every row has ended its text (rows may end at different steps)
+                    break
     finally:
         model.train(was_training)
 
