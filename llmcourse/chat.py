@@ -101,14 +101,14 @@ def encode_chat_hf(conversation, tokenizer) -> tuple[list[int], list[int]]:
     ids: list[int] = []
     mask: list[int] = []
     for i, m in enumerate(messages):
-        full = _hf_ids(tokenizer, messages[: i + 1])
+        full = hf_template_ids(tokenizer, messages[: i + 1])
         if full[: len(ids)] != ids:
             raise ValueError("this chat template is not prefix-stable; use return_assistant_tokens_mask "
                              "with a template that has {% generation %} markers instead")
         added = full[len(ids):]
         if m["role"] == "assistant":
             # the header the template puts before an assistant turn is context, not a target
-            header = _hf_ids(tokenizer, messages[:i], add_generation_prompt=True)[len(ids):] if i else []
+            header = hf_template_ids(tokenizer, messages[:i], add_generation_prompt=True)[len(ids):] if i else []
             n_head = len(header) if full[: len(ids) + len(header)] == ids + header else 0
             mask += [0] * n_head + [1] * (len(added) - n_head)
         else:
@@ -117,7 +117,8 @@ def encode_chat_hf(conversation, tokenizer) -> tuple[list[int], list[int]]:
     return ids, mask
 
 
-def _hf_ids(tokenizer, messages, add_generation_prompt: bool = False) -> list[int]:
+def hf_template_ids(tokenizer, messages, add_generation_prompt: bool = False) -> list[int]:
+    """Token ids of `messages` rendered by a Hugging Face tokenizer's own chat template."""
     out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
     if isinstance(out, dict) or hasattr(out, "keys"):  # newer transformers return a BatchEncoding
         out = out["input_ids"]

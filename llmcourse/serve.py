@@ -2,6 +2,10 @@
 
     python -m llmcourse.serve --model out/sft-gpt [--host 127.0.0.1] [--port 8000] [--name NAME]
 
+`--model` is a Hugging Face-format directory: a GPT-2 layout runs in our `GPT`, a Llama layout (e.g.
+`llama_to_hf(model).save_pretrained(dir)`, or SmolLM2) in our `Llama`, both with our own decoding;
+`--engine transformers` runs any causal LM in transformers instead (`serve_models.load_backend`).
+
 Then any OpenAI client can talk to it (`OpenAI(base_url="http://127.0.0.1:8000/v1", api_key="none")`):
   GET  /v1/models                 the one served model (its name: --name, default the directory's name)
   POST /v1/completions            raw text continuation of `prompt`
@@ -37,7 +41,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmcourse.serve_models import Backend, Engine, load_backend
+from llmcourse.serve_models import ENGINES, Backend, Engine, load_backend
 
 PAGE = Path(__file__).parent / "serve_static" / "chat.html"
 
@@ -412,11 +416,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--name", default=None, help="model id clients must send (default: the directory name)")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    p.add_argument("--engine", default="course", choices=ENGINES,
+                   help="course: our GPT / Llama (model_type gpt2 or llama); transformers: any causal LM")
     args = p.parse_args(argv)
     import uvicorn
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # serving reads local files only
-    backend = load_backend(args.model, args.name, args.device)
+    backend = load_backend(args.model, args.name, args.device, engine=args.engine)
     print(f"serving {backend.name!r} (context {backend.context_length} tokens) at "
           f"http://{args.host}:{args.port}/v1 ; chat page at http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(create_app(backend), host=args.host, port=args.port, log_level="warning")

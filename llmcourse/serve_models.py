@@ -3,12 +3,16 @@
 `llmcourse.serve` speaks HTTP; this module knows models. A `Backend` turns a prompt into token ids
 and streams new token ids one at a time; the server adds stop strings, JSON and locking on top.
 
-Two backends, chosen by `load_backend(directory)` from the directory's `config.json`:
-  * `CourseBackend`: a GPT-2-layout directory (what `llmcourse.convert.export_gpt2` writes) is loaded
-    back into *our* `GPT` with `gpt_from_hf` and decoded with `llmcourse.generate.stream` (KV cache,
-    temperature / top-k / top-p with an explicit `torch.Generator`).
-  * `HFBackend`: any other `AutoModelForCausalLM` directory (e.g. a `LlamaForCausalLM`), decoded by a
-    loop of the same shape using the model's own `past_key_values` cache and our `sample_next_token`.
+Two backends, chosen by `load_backend(directory, engine=...)` and the directory's `config.json`:
+  * `CourseBackend` (engine "course", the default): our own decoders, decoded with
+    `llmcourse.generate.stream` (KV cache, temperature / top-k / top-p with an explicit
+    `torch.Generator`). A GPT-2-layout directory (`model_type` "gpt2", what
+    `llmcourse.convert.export_gpt2` writes) is loaded into our `GPT` with `gpt_from_hf`; a Llama-layout
+    one ("llama": what `llama_to_hf(model).save_pretrained` writes, SmolLM2, Llama 2/3) into our
+    `Llama` with `llmcourse.llama_weights.llama_from_hf`. Any other `model_type`, or a config our
+    decoders do not implement, is refused with an error that names what is supported.
+  * `HFBackend` (engine "transformers"): any `AutoModelForCausalLM` directory, decoded by a loop of
+    the same shape using the model's own `past_key_values` cache and our `sample_next_token`.
 
 Chat prompts use the tokenizer's chat template when it has one, else the course template
 (`llmcourse.chat.render`: <|user|>...<|end|>). Tools (OpenAI's "tools" field) are passed to a template
@@ -39,10 +43,12 @@ TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
 class Backend:
     """A tokenizer and a model that streams next-token ids. Subclasses implement `stream`."""
 
-    def __init__(self, model, tokenizer, name: str, context_length: int):
+    def __init__(self, model, tokenizer, name: str, context_length: int, *, generation_config=None):
         self.model, self.tokenizer, self.name, self.context_length = model, tokenizer, name, context_length
         self.device = next(model.parameters()).device
-        self.eos_ids = _eos_ids(model, tokenizer)
+        # end-of-answer ids: the tokenizer's eos, plus those of the checkpoint's generation config
+        # (a transformers model carries its own; our converted GPT / Llama are handed the original's)
+        self.eos_ids = _eos_ids(generation_config or getattr(model, "generation_config", None), tokenizer)
         end = tokenizer.convert_tokens_to_ids(chat.END) if chat.END in tokenizer.get_vocab() else None
         # with the course template a turn ends at <|end|>; it is a stop token for chat requests
         self.chat_stop_ids = self.eos_ids | ({end} if end is not None and not self.has_template else set())
@@ -97,7 +103,7 @@ class _CourseTokens:
 
 
 class CourseBackend(Backend):
-    """Our GPT, decoded by `llmcourse.generate.stream` (the code notebook 09 builds)."""
+    """Our GPT or Llama, decoded by `llmcourse.generate.stream` (the code notebook 09 builds)."""
 
     def stream(self, ids, max_new_tokens, temperature, top_p, top_k, seed):
         from llmcourse.generate import stream
@@ -212,28 +218,46 @@ class Engine:
         yield tail, reason, n
 
 
-def load_backend(directory: str | Path, name: str | None = None, device: str | None = None) -> Backend:
-    """Load a Hugging Face-format model directory (weights + tokenizer) for serving. Local only."""
-    from transformers import AutoConfig, AutoTokenizer
+ENGINES = ("course", "transformers")
+COURSE_MODELS = {"gpt2": "llmcourse.gpt.GPT", "llama": "llmcourse.llama.Llama"}  # model_type -> our decoder
+
+
+def load_backend(directory: str | Path, name: str | None = None, device: str | None = None, *,
+                 engine: str = "course") -> Backend:
+    """Load a Hugging Face-format model directory (weights + tokenizer) for serving. Local only.
+
+    engine="course": a "gpt2" directory runs in our `GPT`, a "llama" one in our `Llama` (converted
+    from the `AutoModelForCausalLM`; the converters refuse, naming the field, a config our decoders
+    do not implement). engine="transformers": any causal LM, run by transformers itself."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     directory = Path(directory)
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r}: use one of {ENGINES}")
     if not (directory / "config.json").is_file():
         raise FileNotFoundError(f"{directory} has no config.json: pass a Hugging Face-format model directory")
-    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     config = AutoConfig.from_pretrained(directory, local_files_only=True)
+    if engine == "course" and config.model_type not in COURSE_MODELS:
+        supported = ", ".join(f"{t!r} ({cls})" for t, cls in COURSE_MODELS.items())
+        raise ValueError(f"{directory}: model_type {config.model_type!r} has no course decoder; supported: "
+                         f"{supported}. To serve it with transformers' own model, pass engine='transformers' "
+                         "(python -m llmcourse.serve --engine transformers)")
+    tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     dev = torch.device(device) if device else _default_device()
     name = name or directory.resolve().name
-    if config.model_type == "gpt2" and config.activation_function in ("gelu_new", "gelu_pytorch_tanh") \
-            and not config.scale_attn_by_inverse_layer_idx:
-        from llmcourse.convert import gpt_from_hf
+    hf = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True).eval()
+    if engine == "transformers":
+        limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048
+        return HFBackend(hf.to(dev), tokenizer, name, int(limit))
+    from llmcourse.convert import gpt_from_hf
+    from llmcourse.llama_weights import llama_from_hf
 
-        model = gpt_from_hf(directory).to(dev).eval()
-        return CourseBackend(model, tokenizer, name, model.cfg.block_size)
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True).to(dev).eval()
-    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048
-    return HFBackend(model, tokenizer, name, int(limit))
+    try:
+        model = (gpt_from_hf if config.model_type == "gpt2" else llama_from_hf)(hf)
+    except ValueError as exc:  # e.g. a GELU Llama: say what else would work
+        raise ValueError(f"{directory}: {exc}. engine='transformers' serves it with transformers' own model") from exc
+    model = model.to(dev).eval()
+    return CourseBackend(model, tokenizer, name, model.cfg.block_size, generation_config=hf.generation_config)
 
 
 def _default_device() -> torch.device:
@@ -242,9 +266,8 @@ def _default_device() -> torch.device:
     return pick_device()
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
+def _eos_ids(gen_cfg, tokenizer) -> set[int]:
     ids = {tokenizer.eos_token_id}
-    gen_cfg = getattr(model, "generation_config", None)
     extra = getattr(gen_cfg, "eos_token_id", None)
     ids |= set(extra) if isinstance(extra, (list, tuple)) else {extra}
     return {i for i in ids if i is not None}
@@ -303,16 +326,17 @@ def parse_tool_calls(text: str, names: set[str]) -> tuple[str, list[dict]]:
     return "".join(content), calls
 
 
-def tiny_random_model(directory: str | Path, block_size: int = 128, seed: int = 0) -> Path:
-    """Write a random-weight course GPT (2 layers, width 32) and a byte-level tokenizer with the chat
-    special tokens to `directory`: something to serve before you have trained anything, and for tests.
-    Its answers are gibberish, but every byte sequence encodes and decodes."""
+def tiny_random_model(directory: str | Path, block_size: int = 128, seed: int = 0, *, kind: str = "gpt") -> Path:
+    """Write a random-weight course model and a byte-level tokenizer with the chat special tokens to
+    `directory`: something to serve before you have trained anything, and for tests. `kind` "gpt": our
+    GPT (2 layers, width 32) as GPT-2; "llama": our Llama (2 layers, width 32, 4 query heads sharing
+    2 key/value heads) as a `LlamaForCausalLM`. Answers are gibberish, but every byte sequence encodes
+    and decodes."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    from llmcourse.convert import export_gpt2
-    from llmcourse.gpt import GPT, GPTConfig
-
+    if kind not in ("gpt", "llama"):
+        raise ValueError(f"kind={kind!r}: use 'gpt' or 'llama'")
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())  # 256 printable stand-ins for the bytes
     tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -320,10 +344,27 @@ def tiny_random_model(directory: str | Path, block_size: int = 128, seed: int = 
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
                                         additional_special_tokens=chat.SPECIAL_TOKENS)
     torch.manual_seed(seed)
-    cfg = GPTConfig(vocab_size=len(tokenizer), block_size=block_size, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
-    model = GPT(cfg)
+    if kind == "llama":
+        from llmcourse.llama import Llama, LlamaConfig
+
+        model = Llama(LlamaConfig(vocab_size=len(tokenizer), block_size=block_size, n_layer=2, n_head=4,
+                                  n_kv_head=2, n_embd=32))
+    else:
+        from llmcourse.gpt import GPT, GPTConfig
+
+        model = GPT(GPTConfig(vocab_size=len(tokenizer), block_size=block_size, n_layer=2, n_head=2, n_embd=32,
+                              dropout=0.0))
     with torch.no_grad():  # weights wider than GPT-2's 0.02 init, so even greedy answers vary
         for p in model.parameters():
             if p.dim() == 2:
                 p.normal_(0.0, 0.3)
-    return export_gpt2(model, directory, tokenizer)
+    if kind == "gpt":
+        from llmcourse.convert import export_gpt2
+
+        return export_gpt2(model, directory, tokenizer)
+    from llmcourse.llama_weights import llama_to_hf
+
+    directory = Path(directory)
+    llama_to_hf(model).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory

@@ -1,4 +1,4 @@
-"""Supervised fine-tuning and preference data for the course GPT: batches, greedy answers, accuracy.
+"""Supervised fine-tuning and preference data for the course models (GPT, Llama): batches, answers, accuracy.
 
 `llmcourse.chat` turns one conversation into token ids and a 0/1 loss mask; this module turns many
 of them into the padded batches the one training loop (`llmcourse.train.fit`) eats, and measures
@@ -24,6 +24,7 @@ and padding-aware batched generation (`accuracy` batches prompts of equal length
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import torch
@@ -31,9 +32,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmcourse.bpe_regex import RegexBPE
-from llmcourse.chat import END, IGNORE, SPECIAL_TOKENS, encode_chat, to_training_example
+from llmcourse.chat import END, IGNORE, SPECIAL_TOKENS, hf_template_ids, encode_chat, to_training_example
 from llmcourse.dpo import dpo_loss, sequence_logprobs
 from llmcourse.exercises import exercise, torch_generator
+from llmcourse.generate import generate
 from llmcourse.instructions import Example, is_correct, to_conversation
 
 
@@ -122,7 +124,22 @@ def masked_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 
 def _prompt_ids(ex: Example, tokenizer, system: str | None) -> list[int]:
-    return encode_chat(to_conversation(ex, system, with_answer=False), tokenizer, add_generation_prompt=True)[0]
+    conversation = to_conversation(ex, system, with_answer=False)
+    if hasattr(tokenizer, "apply_chat_template"):  # a Hugging Face tokenizer: its own template
+        return hf_template_ids(tokenizer, conversation, add_generation_prompt=True)
+    return encode_chat(conversation, tokenizer, add_generation_prompt=True)[0]
+
+
+def _end_id(tokenizer) -> int:
+    """The token that ends an assistant turn: our "<|end|>", or a Hugging Face tokenizer's eos
+    (SmolLM2's "<|im_end|>")."""
+    if hasattr(tokenizer, "apply_chat_template"):
+        return tokenizer.eos_token_id
+    return tokenizer.special_tokens[END]
+
+
+def _has_kv_cache(model: nn.Module) -> bool:
+    return "kv_cache" in inspect.signature(model.forward).parameters and hasattr(model, "cfg")
 
 
 def _context_limit(model: nn.Module) -> int:
@@ -135,11 +152,14 @@ def _context_limit(model: nn.Module) -> int:
 @torch.no_grad()
 def generate_answers(model: nn.Module, tokenizer, examples: Sequence[Example], max_new_tokens: int = 32,
                      system: str | None = None) -> list[str]:
-    """Greedy answers, cut at the first "<|end|>". Prompts of equal length run as one batch."""
+    """Greedy answers, cut at the first end-of-turn token. Prompts of equal length run as one batch.
+
+    Works for any course model (GPT, Llama, wrapped in LoRA or prompt tuning) with the course
+    tokenizer and its template, or with a Hugging Face tokenizer and that tokenizer's template."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    end = tokenizer.special_tokens[END]
+    end = _end_id(tokenizer)
     prompts = [_prompt_ids(ex, tokenizer, system) for ex in examples]
     out: list[str] = [""] * len(examples)
     by_len: dict[int, list[int]] = {}
@@ -148,8 +168,11 @@ def generate_answers(model: nn.Module, tokenizer, examples: Sequence[Example], m
     for n, members in by_len.items():
         idx = torch.tensor([prompts[i] for i in members], device=device)  # (B, n)
         steps = min(max_new_tokens, _context_limit(model) - n)
+        if _has_kv_cache(model):  # GPT and Llama (LoRA-wrapped too): the KV cache, same tokens, faster
+            idx = generate(model, idx, steps, temperature=0.0, stop_token=end)
+            steps = 0
         done = torch.zeros(len(members), dtype=torch.bool, device=device)
-        for _ in range(steps):  # no cache: answers are short, and this works for any (logits, loss) model
+        for _ in range(steps):  # any other (logits, loss) model: re-run the whole sequence per token
             logits, _ = model(idx)
             nxt = logits[:, -1].argmax(dim=-1)  # (B,)
             idx = torch.cat([idx, nxt[:, None]], dim=1)
@@ -158,7 +181,7 @@ def generate_answers(model: nn.Module, tokenizer, examples: Sequence[Example], m
                 break
         for row, i in enumerate(members):
             new = idx[row, n:].tolist()
-            out[i] = tokenizer.decode(new[: new.index(end)] if end in new else new)
+            out[i] = tokenizer.decode(new[: new.index(end)] if end in new else new).strip()
     model.train(was_training)
     return out
 

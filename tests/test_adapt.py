@@ -116,7 +116,8 @@ def tiny_hf():
 
 
 def test_hf_chat_model_goes_through_the_same_stages(tiny_hf, tmp_path):
-    from llmcourse.serve_models import HFBackend, load_backend
+    from llmcourse.llama import Llama
+    from llmcourse.serve_models import CourseBackend, load_backend
 
     model, lm = tiny_hf
     ids, mask = lm.chat_rows(QA[:1])[0]
@@ -131,7 +132,7 @@ def test_hf_chat_model_goes_through_the_same_stages(tiny_hf, tmp_path):
     assert math.isfinite(row["domain ppl"]) and row["held-out EM"] in (0.0, 0.5, 1.0)
     assert isinstance(lm.complete(tuned, "Dravilex", 3), str)
     backend = load_backend(lm.export(tuned, tmp_path / "hf"), device="cpu")
-    assert isinstance(backend, HFBackend)
+    assert isinstance(backend, CourseBackend) and isinstance(backend.model, Llama)  # served by our own Llama
     served, _ = backend.chat_ids([{"role": "user", "content": QA[0].prompt}])
     assert ids[:len(served)] == served  # the server builds the prompt SFT trained on
 

@@ -341,7 +341,7 @@ def test_parse_tool_calls_accepts_lists_and_ignores_junk():
 
 
 def test_llama_directory_is_served_through_transformers(tmp_path, backend):
-    """Any AutoModelForCausalLM directory works: greedy tokens equal transformers' own generate()."""
+    """engine="transformers" serves any AutoModelForCausalLM: greedy tokens equal transformers' generate()."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
@@ -357,7 +357,7 @@ def test_llama_directory_is_served_through_transformers(tmp_path, backend):
     tokenizer.chat_template = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}[assistant] "
     tokenizer.save_pretrained(tmp_path)
     tokenizer.chat_template = None
-    llama = load_backend(tmp_path, device="cpu")
+    llama = load_backend(tmp_path, device="cpu", engine="transformers")
     assert type(llama).__name__ == "HFBackend" and llama.context_length == 64
     ids = llama.encode("hello llama")
     ours = list(llama.stream(ids, 12, temperature=0.0, top_p=1.0, top_k=None, seed=0))
