@@ -88,8 +88,9 @@ def main() -> None:
     for name, label in (("decode", f"decode ({len(prompt[0])}-token prompt, "
                                    f"{args.new_tokens} new)"), ("prefill", f"prefill ({args.prefill_tokens} tokens)")):
         o, h = rows[name]
-        ratio = statistics.median(a / b for a, b in zip(o, h))
-        print(f"{label:28}{statistics.median(o):12.1f}{statistics.median(h):12.1f}{ratio:10.2f}x")
+        ratios = [a / b for a, b in zip(o, h)]
+        print(f"{label:28}{statistics.median(o):12.1f}{statistics.median(h):12.1f}{statistics.median(ratios):10.3f}x"
+              f"   (pairs: {min(ratios):.3f}x - {max(ratios):.3f}x)")
 
     cache = KVCache.for_model(ours, batch_size=1, max_len=1)
     formula = 2 * cfg.n_layer * cfg.n_kv_head * cfg.head_dim * 4

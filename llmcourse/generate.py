@@ -98,6 +98,7 @@ class KVCache:
         self.v = torch.empty(shape, device=device, dtype=dtype)
         self.max_len = max_len
         self.pos = 0  # how many positions are filled (the same for every layer)
+        self._prompt: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # layer -> the prompt's k, v
 
     @classmethod
     def for_model(cls, model, batch_size: int, max_len: int | None = None) -> KVCache:
@@ -109,6 +110,7 @@ class KVCache:
 
     def reset(self) -> None:
         self.pos = 0
+        self._prompt.clear()
 
     def get_pos(self) -> int:
         return self.pos
@@ -118,10 +120,17 @@ class KVCache:
         T = k.size(2)
         if self.pos + T > self.max_len:
             raise ValueError(f"KV cache full: {self.pos} + {T} > max_len={self.max_len}")
+        if self.pos == 0:
+            # The prompt: keep its tensors as they are, and copy them into the buffer only when a
+            # next token comes (a prompt that is only scored never pays for the copy).
+            self._prompt[layer] = (k, v)
+            return k, v
+        if layer in self._prompt:
+            pk, pv = self._prompt.pop(layer)
+            self.k[layer, :, :, :pk.size(2)] = pk
+            self.v[layer, :, :, :pv.size(2)] = pv
         self.k[layer, :, :, self.pos:self.pos + T] = k
         self.v[layer, :, :, self.pos:self.pos + T] = v
-        if self.pos == 0:  # the prompt itself: attention can read the fresh, contiguous tensors
-            return k, v
         return self.k[layer, :, :, :self.pos + T], self.v[layer, :, :, :self.pos + T]
 
     def advance(self, T: int) -> None:
