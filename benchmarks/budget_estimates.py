@@ -72,6 +72,7 @@ from llmcourse import (
     dpo,
     gpt,
     instructions,
+    llama,
     memory,
     peft_compare,
     rnn,
@@ -393,6 +394,28 @@ def nb09() -> list[Run]:
             smollm2_inference("360M", 32, "gpu", requires="online, bitsandbytes")]
 
 
+def nb10() -> list[Run]:
+    lesson = notebook_config("10_llama", "LessonConfig")
+    cfg = replace(llama.LlamaConfig.for_size("full"), vocab_size=65)
+
+    def rung(label: str, c: llama.LlamaConfig, steps: int) -> Run:
+        narrow = replace(c, n_embd=2 * c.n_head)
+        ops = ops_per_step(f"llama{c.n_layer}/{c.n_expert}", lambda: llama.Llama(narrow), lm_batch(c.vocab_size),
+                           {"T": c.block_size})
+        return model_run(label, on_meta(lambda: llama.Llama(c)), steps, lesson.batch_size, {"T": c.block_size},
+                         (c.n_layer, c.n_embd, c.vocab_size), ops=ops)
+
+    s = SMOLLM2["135M"]
+    n = llama_params(**s)
+    lora = lora_params(s["n_layer"], 8, [(s["d"], s["d"]), (s["d"], s["n_kv"] * s["d"] // s["n_head"])])  # q, v
+    smol = Run("SmolLM2-135M-Instruct LoRA r=8 on q, v", n + lora, lesson.lora_steps, lesson.lora_batch, {"T": 64},
+               {"T": n + lora}, trainable=lora, shape=(s["n_layer"], s["d"], s["vocab"]),
+               attn_share=12 * s["n_layer"] * 64 * s["d"] / (6 * n))
+    # 6·N·D counts every expert; a token runs 2 of 4, so the MoE rung's time is an upper bound
+    return [rung("5 ladder rungs GPT-2 .. Llama", cfg, 5 * lesson.steps),
+            rung("Llama + MoE rung (4 experts; all counted)", replace(cfg, n_expert=4), lesson.steps), smol]
+
+
 def chat_runs(pipe: chat_pipeline.ChatPipelineConfig, condition: str = "", sft_runs: int = 1,
               pretrain_steps: int | None = None, sft_steps: int | None = None) -> list[Run]:
     cfg = pipe.gpt_config(pipe.vocab_size)
@@ -490,8 +513,8 @@ def nb16() -> list[Run]:
 
 NOTEBOOK_RUNS = {"03": ("RNN, LSTM, GRU", nb03), "04": ("attention", nb04), "05": ("the Transformer", nb05),
                  "07": ("BERT", nb07), "08": ("GPT pretraining", nb08), "09": ("generation", nb09),
-                 "11": ("SFT", nb11), "12": ("PEFT", nb12), "13": ("preference alignment", nb13),
-                 "14": ("serving", nb14), "15": ("prompting, tools, RAG", nb15), "16": ("evaluation", nb16)}
+                 "10": ("GPT-2 to Llama", nb10), "11": ("SFT", nb11), "12": ("PEFT", nb12),
+                 "13": ("preference alignment", nb13), "14": ("serving", nb14), "15": ("prompting, tools, RAG", nb15), "16": ("evaluation", nb16)}
 NOT_LISTED = {"00": "no model trained (a memory calculator)", "01": "N-gram counts, CPU",
               "02": "word2vec, CPU by design", "06": "tokenizers, CPU",
               "17": "DDP on 2 CPU processes with a smoke-size GPT, by design",

@@ -228,6 +228,38 @@ def line(xs: Sequence[float], ys_by_label: Mapping[str, Sequence[float]], ax: An
     return ax
 
 
+def stack_diagram(columns: Mapping[str, Sequence[str]], *, changed: Mapping[str, Sequence[str]] | None = None,
+                  ax: Any = None, title: str | None = None) -> Any:
+    """Architectures as columns of boxes, data flowing from the bottom box up; boxes named in
+    `changed[column]` are highlighted. A diagram of a structure, e.g. a GPT-2 block next to a Llama block:
+
+        stack_diagram({"GPT-2": ["LayerNorm", "attention"], "Llama": ["RMSNorm", "attention"]},
+                      changed={"Llama": ["RMSNorm"]})
+    """
+    from matplotlib.patches import FancyBboxPatch
+
+    changed = changed or {}
+    height = max(len(boxes) for boxes in columns.values())
+    ax = _new_axes(ax, figsize=(3.2 * len(columns), 0.62 * height + 1.2))
+    for col, (name, boxes) in enumerate(columns.items()):
+        for row, label in enumerate(boxes):  # row 0 at the bottom: the input
+            new = label in changed.get(name, ())
+            ax.add_patch(FancyBboxPatch((col * 3.2 + 0.2, row * 0.9), 2.6, 0.6, boxstyle="round,pad=0.04",
+                                        facecolor="#ffd8a8" if new else "#e7f0fa",
+                                        edgecolor="#d9480f" if new else "#4a6fa5", linewidth=1.2))
+            ax.text(col * 3.2 + 1.5, row * 0.9 + 0.3, label, ha="center", va="center", fontsize=9)
+            if row:
+                ax.annotate("", xy=(col * 3.2 + 1.5, row * 0.9), xytext=(col * 3.2 + 1.5, row * 0.9 - 0.3),
+                            arrowprops={"arrowstyle": "->", "color": "#555"})
+        ax.text(col * 3.2 + 1.5, height * 0.9 + 0.1, name, ha="center", fontsize=11, fontweight="bold")
+    ax.set_xlim(0, 3.2 * len(columns))
+    ax.set_ylim(-0.2, height * 0.9 + 0.5)
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
 def save(fig: Any, path: str | Path, dpi: int = 150) -> Path:
     """Save a Figure (or the Figure of an Axes) as PNG/PDF/SVG by suffix, creating folders."""
     if not hasattr(fig, "savefig"):  # an Axes: save the Figure it belongs to

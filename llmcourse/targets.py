@@ -76,6 +76,11 @@ TARGETS: tuple[Target, ...] = (
            vs="unigram_val_loss", margin=0.8),
     Target("09_generation", "kv_cache_speedup", "x", True,
            "decoding without a cache (1.0x)", 1.8, 5.0),
+    Target("10_llama", "heldout_accuracy_after_lora", "%", True,
+           "SmolLM2-135M-Instruct before LoRA, on the same held-out questions", 40.0, 80.0,
+           vs="heldout_accuracy_before_lora", margin=30.0,
+           # the ladder: the Llama rung beats the GPT-2 rung trained on the same characters
+           also=(("gpt2_val_loss", "llama_val_loss", 0.2),)),
     Target("11_sft", "heldout_accuracy_after_sft", "%", True,
            "the same model before SFT", 40.0, 80.0,
            vs="heldout_accuracy_before_sft", margin=30.0),
