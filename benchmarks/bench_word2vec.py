@@ -12,7 +12,7 @@ can answer, so its accuracy is printed too. `--repeats N` averages over N seeds.
 
 Both libraries get the same sentences and dim, window, negative, sample, min_count, epochs, learning
 rate schedule and number of threads (`workers`). Both sets of vectors are scored by
-`llmcourse.embeddings_eval` (its protocol is tested against gensim's own evaluate_word_pairs and
+`llmcourse.tasks.embeddings_eval` (its protocol is tested against gensim's own evaluate_word_pairs and
 evaluate_word_analogies): Spearman's rho on WordSim-353 and SimLex-999 and 3CosAdd analogy
 accuracy over the 30000 most frequent words.
 
@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from llmcourse import data  # noqa: E402
-from llmcourse.embeddings_eval import (  # noqa: E402
+from llmcourse.tasks.embeddings_eval import (  # noqa: E402
     KeyedVectors,
     evaluate_analogies,
     evaluate_similarity,

@@ -36,7 +36,7 @@ Assumptions (printed with the table too):
   models (FLOP-bound anyway).
 * Estimate = max(FLOP-bound time at the MFU, launch floor). Kaggle's 2 x T4 gives no speed-up: the
   notebooks use one GPU.
-* Peak GPU memory: `llmcourse.memory.training_memory` (fp16 mixed precision, AdamW: 16 bytes per
+* Peak GPU memory: `llmcourse.cost.memory.training_memory` (fp16 mixed precision, AdamW: 16 bytes per
   trained parameter; 34·seq·batch·width bytes of activations per layer, a Transformer-block formula
   also used for the recurrent layers; fp32 logits and their gradient) with the model's real depth,
   width, vocabulary and the notebook's micro-batch and padded length. `fit` keeps frozen weights in
@@ -66,21 +66,10 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from llmcourse import (
-    bert,
-    chat_pipeline,
-    dpo,
-    gpt,
-    instructions,
-    llama,
-    memory,
-    peft_compare,
-    rnn,
-    seq2seq,
-    seq2seq_tasks,
-    train,
-    transformer,
-)
+from llmcourse import bert, dpo, gpt, llama, rnn, seq2seq, train, transformer
+from llmcourse.recipes import chat_pipeline, peft_compare
+from llmcourse.tasks import instructions, seq2seq_tasks
+from llmcourse.cost import memory
 from llmcourse.config import Sized
 from llmcourse.pretraining import PEAK_TFLOPS, train_seconds
 
@@ -611,7 +600,7 @@ def assumptions(mfu: float, us_per_op: float) -> list[str]:
         (f"Launch floor = eager ops per step (counted on a narrow CPU replica, + {OPTIMIZER_OPS} for the optimizer) "
         f"x {us_per_op:g} µs per op x steps; * = not counted for a Hugging Face model. Estimate = max(FLOP-bound, floor) "
         "per run, summed."),
-        ("Memory = llmcourse.memory.training_memory (fp16 mixed precision, AdamW, 16 bytes per trained parameter, "
+        ("Memory = llmcourse.cost.memory.training_memory (fp16 mixed precision, AdamW, 16 bytes per trained parameter, "
         "34·s·b·d bytes of activations per layer, fp32 logits + gradient, ~0.5 GB CUDA context) at the notebook's "
         "micro-batch and padded length, + 2 bytes per frozen parameter (fit keeps them fp32), + DPO's fp32 reference; "
         "inference: memory.inference_memory (fp16); vLLM reserves 60% of the card. The peak is the largest run's."),

@@ -31,7 +31,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = args.model
         if model_dir is None:
-            from llmcourse.serve_models import tiny_random_model
+            from llmcourse.serve.backends import tiny_random_model
 
             model_dir = str(tiny_random_model(Path(tmp) / "tiny", block_size=128))
         port = free_port()

@@ -5,7 +5,7 @@
 Each (seed, threads) pair is one `scripts/run_course.py` run with `LLMCOURSE_SEED` and a fixed
 thread count, in its own output folder under --out (so each starts from fresh checkpoints). The
 table gives, per notebook, the headline and its in-run baseline for every run, their spread
-(min / median / max), whether the smoke target of `llmcourse/targets.py` held in every run, and
+(min / median / max), whether the smoke target of `llmcourse/course/targets.py` held in every run, and
 the median wall time. `--jobs 2` runs two runs at a time (one thread each is what CI does on two
 cores); wall times are then those of a loaded machine, like CI's.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from llmcourse import targets  # noqa: E402
+from llmcourse.course import targets  # noqa: E402
 
 
 def run(seed: int, threads: int, args: argparse.Namespace) -> Path:

@@ -325,7 +325,7 @@ def bert_params(cfg: BertConfig, head: str = "encoder", n_classes: int = 2) -> i
 
 
 # ---------------------------------------------------------------- exercise (notebook 07)
-from llmcourse.exercises import exercise  # kept next to the exercise it serves
+from llmcourse.course.exercises import exercise  # kept next to the exercise it serves
 
 
 def _size_inputs(rng) -> tuple[int, int, int, int, int]:

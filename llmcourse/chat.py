@@ -141,7 +141,7 @@ def to_training_example(ids: list[int], mask: list[int], block_size: int | None 
 
 
 # ---------------------------------------------------------------- exercise (notebook 11)
-from llmcourse.exercises import exercise  # kept next to the exercise it serves
+from llmcourse.course.exercises import exercise  # kept next to the exercise it serves
 
 
 def _mask_inputs(rng) -> tuple[list[str], list[int]]:

@@ -12,7 +12,7 @@ Two more settings, one environment variable each, are read here so that every no
   "zh/smoke" (the smoke size only); `for_size` applies them and fills a `language` field if the
   class has one. The notebooks run the same code in both languages.
 - `current_hub()`: "huggingface" (default) or "modelscope" from `LLMCOURSE_HUB`: where models and
-  data sets are downloaded from (`llmcourse.fetch.hub_source` maps the names). With the default, the
+  data sets are downloaded from (`llmcourse.data.fetch.hub_source` maps the names). With the default, the
   `HF_ENDPOINT` variable (e.g. https://hf-mirror.com) chooses a mirror of the Hugging Face hub.
 
 Figures with Chinese labels need a CJK font, which matplotlib's default (DejaVu Sans) lacks:

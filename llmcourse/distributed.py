@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from llmcourse.exercises import exercise
+from llmcourse.course.exercises import exercise
 
 
 @dataclass(frozen=True)

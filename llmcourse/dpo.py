@@ -83,7 +83,7 @@ class DPOModel(nn.Module):
 
 
 # ---------------------------------------------------------------- exercises (notebook 13; 13.dpo_loss is in sft.py)
-from llmcourse.exercises import exercise, torch_generator  # kept next to the exercises they serve
+from llmcourse.course.exercises import exercise, torch_generator  # kept next to the exercises they serve
 
 
 def _metric_inputs(rng) -> tuple:

@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmcourse.config import Sized
-from llmcourse.exercises import exercise
+from llmcourse.course.exercises import exercise
 
 
 @dataclass

@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmcourse.evaluate import multiple_choice
-from llmcourse.exercises import exercise
+from llmcourse.course.exercises import exercise
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import math
 import torch
 import torch.nn as nn
 
-from llmcourse.exercises import exercise, torch_generator
+from llmcourse.course.exercises import exercise, torch_generator
 
 
 class SinusoidalPositionalEncoding(nn.Module):

@@ -38,7 +38,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmcourse.config import Sized
-from llmcourse.exercises import exercise, torch_generator
+from llmcourse.course.exercises import exercise, torch_generator
 
 NORMS, POSITIONS, MLPS = ("rms", "layer"), ("rope", "learned"), ("swiglu", "gelu")
 

@@ -60,7 +60,7 @@ class SpecialTokens:
     def from_vocab(cls, vocab, pad: str = "[PAD]", cls_token: str = "[CLS]", sep: str = "[SEP]",
                    mask: str = "[MASK]") -> SpecialTokens:
         """From a course tokenizer: a BPE one (`llmcourse.bpe_regex.RegexBPE` with those special
-        tokens registered) or a vocabulary with `stoi` and `specials` (`llmcourse.vocab.WordVocab`)."""
+        tokens registered) or a vocabulary with `stoi` and `specials` (`llmcourse.data.vocab.WordVocab`)."""
         if hasattr(vocab, "special_tokens"):  # BPE: {text: id}; the ids come after the merges
             s, size = vocab.special_tokens, vocab.vocab_size
             ids = tuple(sorted(s.values()))
@@ -362,7 +362,7 @@ def sentiment_sentences(n: int, seen: bool, seed: int = 0) -> list[tuple[str, in
     return rows
 
 # ---------------------------------------------------------------- exercise (notebook 07)
-from llmcourse.exercises import exercise, torch_generator  # kept next to the exercises they serve
+from llmcourse.course.exercises import exercise, torch_generator  # kept next to the exercises they serve
 
 _EX_SPECIAL = SpecialTokens(pad=0, cls=2, sep=3, mask=4, vocab_size=100, ids=(0, 1, 2, 3, 4))
 

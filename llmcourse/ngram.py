@@ -305,8 +305,8 @@ def Laplace(n: int, min_count: int = 1) -> AddK:
     return AddK(n, k=1.0, min_count=min_count)
 
 
-# ----- exercises for notebook 01 (checked with llmcourse.exercises.check) --------------------------
-from llmcourse.exercises import exercise  # noqa: E402  (after the models: it imports torch)
+# ----- exercises for notebook 01 (checked with llmcourse.course.exercises.check) --------------------------
+from llmcourse.course.exercises import exercise  # noqa: E402  (after the models: it imports torch)
 
 
 @exercise("01.add_k_prob", inputs=lambda r: (r.randint(0, 9), r.randint(10, 99), r.randint(2, 999),

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from llmcourse.exercises import exercise
+from llmcourse.course.exercises import exercise
 from llmcourse.generate import generate
 from llmcourse.train import TrainConfig, lr_at
 

@@ -20,7 +20,7 @@ import random
 import torch
 import torch.nn as nn
 
-from llmcourse.exercises import exercise, torch_generator
+from llmcourse.course.exercises import exercise, torch_generator
 
 
 def freeze(model: nn.Module, train_top_blocks: int = 1, train_head: bool = True) -> list[str]:

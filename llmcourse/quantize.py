@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmcourse.exercises import exercise, torch_generator
+from llmcourse.course.exercises import exercise, torch_generator
 
 
 def quantize_absmax(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llmcourse.exercises import exercise, torch_generator
+from llmcourse.course.exercises import exercise, torch_generator
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 

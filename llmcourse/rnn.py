@@ -34,9 +34,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmcourse import data
-from llmcourse.swap_text import SWAP_CORPUS, swap_sentences
+from llmcourse.tasks.swap_text import SWAP_CORPUS, swap_sentences
 from llmcourse.config import Sized
-from llmcourse.exercises import exercise, torch_generator
+from llmcourse.course.exercises import exercise, torch_generator
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 

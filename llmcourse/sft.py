@@ -11,7 +11,7 @@ what SFT and DPO change:
   pretraining windows (targets everywhere): the simplest remedy for catastrophic forgetting
   ("replay", as in Ouyang et al. 2022's PPO-ptx, which mixes pretraining gradients into RLHF).
 * `answer` / `accuracy`: greedy decoding until "<|end|>", then exact match against the task's answer
-  (`llmcourse.instructions.is_correct`).
+  (`llmcourse.tasks.instructions.is_correct`).
 * `dpo_batch` / `dpo_sampler` / `preference_accuracy`: the chosen and rejected conversations of
   `instructions.make_preferences` as the dict `llmcourse.dpo.DPOModel` takes; `self_rejected_pairs`
   builds on-policy pairs whose rejected answer is the model's own wrong greedy answer.
@@ -34,9 +34,9 @@ from torch import nn
 from llmcourse.bpe_regex import RegexBPE
 from llmcourse.chat import END, IGNORE, SPECIAL_TOKENS, hf_template_ids, encode_chat, to_training_example
 from llmcourse.dpo import dpo_loss, sequence_logprobs
-from llmcourse.exercises import exercise, torch_generator
+from llmcourse.course.exercises import exercise, torch_generator
 from llmcourse.generate import generate
-from llmcourse.instructions import Example, is_correct, to_conversation
+from llmcourse.tasks.instructions import Example, is_correct, to_conversation
 
 
 def chat_tokenizer(text: str, vocab_size: int = 512) -> RegexBPE:

@@ -26,7 +26,7 @@ import random
 
 from llmcourse import bpe
 from llmcourse.bpe import Tokenizer, render_token
-from llmcourse.exercises import exercise, register
+from llmcourse.course.exercises import exercise, register
 
 
 def bytes_per_token(tok: Tokenizer, text: str) -> float:

@@ -16,7 +16,7 @@ The OpenAI chat API carries the same information as JSON: `tools=[{"type": "func
 "arguments": "<JSON string>"}}]` in the reply; `to_openai_tool_calls` / `from_openai_tool_calls`
 convert, so the course server can reuse this module.
 
-`calculator` is the example tool: `llmcourse.calculator.calculate`, which evaluates arithmetic by
+`calculator` is the example tool: `llmcourse.tasks.calculator.calculate`, which evaluates arithmetic by
 walking Python's syntax tree (never `eval`) and rejects names, attributes, calls, subscripts and
 exponents that would take minutes with `CalculatorError` (re-exported here).
 
@@ -35,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmcourse.calculator import CalculatorError, calculate  # noqa: F401  (CalculatorError re-exported)
+from llmcourse.tasks.calculator import CalculatorError, calculate  # noqa: F401  (CalculatorError re-exported)
 
 
 class ToolCallError(ValueError):

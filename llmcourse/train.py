@@ -383,7 +383,7 @@ def fit(model: torch.nn.Module, train_data: Callable | Iterable, cfg: TrainConfi
 
 
 def _plot_minimal(history: History, ax: Any) -> None:
-    """Fallback when llmcourse.plots is unavailable: the two loss curves, nothing more."""
+    """Fallback when llmcourse.course.plots is unavailable: the two loss curves, nothing more."""
     ax.plot(history.steps, history.train_loss, label="train")
     if history.val_steps:
         ax.plot(history.val_steps, history.val_loss, "o-", label="val")
@@ -420,7 +420,7 @@ class LiveLossPlot:
         import matplotlib.pyplot as plt
 
         try:
-            from llmcourse.plots import plot_history
+            from llmcourse.course.plots import plot_history
         except ImportError:
             plot_history = _plot_minimal
         fig, ax = plt.subplots(figsize=(6, 3.5))

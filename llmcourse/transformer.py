@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from llmcourse.attention import MultiHeadAttention, causal_mask
 from llmcourse.config import Sized
-from llmcourse.exercises import exercise, torch_generator
+from llmcourse.course.exercises import exercise, torch_generator
 from llmcourse.layers import FeedForward, LayerNorm, LearnedPositionalEncoding, SinusoidalPositionalEncoding
 
 

@@ -26,7 +26,7 @@ would add two moment tables and autograd's coalescing of sparse gradients to eve
 needed. `workers` threads share the tables without locks, as gensim's do.
 
 Left out: hierarchical softmax, phrase detection, fastText sub-words. Evaluation (nearest
-neighbours, analogies, similarity benchmarks) lives in `llmcourse.embeddings_eval`.
+neighbours, analogies, similarity benchmarks) lives in `llmcourse.tasks.embeddings_eval`.
 
 References: Mikolov et al. 2013, "Efficient Estimation of Word Representations in Vector Space" and
 "Distributed Representations of Words and Phrases and their Compositionality"; Goldberg & Levy 2014,
@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from llmcourse import data
 from llmcourse.config import Sized
-from llmcourse.embeddings_eval import KeyedVectors
+from llmcourse.tasks.embeddings_eval import KeyedVectors
 
 MAX_SENTENCE = 10_000  # gensim splits longer sentences (text8 is one) into pieces of this length
 NOISE_TABLE = 1_000_000  # minimum slots in the negative-sampling table
@@ -372,8 +372,8 @@ __all__ = [
 ]
 
 
-# ----- exercises for notebook 02 (checked with llmcourse.exercises.check) --------------------------
-from llmcourse.exercises import exercise, torch_generator  # noqa: E402
+# ----- exercises for notebook 02 (checked with llmcourse.course.exercises.check) --------------------------
+from llmcourse.course.exercises import exercise, torch_generator  # noqa: E402
 
 
 @exercise("02.keep_probability", inputs=lambda r: (r.randint(1, 10**6), 10**6, r.choice([1e-3, 1e-4, 1e-5])),

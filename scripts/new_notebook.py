@@ -41,7 +41,7 @@ def cells(stem: str, title: str) -> list[tuple[str, str]]:
                      f"{GLOSSARY_LINK}\n\n**Learning goals**\n\n- TODO: what the learner can do afterwards\n\n"
                      "**Prerequisites:** TODO"),
         ("code", setup_template()),
-        ("code", "from llmcourse import notebook\n\nrt = notebook.start()"),
+        ("code", "from llmcourse.course import notebook\n\nrt = notebook.start()"),
         ("markdown", "## 1. TODO: the first idea\n\nBuild it small inline, check it against the package, "
                      "then use the package at scale."),
         ("code", "result = 1.0  # TODO\nnotebook.headline(\"TODO_metric\", result)"),
@@ -49,7 +49,7 @@ def cells(stem: str, title: str) -> list[tuple[str, str]]:
         ("markdown", "## Questions\n\n1. TODO\n\n**Answer.** <!-- BEGIN SOLUTION -->TODO<!-- END SOLUTION -->"),
         ("markdown", "## Exercises\n\nWrite `softmax(x)` over the last dimension; the check compares it "
                      "with `torch.softmax` on random inputs."),
-        ("code", "import torch\nfrom llmcourse import exercises\n\n\ndef softmax(x: torch.Tensor) -> torch.Tensor:\n"
+        ("code", "import torch\nfrom llmcourse.course import exercises\n\n\ndef softmax(x: torch.Tensor) -> torch.Tensor:\n"
                  "    # BEGIN SOLUTION\n    z = x - x.amax(dim=-1, keepdim=True)\n"
                  "    return z.exp() / z.exp().sum(dim=-1, keepdim=True)\n    # END SOLUTION\n\n\n"
                  "exercises.check(\"softmax\", softmax)"),

@@ -3,11 +3,11 @@
     python scripts/run_course.py [--size auto|smoke|full] [--only 01,02] [--out build/course] [--threads N]
 
 For each notebook it writes the executed notebook (with outputs) and an HTML rendering to the
-output folder, collects the headline metric the notebook records with `llmcourse.notebook.headline`,
+output folder, collects the headline metric the notebook records with `llmcourse.course.notebook.headline`,
 measures the kernel's peak memory (host RSS, and GPU memory allocated by torch when a GPU is used),
 and prints a table of wall time, peak memory and headline per notebook; the same rows go to
 `summary.json` in the output folder (the README's compute-budget table is filled from it). A failing notebook does not stop the
-others; the exit code is non-zero if any failed or missed its target (`llmcourse.targets`).
+others; the exit code is non-zero if any failed or missed its target (`llmcourse.course.targets`).
 `--size auto` is full with a CUDA GPU, smoke otherwise.
 
 Every run starts from an empty checkpoint folder, `<out>/checkpoints` (notebooks later in the run
@@ -199,7 +199,7 @@ tr.bad td{{background:#fde8e8}}</style></head>
 <body><h1>llmcourse: the executed course</h1>
 <p>Every notebook, run top to bottom at <b>{html.escape(size)}</b> size on {html.escape(time.strftime('%Y-%m-%d'))},
 in teaching order. Each link opens the notebook with its outputs and figures. The headline is the notebook's key
-number; the target is what this size must reach (<code>llmcourse/targets.py</code>).</p>
+number; the target is what this size must reach (<code>llmcourse/course/targets.py</code>).</p>
 <table><thead><tr><th>notebook</th><th>headline</th><th>baseline in this run</th><th>target</th><th></th><th>size</th><th>time</th></tr></thead>
 <tbody>
 {chr(10).join(rows)}
@@ -211,8 +211,8 @@ number; the target is what this size must reach (<code>llmcourse/targets.py</cod
 
 
 def judge(rows: list[tuple], records: list[dict], size: str) -> dict[str, dict]:
-    """Per notebook: its target row from llmcourse.targets, shown as text, and whether it was met."""
-    from llmcourse import targets
+    """Per notebook: its target row from llmcourse.course.targets, shown as text, and whether it was met."""
+    from llmcourse.course import targets
 
     ran = [Path(name).stem for name, status, *_ in rows if status == "ok"]
     values = [r for r in records if r.get("kind", "headline") in ("headline", "metric")]
@@ -294,7 +294,7 @@ def _run_all(args: argparse.Namespace, size: str, out_dir: Path, metrics_file: P
     missed = [r["target_failure"] for r in summary
               if r["status"] == "ok" and not r.get("target_met", True)]
     if missed:
-        print("\nbelow target (llmcourse/targets.py):\n  " + "\n  ".join(missed))
+        print("\nbelow target (llmcourse/course/targets.py):\n  " + "\n  ".join(missed))
     print(f"\nthe executed course, as a book: {index}")
     return 0 if all(r[1] == "ok" for r in rows) and not missed else 1
 

@@ -1,4 +1,4 @@
-"""Render the targets table (llmcourse/targets.py) with the measured smoke values into the README.
+"""Render the targets table (llmcourse/course/targets.py) with the measured smoke values into the README.
 
     python scripts/targets_table.py          # rewrite the block between the README's markers
     python scripts/targets_table.py --check  # exit 1 if the README's block is out of date
@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from llmcourse import targets  # noqa: E402
+from llmcourse.course import targets  # noqa: E402
 
 README = ROOT / "README.md"
 MEASURED = ROOT / "docs" / "smoke_measured.json"

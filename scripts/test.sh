@@ -30,7 +30,7 @@ metrics="$root/build/test/metrics.jsonl"
 mkdir -p "$(dirname "$metrics")" && rm -f "$metrics"
 LLMCOURSE_METRICS_FILE="$metrics" python -m pytest -p no:cacheprovider -n "$workers" --dist loadfile \
   --nbmake --nbmake-timeout=600 --durations=40 tests notebooks "$@"
-# Every headline against its smoke target (llmcourse/targets.py): a lesson that stops working turns
+# Every headline against its smoke target (llmcourse/course/targets.py): a lesson that stops working turns
 # this red. Only after a whole run: extra arguments (-k ...) may have left notebooks out.
 if [ "$#" = 0 ]; then
   LLMCOURSE_METRICS_FILE="$metrics" python -m pytest -p no:cacheprovider -q -s tests/check_headlines.py

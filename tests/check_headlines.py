@@ -7,7 +7,7 @@ run recorded, so scripts/test.sh runs it explicitly once that run is over, as
 
 Each notebook's `notebook.headline`/`notebook.metric` calls and the runner's "ran" records (conftest.py)
 are in that file. A notebook that ran must have recorded its headline, reach the smoke target of
-`llmcourse.targets`, and beat its in-run baseline by the stated margin. A lesson that silently stops
+`llmcourse.course.targets`, and beat its in-run baseline by the stated margin. A lesson that silently stops
 working (a model that no longer learns, a baseline that catches up) turns CI red here.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import json
 import os
 from pathlib import Path
 
-from llmcourse import targets
+from llmcourse.course import targets
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

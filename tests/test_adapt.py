@@ -4,11 +4,13 @@ import math
 import pytest
 import torch
 
-from llmcourse import adapt, exercises, lora
+from llmcourse import lora
+from llmcourse.recipes import adapt
+from llmcourse.course import exercises
 from llmcourse.chat import IGNORE, SPECIAL_TOKENS
-from llmcourse.exercises import ExerciseError
+from llmcourse.course.exercises import ExerciseError
 from llmcourse.gpt import GPT, GPTConfig
-from llmcourse.instructions import Example
+from llmcourse.tasks.instructions import Example
 from llmcourse.runtime import detect
 from llmcourse.sft import chat_tokenizer
 
@@ -65,7 +67,7 @@ def test_stages_return_copies_and_learn_the_answers(course):
 
 
 def test_lora_stage_trains_adapters_only_and_exports_merged(course, tmp_path):
-    from llmcourse.serve_models import CourseBackend, load_backend
+    from llmcourse.serve.backends import CourseBackend, load_backend
 
     lm, model = course
     cfg = adapt.CapstoneConfig.for_size("smoke", sft_steps=3, lora_r=2)
@@ -117,7 +119,7 @@ def tiny_hf():
 
 def test_hf_chat_model_goes_through_the_same_stages(tiny_hf, tmp_path):
     from llmcourse.llama import Llama
-    from llmcourse.serve_models import CourseBackend, load_backend
+    from llmcourse.serve.backends import CourseBackend, load_backend
 
     model, lm = tiny_hf
     ids, mask = lm.chat_rows(QA[:1])[0]

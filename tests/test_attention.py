@@ -145,7 +145,7 @@ def test_causal_mask_hides_the_future(T, t, n_head, seed):
 
 
 def test_exercises():
-    from llmcourse import exercises
+    from llmcourse.course import exercises
 
     def mine(q, k, v, mask):
         s = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])
@@ -164,7 +164,7 @@ def test_exercises():
 
 
 def test_exercise_padding_mask_catches_off_by_one():
-    from llmcourse import exercises
+    from llmcourse.course import exercises
 
     exercises.check("04.padding_mask", lambda lengths, T: torch.arange(T)[None] < lengths[:, None], trials=10)
     with pytest.raises(exercises.ExerciseError, match="case 1 of .*wrong values"):  # <=: one pad too many
@@ -175,7 +175,7 @@ def test_exercise_split_heads_catches_view_without_transpose():
     """view(B, n_head, T, D) has the right shape but cuts across tokens: with x = arange(24) as
     (1, 3, 8) and 2 heads, head 0 must hold features 0..3 of each token, [[0..3], [8..11], [16..19]],
     while the bare view gives [[0..3], [4..7], [8..11]]."""
-    from llmcourse import exercises
+    from llmcourse.course import exercises
 
     x = torch.arange(24.0).view(1, 3, 8)
     assert split_heads(x, 2)[0, 0].tolist() == [[0, 1, 2, 3], [8, 9, 10, 11], [16, 17, 18, 19]]

@@ -3,8 +3,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from llmcourse import benchmarks, exercises
-from llmcourse.benchmarks import BUILTIN, FORMATS, MCItem
+from llmcourse.tasks import benchmarks
+from llmcourse.course import exercises
+from llmcourse.tasks.benchmarks import BUILTIN, FORMATS, MCItem
 
 
 def encode(text: str) -> list[int]:

@@ -202,7 +202,7 @@ def test_learning_happens_mlm_beats_the_unigram_baseline():
 
 
 def test_exercise_accepts_a_correct_count_and_rejects_a_missing_pooler():
-    from llmcourse import exercises
+    from llmcourse.course import exercises
 
     def mine(V, P, L, C, I):
         return (V + P + 2) * C + 2 * C + L * (4 * C * C + 4 * C + 2 * C * I + I + C + 4 * C) + C * C + C

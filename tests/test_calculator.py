@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse.calculator import CalculatorError, calculate
+from llmcourse.tasks.calculator import CalculatorError, calculate
 
 
 @pytest.mark.parametrize("expr, value", [

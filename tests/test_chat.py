@@ -117,7 +117,7 @@ def test_user_text_cannot_forge_special_tokens():
 
 
 def test_loss_mask_exercise_matches_encode_chat_and_rejects_an_untrained_end():
-    from llmcourse import exercises
+    from llmcourse.course import exercises
     from llmcourse.chat import loss_mask
     tok = CharTokenizer()  # one id per byte, so "\n" is one token and a message's length is len(content)
     assert loss_mask([m["role"] for m in CONV], [len(m["content"]) for m in CONV]) == encode_chat(CONV, tok)[1]

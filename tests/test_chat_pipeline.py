@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 import torch
 
-from llmcourse import chat_pipeline as cp
+from llmcourse.recipes import chat_pipeline as cp
 from llmcourse.sft import accuracy
 
 

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from llmcourse import course_docs, exercises, rag
+from llmcourse import rag
+from llmcourse.course import docs as course_docs, exercises
 
 
 def test_notebook_markdown_keeps_markdown_only(tmp_path):

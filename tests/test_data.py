@@ -17,10 +17,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import llmcourse.batches
+import llmcourse.data.batches
 import llmcourse.data as data
-import llmcourse.fetch
-import llmcourse.vocab
+import llmcourse.data.fetch
+import llmcourse.data.vocab
 from llmcourse.data import (ChecksumError, CharVocab, Corpus, OfflineFallbackWarning, WordVocab,
                             next_token_batches, sequential_batches, train_val_split)
 
@@ -35,7 +35,7 @@ def _isolated(tmp_path, monkeypatch):
 
 
 def _go_online(monkeypatch):
-    for var in llmcourse.fetch.OFFLINE_ENVS:
+    for var in llmcourse.data.fetch.OFFLINE_ENVS:
         monkeypatch.delenv(var, raising=False)
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
@@ -202,24 +202,24 @@ def _local_file(tmp_path, content: bytes):
 
 def test_fetch_url_checksum(tmp_path):
     src, url, digest = _local_file(tmp_path, b"hello corpus\n")
-    good = llmcourse.fetch.fetch_url(url, tmp_path / "out" / "good.txt", sha256=digest)
+    good = llmcourse.data.fetch.fetch_url(url, tmp_path / "out" / "good.txt", sha256=digest)
     assert good.read_bytes() == b"hello corpus\n"
     bad = tmp_path / "out" / "bad.txt"
     with pytest.raises(ChecksumError, match=f"mismatch.*expected sha256 {'0' * 64}, got {digest}"):
-        llmcourse.fetch.fetch_url(url, bad, sha256="0" * 64)
+        llmcourse.data.fetch.fetch_url(url, bad, sha256="0" * 64)
     assert not bad.exists() and list(bad.parent.iterdir()) == [good]   # nothing half-written
 
 
 def test_url_corpus_cache_hit_avoids_refetch(tmp_path, monkeypatch):
     src, url, digest = _local_file(tmp_path, "ein kleiner Text über Daten\n".encode())
     calls = []
-    real = llmcourse.fetch.urllib.request.urlopen
-    monkeypatch.setattr(llmcourse.fetch.urllib.request, "urlopen",
+    real = llmcourse.data.fetch.urllib.request.urlopen
+    monkeypatch.setattr(llmcourse.data.fetch.urllib.request, "urlopen",
                         lambda *a, **k: calls.append(a) or real(*a, **k))
     data.register(Corpus("local-url", "test", "test", "test", remote=url, sha256=digest))
     first = data.data_path("local-url")
     assert first.parent == data.cache_dir() and len(calls) == 1
-    assert first.stat().st_mode & 0o777 == llmcourse.fetch._FILE_MODE   # not mkstemp's 0600
+    assert first.stat().st_mode & 0o777 == llmcourse.data.fetch._FILE_MODE   # not mkstemp's 0600
     src.unlink()                                          # the "network" is gone; the cache is enough
     assert data.data_path("local-url") == first and len(calls) == 1
     assert data.load_text("local-url") == "ein kleiner Text über Daten\n"
@@ -281,9 +281,9 @@ def test_hf_corpus_is_cached_as_one_text_file(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", type(sys)("datasets"))
     monkeypatch.setattr(sys.modules["datasets"], "load_dataset", load_dataset, raising=False)
     probed = []
-    monkeypatch.setattr(llmcourse.fetch, "probe_host", probed.append)
+    monkeypatch.setattr(llmcourse.data.fetch, "probe_host", probed.append)
     monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.com")   # the mirror is what gets probed
-    monkeypatch.setattr(llmcourse.fetch, "check_hf_endpoint", lambda: None)  # huggingface_hub may be imported
+    monkeypatch.setattr(llmcourse.data.fetch, "check_hf_endpoint", lambda: None)  # huggingface_hub may be imported
     data.register(Corpus("fake-hub", "t", "t", "t", remote="hf:someone/stories||train|3",
                          fallback="tiny-en"))
     assert data.load_text("fake-hub") == "Once upon a time.\n\n\nThe end.\n"
@@ -297,7 +297,7 @@ def test_hub_corpus_from_modelscope_joins_columns(monkeypatch):
     several columns joined into one document per row."""
     _go_online(monkeypatch)
     monkeypatch.setenv("LLMCOURSE_HUB", "modelscope")
-    monkeypatch.setattr(llmcourse.fetch, "probe_host", lambda url: None)
+    monkeypatch.setattr(llmcourse.data.fetch, "probe_host", lambda url: None)
     calls = []
 
     class MsDataset:
@@ -318,7 +318,7 @@ def test_hub_corpus_from_modelscope_joins_columns(monkeypatch):
 def test_corpus_without_modelscope_copy_is_an_error_naming_the_fix(monkeypatch):
     _go_online(monkeypatch)
     monkeypatch.setenv("LLMCOURSE_HUB", "modelscope")
-    monkeypatch.setattr(llmcourse.fetch, "probe_host", lambda url: pytest.fail("must not touch the network"))
+    monkeypatch.setattr(llmcourse.data.fetch, "probe_host", lambda url: pytest.fail("must not touch the network"))
     with pytest.raises(data.NoModelScopeCopy, match=r"'tang-poems'.*HF_ENDPOINT=https://hf-mirror.com.*tang-poems\.txt"):
         data.load_text("tang-poems")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")                 # offline, the usual fallback instead
@@ -343,12 +343,12 @@ def test_strip_gutenberg_and_text8():
            "ACT I.\nTo be.\n*** END OF THE PROJECT GUTENBERG EBOOK X ***\nmore licence\n")
     assert data.strip_gutenberg(raw) == "ACT I.\nTo be.\n"
     assert data.strip_gutenberg("no markers\n\n") == "no markers\n"
-    assert llmcourse.fetch.to_text8("In 1999, Tom's CAT!") == "in one nine nine nine tom s cat"
+    assert llmcourse.data.fetch.to_text8("In 1999, Tom's CAT!") == "in one nine nine nine tom s cat"
 
 
 # --------------------------------------------------------------------------------------- text utilities
 def test_docstring_examples():
-    for module in (llmcourse.vocab, llmcourse.batches, data):
+    for module in (llmcourse.data.vocab, llmcourse.data.batches, data):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
 

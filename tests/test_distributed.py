@@ -9,13 +9,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.utils.data import DistributedSampler
 
-from llmcourse import exercises
+from llmcourse.course import exercises
 from llmcourse.checkpoint import load_model_weights
 from llmcourse.distributed import DistEnv, micro_batch_plan, sampler_indices, shard
 from llmcourse.gpt import GPT, GPTConfig
 from llmcourse.runtime import seed_all
 from llmcourse.train import TrainConfig
-from llmcourse.vocab import CharVocab
+from llmcourse.data.vocab import CharVocab
 
 
 def test_shard_splits_the_global_batch_evenly():

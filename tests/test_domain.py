@@ -4,9 +4,11 @@ import warnings
 
 import pytest
 
-from llmcourse import data, domain, exercises
-from llmcourse.exercises import ExerciseError
-from llmcourse.instructions import is_correct
+from llmcourse import data
+from llmcourse.tasks import domain
+from llmcourse.course import exercises
+from llmcourse.course.exercises import ExerciseError
+from llmcourse.tasks.instructions import is_correct
 
 
 def _fact_key(ex):

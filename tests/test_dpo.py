@@ -71,7 +71,7 @@ def test_answer_logprobs_from_full_logits_equal_sequence_logprobs():
 
 
 def test_dpo_exercises_accept_solutions_and_reject_classic_bugs():
-    from llmcourse import exercises
+    from llmcourse.course import exercises
 
     def metrics(pc, pr, rc, rr, beta, policy_only=False):
         margin = beta * (pc - pr) if policy_only else beta * ((pc - rc) - (pr - rr))

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from llmcourse import exercises
+from llmcourse.course import exercises
 from llmcourse.evaluate import compare_models, continuation_logprob, exact_match, multiple_choice, perplexity
 
 

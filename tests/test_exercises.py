@@ -1,4 +1,4 @@
-"""llmcourse.exercises: correct solutions pass; each kind of mistake gets a message that names it."""
+"""llmcourse.course.exercises: correct solutions pass; each kind of mistake gets a message that names it."""
 from __future__ import annotations
 
 import random
@@ -6,8 +6,8 @@ import random
 import pytest
 import torch
 
-from llmcourse import exercises
-from llmcourse.exercises import ExerciseError
+from llmcourse.course import exercises
+from llmcourse.course.exercises import ExerciseError
 
 
 def _naive_softmax(x: torch.Tensor) -> torch.Tensor:

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from llmcourse import fetch
-from llmcourse.fetch import HubSource, NoModelScopeCopy, hub_source
+from llmcourse.data import fetch
+from llmcourse.data.fetch import HubSource, NoModelScopeCopy, hub_source
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +66,7 @@ def test_no_modelscope_copy_names_the_fix(monkeypatch):
 
 
 def test_resolution_needs_neither_network_nor_modelscope():
-    code = ("import sys, os; os.environ['LLMCOURSE_HUB'] = 'modelscope'; from llmcourse import fetch; "
+    code = ("import sys, os; os.environ['LLMCOURSE_HUB'] = 'modelscope'; from llmcourse.data import fetch; "
             "fetch.hub_source('gpt2', 'model'); fetch.hub_source('Salesforce/wikitext'); "
             "print(sorted({'modelscope', 'datasets', 'huggingface_hub', 'torch'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

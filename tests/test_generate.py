@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from llmcourse import exercises
+from llmcourse.course import exercises
 from llmcourse.generate import (
     KVCache,
     cache_speedup,

@@ -134,7 +134,7 @@ def test_num_params_exercise_reference_counts_the_model(vocab_size, block_size, 
 
 
 def test_num_params_exercise_rejects_an_untied_head():
-    from llmcourse import exercises
+    from llmcourse.course import exercises
     from llmcourse.gpt import gpt_num_params
 
     exercises.check("08.num_params", lambda v, t, n, c: v * c + t * c + n * (12 * c * c + 13 * c) + 2 * c, seed=0)

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse.instructions import (TASKS, Example, is_correct, load_alpaca, make_instructions, make_preferences,
+from llmcourse.tasks.instructions import (TASKS, Example, is_correct, load_alpaca, make_instructions, make_preferences,
                                     to_conversation, wrong_answer)
 
 

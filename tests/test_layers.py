@@ -79,7 +79,7 @@ def test_learned_positions_add_and_limit():
 
 
 def test_exercises():
-    from llmcourse import exercises
+    from llmcourse.course import exercises
 
     def pe(T, C):
         pos = torch.arange(T)[:, None].float()

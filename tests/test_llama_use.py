@@ -18,12 +18,12 @@ from llmcourse.chat import END
 from llmcourse.dpo import DPOModel
 from llmcourse.generate import generate
 from llmcourse.gpt import GPT, GPTConfig
-from llmcourse.instructions import make_instructions, make_preferences
+from llmcourse.tasks.instructions import make_instructions, make_preferences
 from llmcourse.llama import Llama, LlamaConfig
 from llmcourse.llama_weights import llama_to_hf
 from llmcourse.lora import apply_lora, lora_layers, merge_lora, trainable_report
 from llmcourse.runtime import detect
-from llmcourse.serve_models import CourseBackend, load_backend, tiny_random_model
+from llmcourse.serve.backends import CourseBackend, load_backend, tiny_random_model
 from llmcourse.train import TrainConfig, fit
 
 

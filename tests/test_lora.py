@@ -6,7 +6,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from llmcourse import exercises
+from llmcourse.course import exercises
 from llmcourse.gpt import GPT, GPTConfig
 from llmcourse.lora import (
     LoRALinear,

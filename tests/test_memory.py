@@ -6,8 +6,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse import memory
-from llmcourse.memory import GB, fits, gpt_params, inference_memory, model_shape_guess, training_memory
+from llmcourse.cost import memory
+from llmcourse.cost.memory import GB, fits, gpt_params, inference_memory, model_shape_guess, training_memory
 
 
 def test_gpt2_small_parameter_count_exact():
@@ -165,7 +165,7 @@ def test_activation_formula_against_autograd_saved_tensors():
 def test_exercise_gpt_params():
     """A correct formula passes; the GPT-2 small fixed case (tied, 124,439,808) catches both a
     forgotten final LayerNorm (2 * 768 = 1,536 fewer) and a head counted although it is tied."""
-    from llmcourse import exercises
+    from llmcourse.course import exercises
 
     def mine(L, d, V, T, tied):
         return V * d + T * d + L * (12 * d * d + 13 * d) + 2 * d + (0 if tied else V * d)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from llmcourse.mlm import (IGNORE, SpecialTokens, corrupt, mask_tokens, pack_pair, pad_batch, pretraining_batches,
                            sentence_pair, unigram_baseline)
 from llmcourse.runtime import make_generator
-from llmcourse.vocab import WordVocab
+from llmcourse.data.vocab import WordVocab
 
 # ids 0..4 are special (pad, unk, cls, sep, mask), 5.. are ordinary tokens
 SP = SpecialTokens(pad=0, cls=2, sep=3, mask=4, vocab_size=50, ids=(0, 1, 2, 3, 4))
@@ -168,7 +168,7 @@ def test_unigram_baseline_by_hand():
 
 
 def test_pack_pair_exercise():
-    from llmcourse import exercises
+    from llmcourse.course import exercises
 
     def mine(a, b, max_len):
         a, b = list(a), list(b)
@@ -200,7 +200,7 @@ def test_special_tokens_from_a_bpe_tokenizer():
 
 
 def test_masked_accuracy_exercise():
-    from llmcourse import exercises
+    from llmcourse.course import exercises
 
     def mine(logits, targets):
         sel = targets != -100
@@ -225,7 +225,7 @@ def _mask_row_solution(ids, scores, u, random_ids, skip_specials=True):
 
 
 def test_mask_row_exercise_accepts_a_solution_and_rejects_masking_specials():
-    from llmcourse import exercises
+    from llmcourse.course import exercises
     exercises.check("07.mask_row", _mask_row_solution, trials=20)
     with pytest.raises(exercises.ExerciseError, match="case 1 of"):  # the first fixed row chooses [CLS]
         exercises.check("07.mask_row", lambda *a: _mask_row_solution(*a, skip_specials=False))

@@ -222,7 +222,7 @@ def test_mle_and_config():
 
 
 def test_exercises_registered():
-    from llmcourse import exercises
+    from llmcourse.course import exercises
     from llmcourse.ngram import add_k_prob, continuation_count, perplexity_of
 
     for name, fn in [("01.add_k_prob", add_k_prob), ("01.perplexity", perplexity_of),

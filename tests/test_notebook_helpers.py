@@ -1,4 +1,4 @@
-"""llmcourse.notebook (start, headline, checkpoints, sources) and scripts/make_student_edition.py."""
+"""llmcourse.course.notebook (start, headline, checkpoints, sources) and scripts/make_student_edition.py."""
 from __future__ import annotations
 
 import json
@@ -12,7 +12,8 @@ import pytest
 import torch
 from _scripts import load_script
 
-from llmcourse import notebook, runtime
+from llmcourse import runtime
+from llmcourse.course import notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +25,7 @@ student = load_script("make_student_edition")
 
 def test_import_is_cheap():
     """Importing the module must not import torch or pyplot (a notebook's first cell returns at once)."""
-    code = "import sys, llmcourse.notebook; print('torch' in sys.modules, 'matplotlib.pyplot' in sys.modules)"
+    code = "import sys, llmcourse.course.notebook; print('torch' in sys.modules, 'matplotlib.pyplot' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
 
@@ -96,7 +97,7 @@ def test_metric_records_a_baseline_beside_the_headline(tmp_path, monkeypatch, ca
     notebook.metric("best_addk_val_ppl", 180.25)
     notebook.headline("best_kn_val_ppl", 91.5)
     out = capsys.readouterr().out
-    # the banner says what to compare with and what the full size gives, from llmcourse.targets
+    # the banner says what to compare with and what the full size gives, from llmcourse.course.targets
     assert out.startswith("best_addk_val_ppl = 180.2\nheadline: best_kn_val_ppl = 91.5\n  baseline: the best add-k")
     assert "what you should see at full size" in out and "measured: 102.9" in out
     records = [json.loads(line) for line in metrics.read_text().splitlines()]

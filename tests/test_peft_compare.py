@@ -2,9 +2,10 @@
 import pytest
 import torch
 
-from llmcourse import exercises, lora
-from llmcourse import peft_compare as pc
-from llmcourse.exercises import ExerciseError
+from llmcourse import lora
+from llmcourse.course import exercises
+from llmcourse.recipes import peft_compare as pc
+from llmcourse.course.exercises import ExerciseError
 from llmcourse.gpt import GPT, GPTConfig
 from llmcourse.lora import trainable_report
 

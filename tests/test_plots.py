@@ -8,7 +8,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from llmcourse import memory, plots  # noqa: E402
+from llmcourse.cost import memory  # noqa: E402
+from llmcourse.course import plots
 
 
 @pytest.fixture(autouse=True)

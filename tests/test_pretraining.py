@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from llmcourse import exercises
+from llmcourse.course import exercises
 from llmcourse.gpt import GPT, GPTConfig
 from llmcourse.pretraining import (SamplePrinter, SimulatedDisconnect, StopAt, fit_power_law, flops_per_token, train_seconds,
                                   unigram_loss)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from llmcourse import exercises
+from llmcourse.course import exercises
 from llmcourse.gpt import GPT, GPTConfig
 from llmcourse.ptuning import PromptTuned, freeze, prepend_virtual_tokens
 

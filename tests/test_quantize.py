@@ -6,7 +6,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse import exercises
+from llmcourse.course import exercises
 from llmcourse.gpt import GPT, GPTConfig
 from llmcourse.quantize import (
     Int8Linear,

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse import exercises
+from llmcourse.course import exercises
 from llmcourse.rag import (BM25, Chunk, EmbeddingRetriever, build_prompt, chunk_text, hit_rate, minilm_embedder,
                            random_hit_rate)
 

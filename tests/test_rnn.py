@@ -6,7 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmcourse import rnn, swap_text
+from llmcourse import rnn
+from llmcourse.tasks import swap_text
 
 TORCH_LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -227,7 +228,7 @@ def test_step_mask_equals_torch_packed_sequences(kind):
 
 
 def test_exercise_lstm_step():
-    from llmcourse import exercises
+    from llmcourse.course import exercises
 
     def mine(x, h, c, W_ih, W_hh, b):
         i, f, g, o = (x @ W_ih.T + h @ W_hh.T + b).chunk(4, -1)
@@ -245,7 +246,7 @@ def test_exercise_lstm_step():
 
 
 def test_exercise_rnn_forward():
-    from llmcourse import exercises
+    from llmcourse.course import exercises
 
     def mine(x, h0, W_ih, W_hh, b):
         h, out = h0, []
@@ -263,7 +264,7 @@ def test_exercise_rnn_forward():
 
 
 def test_exercise_gru_step_matches_torch_and_catches_cho_form():
-    from llmcourse import exercises
+    from llmcourse.course import exercises
 
     def mine(x, h, W_ih, W_hh, b_ih, b_hh):
         x_r, x_z, x_n = (x @ W_ih.T + b_ih).chunk(3, -1)

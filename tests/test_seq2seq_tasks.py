@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse import seq2seq_tasks as tasks
+from llmcourse.tasks import seq2seq_tasks as tasks
 
 # ------------------------------------------------------------ independent parsers (test oracles)
 _SMALL = {w: i for i, w in enumerate(

@@ -24,7 +24,7 @@ pytest.importorskip("uvicorn")
 from llmcourse import chat  # noqa: E402
 from llmcourse.generate import generate  # noqa: E402
 from llmcourse.serve import BackgroundServer  # noqa: E402
-from llmcourse.serve_models import (  # noqa: E402
+from llmcourse.serve.backends import (  # noqa: E402
     CourseBackend, StopText, load_backend, parse_tool_calls, tiny_random_model)
 
 NAME = "tiny-gpt"

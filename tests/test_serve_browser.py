@@ -17,7 +17,7 @@ pytest.importorskip("fastapi")
 
 from _browser import ARGS, CHROMIUM, needs_chromium  # noqa: E402
 from llmcourse.serve import BackgroundServer  # noqa: E402
-from llmcourse.serve_models import load_backend, tiny_random_model  # noqa: E402
+from llmcourse.serve.backends import load_backend, tiny_random_model  # noqa: E402
 
 # Skipped on a laptop without Chromium; under CI (CI set) a missing browser fails the test instead.
 pytestmark = [pytest.mark.slow, needs_chromium]

@@ -7,9 +7,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse import chat, exercises
+from llmcourse import chat
+from llmcourse.course import exercises
 from llmcourse.gpt import GPT, GPTConfig
-from llmcourse.serving import (
+from llmcourse.serve.serving import (
     batch_steps,
     chat_request,
     export_chat_model,
@@ -42,7 +43,7 @@ CONVERSATIONS = [
 def test_served_prompt_ids_equal_the_fine_tuning_ids(exported, conversation):
     """The server renders chat.render(...) and encodes it with the exported tokenizer; that must give
     the very ids chat.encode_chat built for SFT, or the model would read a prompt it never saw."""
-    from llmcourse.serve_models import CourseBackend, load_backend
+    from llmcourse.serve.backends import CourseBackend, load_backend
 
     _, tok, directory = exported
     backend = load_backend(directory, device="cpu")

@@ -3,12 +3,13 @@ import pytest
 import torch
 from torch import nn
 
-from llmcourse import exercises, sft
+from llmcourse import sft
+from llmcourse.course import exercises
 from llmcourse.chat import END, SPECIAL_TOKENS, encode_chat, to_training_example
 from llmcourse.dpo import sequence_logprobs
-from llmcourse.exercises import ExerciseError
+from llmcourse.course.exercises import ExerciseError
 from llmcourse.gpt import GPT, GPTConfig
-from llmcourse.instructions import Example, make_instructions, make_preferences
+from llmcourse.tasks.instructions import Example, make_instructions, make_preferences
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from llmcourse import targets
-from llmcourse.targets import Target
+from llmcourse.course import targets
+from llmcourse.course.targets import Target
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))

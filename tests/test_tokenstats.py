@@ -3,7 +3,8 @@ from itertools import pairwise
 
 import pytest
 
-from llmcourse import bpe, exercises, tokenstats
+from llmcourse import bpe, tokenstats
+from llmcourse.course import exercises
 from llmcourse.bpe import ByteBPE
 from llmcourse.bpe_regex import RegexBPE
 

@@ -190,7 +190,7 @@ def test_learns_to_reverse():
 def test_exercise_decoder_mask_and_its_classic_slips():
     """Golden: tgt_in [[1, 5, 0, 0]] with pad 0. Query 2 (a pad) still sees keys 0 and 1 (causal AND
     key-not-pad); masking the query axis instead would leave its row empty."""
-    from llmcourse import exercises
+    from llmcourse.course import exercises
     from llmcourse.transformer import decoder_mask
 
     assert decoder_mask(torch.tensor([[1, 5, 0, 0]]), 0)[0].int().tolist() == \
@@ -208,7 +208,7 @@ def test_exercise_label_smoothing_catches_unstable_log_and_v_minus_1_split():
     and the smoothed loss equals F.cross_entropy(label_smoothing=0.1). The fixed case's first row,
     log p = [0, -1000, -2000] with target 0, gives 0.1/3 * 3000 = 100; the eps/(V-1) split gives
     0.05 * 3000 = 150, and log(softmax) gives inf (exp(-2000) underflows to 0)."""
-    from llmcourse import exercises
+    from llmcourse.course import exercises
 
     def mine(logits, targets, eps):
         logp = logits - torch.logsumexp(logits, dim=-1, keepdim=True)

@@ -1,4 +1,4 @@
-"""Tests for llmcourse.word2vec and llmcourse.embeddings_eval.
+"""Tests for llmcourse.word2vec and llmcourse.tasks.embeddings_eval.
 
 Hand-derived objective and evaluation cases, statistical tests of the data pipeline (subsampling,
 dynamic window, noise distribution) with stated tolerances, gensim as the reference for the
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from llmcourse.embeddings_eval import (
+from llmcourse.tasks.embeddings_eval import (
     WORD_GROUPS,
     KeyedVectors,
     evaluate_analogies,

@@ -1,4 +1,4 @@
-"""llmcourse.zero: per-GPU memory of DDP and ZeRO-1/2/3 against the ZeRO paper and llmcourse.memory."""
+"""llmcourse.cost.zero: per-GPU memory of DDP and ZeRO-1/2/3 against the ZeRO paper and llmcourse.cost.memory."""
 import math
 from itertools import pairwise
 
@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from llmcourse import exercises, memory, zero
+from llmcourse.course import exercises
+from llmcourse.cost import memory, zero
 
 
 @pytest.mark.parametrize("stage, paper_gb", [("ddp", 120.0), ("zero1", 31.4), ("zero2", 16.6), ("zero3", 1.9)])

@@ -3,7 +3,7 @@
 Every function draws on `ax` (or on a new figure when `ax` is None) and returns the Axes, so a
 notebook can combine figures with `fig, axes = plt.subplots(1, 2)` and add to them afterwards.
 Nothing here calls `plt.show()`: Jupyter shows the figure at the end of the cell.
-matplotlib is imported on first use, so `import llmcourse.plots` is free.
+matplotlib is imported on first use, so `import llmcourse.course.plots` is free.
 
 PCA is done with NumPy's SVD (no scikit-learn needed); t-SNE (van der Maaten & Hinton 2008) is used
 from scikit-learn only if it is installed. Left out: interactive plots and styling themes.
@@ -164,11 +164,11 @@ def plot_memory_vs_size(sizes: Sequence[float] | None = None, curves: dict[str, 
                         seq_len: int = 2048, batch: int = 1) -> Any:
     """GPU memory (GB) against parameter count on a log axis, with horizontal lines for GPU sizes.
 
-    `curves` maps a label to GB per size; by default `llmcourse.memory.curves(sizes)` (inference in
+    `curves` maps a label to GB per size; by default `llmcourse.cost.memory.curves(sizes)` (inference in
     fp16; full, LoRA and QLoRA fine-tuning with gradient checkpointing). GPUs of equal memory (the
     A100-80GB and the H100) share one line.
     """
-    from llmcourse import memory
+    from llmcourse.cost import memory
 
     sizes = list(sizes) if sizes is not None else [float(x) for x in np.geomspace(1e8, 1e11, 25)]
     curves = curves if curves is not None else memory.curves(sizes, seq_len=seq_len, batch=batch)

@@ -13,7 +13,7 @@ The capstone's recipe (notebook 18), each stage a copy of the previous model tra
   Full fine-tuning changes every weight; LoRA (`llmcourse.lora`) trains small adapters instead.
 * **Evaluation** after each stage: perplexity on held-out domain text and on general text (forgetting
   shows as the general perplexity rising), and held-out exact match on questions whose facts the model
-  could only have read during CPT (`llmcourse.domain`).
+  could only have read during CPT (`llmcourse.tasks.domain`).
 
 Two model families, one interface (`CourseChat`, `HFChat`): the course GPT with its BPE tokenizer,
 pretrained here in seconds (smoke size), or SmolLM2-135M-Instruct (full size, offline GGUF via the data
@@ -33,8 +33,8 @@ from torch import nn
 
 from llmcourse import chat, data, evaluate, lora, sft
 from llmcourse.config import Sized
-from llmcourse.exercises import exercise
-from llmcourse.instructions import Example, is_correct, normalise
+from llmcourse.course.exercises import exercise
+from llmcourse.tasks.instructions import Example, is_correct, normalise
 from llmcourse.runtime import Runtime
 from llmcourse.train import History, TrainConfig, fit
 
@@ -108,7 +108,7 @@ class CourseChat:
 
     def with_lora(self, model: nn.Module, r: int) -> nn.Module:
         """A copy with rank-r adapters (alpha = 2r); the chat tokens' embedding rows train too (notebook 12)."""
-        from llmcourse.peft_compare import make_variant
+        from llmcourse.recipes.peft_compare import make_variant
 
         return make_variant(model, "lora", r=r, new_token_ids=list(self.tokenizer.special_tokens.values()))
 
@@ -116,7 +116,7 @@ class CourseChat:
         """A plain GPT (LoRA and chat-token corrections merged) as a Hugging Face directory for
         `llmcourse.serve`. `model` itself is left as it is."""
         from llmcourse.gpt import GPT
-        from llmcourse.serving import export_chat_model
+        from llmcourse.serve.serving import export_chat_model
 
         merged = lora.merge_lora(copy.deepcopy(model).cpu(), unwrap=True)
         # read the (possibly parametrized) embedding's value instead of removing the parametrization:
@@ -142,7 +142,7 @@ class HFChat:
         return list(self.tokenizer.encode(text, add_special_tokens=False))
 
     def chat_rows(self, examples: Sequence[Example]) -> list[tuple[list[int], list[int]]]:
-        from llmcourse.instructions import to_conversation
+        from llmcourse.tasks.instructions import to_conversation
 
         return [chat.encode_chat_hf(to_conversation(ex), self.tokenizer) for ex in examples]
 

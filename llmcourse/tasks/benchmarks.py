@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from llmcourse.evaluate import continuation_logprob
-from llmcourse.exercises import exercise
+from llmcourse.course.exercises import exercise
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from llmcourse.exercises import exercise, torch_generator
+from llmcourse.course.exercises import exercise, torch_generator
 from llmcourse.generate import generate
 
 

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 
 from llmcourse.config import Sized
-from llmcourse.vocab import CharVocab
+from llmcourse.data.vocab import CharVocab
 
 TASKS = ("dates", "numbers", "reverse")
 SPLITS = ("train", "test", "unseen_years", "long")
@@ -326,7 +326,7 @@ def load_parallel_corpus(name: str = "multi30k", split: str = "train", max_pairs
     download fails) this warns once and returns the generated "dates" task instead, so notebooks
     run anywhere; check the warning before quoting numbers. `datasets` caches downloads itself.
     """
-    from llmcourse.fetch import is_offline
+    from llmcourse.data.fetch import is_offline
 
     hub_id, src_key, tgt_key = PARALLEL_CORPORA[name]
     reason = is_offline()

@@ -32,7 +32,7 @@ import math
 import random
 from dataclasses import dataclass, field
 
-from llmcourse.exercises import exercise
+from llmcourse.course.exercises import exercise
 
 GB = 1e9  # decimal gigabytes, the unit of every figure in this module
 

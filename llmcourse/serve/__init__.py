@@ -41,9 +41,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmcourse.serve_models import ENGINES, Backend, Engine, load_backend
+from llmcourse.serve.backends import ENGINES, Backend, Engine, load_backend
 
-PAGE = Path(__file__).parent / "serve_static" / "chat.html"
+PAGE = Path(__file__).parent / "static" / "chat.html"
 
 
 class APIError(Exception):

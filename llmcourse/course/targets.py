@@ -188,7 +188,7 @@ def check(records: list[dict], notebooks: list[str], *, size: str = "smoke") -> 
     for nb in notebooks:
         t = BY_NOTEBOOK.get(nb)
         if t is None:
-            failures.append(f"{nb}: no target in llmcourse.targets (every notebook needs one)")
+            failures.append(f"{nb}: no target in llmcourse.course.targets (every notebook needs one)")
             continue
         got = by_notebook.get(nb, {})
         if t.metric not in got:

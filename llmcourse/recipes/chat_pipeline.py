@@ -27,7 +27,8 @@ from pathlib import Path
 
 import torch
 
-from llmcourse import data, instructions
+from llmcourse import data
+from llmcourse.tasks import instructions
 from llmcourse.checkpoint import load_model_weights, save_model
 from llmcourse.config import Sized, to_dict
 from llmcourse.gpt import GPT, GPTConfig

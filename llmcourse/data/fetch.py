@@ -215,7 +215,7 @@ def hub_source(hf_id: str, kind: str = "dataset", subset: str | None = None,
             f"{kind} {hf_id!r} has no ModelScope copy that llmcourse knows of ({HUB_ENV}=modelscope). "
             f"Fix: download it from the Hugging Face mirror instead: set {HUB_ENV}=huggingface and "
             f"HF_ENDPOINT={HF_MIRROR} (before importing transformers/datasets); or add its ModelScope "
-            f"id to llmcourse.fetch.MODELSCOPE_IDS. {kind.capitalize()}s with a ModelScope copy: {known}.")
+            f"id to llmcourse.data.fetch.MODELSCOPE_IDS. {kind.capitalize()}s with a ModelScope copy: {known}.")
     return HubSource("modelscope", kind, ms_id, subset, MODELSCOPE_ENDPOINT)
 
 

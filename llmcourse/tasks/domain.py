@@ -38,9 +38,9 @@ import warnings
 from dataclasses import dataclass
 
 from llmcourse import data
-from llmcourse.exercises import exercise
-from llmcourse.fetch import write_atomic
-from llmcourse.instructions import Example
+from llmcourse.course.exercises import exercise
+from llmcourse.data.fetch import write_atomic
+from llmcourse.tasks.instructions import Example
 
 ATTRIBUTES = ("treats", "dose", "schedule", "source", "avoid")
 

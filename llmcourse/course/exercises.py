@@ -1,6 +1,6 @@
 """Self-checking exercises: run the learner's function against a reference on fresh random inputs.
 
-    from llmcourse import exercises
+    from llmcourse.course import exercises
     exercises.describe("softmax")          # prints the task
     exercises.check("softmax", my_softmax)  # "✓ softmax: passed 5 random cases", or ExerciseError
 

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from llmcourse.chat import END, SPECIAL_TOKENS
-from llmcourse.exercises import exercise
+from llmcourse.course.exercises import exercise
 
 
 def export_chat_model(model, tokenizer, directory: str | Path) -> Path:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmcourse.exercises import exercise
+from llmcourse.course.exercises import exercise
 from llmcourse.rag import Chunk, chunk_text
 
 
@@ -42,7 +42,7 @@ QUESTIONS: tuple[Question, ...] = (
     Question("What is the worst rounding error when weights are stored as 8-bit integers with one scale per row?",
              "llmcourse/quantize.py", "max|w_row| / 254"),
     Question("How much memory per weight does full training with Adam in half precision need?",
-             "llmcourse/memory.py", "16 bytes"),
+             "llmcourse/cost/memory.py", "16 bytes"),
     Question("Why scale the scores down before the softmax when comparing queries with keys?",
              "llmcourse/attention.py", "to keep unit variance so the softmax does not saturate"),
     Question("What lets gradients survive long distances in an LSTM?",
@@ -66,7 +66,7 @@ QUESTIONS: tuple[Question, ...] = (
     Question("In nucleus sampling, which tokens are kept?",
              "llmcourse/generate.py", "the smallest set of most likely tokens whose probability reaches top_p"),
     Question("How are the held-out instruction examples kept apart from the training ones?",
-             "llmcourse/instructions.py", "a hash of the operands decides the split"),
+             "llmcourse/tasks/instructions.py", "a hash of the operands decides the split"),
     Question("What does prompt tuning learn while the whole model stays frozen?",
              "llmcourse/ptuning.py", "n_virtual embedding vectors placed before every input"),
     Question("When several processes train together, how do they end up taking the same optimizer step?",
@@ -99,15 +99,17 @@ def notebook_markdown(path: str | Path) -> str:
 
 
 def module_docstrings() -> dict[str, str]:
-    """{"llmcourse/<module>.py": its docstring} for every module of the installed package."""
+    """{"llmcourse/<path>.py": its docstring} for every module of the installed package, subpackages
+    included; an `__init__.py` counts only when it holds code (data/, serve/), not just a docstring."""
     import llmcourse
 
     root = Path(llmcourse.__file__).parent
     out = {}
-    for path in sorted(root.glob("*.py")):
-        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
-        if doc and path.name != "__init__.py":
-            out[f"llmcourse/{path.name}"] = doc
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        doc = ast.get_docstring(tree)
+        if doc and (path.name != "__init__.py" or len(tree.body) > 1):
+            out[f"llmcourse/{path.relative_to(root).as_posix()}"] = doc
     return out
 
 

@@ -2,7 +2,7 @@
 
 A notebook begins with
 
-    from llmcourse import notebook
+    from llmcourse.course import notebook
     rt = notebook.start()            # seeds everything, prints size / runtime / versions
 
 and records its key result once with `notebook.headline("val_loss", loss)`. The course runner sets
@@ -184,18 +184,18 @@ def headline(name: str, value: float, unit: str = "") -> None:
 
     The record is a JSON line {"notebook", "kind", "name", "value", "unit", "size", ...} appended to
     `LLMCOURSE_METRICS_FILE`; "notebook" comes from `LLMCOURSE_NOTEBOOK`. The targets table
-    (`llmcourse.targets`) says what the number should reach at each size and what a full-size run
+    (`llmcourse.course.targets`) says what the number should reach at each size and what a full-size run
     measured; both are printed under the number. A NaN or infinite headline is an error: it means
     the run diverged, and the table must show it.
     """
-    from llmcourse import targets
+    from llmcourse.course import targets
 
     number = _record("headline", name, value, unit)
     suffix = f" {unit}" if unit else ""
     print(f"headline: {name} = {_format_value(number)}{suffix}")
     target = targets.for_metric(name)
     if target is not None and config.current_language() != "en":
-        print(f"  (the targets in llmcourse/targets.py are set on the English texts; this run is on "
+        print(f"  (the targets in llmcourse/course/targets.py are set on the English texts; this run is on "
               f"'{config.current_language()}' text)")
     elif target is not None:
         print(targets.describe(target, current_size()))

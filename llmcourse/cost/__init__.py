@@ -1,0 +1,1 @@
+"""Cost arithmetic: GPU memory, ZeRO stages, inference cost (machinery)."""

@@ -1,0 +1,1 @@
+"""Course tooling: notebook helpers, plots, exercises, targets, generated docs (machinery)."""

@@ -1,0 +1,1 @@
+"""Recipes: multi-stage experiments built from the concept modules (machinery)."""

@@ -1,0 +1,1 @@
+"""Tasks: generated task data, instruction sets, the capstone domain, evaluation items (machinery)."""
