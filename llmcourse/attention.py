@@ -25,8 +25,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmcourse.course.exercises import exercise, torch_generator
-
 
 def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                                  mask: torch.Tensor | None = None, dropout_p: float = 0.0,
@@ -58,7 +56,6 @@ def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     return weights @ v, weights  # (..., Tq, Tk) @ (..., Tk, dv) -> (..., Tq, dv)
 
 
-@exercise("04.causal_mask", inputs=lambda rng: (rng.randint(1, 12),), compare="exact", fixed=((1,),))
 def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tensor:
     """(T, T) boolean, True on and below the diagonal: position t may attend to positions <= t.
 
@@ -68,14 +65,6 @@ def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tenso
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()
 
 
-def _lengths_inputs(rng) -> tuple[torch.Tensor, int]:
-    T = rng.randint(1, 10)
-    return torch.tensor([rng.randint(0, T) for _ in range(rng.randint(1, 4))]), T
-
-
-@exercise("04.padding_mask", inputs=_lengths_inputs, compare="exact", fixed=((torch.tensor([1, 3, 0]), 3),),
-          hint="sequence b has real tokens at positions 0 .. lengths[b] - 1, so t < lengths[b] (not <=); "
-          "compare a (1, T) arange with lengths as a (B, 1) column")
 def padding_mask(lengths: torch.Tensor | list[int], T: int) -> torch.Tensor:
     """padding_mask(lengths (B,) ints, T) -> (B, T) bool: True at the real tokens t < lengths[b],
     False at the padding after them (a *key* mask: True = may attend).
@@ -102,16 +91,6 @@ def combine_masks(attn_mask: torch.Tensor | None, key_mask: torch.Tensor | None
     return mask
 
 
-def _split_inputs(rng) -> tuple[torch.Tensor, int]:
-    n_head = rng.randint(1, 4)
-    shape = (rng.randint(1, 3), rng.randint(1, 6), n_head * rng.randint(1, 4))
-    return torch.randn(shape, generator=torch_generator(rng)), n_head
-
-
-@exercise("04.split_heads", inputs=_split_inputs, compare="exact",
-          fixed=((torch.arange(24.0).view(1, 3, 8), 2), (torch.arange(24.0).view(2, 3, 4), 4)),
-          hint="each token's C features are n_head consecutive chunks of C // n_head: view as "
-          "(B, T, n_head, C // n_head), then transpose(1, 2); a direct view(B, n_head, T, ...) mixes tokens")
 def split_heads(x: torch.Tensor, n_head: int) -> torch.Tensor:
     """split_heads(x (B, T, C), n_head) -> (B, n_head, T, C // n_head): head h holds features
     h*D .. (h+1)*D - 1 (D = C // n_head) of every token, as multi-head attention splits them."""
@@ -183,18 +162,7 @@ class MultiHeadAttention(nn.Module):
                 self.out_proj.bias.copy_(other.out_proj.bias)
 
 
-# ---------------------------------------------------------------- exercises (notebook 04)
-def _attn_inputs(rng):
-    g = torch_generator(rng)
-    B, Tq, Tk, d = rng.randint(1, 3), rng.randint(1, 6), rng.randint(1, 6), rng.choice([1, 4, 16, 64])
-    q, k, v = (torch.randn(B, T, d, generator=g) for T in (Tq, Tk, Tk))
-    mask = torch.rand(B, Tq, Tk, generator=g) < 0.7
-    mask[..., 0] = True  # every query sees at least one key
-    return q, k, v, mask
-
-
-@exercise("04.attention", inputs=_attn_inputs, hint="divide the scores by sqrt(d) (d = q.shape[-1]); "
-          "fill blocked scores with -inf *before* the softmax over the last dim")
+# ------------------------------------------------------------------------- checked by notebook 04's exercises
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """attention(q (B, Tq, d), k (B, Tk, d), v (B, Tk, dv), mask (B, Tq, Tk) bool, True = may
     attend) -> (B, Tq, dv): softmax(q k^T / sqrt(d)) v with blocked scores set to -inf."""

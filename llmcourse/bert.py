@@ -14,6 +14,10 @@ Unlike `llmcourse.gpt.GPT`, attention is not causal: every position sees every o
 right (the "B" in BERT is for Bidirectional). Padding is hidden with `attention_mask` (B, T),
 1 = real token, 0 = padding, as in Hugging Face. Post-norm (the 2017 Transformer's placement) is
 kept because the checkpoints were trained that way; GPT-2 and later models moved to pre-norm.
+`BertSelfAttention` is kept apart from `llmcourse.attention.MultiHeadAttention` on purpose: that
+one is notebook 04's readable version, which materialises the attention weights to show them; BERT
+pretraining wants the fused `F.scaled_dot_product_attention` kernel and one padding mask built once
+for all layers. A test checks that the two agree on shared random weights.
 
 The class ladder, one idea per rung, all with the course's calling convention
 `logits, loss = model(input_ids, token_type_ids=None, attention_mask=None, targets=None)`:
@@ -87,7 +91,8 @@ def key_padding_mask(attention_mask: torch.Tensor | None) -> torch.Tensor | None
 
 
 class BertSelfAttention(nn.Module):
-    """Bidirectional multi-head attention: no causal mask, only the padding mask."""
+    """Bidirectional multi-head attention: no causal mask, only the padding mask. The same maths and
+    parameter names as `llmcourse.attention.MultiHeadAttention` (tested), on the fused kernel."""
 
     def __init__(self, cfg: BertConfig):
         super().__init__()
@@ -324,19 +329,7 @@ def bert_params(cfg: BertConfig, head: str = "encoder", n_classes: int = 2) -> i
     return sum(bert_param_breakdown(cfg, head, n_classes).values())
 
 
-# ---------------------------------------------------------------- exercise (notebook 07)
-from llmcourse.course.exercises import exercise  # kept next to the exercise it serves
-
-
-def _size_inputs(rng) -> tuple[int, int, int, int, int]:
-    n_embd = 64 * rng.randint(1, 24)
-    return rng.randint(1000, 60000), rng.choice([128, 512, 1024]), rng.randint(1, 48), n_embd, 4 * n_embd
-
-
-@exercise("07.bert_encoder_params", inputs=_size_inputs, compare="exact",
-          fixed=((30522, 512, 12, 768, 3072), (30522, 512, 24, 1024, 4096)),
-          hint="count per block: q, k, v and the output projection (C x C + C each), the FFN "
-               "(C x I + I and I x C + C), and two LayerNorms (2C each); add embeddings and the pooler")
+# ------------------------------------------------------------------------- checked by notebook 07's exercises
 def bert_encoder_params(vocab_size: int, max_position: int, n_layer: int, n_embd: int, intermediate: int) -> int:
     """bert_encoder_params(vocab_size, max_position, n_layer, n_embd, intermediate) -> int: parameters
     of a BERT encoder with 2 token types, embedding LayerNorm and pooler (HF's BertModel), no heads."""

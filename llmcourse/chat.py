@@ -140,19 +140,7 @@ def to_training_example(ids: list[int], mask: list[int], block_size: int | None 
     return t[:-1], targets
 
 
-# ---------------------------------------------------------------- exercise (notebook 11)
-from llmcourse.course.exercises import exercise  # kept next to the exercise it serves
-
-
-def _mask_inputs(rng) -> tuple[list[str], list[int]]:
-    n = rng.randint(1, 6)
-    return [rng.choice(ROLES) for _ in range(n)], [rng.randint(0, 5) for _ in range(n)]
-
-
-@exercise("11.loss_mask", inputs=_mask_inputs, compare="exact",
-          fixed=((["user", "assistant"], [2, 1]), (["system", "user", "assistant"], [1, 1, 0])),
-          hint="per message: 0 for the header, then `length` content values and one for <|end|> (1 if the role "
-               "is assistant, else 0), then 0 for the newline")
+# ------------------------------------------------------------------------- checked by notebook 11's exercises
 def loss_mask(roles: list[str], lengths: list[int]) -> list[int]:
     """loss_mask(roles, lengths) -> the 0/1 list `encode_chat` returns for messages laid out as header
     token, lengths[i] content tokens, <|end|>, newline token: 1 on an assistant's content and its <|end|>."""

@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import math
 import os
-import random
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-
-from llmcourse.course.exercises import exercise
 
 
 @dataclass(frozen=True)
@@ -91,16 +88,7 @@ def barrier(env: DistEnv) -> None:
         dist.barrier()
 
 
-# ------------------------------------------------------------------------- notebook 17's exercises
-def _plan_inputs(rng: random.Random) -> tuple[int, int, int]:
-    n_gpus = rng.choice([1, 2, 4, 8, 16])
-    return n_gpus * rng.randint(1, 64), n_gpus, rng.randint(1, 32)
-
-
-@exercise("17.micro_batch_plan", inputs=_plan_inputs, compare="exact",
-          fixed=((96, 4, 16), (64, 8, 8), (14, 2, 4), (512, 8, 1000)),
-          hint="the micro-batch must divide the per-GPU share global_batch / n_gpus exactly; take the "
-               "largest such divisor that fits, then accumulate share / micro_batch times")
+# ------------------------------------------------------------------------- checked by notebook 17's exercises
 def micro_batch_plan(global_batch: int, n_gpus: int, max_micro_batch: int) -> tuple[int, int]:
     """micro_batch_plan(global_batch, n_gpus, max_micro_batch) -> (micro_batch, accum_steps): the
     largest micro-batch per GPU of at most `max_micro_batch` sequences such that
@@ -117,14 +105,3 @@ def sampler_indices(n: int, world_size: int, rank: int) -> list[int]:
     total = math.ceil(n / world_size) * world_size  # every rank gets the same number of samples
     padded = [i % n for i in range(total)]  # wraps around as often as needed (n < world_size too)
     return padded[rank::world_size]
-
-
-def _sampler_inputs(rng: random.Random) -> tuple[int, int, int]:
-    world = rng.choice([1, 2, 3, 4, 8])
-    return rng.randint(1, 40), world, rng.randrange(world)
-
-
-exercise("17.sampler_indices", inputs=_sampler_inputs, compare="exact",
-         fixed=((8, 2, 1), (10, 4, 3), (2, 5, 4), (7, 1, 0)),
-         hint="strided, not contiguous: rank r takes indices r, r + world_size, ...; first pad the list "
-              "0..n-1 with its own first indices up to a multiple of world_size")(sampler_indices)

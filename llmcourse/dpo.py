@@ -82,23 +82,7 @@ class DPOModel(nn.Module):
         return metrics, loss
 
 
-# ---------------------------------------------------------------- exercises (notebook 13; 13.dpo_loss is in sft.py)
-from llmcourse.course.exercises import exercise, torch_generator  # kept next to the exercises they serve
-
-
-def _metric_inputs(rng) -> tuple:
-    g = torch_generator(rng)
-    B = rng.randint(1, 6)
-    return (*(torch.randn(B, generator=g) * 5 - 10 for _ in range(4)), rng.choice([0.1, 0.5, 1.0]))
-
-
-@exercise("13.reward_metrics", inputs=_metric_inputs, compare="allclose", rtol=1e-5, atol=1e-5,
-          fixed=((torch.tensor([-4.0, -6.0]), torch.tensor([-6.0, -5.0]), torch.tensor([-3.0, -6.0]),
-                  torch.tensor([-6.0, -6.0]), 0.5),  # pair 1: the policy prefers chosen, its reward does not
-                 (torch.tensor([-2.0, -3.0]), torch.tensor([-4.0, -1.0]), torch.tensor([-2.0, -3.0]),
-                  torch.tensor([-4.0, -1.0]), 0.1)),  # policy = reference: every margin is 0
-          hint="implicit reward r = beta * (log pi - log ref) for each answer; accuracy = share of r_chosen > "
-               "r_rejected (strictly), margin = mean of r_chosen - r_rejected")
+# ------------------------------------------------------------------------- checked by notebook 13's exercises
 def reward_metrics(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
                    ref_rejected: torch.Tensor, beta: float) -> tuple[float, float]:
     """reward_metrics(policy_chosen (B,), policy_rejected (B,), ref_chosen (B,), ref_rejected (B,), beta)
@@ -108,20 +92,6 @@ def reward_metrics(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, r
     return m["accuracy"].item(), m["margin"].item()
 
 
-def _logprob_inputs(rng) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    g = torch_generator(rng)
-    B, T, V = rng.randint(1, 4), rng.randint(2, 10), rng.randint(2, 12)
-    logits = torch.randn(B, T, V, generator=g) * rng.choice([1.0, 10.0])
-    mask = torch.randint(0, 2, (B, T), generator=g)
-    mask[:, 0] = 0  # the first token has no prediction
-    return logits, torch.randint(0, V, (B, T), generator=g), mask
-
-
-@exercise("13.sequence_logprob", inputs=_logprob_inputs, compare="allclose", rtol=1e-4, atol=1e-4,
-          fixed=((torch.tensor([[[1000.0, 0.0], [0.0, 1000.0], [5.0, 5.0], [0.0, 1000.0], [0.0, 0.0]]]),
-                  torch.tensor([[0, 0, 1, 0, 0]]), torch.tensor([[0, 1, 1, 1, 1]])),),  # 0 + 0 - log 2 - 1000
-          hint="logits[:, t] predict idx[:, t+1]: gather log_softmax(logits[:, :-1]) at idx[:, 1:], multiply by "
-               "mask[:, 1:], sum over t")
 def sequence_logprob(logits: torch.Tensor, idx: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """sequence_logprob(logits (B, T, V), idx (B, T), mask (B, T)) -> (B,): the sum of log p(idx[:, t] |
     idx[:, :t]) over the positions with mask[:, t] = 1, where logits[:, t] is the model's prediction of the

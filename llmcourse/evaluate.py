@@ -14,13 +14,10 @@ Left out: sampling-based metrics (pass@k), LLM-as-a-judge, calibration.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-
-from llmcourse.course.exercises import exercise, torch_generator
 
 
 @torch.no_grad()
@@ -88,38 +85,13 @@ def compare_models(models: dict[str, object], tasks: dict[str, Callable[[object]
     return [{"model": name, **{task: fn(model) for task, fn in tasks.items()}} for name, model in models.items()]
 
 
-# ------------------------------------------------------------------------- notebook 16's exercises
-def _nll_inputs(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch_generator(rng)
-    b, t = rng.randint(1, 4), rng.randint(1, 10)
-    nll = torch.rand(b, t, generator=g) * 6  # per-token losses, ln(vocab) ~ 6 at most here
-    lengths = torch.randint(1, t + 1, (b, 1), generator=g)  # real tokens per row; the rest is padding
-    return nll, torch.arange(t) < lengths
-
-
-@exercise("16.masked_perplexity", inputs=_nll_inputs, rtol=1e-5, atol=1e-6,
-          fixed=((torch.tensor([[1.0, 1.0, 1.0, 1.0], [3.0, 9.0, 9.0, 9.0]]),
-                  torch.tensor([[True, True, True, True], [True, False, False, False]])),),
-          hint="average over the real tokens of the whole batch: sum(nll * mask) / mask.sum(), "
-               "not a mean over all positions, nor a mean of per-row means")
+# ------------------------------------------------------------------------- checked by notebook 16's exercises
 def masked_perplexity(nll: torch.Tensor, mask: torch.Tensor) -> float:
     """masked_perplexity(nll (B, T) float, mask (B, T) bool) -> float: exp of the mean negative
     log-likelihood over the real tokens (mask True) of the whole batch; padding does not count."""
     return math.exp(float((nll * mask).sum() / mask.sum()))
 
 
-def _lp_inputs(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, int]:
-    g = torch_generator(rng)
-    t, v = rng.randint(2, 12), rng.randint(3, 20)
-    logits = torch.randn(t, v, generator=g) * rng.choice([1.0, 5.0, 20.0])
-    return logits, torch.randint(0, v, (t,), generator=g), rng.randint(1, t - 1)
-
-
-@exercise("16.continuation_logprob", inputs=_lp_inputs, rtol=1e-5, atol=1e-4,
-          fixed=((torch.tensor([[0.0, 8.0, 0.0], [8.0, 0.0, 0.0], [0.0, 0.0, 8.0]]), torch.tensor([0, 1, 0]), 1),
-                 (torch.tensor([[100.0, -100.0], [0.0, 0.0]]), torch.tensor([0, 1]), 1)),
-          hint="the logits at position t predict token t + 1, so token t is scored by log_softmax(logits[t - 1]); "
-               "use log_softmax (not log of softmax) so huge logits stay finite")
 def continuation_logprob_from_logits(logits: torch.Tensor, ids: torch.Tensor, n_context: int) -> float:
     """continuation_logprob(logits (T, V), ids (T,), n_context) -> float: log p(ids[n_context:] |
     ids[:n_context]), summed over the continuation's tokens; logits[t] is the prediction for ids[t + 1]."""

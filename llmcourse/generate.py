@@ -2,9 +2,9 @@
 
 Three separate ideas, kept separate:
   * `sample_next_token(logits, generator, ...)` turns one step's logits into token ids: greedy
-    (temperature 0), temperature scaling, top-k (`top_k_filter`; `top_k_probs` is notebook 09's exercise) and top-p
-    (nucleus, Holtzman et al. 2019). It is a pure function of its inputs and an explicit
-    `torch.Generator`, so samples are reproducible.
+    (temperature 0), temperature scaling, top-k (`top_k_filter`, on logits; `top_k_probs` is notebook 09's
+    exercise) and top-p (`top_p_filter`, on probabilities: the nucleus of Holtzman et al. 2019). It is a
+    pure function of its inputs and an explicit `torch.Generator`, so samples are reproducible.
   * `KVCache` stores every layer's keys and values, so each new token costs one position of compute
     instead of re-running the whole context. Memory: 2 * n_layer * B * T * n_embd numbers.
   * `generate` / `stream` drive a model with or without the cache. Cached and uncached greedy
@@ -16,13 +16,10 @@ uncached model sees, and no faster). Left out: batching requests of different le
 """
 from __future__ import annotations
 
-import random
 from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
-
-from llmcourse.course.exercises import exercise, torch_generator
 
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
@@ -35,20 +32,22 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     return logits.masked_fill(logits < kth, float("-inf"))
 
 
-def _top_k_inputs(rng: random.Random) -> tuple[torch.Tensor, int]:
-    g = torch_generator(rng)
-    B, V = rng.randint(1, 4), rng.randint(2, 12)
-    if rng.random() < 0.5:  # small integers: ties with the k-th largest value are common
-        logits = torch.randint(-3, 4, (B, V), generator=g).float()
-    else:
-        logits = torch.randn(B, V, generator=g) * rng.choice([1.0, 5.0])
-    return logits, rng.randint(1, V + 3)  # k > V happens too
+def top_p_filter(probs: torch.Tensor, p: float) -> torch.Tensor:
+    """(B, V) probabilities -> (B, V): all but the smallest set of most likely tokens whose mass reaches
+    `p` set to 0, the rest renormalised (the nucleus of Holtzman et al. 2019, "The Curious Case of
+    Neural Text Degeneration"). The most likely token always stays, however small `p` is.
+
+    >>> top_p_filter(torch.tensor([[0.1, 0.6, 0.3]]), 0.7)   # 0.6 < 0.7, so 0.3 joins; 0.9 >= 0.7
+    tensor([[0.0000, 0.6667, 0.3333]])
+    """
+    sorted_p, order = probs.sort(dim=-1, descending=True)  # (B, V) each
+    # drop a token when the tokens ranked above it already reach p (the first always stays)
+    drop = sorted_p.cumsum(dim=-1) - sorted_p >= p
+    drop[..., 0] = False  # even a p that rounds to 0 keeps the most likely token
+    kept = torch.zeros_like(probs).scatter(-1, order, sorted_p.masked_fill(drop, 0.0))
+    return kept / kept.sum(dim=-1, keepdim=True)
 
 
-@exercise("09.top_k_probs", inputs=_top_k_inputs, rtol=1e-5, atol=1e-6,
-          fixed=((torch.tensor([[2.0, 1.0, 2.0, 0.5]]), 1), (torch.tensor([[0.3, -1.0, 2.0], [1.0, 1.0, 1.0]]), 5)),
-          hint="per row, the k-th largest logit is torch.topk(logits, min(k, V)).values[:, -1:]; logits strictly "
-               "below it become -inf (ties with it stay), then softmax; k >= V keeps every token")
 def top_k_probs(logits: torch.Tensor, k: int) -> torch.Tensor:
     """top_k_probs(logits (B, V), k) -> (B, V): the distribution top-k sampling draws from, the softmax over
     each row's k largest logits (ties with the k-th largest kept; k >= V keeps all) and 0 elsewhere."""
@@ -72,15 +71,9 @@ def sample_next_token(logits: torch.Tensor, generator: torch.Generator | None = 
     logits = logits.float() / temperature
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
-    if top_p is not None and top_p < 1.0:
-        sorted_logits, order = torch.sort(logits, descending=True)
-        probs = F.softmax(sorted_logits, dim=-1)
-        # drop a token when the tokens ranked above it already reach top_p (the first always stays)
-        drop = probs.cumsum(dim=-1) - probs >= top_p
-        drop[..., 0] = False  # even a top_p that rounds to 0 keeps the most likely token
-        sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-        logits = torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits)
     probs = F.softmax(logits, dim=-1)
+    if top_p is not None and top_p < 1.0:
+        probs = top_p_filter(probs, top_p)
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 

@@ -9,7 +9,7 @@ and from Hugging Face's `GPT2LMHeadModel` and the logits agree to float precisio
 Calling convention (shared by every model in the course):
     logits, loss = model(idx, targets)      # idx, targets: (B, T) int64; targets == -100 are ignored
 
-Registers notebook 08's exercise "08.num_params" (the parameter count of a config, by hand).
+`gpt_num_params` is the parameter count of a config by formula (notebook 08's exercise checks it).
 Left out on purpose: rotary embeddings, RMSNorm, grouped-query attention and other Llama-era changes
 (mentioned in notebook 08); dropout inside attention weights is kept only as a flag.
 """
@@ -23,7 +23,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmcourse.config import Sized
-from llmcourse.course.exercises import exercise
 
 
 @dataclass
@@ -142,31 +141,27 @@ class GPT(nn.Module):
         return n - self.pos_emb.weight.numel() if non_embedding else n
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache=None,
-                last_only: bool = False, prefix_emb: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+                last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) -> logits (B, T, vocab), and the mean cross-entropy if targets are given.
 
         With a `kv_cache`, idx holds only the new tokens and positions continue from the cache.
         `last_only=True` returns logits for the last position only, (B, 1, vocab): a generation
-        shortcut that must be asked for explicitly. `prefix_emb` (B, P, C) are "virtual token"
-        embeddings placed before idx (prompt tuning, `llmcourse.ptuning`); logits cover idx only.
+        shortcut that must be asked for explicitly. (Prompt tuning wraps the model instead of
+        adding an argument here: `llmcourse.ptuning.PromptTuned`.)
         """
         B, T = idx.shape
-        P = 0 if prefix_emb is None else prefix_emb.size(1)
         start = kv_cache.pos if kv_cache is not None else 0
-        if start + P + T > self.cfg.block_size:
-            raise ValueError(f"sequence of {start + P + T} tokens exceeds block_size={self.cfg.block_size}; "
+        if start + T > self.cfg.block_size:
+            raise ValueError(f"sequence of {start + T} tokens exceeds block_size={self.cfg.block_size}; "
                              "crop the context (generate() does this) or use a model with a longer block_size")
         x = self.tok_emb(idx)  # (B, T, C)
-        if prefix_emb is not None:
-            x = torch.cat([prefix_emb.to(x.dtype), x], dim=1)  # New: (B, P + T, C)
-        pos = torch.arange(start, start + P + T, device=idx.device)  # (P + T,)
+        pos = torch.arange(start, start + T, device=idx.device)  # (T,)
         x = self.drop(x + self.pos_emb(pos))
         for i, block in enumerate(self.blocks):
             x = block(x, kv_cache=kv_cache, layer=i)
         if kv_cache is not None:
-            kv_cache.advance(P + T)
-        x = self.final_norm(x[:, P:])
+            kv_cache.advance(T)
+        x = self.final_norm(x)
         if last_only:
             x = x[:, -1:, :]
         logits = self.lm_head(x)
@@ -198,20 +193,13 @@ class GPT(nn.Module):
         return idx
 
 
-# ----------------------------------------------------------------------------- exercise (notebook 08)
-def _shape_inputs(rng) -> tuple[int, int, int, int]:
-    return (rng.randint(2, 60_000), rng.choice([8, 64, 256, 1024]), rng.randint(1, 24),
-            rng.choice([16, 64, 128, 384, 768, 1024]))
-
-
-@exercise("08.num_params", inputs=_shape_inputs, compare="exact",
-          fixed=((65, 256, 6, 384), (50257, 1024, 12, 768), (2, 1, 1, 4)),
-          hint="per block: two LayerNorms (weight + bias each), qkv C->3C and proj C->C, MLP C->4C->C, "
-               "all with biases; plus token and position embeddings and the final LayerNorm; the head "
-               "is tied (no new parameters)")
+# ------------------------------------------------------------------------- checked by notebook 08's exercises
 def gpt_num_params(vocab_size: int, block_size: int, n_layer: int, n_embd: int) -> int:
     """gpt_num_params(vocab_size, block_size, n_layer, n_embd) -> int: parameters of the course GPT
-    (biases on, head tied to the token embedding), the number `GPT(cfg).num_params()` prints."""
-    C = n_embd
-    per_block = 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + 2 * C + (C * 4 * C + 4 * C) + (4 * C * C + C)
-    return vocab_size * C + block_size * C + n_layer * per_block + 2 * C  # = V·C + T·C + L(12C² + 13C) + 2C
+    (biases on, head tied to the token embedding), the number `GPT(cfg).num_params()` prints.
+
+    The count itself is `llmcourse.cost.memory.gpt_params` (the one formula, with its derivation):
+    V·C + T·C + L(12C² + 13C) + 2C. This name and argument order are notebook 08's exercise."""
+    from llmcourse.cost.memory import gpt_params
+
+    return gpt_params(n_layer, n_embd, vocab_size, block_size, tied=True)

@@ -32,7 +32,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmcourse.evaluate import multiple_choice
-from llmcourse.course.exercises import exercise
 
 
 @dataclass(frozen=True)
@@ -289,17 +288,3 @@ def digit_accuracy_by_k(model: nn.Module, prompts: DigitPrompts) -> list[float]:
     logits, _ = model(prompts.idx.to(next(model.parameters()).device))
     pred = logits[:, 2::5, :10].argmax(-1).cpu()  # (B, n): the prediction after each ">"
     return (pred == prompts.answers).float().mean(0).tolist()
-
-
-def _fs_inputs(rng: random.Random) -> tuple[list[tuple[str, str]], str]:
-    words = "fine dull great awful slow moving sharp flat".split()
-    text = lambda: " ".join(rng.choice(words) for _ in range(rng.randint(1, 4)))  # noqa: E731
-    return [(text(), rng.choice(["positive", "negative"])) for _ in range(rng.randint(0, 4))], text()
-
-
-@exercise("15.few_shot_prompt", inputs=_fs_inputs, compare="exact", fixed=(([], "ok"), ([("a", "positive")], "b")))
-def few_shot_exercise(demos: list[tuple[str, str]], query: str) -> str:
-    """few_shot_prompt(demos [(text, label)], query) -> str: each demo as "Review: {text}\\nSentiment: {label}",
-    then "Review: {query}\\nSentiment:", joined by blank lines, no instruction."""
-    fmt = PromptFormat(instruction="")
-    return few_shot_prompt([Labeled(t, lab) for t, lab in demos], query, fmt)

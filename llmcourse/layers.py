@@ -20,8 +20,6 @@ import math
 import torch
 import torch.nn as nn
 
-from llmcourse.course.exercises import exercise, torch_generator
-
 
 class SinusoidalPositionalEncoding(nn.Module):
     """forward(x (B, T, C), offset=0) -> x + PE[offset : offset+T]. No parameters.
@@ -138,25 +136,13 @@ class FeedForward(nn.Module):
         return self.linear2(self.dropout(self.activation(self.linear1(x))))
 
 
-# ---------------------------------------------------------------- exercises (notebook 05)
-@exercise("05.sinusoidal_positions", compare="allclose", atol=1e-5,
-          inputs=lambda rng: (rng.randint(1, 20), 2 * rng.randint(1, 16)), fixed=((3, 4),),
-          hint="even columns 2i hold sin(pos / 10000^(2i/C)), odd columns 2i+1 the cos of the same angle")
+# ------------------------------------------------------------------------- checked by notebook 05's exercises
 def sinusoidal_positions(T: int, n_embd: int) -> torch.Tensor:
     """sinusoidal_positions(T, C) -> (T, C) float32: PE[pos, 2i] = sin(pos / 10000^(2i/C)),
     PE[pos, 2i+1] = cos(pos / 10000^(2i/C))."""
     return SinusoidalPositionalEncoding(n_embd, max_len=T).encoding(T).clone()
 
 
-def _ln_inputs(rng):
-    g = torch_generator(rng)
-    C = rng.randint(2, 16)
-    shape = [rng.randint(1, 4), C]
-    return (torch.randn(shape, generator=g) * 5 + 3, torch.randn(C, generator=g), torch.randn(C, generator=g))
-
-
-@exercise("05.layer_norm", inputs=_ln_inputs, atol=1e-5,
-          hint="normalise over the last dim with the biased variance (mean of squared deviations), eps=1e-5")
 def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """layer_norm(x (..., C), weight (C,), bias (C,)) -> (..., C): (x - mean) / sqrt(var + 1e-5)
     * weight + bias over the last dimension, var the biased variance."""

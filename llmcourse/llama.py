@@ -23,14 +23,13 @@ Same calling convention as GPT: `logits, loss = model(idx, targets, kv_cache=Non
 the same `KVCache` (holding `n_kv_head` heads), `fit`, `generate`, LoRA and SFT. Hugging Face
 conversion and the GGUF loader are in `llmcourse.convert`.
 
-Registers notebook 10's exercises "10.rms_norm", "10.apply_rope" and "10.repeat_kv".
+`rms_norm`, `apply_rope` and `repeat_kv` are the references of notebook 10's exercises.
 Left out: sliding-window attention (Mistral), QK-norm (Qwen3), RoPE on part of the head only, bias
 terms in q/k/v alone (Qwen2), and any fused kernels.
 """
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
 
 import torch
@@ -38,7 +37,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmcourse.config import Sized
-from llmcourse.course.exercises import exercise, torch_generator
 
 NORMS, POSITIONS, MLPS = ("rms", "layer"), ("rope", "learned"), ("swiglu", "gelu")
 
@@ -162,9 +160,6 @@ def rope_cos_sin(inv_freq: torch.Tensor, n_pos: int) -> tuple[torch.Tensor, torc
     return angles.cos(), angles.sin()
 
 
-@exercise("10.apply_rope", inputs=lambda rng: _rope_inputs(rng), rtol=1e-5, atol=1e-5,
-          hint="split the head into halves x1, x2 (pair i is (x1[i], x2[i])); rotate_half(x) = cat(-x2, x1); "
-               "the result is x * cos + rotate_half(x) * sin, with cos/sin broadcast over batch and heads")
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """apply_rope(x (B, n_head, T, head_dim), cos (T, head_dim), sin (T, head_dim)) -> x rotated: each
     pair (x[..., i], x[..., i + head_dim/2]) turned by its angle, as 2-D rotations [[cos, -sin], [sin, cos]]."""
@@ -173,18 +168,7 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return (x * cos + rotated * sin).to(x.dtype)
 
 
-def _rope_inputs(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    g = torch_generator(rng)
-    B, H, T, hd = rng.randint(1, 2), rng.randint(1, 3), rng.randint(1, 6), 2 * rng.randint(1, 4)
-    cos, sin = rope_cos_sin(rope_frequencies(hd, theta=rng.choice([100.0, 10000.0])), T + 3)
-    return torch.randn(B, H, T, hd, generator=g), cos[3:], sin[3:]
-
-
 # ------------------------------------------------------------------------------- 4. grouped-query attention
-@exercise("10.repeat_kv", inputs=lambda rng: _repeat_inputs(rng), compare="exact",
-          hint="(B, n_kv, T, hd) -> (B, n_kv * n_rep, T, hd) with each kv head repeated n_rep times *in place* "
-               "(head 0, 0, 1, 1 for n_rep=2), e.g. x[:, :, None].expand(B, n_kv, n_rep, T, hd).reshape(...) "
-               "or torch.repeat_interleave(x, n_rep, dim=1)")
 def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     """repeat_kv(x (B, n_kv_head, T, head_dim), n_rep) -> (B, n_kv_head * n_rep, T, head_dim): every
     key/value head repeated n_rep times in a row, so query head h reads kv head h // n_rep."""
@@ -192,11 +176,6 @@ def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
         return x
     B, n_kv, T, hd = x.shape
     return x[:, :, None].expand(B, n_kv, n_rep, T, hd).reshape(B, n_kv * n_rep, T, hd)
-
-
-def _repeat_inputs(rng: random.Random) -> tuple[torch.Tensor, int]:
-    g = torch_generator(rng)
-    return torch.randn(rng.randint(1, 2), rng.randint(1, 3), rng.randint(1, 5), 4, generator=g), rng.randint(1, 4)
 
 
 class Attention(nn.Module):
@@ -370,18 +349,7 @@ class Llama(nn.Module):
         return logits, loss
 
 
-# ------------------------------------------------------------------------------- exercises (notebook 10)
-def _norm_inputs(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, float]:
-    g = torch_generator(rng)
-    shape = (rng.randint(1, 3), rng.randint(1, 5), rng.randint(1, 9))
-    scale = rng.choice([1e-3, 1.0, 50.0])
-    return torch.randn(*shape, generator=g) * scale, torch.randn(shape[-1], generator=g), rng.choice([1e-6, 1e-5])
-
-
-@exercise("10.rms_norm", inputs=_norm_inputs, rtol=1e-4, atol=1e-5,
-          fixed=((torch.zeros(1, 3), torch.ones(3), 1e-5),),
-          hint="divide x by sqrt(mean(x², last dim) + eps), then multiply by weight; no mean is subtracted "
-               "and there is no bias (torch.rsqrt helps)")
+# ------------------------------------------------------------------------- checked by notebook 10's exercises
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """rms_norm(x (..., C), weight (C,), eps) -> (..., C): x divided by the root mean square of its last
     dimension (with eps under the root), times weight."""

@@ -361,43 +361,10 @@ def sentiment_sentences(n: int, seen: bool, seed: int = 0) -> list[tuple[str, in
                                  f"This {thing} is {adj}."]), label))
     return rows
 
-# ---------------------------------------------------------------- exercise (notebook 07)
-from llmcourse.course.exercises import exercise, torch_generator  # kept next to the exercises they serve
-
+# ------------------------------------------------------------------------- checked by notebook 07's exercises
 _EX_SPECIAL = SpecialTokens(pad=0, cls=2, sep=3, mask=4, vocab_size=100, ids=(0, 1, 2, 3, 4))
 
 
-def _pair_inputs(rng) -> tuple[list[int], list[int], int]:
-    a = [rng.randint(5, 99) for _ in range(rng.randint(1, 12))]
-    b = [rng.randint(5, 99) for _ in range(rng.randint(1, 12))]
-    return a, b, rng.randint(5, 30)
-
-
-@exercise("07.pack_pair", inputs=_pair_inputs, compare="exact",
-          fixed=(([5, 6, 7], [8, 9], 8), ([5, 6, 7, 8, 9, 10], [11], 6), ([5], [6, 7, 8, 9], 5)),
-          hint="while the two segments hold more than max_len - 3 tokens, drop the last token of the "
-               "longer one (of A when they are equally long)")
-def pack_pair_exercise(a: list[int], b: list[int], max_len: int) -> tuple[list[int], list[int]]:
-    """pack_pair(a, b, max_len) -> (ids, token_type_ids): "[CLS] a [SEP] b [SEP]" with [CLS] = 2 and
-    [SEP] = 3, types 0 up to the first [SEP] and 1 after it, cut to max_len tokens by repeatedly
-    dropping the last token of the longer segment (A on a tie)."""
-    return pack_pair(a, b, max_len, _EX_SPECIAL)
-
-
-def _accuracy_inputs(rng) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch_generator(rng)
-    B, T, V = rng.randint(1, 4), rng.randint(1, 10), rng.randint(2, 12)
-    logits = torch.randn(B, T, V, generator=g)
-    targets = torch.randint(0, V, (B, T), generator=g)
-    # about half the positions are not targets; the first one always is, so the share is defined
-    keep = torch.rand(B, T, generator=g) < 0.5
-    keep.view(-1)[0] = True
-    return logits, targets.masked_fill(~keep, IGNORE)
-
-
-@exercise("07.masked_accuracy", inputs=_accuracy_inputs, compare="allclose",
-          fixed=((torch.tensor([[[3.0, 0, 0], [0, 3, 0], [0, 0, 3], [3, 0, 0]]]), torch.tensor([[-100, 1, -100, 2]])),),
-          hint="count only the positions where targets != -100, in the numerator and the denominator")
 def masked_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
     """masked_accuracy(logits (B, T, V), targets (B, T)) -> float: the share of positions with a target
     (targets != -100) where the arg-max of the logits is the target."""
@@ -405,27 +372,6 @@ def masked_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return (logits.argmax(dim=-1)[sel] == targets[sel]).double().mean().item()
 
 
-def _row_inputs(rng) -> tuple[torch.Tensor, ...]:
-    g = torch_generator(rng)
-    T = rng.randint(1, 40)
-    special = torch.rand(T, generator=g) < rng.choice([0.0, 0.2, 0.5])  # where the row has special ids
-    ids = torch.where(special, torch.randint(0, 5, (T,), generator=g), torch.randint(5, 100, (T,), generator=g))
-    if int((ids >= 5).sum()) % 20 == 10:  # 0.15 n would end in .5: keep rounding unambiguous
-        ids[0] = 2  # one ordinary token fewer
-    return ids, torch.rand(T, generator=g), torch.rand(T, generator=g), torch.randint(5, 100, (T,), generator=g)
-
-
-def _row(ids: list[int], scores: list[float], u: list[float]) -> tuple[torch.Tensor, ...]:
-    return torch.tensor(ids), torch.tensor(scores), torch.tensor(u), torch.full((len(ids),), 42)
-
-
-@exercise("07.mask_row", inputs=_row_inputs, compare="exact",
-          fixed=(_row([2, 5, 6, 3, 0, 0], [0.0, 0.5, 0.4, 0.1, 0.2, 0.3], [0.5] * 6),  # specials score lowest
-                 _row([2, 3, 0], [0.3, 0.2, 0.1], [0.1] * 3),  # nothing to choose
-                 _row([2] + list(range(5, 25)) + [3], [0.9] + [i / 100 for i in range(20)] + [0.0],  # k = 3
-                      [0.0, 0.79, 0.8, 0.95] + [0.0] * 18)),  # [MASK], random, kept
-          hint="ids 0-4 are special: rank only the other n tokens by score and take the k = max(1, round(0.15 n)) "
-               "smallest; then u < 0.8 -> 4 ([MASK]), 0.8 <= u < 0.9 -> random_ids[t], else keep the token")
 def mask_row(ids: torch.Tensor, scores: torch.Tensor, u: torch.Tensor, random_ids: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor]:
     """mask_row(ids (T,), scores (T,), u (T,), random_ids (T,)) -> (corrupted (T,), targets (T,)):

@@ -38,6 +38,7 @@ from typing import ClassVar
 import numpy as np
 
 from llmcourse.config import Sized
+from llmcourse.data.vocab import Vocab
 
 UNK, BOS, EOS = "<unk>", "<s>", "</s>"
 
@@ -59,37 +60,30 @@ class NGramConfig(Sized):
     smoke_overrides: ClassVar[dict] = {"corpus": "lee", "max_tokens": 60_000, "max_n": 4}
 
 
-class Vocab:
-    """Token <-> id. Ids 0..len-1 are the outcomes (`<unk>`=0, `</s>`=1, then words by frequency);
-    `<s>` gets the extra id `len(vocab)` because it only appears inside contexts."""
+class NGramVocab(Vocab):
+    """The course's `llmcourse.data.vocab.Vocab` with the n-gram specials. Ids 0..len-1 are the
+    outcomes (`<unk>`=0, `</s>`=1, then words by frequency, ties in order of first appearance);
+    `<s>` gets the extra id `len(vocab)` (in `stoi`, not in `itos`) because it only appears inside
+    contexts. Unknown tokens look up as `<unk>`."""
 
-    def __init__(self, tokens: Sequence[str]):
-        words = [t for t in tokens if t not in (UNK, BOS, EOS)]
-        self.itos: list[str] = [UNK, EOS] + list(dict.fromkeys(words))
-        self.stoi: dict[str, int] = {s: i for i, s in enumerate(self.itos)}
+    def __init__(self, itos: Sequence[str], specials: Iterable[str] = (UNK, EOS)):
+        super().__init__(itos, specials)
         self.stoi[BOS] = len(self.itos)
 
     @classmethod
-    def build(cls, sentences: Iterable[Sequence[str]], min_count: int = 1) -> "Vocab":
-        counts = Counter(t for s in sentences for t in s)
-        return cls([w for w, c in counts.most_common() if c >= min_count])
-
-    def __len__(self) -> int:
-        return len(self.itos)
+    def from_sentences(cls, sentences: Iterable[Sequence[str]], min_count: int = 1) -> NGramVocab:
+        """Words seen at least `min_count` times in tokenised sentences (`<s>`, `</s>`, `<unk>` in the
+        text are not words)."""
+        tokens = (t for s in sentences for t in s if t != BOS)
+        return cls.build(tokens, min_count, specials=(UNK, EOS), ties="first_seen")
 
     @property
     def bos_id(self) -> int:
         return len(self.itos)
 
-    def lookup(self, token: str) -> int:
-        return self.stoi.get(token, 0)
 
-    def encode(self, tokens: Sequence[str]) -> list[int]:
-        get = self.stoi.get
-        return [get(t, 0) for t in tokens]
-
-
-def pad_encode(vocab: Vocab, sentences: Iterable[Sequence[str]], n: int) -> tuple[np.ndarray, np.ndarray]:
+def pad_encode(vocab: NGramVocab, sentences: Iterable[Sequence[str]], n: int
+               ) -> tuple[np.ndarray, np.ndarray]:
     """All sentences as one padded id stream, and the positions of the tokens the model predicts.
 
     `<s> <s> the cat </s> <s> <s> ...` for n=3: the predicted positions are every non-`<s>` token.
@@ -120,12 +114,12 @@ class NGramLM:
         if n < 1:
             raise ValueError("n must be >= 1")
         self.n, self.min_count = n, min_count
-        self.vocab: Vocab | None = None
+        self.vocab: NGramVocab | None = None
 
     # ----- fitting -------------------------------------------------------------------------------
-    def fit(self, sentences: Sequence[Sequence[str]], vocab: Vocab | None = None) -> "NGramLM":
+    def fit(self, sentences: Sequence[Sequence[str]], vocab: NGramVocab | None = None) -> "NGramLM":
         """Count every n-gram of order 1..n in tokenised sentences (lists of strings)."""
-        self.vocab = vocab or Vocab.build(sentences, self.min_count)
+        self.vocab = vocab or NGramVocab.from_sentences(sentences, self.min_count)
         ids, pos = pad_encode(self.vocab, sentences, self.n)
         return self.fit_ids(ids, pos)
 
@@ -303,37 +297,3 @@ class AddK(NGramLM):
 def Laplace(n: int, min_count: int = 1) -> AddK:
     """Add-one smoothing (Laplace's rule of succession)."""
     return AddK(n, k=1.0, min_count=min_count)
-
-
-# ----- exercises for notebook 01 (checked with llmcourse.course.exercises.check) --------------------------
-from llmcourse.course.exercises import exercise  # noqa: E402  (after the models: it imports torch)
-
-
-@exercise("01.add_k_prob", inputs=lambda r: (r.randint(0, 9), r.randint(10, 99), r.randint(2, 999),
-                                             r.choice([1.0, 0.5, 0.01])), rtol=1e-9, atol=0.0,
-          hint="every one of the V words gets k extra counts, so the context total grows by k * V")
-def add_k_prob(count_hw: int, count_h: int, vocab_size: int, k: float) -> float:
-    """add_k_prob(count_hw, count_h, vocab_size, k) -> P(w | h) with add-k smoothing, given the
-    n-gram count c(h, w), the context count c(h) and the vocabulary size V."""
-    return (count_hw + k) / (count_h + k * vocab_size)
-
-
-@exercise("01.perplexity", inputs=lambda r: ([r.uniform(1e-4, 1.0) for _ in range(r.randint(1, 20))],),
-          rtol=1e-9, atol=0.0, hint="average the log-probabilities first, then exponentiate the negative")
-def perplexity_of(probs: list[float]) -> float:
-    """perplexity_of(probs) -> the perplexity of a text whose tokens got these probabilities:
-    exp(-(1/N) sum log p)."""
-    return math.exp(-sum(math.log(p) for p in probs) / len(probs))
-
-
-def _bigram_inputs(r: random.Random) -> tuple[list[tuple[str, str]], str]:
-    bigrams = [(r.choice("abcdef"), r.choice("abcd")) for _ in range(r.randint(1, 30))]
-    return bigrams, r.choice("abcd")
-
-
-@exercise("01.continuation_count", inputs=_bigram_inputs, compare="exact",
-          hint="count distinct left neighbours: a set of the bigrams' first words, not a list")
-def continuation_count(bigrams: list[tuple[str, str]], word: str) -> int:
-    """continuation_count(bigrams, word) -> N1+(. word): how many *different* words precede `word`
-    in the list of bigram tokens (Kneser–Ney's unigram statistic)."""
-    return len({a for a, b in bigrams if b == word})

@@ -27,7 +27,6 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from llmcourse.course.exercises import exercise
 from llmcourse.generate import generate
 from llmcourse.train import TrainConfig, lr_at
 
@@ -137,12 +136,7 @@ class StopAt:
         return step >= self.step
 
 
-# ----------------------------------------------------------------------------- exercises (notebook 08)
-
-@exercise("08.bits_per_char", compare="allclose", rtol=1e-9, atol=0.0,
-          inputs=lambda rng: (rng.uniform(0.5, 6.0), rng.randint(100, 10**6), rng.randint(100, 10**6)),
-          fixed=((math.log(2), 10, 10),),
-          hint="nats -> bits is a division by ln 2; then spread the total over characters, not tokens")
+# ------------------------------------------------------------------------- checked by notebook 08's exercises
 def bits_per_char(loss: float, n_tokens: int, n_chars: int) -> float:
     """bits_per_char(loss, n_tokens, n_chars) -> float: a mean loss in nats per token as bits per character.
 
@@ -154,27 +148,6 @@ def bits_per_char(loss: float, n_tokens: int, n_chars: int) -> float:
     return loss * n_tokens / n_chars / math.log(2)
 
 
-@exercise("08.train_seconds", compare="allclose", rtol=1e-9, atol=0.0,
-          inputs=lambda rng: (rng.randint(10**6, 10**10), rng.randint(10**7, 10**11),
-                              rng.choice(list(PEAK_TFLOPS.values())), rng.choice([0.1, 0.3, 0.5])),
-          fixed=((10**6, 10**9, 100.0, 0.5),),
-          hint="6 * n_params * n_tokens FLOPs, divided by peak_tflops * 1e12 * mfu FLOP/s")
-def estimate_train_seconds(n_params: int, n_tokens: int, peak_tflops: float, mfu: float) -> float:
-    """estimate_train_seconds(n_params, n_tokens, peak_tflops, mfu) -> seconds of training at 6·N·D FLOPs."""
-    return train_seconds(6.0 * n_params * n_tokens, peak_tflops, mfu)
-
-
-def _schedule_inputs(rng) -> tuple[int, int, int, float, float]:
-    max_steps = rng.randint(2, 5000)
-    warmup = rng.randint(0, max_steps // 2)
-    return rng.randint(0, max_steps + 10), max_steps, warmup, rng.choice([1e-3, 6e-4, 3e-4]), rng.choice([0.1, 0.0])
-
-
-@exercise("08.lr_schedule", compare="allclose", rtol=1e-9, atol=1e-15, inputs=_schedule_inputs,
-          fixed=((0, 100, 10, 1e-3, 0.1), (9, 100, 10, 1e-3, 0.1), (55, 100, 10, 1e-3, 0.1),
-                 (100, 100, 10, 1e-3, 0.1), (150, 100, 10, 1e-3, 0.1), (0, 10, 0, 1.0, 0.0)),
-          hint="warmup: lr * (step + 1) / warmup_steps; then p = (step - warmup) / (max_steps - warmup), "
-               "capped at 1, and floor + (lr - floor) * (1 + cos(pi * p)) / 2 with floor = lr * min_lr_ratio")
 def lr_schedule(step: int, max_steps: int, warmup_steps: int, lr: float, min_lr_ratio: float) -> float:
     """lr_schedule(step, max_steps, warmup_steps, lr, min_lr_ratio) -> the learning rate of step `step`
     (from 0): a linear warmup lr·(step + 1)/warmup_steps, then a cosine from lr down to

@@ -10,17 +10,16 @@
 Both train through the course loop, with the usual `(logits, loss)` convention.
 For Hugging Face models, peft offers the same ideas (`PromptTuningConfig`, `PromptEncoderConfig`); with
 a model that takes `inputs_embeds`, `attention_mask` and `labels`, the virtual tokens must extend all
-three (`prepend_virtual_tokens`, notebook 12's exercise). The course GPT does it inside (`prefix_emb`).
+three (`prepend_virtual_tokens`, notebook 12's exercise). For the course GPT, `PromptTuned` wraps the
+model and runs its forward pass with the virtual tokens after the embedding; `GPT.forward` has no
+prompt-tuning argument.
 Left out: prefix tuning (virtual keys/values in every layer) and P-Tuning v2.
 """
 from __future__ import annotations
 
-import random
-
 import torch
 import torch.nn as nn
-
-from llmcourse.course.exercises import exercise, torch_generator
+import torch.nn.functional as F
 
 
 def freeze(model: nn.Module, train_top_blocks: int = 1, train_head: bool = True) -> list[str]:
@@ -69,26 +68,37 @@ class PromptTuned(nn.Module):
         p = self.prompt
         return p + self.encoder(p) if self.encoder is not None else p  # (P, C)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
-        prefix = self.virtual_tokens().unsqueeze(0).expand(idx.size(0), -1, -1)  # (B, P, C)
-        return self.model(idx, targets, prefix_emb=prefix)
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx (B, T) -> logits (B, T, vocab) for the real tokens, and the mean cross-entropy if
+        targets (B, T) are given (-100 ignored): the course calling convention.
+
+        The GPT's own forward pass, run here with the virtual tokens spliced in (the model itself
+        takes no prompt-tuning argument): token embeddings, the P virtual vectors in front, learned
+        positions 0..P+T-1 for the whole row, the frozen blocks, then the final norm and head on the
+        T real positions only (nothing is predicted at a virtual token)."""
+        gpt = self.model
+        B, T = idx.shape
+        prefix = self.virtual_tokens()  # (P, C)
+        P = prefix.size(0)
+        if P + T > gpt.cfg.block_size:
+            raise ValueError(f"{P} virtual + {T} real tokens exceed block_size={gpt.cfg.block_size}; "
+                             "crop the input or use fewer virtual tokens")
+        x = gpt.tok_emb(idx)  # (B, T, C)
+        x = torch.cat([prefix.to(x.dtype).unsqueeze(0).expand(B, -1, -1), x], dim=1)  # (B, P + T, C)
+        pos = torch.arange(P + T, device=idx.device)  # (P + T,): the virtual tokens take the first positions
+        x = gpt.drop(x + gpt.pos_emb(pos))
+        for block in gpt.blocks:
+            x = block(x)  # no KV cache: prompt-tuned decoding re-runs the sequence (llmcourse.sft)
+        logits = gpt.lm_head(gpt.final_norm(x[:, P:]))  # (B, T, vocab): real positions only
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
+                                   ignore_index=-100)
+        return logits, loss
 
 
-# ------------------------------------------------------------------------------------ exercise (notebook 12)
-def _prepend_inputs(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    g = torch_generator(rng)
-    P, B, T, C = rng.randint(1, 4), rng.randint(1, 3), rng.randint(1, 6), rng.randint(2, 5)
-    lengths = [rng.randint(1, T) for _ in range(B)]  # right padding after each row's real tokens
-    mask = torch.tensor([[1] * n + [0] * (T - n) for n in lengths])
-    labels = torch.randint(0, 50, (B, T), generator=g).masked_fill(mask == 0, -100)
-    return torch.randn(P, C, generator=g), torch.randn(B, T, C, generator=g), mask, labels
-
-
-@exercise("12.prepend_virtual_tokens", inputs=_prepend_inputs,
-          fixed=((torch.ones(2, 2), torch.zeros(2, 3, 2), torch.tensor([[1, 1, 0], [1, 1, 1]]),
-                  torch.tensor([[5, 6, -100], [7, 8, 9]])),),
-          hint="torch.cat on dim 1, virtual tokens FIRST: prompt.expand(B, P, C) before the embeddings, "
-               "ones before the mask (the model must attend to them), -100 before the labels (no loss there)")
+# ------------------------------------------------------------------------- checked by notebook 12's exercises
 def prepend_virtual_tokens(prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
                            labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """prepend_virtual_tokens(prompt (P, C), embeds (B, T, C), attention_mask (B, T), labels (B, T)) ->

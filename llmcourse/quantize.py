@@ -12,13 +12,9 @@ on the fly, so it saves memory, not time, on a CPU.
 """
 from __future__ import annotations
 
-import random
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from llmcourse.course.exercises import exercise, torch_generator
 
 
 def quantize_absmax(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,18 +34,6 @@ def dequantize(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return q.float() * scale
 
 
-def _weight_inputs(rng: random.Random) -> tuple[torch.Tensor]:
-    w = torch.randn(rng.randint(1, 6), rng.randint(1, 10), generator=torch_generator(rng))
-    w = w * rng.choice([0.02, 1.0, 30.0])
-    if rng.random() < 0.3:  # one outlier row, as in real weight matrices
-        w[rng.randrange(w.size(0))] *= 100.0
-    return (w,)
-
-
-@exercise("09.int8_roundtrip", inputs=_weight_inputs, rtol=1e-5, atol=1e-7,
-          fixed=((torch.tensor([[0.6, -1.0, 0.25], [0.0, 0.0, 0.0]]),), (torch.tensor([[1.0, 100.0], [0.01, -0.02]]),)),
-          hint="one scale per ROW, s = max|w_row| / 127; q = round(w / s) (round, do not truncate with .to(int8)); "
-               "return q * s; an all-zero row must stay zero, not 0 / 0 = NaN")
 def int8_roundtrip(w: torch.Tensor) -> torch.Tensor:
     """int8_roundtrip(w (out, in)) -> (out, in) float: every row quantized to int8 codes q = round(w / s),
     s = max|w_row| / 127, and dequantized back to q * s (an all-zero row stays zero)."""

@@ -14,7 +14,6 @@ fine for a course-sized document set.
 from __future__ import annotations
 
 import math
-import random
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -24,7 +23,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from llmcourse.course.exercises import exercise, torch_generator
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -175,17 +173,7 @@ def random_hit_rate(chunks: Sequence[Chunk], questions: Sequence[tuple[str, str]
     return sum(1 - math.comb(n - per_doc[gold], k) / math.comb(n, k) for _, gold in questions) / len(questions)
 
 
-# ------------------------------------------------------------------------- notebook 15's exercises
-def _chunk_inputs(rng: random.Random) -> tuple[str, int, int]:
-    max_words = rng.randint(1, 8)
-    words = [f"w{i}" for i in range(rng.randint(0, 30))]
-    return " ".join(words), max_words, rng.randint(0, max_words - 1)
-
-
-@exercise("15.chunk_words", inputs=_chunk_inputs, compare="exact",
-          fixed=(("a b c d e", 3, 1), ("a b c d e f g", 3, 1), ("", 4, 1), ("a b", 5, 2), ("a b c d", 2, 0)),
-          hint="step forward by max_words - overlap, and stop once a window reaches the last word "
-               "(a window lying inside the previous one is not a new chunk)")
+# ------------------------------------------------------------------------- checked by notebook 15's exercises
 def chunk_words(text: str, max_words: int, overlap: int) -> list[str]:
     """chunk_words(text, max_words, overlap) -> list of str: windows of at most `max_words` words
     (split on whitespace, joined by one space), each starting `max_words - overlap` words after the
@@ -193,19 +181,6 @@ def chunk_words(text: str, max_words: int, overlap: int) -> list[str]:
     return [c.text for c in chunk_text(text, max_words=max_words, overlap=overlap)]
 
 
-def _top_k_inputs(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor, int]:
-    g = torch_generator(rng)
-    n, d = rng.randint(1, 12), rng.randint(2, 16)
-    norms = torch.exp(2 * torch.randn(n, 1, generator=g))  # lengths from ~0.02 to ~50: dot product != cosine
-    docs = torch.nn.functional.normalize(torch.randn(n, d, generator=g), dim=1) * norms
-    return torch.randn(d, generator=g) * rng.choice([0.1, 1.0, 10.0]), docs, rng.randint(1, n)
-
-
-@exercise("15.top_k_cosine", inputs=_top_k_inputs, compare="exact",
-          fixed=((torch.tensor([1.0, 0.0]), torch.tensor([[10.0, 10.0], [1.0, 0.1], [0.0, 1.0]]), 2),
-                 (torch.tensor([0.0, 2.0]), torch.tensor([[3.0, 0.0], [0.0, 0.5], [-1.0, 1.0]]), 3)),
-          hint="cosine similarity divides each dot product by both vectors' lengths: a long document "
-               "vector must not win just for being long; best first means descending order")
 def top_k_cosine(query: torch.Tensor, docs: torch.Tensor, k: int) -> torch.Tensor:
     """top_k_cosine(query (d,), docs (n, d), k) -> int64 tensor (k,): the indices of the k rows of
     `docs` with the highest cosine similarity to `query`, best first."""

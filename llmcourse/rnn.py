@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from llmcourse import data
 from llmcourse.tasks.swap_text import SWAP_CORPUS, swap_sentences
 from llmcourse.config import Sized
-from llmcourse.course.exercises import exercise, torch_generator
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -356,17 +355,7 @@ def grad_norm_by_distance(model: CharRNNLM, seq: torch.Tensor, wrt: str = "hidde
     return norms.flip(0).detach()  # distance order: index 0 is the last step
 
 
-# ---------------------------------------------------------------- exercises (notebook 03)
-def _lstm_inputs(rng):
-    g = torch_generator(rng)
-    B, C, H = rng.randint(1, 4), rng.randint(1, 5), rng.randint(1, 5)
-    return (torch.randn(B, C, generator=g), torch.randn(B, H, generator=g), torch.randn(B, H, generator=g),
-            torch.randn(4 * H, C, generator=g), torch.randn(4 * H, H, generator=g),
-            torch.randn(4 * H, generator=g))
-
-
-@exercise("03.lstm_step", inputs=_lstm_inputs, hint="torch's gate order is i, f, g, o (chunk(4, -1)); "
-          "c' = f*c + i*g and h' = o*tanh(c'), with sigmoid on i, f, o and tanh on g")
+# ------------------------------------------------------------------------- checked by notebook 03's exercises
 def lstm_step(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, W_ih: torch.Tensor,
               W_hh: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """lstm_step(x (B, C), h (B, H), c (B, H), W_ih (4H, C), W_hh (4H, H), b (4H,)) -> (h', c'):
@@ -377,21 +366,7 @@ def lstm_step(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, W_ih: torch.Ten
     return cell.step(cell.input_proj(x) + b, (h, c))
 
 
-def _rnn_args(g: torch.Generator, B: int, T: int, C: int, H: int) -> tuple[torch.Tensor, ...]:
-    """x (B, T, C), h0 (B, H), W_ih (H, C), W_hh (H, H), b (H,), all N(0, 1)."""
-    return tuple(torch.randn(shape, generator=g) for shape in ((B, T, C), (B, H), (H, C), (H, H), (H,)))
-
-
-def _rnn_inputs(rng):
-    B, T, C, H = rng.randint(1, 3), rng.randint(1, 6), rng.randint(1, 5), rng.randint(1, 5)
-    return _rnn_args(torch_generator(rng), B, T, C, H)
-
-
 # fixed case: B=2 != T=3, so a loop over the wrong axis shows; T > 1, so does a state not carried over
-@exercise("03.rnn_forward", inputs=_rnn_inputs, atol=1e-5,
-          fixed=(_rnn_args(torch.Generator().manual_seed(3), 2, 3, 2, 4),),
-          hint="loop t over dim 1 (x[:, t]); each step reads the h the previous step produced, "
-          "starting from h0; stack the T states along dim 1")
 def rnn_forward(x: torch.Tensor, h0: torch.Tensor, W_ih: torch.Tensor, W_hh: torch.Tensor,
                 b: torch.Tensor) -> torch.Tensor:
     """rnn_forward(x (B, T, C), h0 (B, H), W_ih (H, C), W_hh (H, H), b (H,)) -> (B, T, H): run
@@ -403,18 +378,6 @@ def rnn_forward(x: torch.Tensor, h0: torch.Tensor, W_ih: torch.Tensor, W_hh: tor
         return layer(x, h0[None])[0]
 
 
-def _gru_inputs(rng):
-    g = torch_generator(rng)
-    B, C, H = rng.randint(1, 4), rng.randint(1, 5), rng.randint(1, 5)
-    G = 3 * H  # r, z, n stacked
-    return (torch.randn(B, C, generator=g), torch.randn(B, H, generator=g), torch.randn(G, C, generator=g),
-            torch.randn(G, H, generator=g), torch.randn(G, generator=g), torch.randn(G, generator=g))
-
-
-@exercise("03.gru_step", inputs=_gru_inputs, atol=1e-5,
-          hint="torch's gate order is r, z, n (chunk(3, -1) of each projection); r multiplies the whole "
-          "hidden projection of n, bias included: n = tanh(W_in x + b_in + r*(W_hn h + b_hn)); "
-          "h' = (1 - z)*n + z*h")
 def gru_step(x: torch.Tensor, h: torch.Tensor, W_ih: torch.Tensor, W_hh: torch.Tensor,
              b_ih: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
     """gru_step(x (B, C), h (B, H), W_ih (3H, C), W_hh (3H, H), b_ih (3H,), b_hh (3H,)) -> h' (B, H):

@@ -33,8 +33,7 @@ from torch import nn
 
 from llmcourse.bpe_regex import RegexBPE
 from llmcourse.chat import END, IGNORE, SPECIAL_TOKENS, hf_template_ids, encode_chat, to_training_example
-from llmcourse.dpo import dpo_loss, sequence_logprobs
-from llmcourse.course.exercises import exercise, torch_generator
+from llmcourse.dpo import sequence_logprobs
 from llmcourse.generate import generate
 from llmcourse.tasks.instructions import Example, is_correct, to_conversation
 
@@ -287,50 +286,7 @@ def preference_accuracy(model: nn.Module, batch: dict[str, torch.Tensor]) -> flo
     return (logprob_margins(model, batch) > 0).float().mean().item()
 
 
-# ------------------------------------------------------------------------------------ exercises
-def _targets_inputs(rng) -> tuple[torch.Tensor, torch.Tensor]:
-    T = rng.randint(2, 12)
-    g = torch_generator(rng)
-    return torch.randint(0, 50, (T,), generator=g), torch.randint(0, 2, (T,), generator=g)
-
-
-@exercise("11.sft_targets", inputs=_targets_inputs, compare="exact",
-          fixed=((torch.tensor([3, 4]), torch.tensor([0, 1])), (torch.tensor([3, 4, 5]), torch.tensor([1, 0, 0]))),
-          hint="targets[t] is ids[t + 1], kept only where mask[t + 1] == 1; everything else is -100")
+# ------------------------------------------------------------------------- checked by notebook 11's exercises
 def sft_targets(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """sft_targets(ids (T,), mask (T,) of 0/1) -> (T-1,) next-token targets, -100 where the target token is masked."""
     return ids[1:].masked_fill(mask[1:] == 0, IGNORE)
-
-
-def _batch_inputs(rng) -> tuple[list[tuple[list[int], list[int]]], int]:
-    rows = []
-    for _ in range(rng.randint(1, 4)):
-        n = rng.randint(2, 10)
-        rows.append(([rng.randint(5, 49) for _ in range(n)], [rng.randint(0, 1) for _ in range(n)]))
-    return rows, rng.randint(0, 4)
-
-
-@exercise("11.sft_batch", inputs=_batch_inputs, compare="exact",
-          fixed=(([([7, 8, 9], [0, 1, 1]), ([5, 6], [0, 1])], 0), ([([5, 6], [1, 1]), ([7, 8, 9, 10], [0, 0, 1, 1])], 3)),
-          hint="pad ids AND mask on the right to the longest row L (mask 0 on padding); idx = ids[:, :-1], "
-               "targets = ids[:, 1:] with -100 wherever mask[:, 1:] == 0")
-def sft_batch_exercise(rows: list[tuple[list[int], list[int]]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """sft_batch(rows, pad_id) -> (idx (B, L-1), targets (B, L-1)) int64 for (ids, mask) rows, L the longest
-    row's length: right-pad every row with pad_id to L, then targets[b, t] = ids[b, t+1], or -100 where that
-    token is masked or padding."""
-    return sft_batch(rows, pad_id, block_size=max(len(ids) for ids, _ in rows))
-
-
-def _dpo_inputs(rng) -> tuple:
-    g = torch_generator(rng)
-    B = rng.randint(1, 6)
-    return (*(torch.randn(B, generator=g) * 5 - 10 for _ in range(4)), rng.choice([0.1, 0.5, 1.0]))
-
-
-@exercise("13.dpo_loss", inputs=_dpo_inputs, compare="allclose", rtol=1e-5, atol=1e-6,
-          fixed=((torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), 0.5),),
-          hint="loss = mean of -log sigmoid(beta * ((pc - rc) - (pr - rr))); use F.logsigmoid for stability")
-def dpo_loss_exercise(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-                      ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
-    """dpo_loss(policy_chosen (B,), policy_rejected (B,), ref_chosen (B,), ref_rejected (B,), beta) -> scalar mean DPO loss."""
-    return dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)[0]

@@ -14,19 +14,15 @@ A BPE vocabulary trained to size V is the first V - 256 merges of one trained to
 (training is greedy and deterministic), so `compression_curve` trains once and evaluates prefixes
 (`truncated`): one training run gives the whole curve.
 
-Also registers notebook 06's exercises: UTF-8 bytes per character, the two BPE primitives (whose
-references are `llmcourse.bpe.get_stats` and `llmcourse.bpe.merge`), and encoding with a list of
-learned merges (`Tokenizer._encode_chunk`).
+Also the references of notebook 06's exercises: UTF-8 bytes per character (`utf8_lengths`) and
+encoding with a list of learned merges (`bpe_encode`, via `Tokenizer._encode_chunk`); its two BPE
+primitives are checked against `llmcourse.bpe.get_stats` and `llmcourse.bpe.merge`.
 Left out: normalisation effects, fertility per word (tokens per whitespace word), and measurements
 for Hugging Face tokenizers other than through `to_hf_tokenizer`.
 """
 from __future__ import annotations
 
-import random
-
-from llmcourse import bpe
 from llmcourse.bpe import Tokenizer, render_token
-from llmcourse.course.exercises import exercise, register
 
 
 def bytes_per_token(tok: Tokenizer, text: str) -> float:
@@ -106,58 +102,12 @@ def oov_rate(train_units: list[str], test_units: list[str], max_vocab: int | Non
     return sum(u not in known for u in test_units) / len(test_units)
 
 
-# ------------------------------------------------------------------ notebook 06's exercises
-def _ids_inputs(rng: random.Random) -> list[int]:
-    alphabet = rng.sample(range(300), rng.randint(1, 4))  # few symbols, so pairs repeat
-    return [rng.choice(alphabet) for _ in range(rng.randint(0, 16))]
-
-
-def _merge_inputs(rng: random.Random) -> tuple[list[int], tuple[int, int], int]:
-    ids = _ids_inputs(rng)
-    if len(ids) >= 2 and rng.random() < 0.8:  # usually a pair that occurs
-        i = rng.randrange(len(ids) - 1)
-        pair = (ids[i], ids[i + 1])
-    else:
-        pair = (rng.randrange(300), rng.randrange(300))
-    return ids, pair, 300 + rng.randrange(100)
-
-
-register("06.get_stats", bpe.get_stats, inputs=lambda rng: (_ids_inputs(rng),), compare="exact",
-         fixed=(([],), ([5],), ([7, 7, 7],), ([1, 2, 3, 1, 2],)),
-         hint="count every adjacent (overlapping) pair: zip(ids, ids[1:]); [7, 7, 7] has (7, 7) twice")
-register("06.merge", bpe.merge, inputs=_merge_inputs, compare="exact",
-         fixed=(([7, 7, 7], (7, 7), 9), ([1, 2, 3, 1, 2], (1, 2), 4), ([], (1, 2), 3), ([1], (1, 2), 3)),
-         hint="scan left to right; after replacing a pair skip both its ids, so [7, 7, 7] with (7, 7) "
-              "becomes [9, 7]")
-
-
-_SCRIPTS = ("abc xyz", "naïve café", "Привет мир", "你好，世界。", "🙂🚀👍🏽", "ab 你 é 🙂")  # 1-4 bytes/char
-
-
-def _text_inputs(rng: random.Random) -> tuple[str]:
-    alphabet = rng.choice(_SCRIPTS)
-    return ("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))),)
-
-
-def _encode_inputs(rng: random.Random) -> tuple[str, dict[tuple[int, int], int]]:
-    alphabet = rng.choice(("ab", "abc ", "aé", "你好", "你好 ab"))
-    sample = "".join(rng.choice(alphabet) for _ in range(rng.randint(8, 40)))
-    merges = bpe.train_merges({sample.encode("utf-8"): 1}, rng.randint(1, 8))  # {pair: new id}
-    return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 16))), merges
-
-
-@exercise("06.utf8_lengths", inputs=_text_inputs, compare="exact", fixed=(("",), ("aï你🙂",)),
-          hint="encode each character on its own: len(ch.encode('utf-8')); 'aï你🙂' gives [1, 2, 3, 4]")
+# ------------------------------------------------------------------------- checked by notebook 06's exercises
 def utf8_lengths(text: str) -> list[int]:
     """utf8_lengths(text) -> list[int]: the number of UTF-8 bytes of each character of `text`."""
     return [len(ch.encode("utf-8")) for ch in text]
 
 
-@exercise("06.bpe_encode", inputs=_encode_inputs, compare="exact",
-          fixed=(("aaa", {(97, 97): 256}), ("aaaa", {(97, 97): 256, (256, 256): 257}), ("", {(97, 97): 256}),
-                 ("abab", {(98, 97): 256, (97, 98): 257})),
-          hint="repeat: among the adjacent pairs present, take the one with the SMALLEST merge id "
-               "(learned first) and fuse it everywhere; stop when no pair is a learned merge")
 def bpe_encode(text: str, merges: dict[tuple[int, int], int]) -> list[int]:
     """bpe_encode(text, merges) -> token ids: start from the UTF-8 bytes of `text`; while some
     adjacent pair is in `merges` ({(left id, right id): new id}), fuse the pair with the smallest

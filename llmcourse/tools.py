@@ -142,6 +142,15 @@ def to_template_messages(messages: Sequence[dict], native: bool = False) -> list
     return out
 
 
+def with_tools_listing(messages: Sequence[dict], tools: Sequence[Tool]) -> list[dict]:
+    """Template messages with `tools_system_prompt(tools)` at the end of the system turn (a system
+    turn is added first when there is none): for a template that cannot render tools itself."""
+    msgs, listing = list(messages), tools_system_prompt(tools)
+    if msgs and msgs[0]["role"] == "system":
+        return [dict(msgs[0], content=msgs[0]["content"] + "\n\n" + listing)] + msgs[1:]
+    return [{"role": "system", "content": listing}] + msgs
+
+
 def render_prompt(messages: Sequence[dict], tools: Sequence[Tool], tokenizer=None,
                   add_generation_prompt: bool = True) -> str:
     """The full prompt text: tools described, conversation rendered, ready for the model to continue.
@@ -157,11 +166,7 @@ def render_prompt(messages: Sequence[dict], tools: Sequence[Tool], tokenizer=Non
         return tokenizer.apply_chat_template(msgs, tools=[t.to_openai() for t in tools], tokenize=False,
                                              add_generation_prompt=add_generation_prompt)
     if tools:
-        listing = tools_system_prompt(tools)
-        if msgs and msgs[0]["role"] == "system":
-            msgs = [{"role": "system", "content": msgs[0]["content"] + "\n\n" + listing}] + msgs[1:]
-        else:
-            msgs = [{"role": "system", "content": listing}] + msgs
+        msgs = with_tools_listing(msgs, tools)
     if tokenizer is None:
         from llmcourse.chat import render
 

@@ -18,8 +18,11 @@ whole state (weights, optimizer, RNGs, History) is saved with `llmcourse.checkpo
 References: nanoGPT's train.py (Karpathy) for the recipe: warmup + cosine, AdamW with decay on
 matrices only, GradScaler, gradient accumulation; Loshchilov & Hutter, "Decoupled Weight Decay
 Regularization" (2019) and "SGDR" (2017, the cosine); fastai's callbacks (Howard & Gugger, 2020).
-Left out on purpose: multi-GPU training, optimizers other than AdamW, per-group learning rates,
-and LR finders. A callback stops training early by returning True from `on_step`.
+Data parallelism across GPUs or processes is one optional argument: with `dist_env` (from
+`llmcourse.distributed.setup()` under torchrun) the model is wrapped in DistributedDataParallel.
+Left out on purpose: model and pipeline parallelism (ZeRO/FSDP are explained in notebook 17, not
+run here), optimizers other than AdamW, per-group learning rates, and LR finders. A callback stops
+training early by returning True from `on_step`.
 """
 from __future__ import annotations
 
@@ -274,7 +277,7 @@ def _resume_point(ckpt_dir: str | Path | None, cfg: TrainConfig, model_cfg: dict
     return latest
 
 
-def fit(model: torch.nn.Module, train_data: Callable | Iterable, cfg: TrainConfig,
+def fit(model: torch.nn.Module, train_data: Callable | Iterable, cfg: TrainConfig, *,
         val_data: Callable | Iterable | None = None, callbacks: Sequence[Any] = (), runtime: Runtime | None = None,
         ckpt_dir: str | Path | None = None, resume: bool = True, progress: bool = True,
         dist_env: DistEnv | None = None) -> History:

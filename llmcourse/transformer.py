@@ -32,7 +32,6 @@ import torch.nn.functional as F
 
 from llmcourse.attention import MultiHeadAttention, causal_mask
 from llmcourse.config import Sized
-from llmcourse.course.exercises import exercise, torch_generator
 from llmcourse.layers import FeedForward, LayerNorm, LearnedPositionalEncoding, SinusoidalPositionalEncoding
 
 
@@ -294,42 +293,9 @@ def beam_search(step_logprobs: Callable[[torch.Tensor], torch.Tensor], bos_id: i
     return best[1:], score
 
 
-# ---------------------------------------------------------------- exercises (notebook 05)
-def _tgt_inputs(rng) -> tuple[torch.Tensor, int]:
-    B, T, pad_id = rng.randint(1, 4), rng.randint(1, 8), rng.choice([0, 3])
-    real = [v for v in range(10) if v != pad_id]
-    rows = []
-    for _ in range(B):
-        n = rng.randint(1, T)  # real tokens first, then padding
-        rows.append([rng.choice(real) for _ in range(n)] + [pad_id] * (T - n))
-    return torch.tensor(rows), pad_id
-
-
-@exercise("05.decoder_mask", inputs=_tgt_inputs, compare="exact",
-          fixed=((torch.tensor([[1, 5, 0, 0], [1, 5, 6, 7]]), 0),),
-          hint="AND two masks: causal (key j <= query i) and padding on the *key* axis, "
-          "(tgt_in != pad_id)[:, None, :]; a padded query row still sees its real past")
+# ------------------------------------------------------------------------- checked by notebook 05's exercises
 def decoder_mask(tgt_in: torch.Tensor, pad_id: int) -> torch.Tensor:
     """decoder_mask(tgt_in (B, T) ids, pad_id) -> (B, T, T) bool: True where query i may attend to
     key j, i.e. j <= i and token j is not padding."""
     T = tgt_in.shape[1]
     return causal_mask(T, device=tgt_in.device)[None] & (tgt_in != pad_id)[:, None, :]  # (B, T, T)
-
-
-def _smoothing_inputs(rng) -> tuple[torch.Tensor, torch.Tensor, float]:
-    g = torch_generator(rng)
-    N, V = rng.randint(1, 6), rng.randint(2, 12)
-    logits = torch.randn(N, V, generator=g) * rng.choice([1.0, 10.0, 100.0])
-    return logits, torch.randint(0, V, (N,), generator=g), rng.choice([0.0, 0.1, 0.2, 0.3])
-
-
-@exercise("05.label_smoothing", inputs=_smoothing_inputs, rtol=1e-5, atol=1e-5,
-          fixed=((torch.tensor([[1000.0, 0.0, -1000.0], [0.0, 0.0, 0.0]]), torch.tensor([0, 2]), 0.1),),
-          hint="the target distribution is (1 - eps) on the target plus eps / V on *every* class (the target "
-          "too); take log-probabilities with log_softmax (logsumexp), since log(softmax) of a very "
-          "unlikely class is log(0) = -inf")
-def label_smoothed_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, eps: float) -> torch.Tensor:
-    """label_smoothed_cross_entropy(logits (N, V), targets (N,) int64, eps) -> scalar tensor: the
-    mean over rows of (1 - eps) * -log p[target] + eps * mean over all V classes of -log p, as
-    torch.nn.functional.cross_entropy(logits, targets, label_smoothing=eps)."""
-    return F.cross_entropy(logits, targets, label_smoothing=eps)

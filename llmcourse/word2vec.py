@@ -34,13 +34,11 @@ References: Mikolov et al. 2013, "Efficient Estimation of Word Representations i
 """
 from __future__ import annotations
 
-import math
 import re
 import time
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -48,6 +46,7 @@ import torch.nn.functional as F
 
 from llmcourse import data
 from llmcourse.config import Sized
+from llmcourse.data.vocab import Vocab
 from llmcourse.tasks.embeddings_eval import KeyedVectors
 
 MAX_SENTENCE = 10_000  # gensim splits longer sentences (text8 is one) into pieces of this length
@@ -82,21 +81,12 @@ class Word2VecConfig(Sized):
 # ----------------------------------------------------------------------------- vocabulary
 
 
-@dataclass
-class Vocab:
-    words: list[str]  # sorted by decreasing count, ties alphabetically
-    counts: np.ndarray  # (V,) int64
-    index: dict[str, int] = field(repr=False)
-
-
 def build_vocab(sentences: Iterable[Sequence[str]], min_count: int) -> Vocab:
-    counter: Counter[str] = Counter()
-    for s in sentences:
-        counter.update(s)
-    items = sorted(((w, c) for w, c in counter.items() if c >= min_count), key=lambda x: (-x[1], x[0]))
-    words = [w for w, _ in items]
-    counts = np.array([c for _, c in items], dtype=np.int64)
-    return Vocab(words, counts, {w: i for i, w in enumerate(words)})
+    """The course's `llmcourse.data.vocab.Vocab` of the words seen at least `min_count` times: `itos`
+    by decreasing count (ties alphabetically), `stoi`, and `counts` (subsampling and negative sampling
+    read them). No specials: a rarer word is dropped from the training stream, as gensim does, rather
+    than mapped to <unk>."""
+    return Vocab.build((w for s in sentences for w in s), min_count, specials=())
 
 
 def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
@@ -124,7 +114,7 @@ def encode(sentences: Iterable[Sequence[str]], vocab: Vocab) -> tuple[np.ndarray
     ids, sent = [], []
     n = 0
     for s in sentences:
-        a = np.fromiter((vocab.index[w] for w in s if w in vocab.index), dtype=np.int64)
+        a = np.fromiter((vocab.stoi[w] for w in s if w in vocab.stoi), dtype=np.int64)
         for start in range(0, len(a), MAX_SENTENCE):
             piece = a[start : start + MAX_SENTENCE]
             ids.append(piece)
@@ -211,7 +201,7 @@ class _Trainer:
     """Holds the two tables and applies one batched SGD step (skip-gram or CBOW)."""
 
     def __init__(self, vocab: Vocab, cfg: Word2VecConfig, gen: torch.Generator):
-        V, D = len(vocab.words), cfg.dim
+        V, D = len(vocab), cfg.dim
         self.cfg, self.V = cfg, V
         # Row V is a zero padding row for CBOW's ragged contexts (it never receives a gradient).
         self.w_in = (torch.rand(V + 1, D, generator=gen) - 0.5) / D
@@ -307,7 +297,7 @@ def train_word2vec(
     `cfg.workers` threads share the tables without locks ("Hogwild", as gensim's workers do);
     each runs single-threaded torch ops, which release the GIL. One worker is deterministic."""
     vocab = build_vocab(sentences, cfg.min_count)
-    if not vocab.words:
+    if not len(vocab):
         raise ValueError(f"no word occurs min_count={cfg.min_count} times")
     ids_all, sent_all = encode(sentences, vocab)
     keep = keep_probabilities(vocab.counts, cfg.sample)
@@ -338,7 +328,8 @@ def train_word2vec(
         if pool:
             pool.shutdown()
     seconds = time.perf_counter() - t0
-    kv = KeyedVectors(vocab.words, tr.w_in[: tr.V].numpy().copy(), counts=vocab.counts)
+    counts = np.asarray(vocab.counts, dtype=np.int64)
+    kv = KeyedVectors(vocab.itos, tr.w_in[: tr.V].numpy().copy(), counts=counts)
     kv.history = history
     kv.train_seconds = seconds
     kv.words_per_second = total / max(seconds, 1e-9)
@@ -366,34 +357,7 @@ def tokenize(text: str) -> list[list[str]]:
 
 
 __all__ = [
-    "Word2VecConfig", "Vocab", "build_vocab", "keep_probabilities", "noise_distribution", "encode",
+    "Word2VecConfig", "build_vocab", "keep_probabilities", "noise_distribution", "encode",
     "subsample", "context_windows", "skipgram_pairs", "negative_sampling_loss", "sgns_gradients",
     "train_word2vec", "load_corpus", "tokenize",
 ]
-
-
-# ----- exercises for notebook 02 (checked with llmcourse.course.exercises.check) --------------------------
-from llmcourse.course.exercises import exercise, torch_generator  # noqa: E402
-
-
-@exercise("02.keep_probability", inputs=lambda r: (r.randint(1, 10**6), 10**6, r.choice([1e-3, 1e-4, 1e-5])),
-          rtol=1e-9, atol=0.0, hint="f = count / total; the result is never above 1")
-def keep_probability(count: int, total: int, sample: float) -> float:
-    """keep_probability(count, total, sample) -> the probability that subsampling keeps one occurrence
-    of a word seen `count` times in `total` words: min(1, sqrt(t/f) + t/f) with f = count/total."""
-    f = count / total
-    return min(1.0, math.sqrt(sample / f) + sample / f)
-
-
-def _sgns_inputs(r):
-    g = torch_generator(r)
-    d, k = r.randint(2, 8), r.randint(1, 6)
-    return torch.randn(d, generator=g), torch.randn(d, generator=g), torch.randn(k, d, generator=g)
-
-
-@exercise("02.sgns_loss", inputs=_sgns_inputs, rtol=1e-5, atol=1e-6,
-          hint="-log σ(x) is softplus(-x); the negatives' scores enter with a minus sign")
-def sgns_loss(v: torch.Tensor, u_pos: torch.Tensor, u_neg: torch.Tensor) -> torch.Tensor:
-    """sgns_loss(v, u_pos, u_neg) -> the skip-gram negative-sampling loss of one pair, a 0-d tensor:
-    -log σ(u_pos·v) - Σ_k log σ(-u_neg[k]·v), for v (D,), u_pos (D,), u_neg (K, D)."""
-    return -F.logsigmoid(u_pos @ v) - F.logsigmoid(-(u_neg @ v)).sum()

@@ -57,11 +57,11 @@ def test_stages_return_copies_and_learn_the_answers(course):
     cfg = adapt.CapstoneConfig.for_size("smoke", sft_steps=120, sft_lr=1e-2, sft_batch_size=6, seed=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ids = adapt.encode_docs(lm, [TEXT])
-    tuned, hist = adapt.finetune(cfg, lm, model, QA, ids, "full", detect("cpu"))
+    tuned, hist = adapt.finetune(cfg, lm, model, examples=QA, replay_ids=ids, method="full", runtime=detect("cpu"))
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     assert hist.train_loss[-1] < 0.3 * hist.train_loss[0]
-    after = adapt.evaluate_stage(lm, tuned, ids, ids, QA, max_new_tokens=16)
-    start = adapt.evaluate_stage(lm, model, ids, ids, QA, max_new_tokens=16)
+    after = adapt.evaluate_stage(lm, tuned, domain_ids=ids, general_ids=ids, test=QA, max_new_tokens=16)
+    start = adapt.evaluate_stage(lm, model, domain_ids=ids, general_ids=ids, test=QA, max_new_tokens=16)
     assert after["held-out EM"] == 1.0 and start["held-out EM"] == 0.0
     assert 1.0 < after["domain ppl"] < start["domain ppl"] and math.isfinite(after["general ppl"])
 
@@ -71,7 +71,8 @@ def test_lora_stage_trains_adapters_only_and_exports_merged(course, tmp_path):
 
     lm, model = course
     cfg = adapt.CapstoneConfig.for_size("smoke", sft_steps=3, lora_r=2)
-    tuned, _ = adapt.finetune(cfg, lm, model, QA, adapt.encode_docs(lm, [TEXT]), "lora", detect("cpu"))
+    tuned, _ = adapt.finetune(cfg, lm, model, examples=QA, replay_ids=adapt.encode_docs(lm, [TEXT]), method="lora",
+                               runtime=detect("cpu"))
     assert lora.lora_layers(tuned) and not lora.lora_layers(model)
     report = lora.trainable_report(tuned)
     assert 0 < report["trainable"] < 0.25 * report["total"]
@@ -127,10 +128,10 @@ def test_hf_chat_model_goes_through_the_same_stages(tiny_hf, tmp_path):
     assert answer == QA[0].answer + "<eos>"  # the assistant's words and its end token are trained, nothing else
     text_ids = adapt.encode_docs(lm, [TEXT])
     cfg = adapt.CapstoneConfig.for_size("smoke", cpt_steps=2, sft_steps=2, lora_r=2, block_size=32)
-    cpt, _ = adapt.continued_pretraining(cfg, lm, model, text_ids, text_ids, detect("cpu"))
-    tuned, hist = adapt.finetune(cfg, lm, cpt, QA, text_ids, "lora", detect("cpu"))
+    cpt, _ = adapt.continued_pretraining(cfg, lm, model, domain_ids=text_ids, general_ids=text_ids, runtime=detect("cpu"))
+    tuned, hist = adapt.finetune(cfg, lm, cpt, examples=QA, replay_ids=text_ids, method="lora", runtime=detect("cpu"))
     assert all(math.isfinite(x) for x in hist.train_loss)
-    row = adapt.evaluate_stage(lm, tuned, text_ids, text_ids, QA[:2], max_new_tokens=4)
+    row = adapt.evaluate_stage(lm, tuned, domain_ids=text_ids, general_ids=text_ids, test=QA[:2], max_new_tokens=4)
     assert math.isfinite(row["domain ppl"]) and row["held-out EM"] in (0.0, 0.5, 1.0)
     assert isinstance(lm.complete(tuned, "Dravilex", 3), str)
     backend = load_backend(lm.export(tuned, tmp_path / "hf"), device="cpu")

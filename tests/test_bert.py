@@ -90,6 +90,23 @@ def test_attention_is_bidirectional_and_padding_is_invisible():
     torch.testing.assert_close(got[mask == 1], base[mask == 1])
 
 
+def test_bert_attention_agrees_with_the_course_multi_head_attention():
+    """BERT keeps its own attention (fused kernel, one mask for all layers); with the same random weights
+    it computes what `llmcourse.attention.MultiHeadAttention` computes: no causal mask, padded keys hidden."""
+    from llmcourse.attention import MultiHeadAttention
+    from llmcourse.bert import BertSelfAttention, key_padding_mask
+
+    torch.manual_seed(0)
+    ours = BertSelfAttention(TINY).eval()
+    mha = MultiHeadAttention(TINY.n_embd, TINY.n_head).eval()
+    mha.load_state_dict(ours.state_dict())  # q_proj, k_proj, v_proj, out_proj: the same names and shapes
+    x = torch.randn(3, 16, TINY.n_embd)
+    _, _, mask = padded_batch()
+    torch.testing.assert_close(ours(x), mha(x))
+    torch.testing.assert_close(ours(x, key_padding_mask(mask)), mha(x, key_mask=mask.bool()))
+    assert not torch.allclose(ours(x, key_padding_mask(mask))[1, 0], ours(x)[1, 0])  # the mask matters
+
+
 def _random_hf(cls, hc):
     """A random HF model where every parameter matters: LayerNorm gains/biases and all biases too."""
     torch.manual_seed(0)

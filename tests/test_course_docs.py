@@ -67,9 +67,9 @@ def test_reciprocal_rank_exercise_accepts_the_reference_and_rejects_the_last_mat
 
 
 def test_few_shot_exercise():
-    from llmcourse import icl
+    from llmcourse.course.exercise_sets import nb15
 
-    exercises.check("15.few_shot_prompt", icl.few_shot_exercise)
+    exercises.check("15.few_shot_prompt", nb15.few_shot_exercise)
     with pytest.raises(exercises.ExerciseError):
         exercises.check("15.few_shot_prompt", lambda demos, q: "\n".join(f"Review: {t}\nSentiment: {lab}"
                                                                          for t, lab in demos) + f"\nReview: {q}\nSentiment:")

@@ -1,7 +1,14 @@
 """llmcourse.course.exercises: correct solutions pass; each kind of mistake gets a message that names it."""
 from __future__ import annotations
 
+import ast
+import json
+import os
 import random
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -41,11 +48,13 @@ def test_correct_solutions_pass(name, capsys):
 
 def test_golden_memory_numbers():
     """7e9 params: 28 GB in fp32, 14 GB in bf16, 3.5 GB in int4; Adam: 8 B/param, 12 B with fp32 master weights."""
-    assert exercises.memory_inference(7_000_000_000, "fp32") == 28_000_000_000
-    assert exercises.memory_inference(7_000_000_000, "bf16") == 14_000_000_000
-    assert exercises.memory_inference(7_000_000_000, "int4") == 3_500_000_000
-    assert exercises.adam_state_bytes(1000, False) == 8000
-    assert exercises.adam_state_bytes(1000, True) == 12000
+    from llmcourse.course.exercise_sets.nb00 import adam_state_bytes, memory_inference
+
+    assert memory_inference(7_000_000_000, "fp32") == 28_000_000_000
+    assert memory_inference(7_000_000_000, "bf16") == 14_000_000_000
+    assert memory_inference(7_000_000_000, "int4") == 3_500_000_000
+    assert adam_state_bytes(1000, False) == 8000
+    assert adam_state_bytes(1000, True) == 12000
 
 
 def test_wrong_shape_is_reported():
@@ -184,3 +193,79 @@ def test_matching_infinities_are_not_blamed():
         exercises.check("test.masked", lambda x: x.masked_fill(x < 0, float("-inf")) + torch.tensor([0, 0, 1.0]))
     msg = str(info.value)
     assert "at index (2,) expected 3, got 4" in msg and "NaN/inf" not in msg
+
+
+# ---------------------------------------------------------------- one module per notebook, loaded lazily
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _notebook_exercise_names() -> set[str]:
+    names: set[str] = set()
+    for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        for cell in json.loads(nb.read_text(encoding="utf-8"))["cells"]:
+            names |= set(re.findall(r"""exercises\.(?:check|describe|get)\(\s*["']([^"']+)["']""", "".join(cell["source"])))
+    return names
+
+
+def test_every_notebook_exercise_loads_lazily_in_a_fresh_interpreter():
+    """Each name a notebook checks resolves from `llmcourse.course.exercises` alone: its nbNN module is
+    imported on first use, and no topic module has to be imported first."""
+    names = sorted(_notebook_exercise_names())
+    assert len(names) > 40
+    code = (
+        "import json, sys\n"
+        "from llmcourse.course import exercises\n"
+        "before = set(sys.modules)\n"
+        "assert not any(m.startswith('llmcourse.course.exercise_sets.nb') for m in before), before\n"
+        "out = {}\n"
+        f"for name in {names!r}:\n"
+        "    ex = exercises.get(name)\n"
+        "    out[name] = [ex.reference.__module__, ex.task != '']\n"
+        "print(json.dumps(out))\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    assert sorted(found) == names
+    assert all(has_task for _, has_task in found.values()), "every exercise needs a docstring (its task)"
+
+
+def test_names_lists_every_notebooks_exercises():
+    listed = set(exercises.names())
+    assert _notebook_exercise_names() <= listed
+    assert {"softmax", "cross_entropy"} <= listed
+    for name in listed - {"softmax", "cross_entropy"}:
+        assert re.fullmatch(r"\d\d\.\w+", name) or name.startswith(("99.", "test.")), name
+
+
+def test_each_exercise_is_registered_in_its_notebooks_module():
+    for name in exercises.names():
+        if re.fullmatch(r"\d\d\.\w+", name) and not name.startswith("99."):
+            nn = name[:2]
+            text = (ROOT / "llmcourse/course/exercise_sets" / f"nb{nn}.py").read_text(encoding="utf-8")
+            assert f'register("{name}",' in text, name
+
+
+def test_topic_modules_do_not_import_the_exercises():
+    """Exercises live in llmcourse/course/exercise_sets/nbNN.py; the package itself knows nothing of them,
+    and an exercise name ("09.top_k_probs") is written only in its nbNN module."""
+    pkg = ROOT / "llmcourse"
+    offenders, names_elsewhere = [], []
+    for path in sorted(pkg.rglob("*.py")):
+        rel = path.relative_to(pkg).as_posix()
+        if rel.startswith("course/exercise"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.module and "exercise" in node.module:
+                offenders.append(f"{rel}:{node.lineno} from {node.module} import ...")
+            elif isinstance(node, ast.ImportFrom) and node.module == "llmcourse.course" and \
+                    any(a.name.startswith("exercise") for a in node.names):
+                offenders.append(f"{rel}:{node.lineno} from llmcourse.course import exercises")
+            elif isinstance(node, ast.Import) and any("exercise" in a.name for a in node.names):
+                offenders.append(f"{rel}:{node.lineno} import ...exercises")
+        names_elsewhere += [f"{rel}: {m}" for m in re.findall(r"""["'](\d\d\.[a-z_0-9]+)["']""", text)
+                            if m in set(exercises.names())]
+    assert not offenders, offenders
+    assert not names_elsewhere, names_elsewhere

@@ -11,6 +11,7 @@ from llmcourse.generate import (
     stream,
     top_k_filter,
     top_k_probs,
+    top_p_filter,
 )
 from llmcourse.gpt import GPT, GPTConfig
 
@@ -133,6 +134,44 @@ def test_top_k_filter_golden_and_exercise():
     for wrong in (drops_ties, k_too_large, not_renormalised):
         with pytest.raises(exercises.ExerciseError):
             exercises.check("09.top_k_probs", wrong, seed=0)
+
+
+def _nucleus_before_issue_15(logits, top_p):
+    """The sampler's inline top-p as it was (on logits), before `top_p_filter` became the one filter."""
+    sorted_logits, order = torch.sort(logits, descending=True)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    drop = probs.cumsum(dim=-1) - probs >= top_p
+    drop[..., 0] = False
+    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+    return torch.softmax(torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits), dim=-1)
+
+
+@pytest.mark.parametrize("p", [5e-324, 0.1, 0.5, 0.9, 0.99])  # the sampler skips the filter at p = 1
+def test_top_p_filter_is_the_samplers_old_nucleus(p):
+    """One nucleus for the sampler and notebook 09: same kept set and probabilities as the sampler's old
+    inline code and the same draws for a seeded generator."""
+    from llmcourse.cost import inference_cost
+
+    logits = torch.randn(16, 40, generator=torch.Generator().manual_seed(1)) * 3.0
+    new = top_p_filter(logits.softmax(-1), p)
+    old = _nucleus_before_issue_15(logits, p)
+    assert torch.equal(new > 0, old > 0)
+    torch.testing.assert_close(new, old)
+    assert not hasattr(inference_cost, "top_p_filter")  # one filter, in generate.py
+    seeded = [torch.Generator().manual_seed(s) for s in range(20)]
+    draws = torch.cat([sample_next_token(logits, g, top_p=p) for g in seeded], 1)
+    seeded = [torch.Generator().manual_seed(s) for s in range(20)]  # the same seeds again
+    want = torch.cat([torch.multinomial(old, 1, generator=g) for g in seeded], 1)
+    assert torch.equal(draws, want)
+
+
+def test_top_p_filter_golden():
+    kept = top_p_filter(torch.tensor([[0.1, 0.6, 0.3]]), 0.7)  # 0.6 < 0.7 so 0.3 joins; 0.9 >= 0.7
+    torch.testing.assert_close(kept, torch.tensor([[0.0, 2 / 3, 1 / 3]]))
+    # 0.4, 0.25, 0.2 kept (0.65 < 0.8 before 0.2; 0.85 >= 0.8 before 0.1); a tiny p keeps the top token only
+    kept = top_p_filter(torch.tensor([[0.05, 0.4, 0.25, 0.2, 0.1]]), 0.8)
+    assert kept.nonzero()[:, 1].tolist() == [1, 2, 3] and kept.sum().item() == pytest.approx(1.0)
+    assert top_p_filter(torch.tensor([[0.2, 0.5, 0.3]]), 1e-12).tolist() == [[0.0, 1.0, 0.0]]
 
 
 def test_cache_speedup_is_the_median_of_paired_ratios():

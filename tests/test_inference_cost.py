@@ -3,9 +3,9 @@ import pytest
 import torch
 
 from llmcourse.course import exercises
-from llmcourse.generate import KVCache, sample_next_token
+from llmcourse.generate import KVCache, sample_next_token, top_p_filter
 from llmcourse.gpt import GPT, GPTConfig
-from llmcourse.cost.inference_cost import decode_speed, kv_cache_bytes, time_call, top_p_filter
+from llmcourse.cost.inference_cost import decode_speed, kv_cache_bytes, time_call
 
 
 def tiny():

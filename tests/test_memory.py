@@ -30,6 +30,17 @@ def test_gpt_params_matches_a_torch_model(n_layer, n_embd, vocab, block):
     assert sum(p.numel() for p in model.parameters()) == gpt_params(n_layer, d, vocab, block)
 
 
+@pytest.mark.parametrize("n_layer,n_embd,vocab,block", [(2, 32, 65, 16), (1, 8, 1000, 64), (3, 48, 5, 8)])
+def test_one_parameter_formula_for_the_course_gpt(n_layer, n_embd, vocab, block):
+    """`gpt_params` is the one counter: the course GPT's own count, and notebook 08's `gpt_num_params`
+    (other argument order) returns exactly what it does."""
+    from llmcourse.gpt import GPT, GPTConfig, gpt_num_params
+
+    model = GPT(GPTConfig(vocab_size=vocab, block_size=block, n_layer=n_layer, n_head=2, n_embd=n_embd))
+    count = gpt_params(n_layer, n_embd, vocab, block)
+    assert model.num_params() == count == gpt_num_params(vocab, block, n_layer, n_embd)
+
+
 def test_full_finetuning_states_are_16_bytes_per_param():
     """ZeRO (Rajbhandari et al. 2020, Sec. 3.1): mixed-precision Adam keeps 2 (16-bit weights)
     + 2 (16-bit grads) + 12 (fp32 master weights, m, v) = 16 bytes/param. Pure fp32 Adam: 4+4+8 = 16."""

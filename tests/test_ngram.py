@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse.ngram import BOS, EOS, UNK, AddK, Laplace, NGramLM, NGramConfig, Vocab
+from llmcourse.ngram import BOS, EOS, UNK, AddK, Laplace, NGramLM, NGramConfig, NGramVocab
 from llmcourse.smoothing import Interpolated, KneserNey, _estimate_discounts
 
 nltk_lm = pytest.importorskip("nltk.lm")
@@ -204,7 +204,7 @@ def test_sampling_reproducible(make_gen):
 
 def test_unk_mapping():
     corpus = [["the", "cat", "sat"], ["the", "dog", "sat"], ["a", "cat", "ran"]]
-    vocab = Vocab.build(corpus, min_count=2)
+    vocab = NGramVocab.from_sentences(corpus, min_count=2)
     assert set(vocab.itos) == {UNK, EOS, "the", "cat", "sat"} and vocab.lookup("dog") == 0
     lm = AddK(2, k=0.5, min_count=2).fit(corpus)
     assert lm.counts(1)[(UNK,)] == 3  # dog, a, ran
@@ -223,10 +223,23 @@ def test_mle_and_config():
 
 def test_exercises_registered():
     from llmcourse.course import exercises
-    from llmcourse.ngram import add_k_prob, continuation_count, perplexity_of
+    from llmcourse.course.exercise_sets.nb01 import add_k_prob, continuation_count, perplexity_of
 
     for name, fn in [("01.add_k_prob", add_k_prob), ("01.perplexity", perplexity_of),
                      ("01.continuation_count", continuation_count)]:
         exercises.check(name, fn, trials=3, seed=0)
     with pytest.raises(exercises.ExerciseError):  # counting bigram tokens instead of distinct left words
         exercises.check("01.continuation_count", lambda b, w: sum(x == w for _, x in b), trials=5, seed=0)
+
+
+def test_ngram_vocab_is_the_course_vocab_with_the_old_ids():
+    """One Vocab (`llmcourse.data.vocab`): the n-gram ids are those of the n-gram models' former own class,
+    <unk> 0, </s> 1, words by count with ties in order of first appearance, <s> = len(vocab) as a context."""
+    from llmcourse.data.vocab import Vocab
+
+    corpus = [["b", "a", "<s>", "c"], ["a", "b", "</s>", "<unk>", "d", "c"]]
+    vocab = NGramVocab.from_sentences(corpus)
+    assert isinstance(vocab, Vocab) and vocab.itos == [UNK, EOS, "b", "a", "c", "d"]  # most_common order
+    assert vocab.counts == [0, 0, 2, 2, 2, 1] and len(vocab) == 6 and vocab.bos_id == 6
+    assert [vocab.lookup(t) for t in (BOS, "zebra", "d")] == [6, 0, 5]
+    assert NGramLM(2).fit(corpus).vocab.itos == vocab.itos

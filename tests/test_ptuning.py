@@ -28,12 +28,28 @@ def test_prefix_embeddings_change_outputs_but_not_shapes():
     model = tiny().eval()
     idx = torch.randint(0, 30, (2, 10))
     plain, _ = model(idx)
-    prefix = torch.randn(2, 4, 32)
-    with_prefix, _ = model(idx, prefix_emb=prefix)
+    tuned = PromptTuned(model, n_virtual=4)
+    with torch.no_grad():
+        tuned.prompt.normal_()
+    with_prefix, _ = tuned(idx)
     assert with_prefix.shape == plain.shape
     assert not torch.allclose(with_prefix, plain)
     with pytest.raises(ValueError, match="block_size"):
-        model(torch.zeros(1, 22, dtype=torch.long), prefix_emb=torch.zeros(1, 4, 32))
+        tuned(torch.zeros(1, 21, dtype=torch.long))  # 4 virtual + 21 real > 24
+    assert "prefix_emb" not in GPT.forward.__code__.co_varnames  # the wrapper, not the model, knows about it
+
+
+def test_virtual_tokens_equal_to_real_embeddings_give_the_models_own_logits():
+    """Virtual vectors copied from the token embeddings of ids v: the wrapper's logits (and loss) are the
+    plain GPT's on v followed by idx, at idx's positions. So the wrapper runs exactly the GPT's forward."""
+    model = tiny().eval()
+    v, idx = torch.tensor([3, 7, 7, 1]), torch.randint(0, 30, (2, 10), generator=torch.Generator().manual_seed(1))
+    tuned = PromptTuned(model, n_virtual=4, init_from_ids=v.tolist())
+    full, _ = model(torch.cat([v.expand(2, -1), idx], dim=1))
+    ours, loss = tuned(idx, idx)
+    torch.testing.assert_close(ours, full[:, 4:])
+    want = torch.nn.functional.cross_entropy(full[:, 4:].reshape(-1, 30), idx.reshape(-1))
+    torch.testing.assert_close(loss, want)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from llmcourse import chat  # noqa: E402
 from llmcourse.generate import generate  # noqa: E402
 from llmcourse.serve import BackgroundServer  # noqa: E402
 from llmcourse.serve.backends import (  # noqa: E402
-    CourseBackend, StopText, load_backend, parse_tool_calls, tiny_random_model)
+    Backend, CourseBackend, HFBackend, StopText, _CourseTokens, load_backend, split_tool_calls, tiny_random_model)
 
 NAME = "tiny-gpt"
 BLOCK = 96
@@ -332,12 +332,56 @@ def test_stoptext_pieces_join_to_the_text_before_the_first_stop(text, stops):
     assert sent + stopper.flush() == expected and stopper.done == bool(ends)
 
 
-def test_parse_tool_calls_accepts_lists_and_ignores_junk():
+def test_split_tool_calls_accepts_lists_and_leaves_junk_as_text():
     names = {"add"}
-    assert parse_tool_calls('<tool_call>[{"name": "add", "arguments": {"a": 1}}, {"name": "add"}]</tool_call>',
+    assert split_tool_calls('<tool_call>[{"name": "add", "arguments": {"a": 1}}, {"name": "add"}]</tool_call>',
                             names)[1] == [{"name": "add", "arguments": '{"a": 1}'}, {"name": "add", "arguments": "{}"}]
-    assert parse_tool_calls("<tool_call>{not json}</tool_call>", names) == ("<tool_call>{not json}</tool_call>", [])
-    assert parse_tool_calls('<tool_call>{"name": "add", "arguments": {}}', names)[1]  # unterminated at the end
+    assert split_tool_calls("<tool_call>{not json}</tool_call>", names) == ("<tool_call>{not json}</tool_call>", [])
+    assert split_tool_calls('<tool_call>{"name": "add", "arguments": {}}', names)[1]  # unterminated at the end
+    # llmcourse.tools' repairs apply to the server too: Python quotes, SmolLM2's forgotten closing quote
+    assert split_tool_calls("<tool_call>[{'name': 'add', 'arguments': {'a': 1}}]</tool_call>", names)[1]
+    assert split_tool_calls('<tool_call>[{"name": "add", "arguments": {"a": "1}}]</tool_call>', names)[1]
+    # one protocol, one treatment: what llmcourse.tools rejects, and calls to tools not offered, stay text
+    for junk in ['<tool_call>[{"arguments": {}}]</tool_call>', '<tool_call></tool_call>',
+                 '<tool_call>[{"name": "add", "arguments": {}}]</tool_call><tool_call>{"name": "rm"}</tool_call>']:
+        assert split_tool_calls(junk, names) == (junk, [])
+    assert split_tool_calls('{"name": "add", "arguments": {}}', names) == ('{"name": "add", "arguments": {}}', [])
+
+
+def test_the_server_speaks_llmcourse_tools_protocol(backend):
+    """The server's tool prompt is `llmcourse.tools`' system prompt, and an earlier call goes back into
+    the prompt in its format, which its parser reads back."""
+    from llmcourse import tools
+
+    weather = tools.Tool.from_openai(WEATHER)
+    ids, stops = backend.chat_ids([{"role": "developer", "content": "Be brief."},
+                                   {"role": "user", "content": "Weather in Paris?"}], [WEATHER])
+    prompt = backend.tokenizer.decode(ids)
+    assert stops == [chat.END]
+    assert "<|system|>Be brief.\n\n" + tools.tools_system_prompt([weather]) + "<|end|>" in prompt
+    call = {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}
+    ids, _ = backend.chat_ids([{"role": "user", "content": "Weather?"},
+                               {"role": "assistant", "content": "", "tool_calls": [call]}], [WEATHER])
+    written = tools.format_tool_calls([tools.ToolCall("get_weather", {"city": "Paris"})])
+    assert "<|assistant|>" + written + "<|end|>" in backend.tokenizer.decode(ids)
+    assert split_tool_calls(written, {"get_weather"})[1] == [{"name": "get_weather", "arguments": '{"city": "Paris"}'}]
+    # a chat template that ignores tools: the same listing, in its system turn (this once returned a nested tuple)
+    backend.tokenizer.chat_template = "{% for m in messages %}[{{ m.role }}] {{ m.content }}\n{% endfor %}[assistant] "
+    try:
+        ids, stops = backend.chat_ids([{"role": "user", "content": "Hi"}], [WEATHER])
+    finally:
+        backend.tokenizer.chat_template = None
+    assert stops == [] and all(isinstance(i, int) for i in ids)
+    assert backend.tokenizer.decode(ids).startswith("[system] " + tools.tools_system_prompt([weather]) + "\n[user] Hi")
+
+
+def test_stream_is_the_backend_interface(backend):
+    """`stream` is declared on Backend (what the Engine calls), implemented by both backends, and not
+    part of the tokenizer adapter."""
+    assert not hasattr(_CourseTokens, "stream")
+    assert CourseBackend.stream is not Backend.stream and HFBackend.stream is not Backend.stream
+    with pytest.raises(NotImplementedError, match="Backend must implement stream"):
+        Backend.stream(backend, [1, 2], 3, temperature=0.0, top_p=1.0, top_k=None, seed=0)
 
 
 def test_llama_directory_is_served_through_transformers(tmp_path, backend):

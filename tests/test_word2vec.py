@@ -27,6 +27,7 @@ from llmcourse.word2vec import (
     _chunk_items,
     _Trainer,
     build_vocab,
+    encode,
     context_windows,
     keep_probabilities,
     load_corpus,
@@ -154,9 +155,22 @@ def test_subsampling_matches_gensim():
     model.build_vocab(sentences)
     vocab = build_vocab(sentences, 3)
     ours = keep_probabilities(vocab.counts, 1e-2)
-    theirs = [model.wv.get_vecattr(w, "sample_int") / (2**32 - 1) for w in vocab.words]
+    theirs = [model.wv.get_vecattr(w, "sample_int") / (2**32 - 1) for w in vocab.itos]
     np.testing.assert_allclose(ours, theirs, atol=1e-6)
     assert ours.min() < 0.5  # the test exercises the formula, not only the clip at 1
+
+
+def test_build_vocab_is_the_course_vocab_without_specials():
+    """One Vocab (`llmcourse.data.vocab`): words by count, ties alphabetical, counts aligned with the ids,
+    no <unk> (a word below min_count, or never seen, is dropped from the stream, not mapped)."""
+    from llmcourse.data.vocab import Vocab
+
+    sentences = [["b", "a", "b"], ["c", "a", "d", "<unk>"], ["zz"], ["zz"]]
+    vocab = build_vocab(sentences, 1)
+    assert isinstance(vocab, Vocab) and vocab.specials == [] and vocab.unk_id is None
+    assert vocab.itos == ["a", "b", "zz", "<unk>", "c", "d"] and vocab.counts == [2, 2, 2, 1, 1, 1]
+    ids, sent = encode([["a", "q", "zz"]], build_vocab(sentences, 2))
+    assert ids.tolist() == [0, 2] and sent.tolist() == [0, 0]
 
 
 def test_negatives_follow_unigram_to_the_three_quarters():

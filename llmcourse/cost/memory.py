@@ -29,10 +29,8 @@ estimates to within ~20%; measure with `torch.cuda.max_memory_allocated()` when 
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass, field
 
-from llmcourse.course.exercises import exercise
 
 GB = 1e9  # decimal gigabytes, the unit of every figure in this module
 
@@ -118,23 +116,6 @@ def gpt_params(n_layer: int, n_embd: int, vocab_size: int, block_size: int, tied
     per_block = 12 * d * d + 13 * d
     total = vocab_size * d + block_size * d + n_layer * per_block + 2 * d
     return total if tied else total + vocab_size * d
-
-
-def _shape_inputs(rng: random.Random) -> tuple[int, int, int, int, bool]:
-    return (rng.randint(1, 12), 16 * rng.randint(1, 32), rng.randint(50, 50_000), 2 ** rng.randint(4, 11),
-            rng.random() < 0.5)
-
-
-@exercise("00.gpt_params", inputs=_shape_inputs, compare="exact",
-          fixed=((12, 768, 50257, 1024, True), (1, 2, 3, 4, False)),
-          hint="per block: attention q,k,v (d*3d + 3d) and output (d*d + d), MLP d*4d + 4d and 4d*d + d, two "
-          "LayerNorms (2d each); then token and position embeddings, the final LayerNorm (2d), and V*d "
-          "more when the head is not tied")
-def _gpt_params_exercise(n_layer: int, n_embd: int, vocab_size: int, block_size: int, tied: bool) -> int:
-    """gpt_params(n_layer, n_embd, vocab_size, block_size, tied) -> int: the parameters of a
-    GPT-2-style decoder (biases, learned positions, LayerNorms, a 4x MLP, a final LayerNorm), whose
-    output head shares the token embedding when `tied` is True and is a separate V x d matrix if not."""
-    return gpt_params(n_layer, n_embd, vocab_size, block_size, tied)
 
 
 def model_shape_guess(n_params: float) -> tuple[int, int]:

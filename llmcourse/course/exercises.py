@@ -9,17 +9,23 @@ and `check(..., seed=S)` replays it. An exercise is a reference function plus an
 `inputs(rng: random.Random) -> tuple of arguments` and a comparison: "exact", "allclose" (with
 `rtol`/`atol`) or "shape" (type and shape only, for outputs that are random by design).
 
-Topic modules register their own exercises with the decorator, often on the package function itself:
+A notebook's exercises ("NN.name") are registered in one module per notebook,
+`llmcourse.course.exercise_sets.nbNN`, usually with the package function itself as the reference:
 
-    @exercise("03.causal_mask", inputs=_mask_inputs, compare="exact")
-    def causal_mask(t: int) -> torch.Tensor: ...
+    register("04.causal_mask", causal_mask, inputs=_mask_inputs, compare="exact")
+
+`get`, `check` and `describe` import that module on first use of an "NN." name, and `names()` imports
+them all; the topic modules know nothing about exercises. Bare names ("softmax") are the generic
+exercises defined at the end of this module.
 
 Left out: grading, hidden tests, timing limits. Checks are for the learner, not for marks.
 """
 from __future__ import annotations
 
 import copy
+import importlib
 import math
+import pkgutil
 import random
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -79,14 +85,35 @@ def exercise(name: str, inputs: Callable[[random.Random], tuple], compare: str =
     return wrap
 
 
+SETS = "llmcourse.course.exercise_sets"  # the package of the nbNN modules, one per notebook
+
+
+def _load(name: str) -> None:
+    """Import the module of the notebook that "NN.name" belongs to (which registers its exercises)."""
+    prefix = name.split(".", 1)[0]
+    if name in _REGISTRY or "." not in name or not (len(prefix) == 2 and prefix.isdigit()):
+        return
+    module = f"{SETS}.nb{prefix}"
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:  # a missing dependency inside the module is a real error
+            raise
+
+
 def get(name: str) -> Exercise:
+    _load(name)
     if name not in _REGISTRY:
-        raise KeyError(f"no exercise {name!r}. Known: {', '.join(sorted(_REGISTRY))}. A topic's "
-                       "exercises exist once its module is imported (e.g. `import llmcourse.attention`).")
+        raise KeyError(f"no exercise {name!r}. Known: {', '.join(names())}.")
     return _REGISTRY[name]
 
 
 def names() -> list[str]:
+    """Every exercise name, the notebooks' ones included (imports all the nbNN modules)."""
+    package = importlib.import_module(SETS)
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name.startswith("nb"):
+            importlib.import_module(f"{SETS}.{info.name}")
     return sorted(_REGISTRY)
 
 
@@ -217,31 +244,6 @@ def check(name: str, fn: Callable[..., Any], trials: int = 5, seed: int | None =
 
 
 # ---------------------------------------------------------------- generic exercises
-
-BYTES_PER_PARAM = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1, "int4": 0.5}
-
-
-def _param_count(rng: random.Random) -> int:
-    return rng.randint(1, 999) * 10 ** rng.randint(5, 8)  # 100K .. 100B, always even
-
-
-@exercise("00.memory_inference", compare="exact",
-          inputs=lambda rng: (_param_count(rng), rng.choice(sorted(BYTES_PER_PARAM))),
-          fixed=tuple((7_000_000_000, p) for p in BYTES_PER_PARAM))
-def memory_inference(n_params: int, precision: str) -> int:
-    """memory_inference(n_params, precision) -> bytes for the weights alone, where precision is one
-    of "fp32", "fp16", "bf16", "int8", "int4" (4, 2, 2, 1 and 0.5 bytes per parameter)."""
-    return int(n_params * BYTES_PER_PARAM[precision])
-
-
-@exercise("00.adam_state_bytes", compare="exact", inputs=lambda rng: (_param_count(rng), rng.random() < 0.5),
-          fixed=((1_000_000, False), (1_000_000, True)))
-def adam_state_bytes(n_params: int, master_weights: bool) -> int:
-    """adam_state_bytes(n_params, master_weights) -> bytes of optimizer state for Adam(W): the two
-    moment estimates m and v in fp32, plus an fp32 master copy of the weights when
-    `master_weights` is True (mixed-precision training keeps one)."""
-    return n_params * (8 + (4 if master_weights else 0))
-
 
 def _logits(rng: random.Random, dims: int) -> torch.Tensor:
     shape = [rng.randint(1, 6) for _ in range(dims - 1)] + [rng.randint(2, 12)]

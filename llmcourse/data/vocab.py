@@ -5,7 +5,12 @@ tokens come first (by default just "<unk>", id 0), then the tokens of the traini
 `CharVocab` keeps them in code-point order (the usual char-level convention, so " " and "\\n" come
 early and ids read like the alphabet), a `WordVocab` by decreasing frequency (ties: alphabetical),
 so `max_size` keeps the commonest words. Tokens rarer than `min_count` are left out and encode to
-<unk>; without an "<unk>" special, an unknown token raises KeyError.
+<unk>; without an "<unk>" special, an unknown token raises KeyError. A built vocabulary keeps each
+token's training count in `counts` (0 for the specials).
+
+This is the course's one token <-> id mapping: `llmcourse.ngram.NGramVocab` (specials <unk>, </s>,
+ties kept in order of first appearance) and `llmcourse.word2vec.build_vocab` (no specials: unknown
+words are dropped, and `counts` drive subsampling and negative sampling) are built with it.
 
     >>> v = CharVocab.from_text("hello")
     >>> v.itos, v.encode("hole"), v.decode(v.encode("hole"))
@@ -77,20 +82,34 @@ class Vocab:
         if len(self.stoi) != len(self.itos):
             raise ValueError("duplicate tokens in itos")
         self.unk_id: int | None = self.stoi.get(UNK) if UNK in self.specials else None
+        self.counts: list[int] | None = None  # training count per id, set by `build` (0 for specials)
 
     @classmethod
     def build(cls, tokens: Iterable[str], min_count: int = 1, max_size: int | None = None,
-              specials: Iterable[str] = (UNK,)):
+              specials: Iterable[str] = (UNK,), *, ties: str = "alphabetical"):
         """Count `tokens`, drop those seen fewer than `min_count` times, keep the `max_size` most
-        frequent (max_size counts the specials too), order them (see the module docstring)."""
+        frequent (max_size counts the specials too), order them (see the module docstring).
+        Equally frequent tokens are kept in alphabetical order, or with `ties="first_seen"` in the
+        order they first appear (`collections.Counter.most_common`'s order).
+
+        >>> v = Vocab.build("b a b c".split(), ties="first_seen")
+        >>> v.itos, v.counts
+        (['<unk>', 'b', 'a', 'c'], [0, 2, 1, 1])
+        """
+        if ties not in ("alphabetical", "first_seen"):
+            raise ValueError(f"ties={ties!r}: use 'alphabetical' or 'first_seen'")
         specials = list(specials)
         counts = Counter(t for t in tokens if t not in specials)
-        kept = sorted((t for t, n in counts.items() if n >= min_count), key=lambda t: (-counts[t], t))
+        # sorted() is stable, so with the count alone as key ties keep the Counter's first-seen order
+        key = (lambda t: (-counts[t], t)) if ties == "alphabetical" else (lambda t: -counts[t])
+        kept = sorted((t for t, n in counts.items() if n >= min_count), key=key)
         if max_size is not None:
             if max_size < len(specials):
                 raise ValueError(f"max_size={max_size} is smaller than the {len(specials)} specials")
             kept = kept[:max_size - len(specials)]
-        return cls(specials + cls._order(kept), specials)
+        vocab = cls(specials + cls._order(kept), specials)
+        vocab.counts = [counts.get(t, 0) for t in vocab.itos]
+        return vocab
 
     @staticmethod
     def _order(tokens: list[str]) -> list[str]:
@@ -106,14 +125,15 @@ class Vocab:
         shown = ", ".join(repr(t) for t in self.itos[:8])
         return f"{type(self).__name__}(size={len(self)}, [{shown}{', ...' if len(self) > 8 else ''}])"
 
-    def _id(self, token: str) -> int:
+    def lookup(self, token: str) -> int:
+        """The token's id; an unknown token gets <unk>'s id (KeyError without an "<unk>" special)."""
         i = self.stoi.get(token, self.unk_id)
         if i is None:
             raise KeyError(f"token {token!r} is not in the vocabulary and it has no {UNK!r} special")
         return i
 
     def encode_tokens(self, tokens: Iterable[str]) -> list[int]:
-        return [self._id(t) for t in tokens]
+        return [self.lookup(t) for t in tokens]
 
     def decode_tokens(self, ids: Iterable[int]) -> list[str]:
         """ids (ints, or a 1-D tensor/array) -> token strings."""
@@ -125,7 +145,7 @@ class Vocab:
     def save(self, path: str | os.PathLike) -> None:
         """Write the vocabulary as JSON (human-readable, no pickle)."""
         data = {"type": type(self).__name__, "itos": self.itos, "specials": self.specials,
-                **self._extra()}
+                **self._extra(), **({"counts": self.counts} if self.counts is not None else {})}
         Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
     @classmethod
@@ -133,7 +153,9 @@ class Vocab:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if data.get("type") != cls.__name__:
             raise ValueError(f"{path} holds a {data.get('type')}, not a {cls.__name__}")
-        return cls._from_json(data)
+        vocab = cls._from_json(data)
+        vocab.counts = data.get("counts")
+        return vocab
 
     @classmethod
     def _from_json(cls, data: dict):

@@ -23,7 +23,6 @@ Left out: DPO after SFT (notebook 13), retrieval instead of CPT (notebook 15), t
 from __future__ import annotations
 
 import copy
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +32,6 @@ from torch import nn
 
 from llmcourse import chat, data, evaluate, lora, sft
 from llmcourse.config import Sized
-from llmcourse.course.exercises import exercise
 from llmcourse.tasks.instructions import Example, is_correct, normalise
 from llmcourse.runtime import Runtime
 from llmcourse.train import History, TrainConfig, fit
@@ -215,7 +213,7 @@ def sampler(lm: CourseChat | HFChat, batch_size: int, rows: Sequence[tuple[list[
     return sample
 
 
-def continued_pretraining(cfg: CapstoneConfig, lm, model: nn.Module, domain_ids: torch.Tensor,
+def continued_pretraining(cfg: CapstoneConfig, lm, model: nn.Module, *, domain_ids: torch.Tensor,
                           general_ids: torch.Tensor, runtime: Runtime | None = None) -> tuple[nn.Module, History]:
     """A copy of `model` trained on the domain text, `cfg.cpt_replay` of each batch general text."""
     out = copy.deepcopy(model)
@@ -224,7 +222,7 @@ def continued_pretraining(cfg: CapstoneConfig, lm, model: nn.Module, domain_ids:
     return out, hist
 
 
-def finetune(cfg: CapstoneConfig, lm, model: nn.Module, examples: Sequence[Example], replay_ids: torch.Tensor,
+def finetune(cfg: CapstoneConfig, lm, model: nn.Module, *, examples: Sequence[Example], replay_ids: torch.Tensor,
              method: str = "full", runtime: Runtime | None = None) -> tuple[nn.Module, History]:
     """A copy of `model` fine-tuned on `examples` (full, or LoRA of rank cfg.lora_r), replaying `replay_ids`."""
     if method not in ("full", "lora"):
@@ -235,7 +233,7 @@ def finetune(cfg: CapstoneConfig, lm, model: nn.Module, examples: Sequence[Examp
     return out, hist
 
 
-def evaluate_stage(lm, model: nn.Module, domain_ids: torch.Tensor, general_ids: torch.Tensor,
+def evaluate_stage(lm, model: nn.Module, *, domain_ids: torch.Tensor, general_ids: torch.Tensor,
                    test: Sequence[Example], max_new_tokens: int = 24) -> dict[str, float]:
     """Domain and general perplexity (windows of lm.block_size) and held-out exact match."""
     preds = lm.answers(model, test, max_new_tokens)
@@ -271,31 +269,13 @@ def smollm2_base(cfg: CapstoneConfig, runtime: Runtime | None = None) -> tuple[n
     return model, HFChat(tok, cfg.block_size)
 
 
-# ----------------------------------------------------------------------------------------- exercises
-def _em_inputs(rng: random.Random) -> tuple[list[str], list[str]]:
-    words = ["yes", "no", "maybe", "Dravilex treats ember cough", "two drops"]
-    answers = [rng.choice(words) for _ in range(rng.randint(1, 6))]
-    noisy = [rng.choice([a, a.upper(), f"  {a}. ", a.replace(" ", "  "), rng.choice(words)]) for a in answers]
-    return noisy, answers
-
-
-@exercise("18.exact_match", inputs=_em_inputs, compare="allclose",
-          fixed=((["Yes.", " no", "It is maybe"], ["yes", "no", "maybe"]),),
-          hint="compare after normalising: strip spaces and a final '.', collapse inner spaces, lower-case")
+# ------------------------------------------------------------------------- checked by notebook 18's exercises
 def exact_match(predictions: list[str], answers: list[str]) -> float:
     """exact_match(predictions, answers) -> float: the share of predictions equal to their answer after
     normalising (strip, drop a final '.' or '!', collapse spaces, lower-case)."""
     return sum(normalise(p) == normalise(a) for p, a in zip(predictions, answers)) / len(answers)
 
 
-def _ppl_inputs(rng: random.Random) -> tuple[list[float], list[int]]:
-    counts = [rng.randint(1, 64) for _ in range(rng.randint(1, 5))]
-    return [c * rng.uniform(0.5, 4.0) for c in counts], counts
-
-
-@exercise("18.pooled_perplexity", inputs=_ppl_inputs, compare="allclose", rtol=1e-9, atol=0.0,
-          fixed=(([2.0, 30.0], [1, 10]),),
-          hint="exp(total nats / total tokens): pool first, exponentiate once; do not average per-window perplexities")
 def pooled_perplexity(nll_sums: list[float], token_counts: list[int]) -> float:
     """pooled_perplexity(nll_sums, token_counts) -> float: the perplexity of a text scored in windows,
     given each window's summed negative log-likelihood (nats) and its number of scored tokens."""

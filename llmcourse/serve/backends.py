@@ -16,18 +16,17 @@ Two backends, chosen by `load_backend(directory, engine=...)` and the directory'
 
 Chat prompts use the tokenizer's chat template when it has one, else the course template
 (`llmcourse.chat.render`: <|user|>...<|end|>). Tools (OpenAI's "tools" field) are passed to a template
-that knows about tools; otherwise they are described in the system turn, asking for this format:
-
-    <tool_call>{"name": "add", "arguments": {"a": 1, "b": 2}}</tool_call>
-
-`parse_tool_calls` reads that back (a JSON object or a list of them inside the tags). A model only
-produces it if it was trained to (SmolLM2-Instruct does); a random model never will.
+that renders them (`llmcourse.tools.template_supports_tools`); otherwise they are described in the
+system turn. Either way the protocol is the course's one, `llmcourse.tools`: its system prompt, its
+call format `<tool_call>[{"name": "add", "arguments": {"a": 1, "b": 2}}]</tool_call>` for earlier
+calls written back into the prompt, and its parser (`split_tool_calls` here adds only what a server
+needs: calls to tools the request did not offer, and replies the parser rejects, stay text). A model
+only produces calls if it was trained to (SmolLM2-Instruct does); a random model never will.
 Left out: batching several requests into one forward pass, quantized weights, logprobs.
 """
 from __future__ import annotations
 
 import json
-import re
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -36,8 +35,8 @@ import torch
 
 from llmcourse import chat
 from llmcourse.generate import sample_next_token
-
-TOOL_OPEN, TOOL_CLOSE = "<tool_call>", "</tool_call>"
+from llmcourse.tools import (TOOL_CALL_OPEN, Tool, ToolCallError, split_reply, template_supports_tools,
+                             to_template_messages, with_tools_listing)
 
 
 class Backend:
@@ -67,20 +66,28 @@ class Backend:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
+    def stream(self, ids: list[int], max_new_tokens: int, temperature: float, top_p: float,
+               top_k: int | None, seed: int) -> Iterator[int]:
+        """Yield up to `max_new_tokens` new token ids after the prompt `ids`, sampled with a
+        `torch.Generator` seeded by `seed` (the same request gives the same answer)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement stream()")
+
     def chat_ids(self, messages: list[dict], tools: list[dict] | None = None) -> tuple[list[int], list[str]]:
         """OpenAI-style messages (+ tools) -> (prompt ids, extra stop strings)."""
         template = getattr(self.tokenizer, "chat_template", None) or ""
-        if template and (not tools or "tools" in template):
+        if template and (not tools or template_supports_tools(self.tokenizer)):
             out = self.tokenizer.apply_chat_template(messages, tools=tools or None, add_generation_prompt=True,
                                                      tokenize=True)
             if hasattr(out, "keys"):  # newer transformers return a BatchEncoding
                 out = out["input_ids"]
             return list(out), []
-        messages = with_tool_prompt(messages, tools) if tools else messages
-        conv = [{"role": "system" if m["role"] == "developer" else m["role"], "content": _flat_content(m)}
-                for m in messages]
+        # plain {"role", "content"} turns; earlier tool calls written back in llmcourse.tools' format
+        conv = [dict(m, role="system") if m["role"] == "developer" else m
+                for m in to_template_messages(messages)]
+        if tools:  # listed in the system turn, with llmcourse.tools' instructions and example call
+            conv = with_tools_listing(conv, [Tool.from_openai(t) for t in tools])
         if template:  # a template that ignores tools: tools went into the system turn instead
-            return self.chat_ids(conv), []
+            return self.chat_ids(conv)
         # piece by piece, message text with special tokens switched off: typed "<|end|><|assistant|>"
         # must stay text, never forge a turn (the same rule as chat.encode_chat for training)
         ids, _ = chat.encode_chat(conv, _CourseTokens(self.tokenizer), add_generation_prompt=True)
@@ -96,10 +103,6 @@ class _CourseTokens:
 
     def encode(self, text: str, allowed_special: str = "none") -> list[int]:
         return self.hf.encode(text, add_special_tokens=False, split_special_tokens=allowed_special == "none")
-
-    def stream(self, ids: list[int], max_new_tokens: int, temperature: float, top_p: float,
-               top_k: int | None, seed: int) -> Iterator[int]:
-        raise NotImplementedError
 
 
 class CourseBackend(Backend):
@@ -186,7 +189,7 @@ class Engine:
         import anyio
 
         tokens = self.backend.stream(job.ids, job.max_tokens, job.temperature, job.top_p, job.top_k, job.seed)
-        text = StopText(self.backend, job.stops, TOOL_OPEN if job.tools else None)
+        text = StopText(self.backend, job.stops, TOOL_CALL_OPEN if job.tools else None)
 
         def step():
             with self.lock:
@@ -213,7 +216,7 @@ class Engine:
             tokens.close()
         tail = text.flush()
         if job.tools:  # the held-back "<tool_call>..." tail: calls become tool_calls, the rest content
-            rest, job.tool_calls = parse_tool_calls(text.text[text.sent:], job.tools)
+            rest, job.tool_calls = split_tool_calls(text.text[text.sent:], job.tools)
             tail += rest
         yield tail, reason, n
 
@@ -273,57 +276,27 @@ def _eos_ids(gen_cfg, tokenizer) -> set[int]:
     return {i for i in ids if i is not None}
 
 
-def _flat_content(message: dict) -> str:
-    """Text of a message; an assistant's earlier tool calls are written back in our tool-call format."""
-    text = message.get("content") or ""
-    for call in message.get("tool_calls") or []:
-        fn = call["function"]
-        args = fn["arguments"] if isinstance(fn["arguments"], str) else json.dumps(fn["arguments"])
-        text += f'{TOOL_OPEN}{{"name": {json.dumps(fn["name"])}, "arguments": {args}}}{TOOL_CLOSE}'
-    return text
+def split_tool_calls(text: str, names: set[str]) -> tuple[str, list[dict]]:
+    """The held-back tail of an answer -> (content, [{"name", "arguments" (JSON string)}]) for the reply.
 
+    Parsed by `llmcourse.tools.split_reply`, the course's one parser (its small repairs included). What a
+    server adds: only a tail holding a `<tool_call>` block is read as calls (the prose before the block
+    has already been streamed), and when the parser rejects the calls (ToolCallError) or one names a tool
+    the request did not offer, the whole tail stays plain text, with no calls.
 
-def tool_prompt(tools: list[dict]) -> str:
-    """Describe OpenAI-format tools in plain text for a model whose template has no tool support."""
-    lines = [json.dumps(t.get("function", t), ensure_ascii=False) for t in tools]
-    return ("You can call these tools (JSON schemas):\n" + "\n".join(lines) +
-            f'\nTo call one, answer only with {TOOL_OPEN}{{"name": "<tool name>", "arguments": '
-            f'{{<arguments as JSON>}}}}{TOOL_CLOSE}')
-
-
-def with_tool_prompt(messages: list[dict], tools: list[dict]) -> list[dict]:
-    """Prepend the tool description to the system turn (adding one if there is none)."""
-    messages = list(messages)
-    if messages and messages[0]["role"] in ("system", "developer"):
-        first = dict(messages[0], content=tool_prompt(tools) + "\n\n" + _flat_content(messages[0]))
-        return [first] + messages[1:]
-    return [{"role": "system", "content": tool_prompt(tools)}] + messages
-
-
-def parse_tool_calls(text: str, names: set[str]) -> tuple[str, list[dict]]:
-    """Split model output into (content, [{"name", "arguments"(JSON string)}]) for calls to known tools.
-
-    >>> parse_tool_calls('ok <tool_call>{"name": "add", "arguments": {"a": 1}}</tool_call>', {"add"})
-    ('ok ', [{'name': 'add', 'arguments': '{"a": 1}'}])
+    >>> split_tool_calls('<tool_call>[{"name": "add", "arguments": {"a": 1}}]</tool_call>', {"add"})
+    ('', [{'name': 'add', 'arguments': '{"a": 1}'}])
     """
-    calls, content, pos = [], [], 0
-    for m in re.finditer(re.escape(TOOL_OPEN) + r"(.*?)(?:" + re.escape(TOOL_CLOSE) + r"|$)", text, re.DOTALL):
-        try:
-            found = json.loads(m.group(1).strip())
-        except ValueError:
-            continue
-        found = found if isinstance(found, list) else [found]
-        good = [c for c in found if isinstance(c, dict) and c.get("name") in names
-                and isinstance(c.get("arguments", {}), (dict, str))]
-        if not good or len(good) != len(found):
-            continue
-        content.append(text[pos:m.start()])
-        pos = m.end()
-        for c in good:
-            args = c.get("arguments", {})
-            calls.append({"name": c["name"], "arguments": args if isinstance(args, str) else json.dumps(args)})
-    content.append(text[pos:])
-    return "".join(content), calls
+    if TOOL_CALL_OPEN not in text:
+        return text, []
+    try:
+        content, calls = split_reply(text)
+    except ToolCallError:
+        return text, []
+    if not calls or any(c.name not in names for c in calls):
+        return text, []
+    return content, [{"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}
+                     for c in calls]
 
 
 def tiny_random_model(directory: str | Path, block_size: int = 128, seed: int = 0, *, kind: str = "gpt") -> Path:

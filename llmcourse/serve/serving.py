@@ -24,12 +24,10 @@ from __future__ import annotations
 import heapq
 import json
 import math
-import random
 from collections.abc import Sequence
 from pathlib import Path
 
 from llmcourse.chat import END, SPECIAL_TOKENS
-from llmcourse.course.exercises import exercise
 
 
 def export_chat_model(model, tokenizer, directory: str | Path) -> Path:
@@ -54,16 +52,6 @@ def export_chat_model(model, tokenizer, directory: str | Path) -> Path:
 
 
 # ---- the wire format ----
-def _text(rng: random.Random) -> str:
-    return "".join(rng.choice("abc XYZ?!é\n\"") for _ in range(rng.randint(0, 12)))
-
-
-@exercise("14.chat_request", compare="exact",
-          inputs=lambda rng: (rng.choice(["course-chat", "gpt-4o-mini", "m"]), _text(rng), _text(rng),
-                              rng.randint(1, 512), rng.random() < 0.5),
-          fixed=(("m", "Be brief.", "Hi", 8, True),),
-          hint="the keys are model, messages (a list: the system message, then the user message, each "
-               "{'role': ..., 'content': ...}), max_tokens, temperature (0.0: greedy) and stream")
 def chat_request(model: str, system: str, user: str, max_tokens: int, stream: bool) -> dict:
     """chat_request(model, system, user, max_tokens, stream) -> the JSON body (a dict) of POST
     /v1/chat/completions: a system and a user message, greedy (temperature 0).
@@ -92,24 +80,6 @@ def sse_events(body: str) -> list[dict]:
     return out
 
 
-def _sse_inputs(rng: random.Random) -> tuple[str]:
-    pieces = ["".join(rng.choice("ab \n{}:\"é") for _ in range(rng.randint(0, 4))) for _ in range(rng.randint(0, 6))]
-    head = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "m"}
-    events = [{**head, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}]
-    events += [{**head, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in pieces]
-    events.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    if rng.random() < 0.5:  # stream_options={"include_usage": True}: a last chunk with no choices
-        events.append({**head, "choices": [], "usage": {"completion_tokens": len(pieces)}})
-    return ("".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n",)
-
-
-@exercise("14.sse_text", inputs=_sse_inputs, compare="exact",
-          fixed=((('data: {"choices": [{"delta": {"content": "Hi"}}]}\n\n'
-                   'data: {"choices": [{"delta": {"content": " there"}}]}\n\ndata: [DONE]\n\n'),),
-                 (('data: {"choices": [{"delta": {"role": "assistant"}}]}\n\ndata: {"choices": []}\n\n'
-                   'data: [DONE]\n\n'),)),
-          hint="split on blank lines; json.loads what follows 'data: '; stop at [DONE]; a chunk may have "
-               "no choices, or a delta without 'content' (or with content None)")
 def sse_text(body: str) -> str:
     """sse_text(body) -> the answer's text: the choices[0].delta.content pieces of a streamed chat
     completion (server-sent events), joined in order."""
@@ -121,10 +91,6 @@ def sse_text(body: str) -> str:
 
 
 # ---- KV-cache memory: reserve the whole context, or hand out blocks ----
-@exercise("14.reserved_tokens", compare="exact",
-          inputs=lambda rng: (rng.randint(1, 5000), 8192, rng.choice([None, 1, 8, 16, 32])),
-          fixed=((1, 2048, None), (16, 2048, 16), (17, 2048, 16), (2048, 2048, 16)),
-          hint="no block size: the whole max_len; otherwise whole blocks: ceil(length / block_tokens) blocks")
 def reserved_tokens(length: int, max_len: int, block_tokens: int | None = None) -> int:
     """reserved_tokens(length, max_len, block_tokens) -> KV-cache positions held for a sequence of
     `length` tokens: max_len when the cache is reserved up front (block_tokens None), else whole blocks.
@@ -154,17 +120,6 @@ def sequences_that_fit(budget_bytes: float, bytes_per_token: int, lengths: Seque
 
 
 # ---- time: static versus continuous batching ----
-def _batch_inputs(rng: random.Random) -> tuple[list[int], int, bool]:
-    lengths = [rng.choice([rng.randint(1, 4), rng.randint(1, 30)]) for _ in range(rng.randint(1, 12))]
-    return lengths, rng.randint(1, 4), rng.random() < 0.5
-
-
-@exercise("14.batch_steps", inputs=_batch_inputs, compare="exact",
-          fixed=(([1, 4, 1, 1], 2, False), ([1, 4, 1, 1], 2, True), ([2, 2, 3], 2, True), ([3, 3, 3], 8, False),
-                 ([5, 1, 2, 7, 1], 1, True)),
-          hint="static: the sum over groups of batch_size consecutive requests of the group's longest; "
-               "continuous: each request, in order, goes to the slot that becomes free FIRST (not the next "
-               "slot in turn); the answer is when the last slot finishes")
 def batch_steps(lengths: Sequence[int], batch_size: int, continuous: bool) -> int:
     """batch_steps(lengths, batch_size, continuous) -> decoding steps to generate `lengths[i]` tokens for
     every request, `batch_size` at a time, in order.

@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from llmcourse.evaluate import continuation_logprob
-from llmcourse.course.exercises import exercise
 
 
 @dataclass(frozen=True)
@@ -169,13 +168,6 @@ def load_arc_easy(n: int = 300, seed: int = 0) -> list[MCItem]:
     return out
 
 
-def _norm_inputs(rng: random.Random) -> tuple[list[float], list[int]]:
-    n = rng.randint(2, 5)
-    return [round(-rng.uniform(0.5, 30.0), 3) for _ in range(n)], [rng.randint(1, 12) for _ in range(n)]
-
-
-@exercise("16.choose_normalised", inputs=_norm_inputs, compare="exact",
-          fixed=(([-2.0, -3.0], [1, 3]), ([-4.0, -4.0], [2, 2])))
 def choose_normalised(scores: list[float], lengths: list[int]) -> int:
     """choose_normalised(scores: summed log-probs per option, lengths: tokens per option) -> the index of
     the best option by average log-prob per token (the first one on ties)."""

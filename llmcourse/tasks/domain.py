@@ -38,7 +38,6 @@ import warnings
 from dataclasses import dataclass
 
 from llmcourse import data
-from llmcourse.course.exercises import exercise
 from llmcourse.data.fetch import write_atomic
 from llmcourse.tasks.instructions import Example
 
@@ -236,23 +235,11 @@ def load_domain(name: str, seed: int = 0) -> Domain:
     raise ValueError(f"unknown domain {name!r}; use 'apothecary' or 'pubmedqa'")
 
 
-# ----------------------------------------------------------------------------------------- exercise
+# ------------------------------------------------------------------------- checked by notebook 18's exercises
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z0-9]+", text.lower())
 
 
-def _overlap_inputs(rng: random.Random) -> tuple[list[str], str, int]:
-    vocab = "the dose of dravilex is two drops ember cough treats at noon one spoon river clay".split()
-    train = " ".join(rng.choice(vocab) for _ in range(rng.randint(5, 40)))
-    tests = [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 12))) for _ in range(rng.randint(1, 5))]
-    tests += [" ".join(train.split()[2:9]).upper() + "?"] if rng.random() < 0.5 else []  # a copied span
-    return tests, train, rng.randint(2, 5)
-
-
-@exercise("18.contaminated", inputs=_overlap_inputs, compare="exact",
-          fixed=((["What does Dravilex treat?", "For EMBER cough, now."], "Dravilex treats ember cough.", 2),
-                 (["a b"], "a b", 3)),
-          hint="lower-case, split into words (letters and digits), and compare sets of n consecutive words")
 def contaminated(tests: list[str], train_text: str, n: int) -> list[int]:
     """contaminated(tests, train_text, n) -> indices of the test texts that share a run of n consecutive
     words with train_text (words: lower-cased runs of letters and digits). GPT-3 checked 13-grams."""

@@ -247,25 +247,3 @@ def evaluate_groups(kv: KeyedVectors, groups: Mapping[str, Sequence[str]], min_w
     per_word_arr = np.array(per_word)
     per_group = {g: float(per_word_arr[lab == g].mean()) for g in dict.fromkeys(labels)}
     return GroupResult(float(per_word_arr.mean()), len(words) / n_asked, len(words), per_group)
-
-
-# ----- exercises for notebook 02 (checked with llmcourse.course.exercises.check) --------------------------
-from llmcourse.course.exercises import exercise  # noqa: E402
-
-
-def _analogy_inputs(r):
-    rng = np.random.default_rng(r.randrange(2**32))
-    vocab = r.randint(5, 30)
-    a, b, c = rng.choice(vocab, size=3, replace=False)
-    return rng.standard_normal((vocab, r.randint(2, 10))), int(a), int(b), int(c)
-
-
-@exercise("02.three_cos_add", inputs=_analogy_inputs, compare="exact",
-          hint="normalise the rows first, and never answer a, b or c")
-def three_cos_add(vectors: np.ndarray, a: int, b: int, c: int) -> int:
-    """three_cos_add(vectors, a, b, c) -> the row index x (not a, b or c) that maximises
-    cos(x, b) - cos(x, a) + cos(x, c) for the word vectors in the rows of `vectors` (V, D)."""
-    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    scores = unit @ unit[b] - unit @ unit[a] + unit @ unit[c]
-    scores[[a, b, c]] = -np.inf
-    return int(scores.argmax())
