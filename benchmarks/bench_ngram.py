@@ -19,6 +19,7 @@ not the third digit. nltk's KneserNeyInterpolated recomputes continuation counts
 higher-order contexts for every query, so it is timed on `--kn-sample` n-grams and reported per
 n-gram; ours scores all held-out n-grams in one vectorised call.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,14 +57,22 @@ def corpus(tokens: int) -> tuple[list[list[str]], list[list[str]], str]:
             break
         out.append(s)
         total += len(s)
-    desc = " + ".join(names) + f"; train {total:,} tokens" + (f" (repeated x{reps})" if reps > 1 else "")
+    desc = (
+        " + ".join(names)
+        + f"; train {total:,} tokens"
+        + (f" (repeated x{reps})" if reps > 1 else "")
+    )
     return out, val, desc + f", held-out {sum(map(len, val)):,} tokens"
 
 
 def everygrams(sents: list[list[str]], n: int):
     for s in sents:
         padded = [BOS] * (n - 1) + s + [EOS]
-        yield [tuple(padded[i - m + 1: i + 1]) for i in range(n - 1, len(padded)) for m in range(1, n + 1)]
+        yield [
+            tuple(padded[i - m + 1 : i + 1])
+            for i in range(n - 1, len(padded))
+            for m in range(1, n + 1)
+        ]
 
 
 def timed(fn):
@@ -100,8 +109,12 @@ def main() -> None:
 
     # --- fit ------------------------------------------------------------------------------------
     fits = {}
-    for name, make in [("MLE", lambda: NGramLM(n)), ("add-k", lambda: AddK(n, k=args.k)),
-                       ("interpolated", lambda: Interpolated(n)), ("Kneser-Ney (modified)", lambda: KneserNey(n))]:
+    for name, make in [
+        ("MLE", lambda: NGramLM(n)),
+        ("add-k", lambda: AddK(n, k=args.k)),
+        ("interpolated", lambda: Interpolated(n)),
+        ("Kneser-Ney (modified)", lambda: KneserNey(n)),
+    ]:
         fits[name] = timed(lambda: make().fit(train))
     ours = fits["MLE"][0]
     words = [w for w in ours.vocab.itos if w != UNK]
@@ -113,9 +126,13 @@ def main() -> None:
 
     ref_mle, t_nltk = timed(lambda: nltk_fit(MLE))
     assert len(ref_mle.vocab) == ours.V
-    ref_lid = Lidstone(args.k, order=n, vocabulary=ref_mle.vocab, counter=ref_mle.counts)  # same counts
+    ref_lid = Lidstone(
+        args.k, order=n, vocabulary=ref_mle.vocab, counter=ref_mle.counts
+    )  # same counts
     ref_kn = KneserNeyInterpolated(order=n, vocabulary=ref_mle.vocab, counter=ref_mle.counts)
-    print(f"{'fit (counting from token lists)':38s} {'ours':>10s} {'nltk.lm':>10s} {'speed-up':>9s}")
+    print(
+        f"{'fit (counting from token lists)':38s} {'ours':>10s} {'nltk.lm':>10s} {'speed-up':>9s}"
+    )
     for name, (_, t) in fits.items():
         print(f"  {name:36s} {t:9.2f}s {t_nltk:9.2f}s {t_nltk / t:8.1f}x")
     print(f"  (nltk.lm counts once for every smoothing method; its fit = {t_nltk:.1f}s)\n")
@@ -126,18 +143,25 @@ def main() -> None:
     ctx, w = ctx[keep], w[keep]
     names = ours.vocab.itos + [BOS]
     grams = [tuple(names[t] for t in row) + (names[x],) for row, x in zip(ctx.tolist(), w.tolist())]
-    print(f"held-out perplexity on {len(grams):,} n-grams ({keep.mean():.1%} of all; rest have an OOV context)")
+    print(
+        f"held-out perplexity on {len(grams):,} n-grams ({keep.mean():.1%} of all; rest have an OOV context)"
+    )
     print(f"{'':38s} {'ours':>10s} {'nltk.lm':>10s} {'ours s':>8s} {'nltk s':>8s}")
     for name, model, ref in [("MLE", ours, ref_mle), ("add-k", fits["add-k"][0], ref_lid)]:
         with np.errstate(divide="ignore"):
             (ppl, t1) = timed(lambda: float(np.exp(-np.log(model.score_ids(ctx, w)).mean())))
         ref_ppl, t2 = timed(lambda: ref.perplexity(grams))
-        same = "equal" if (math.isinf(ppl) and math.isinf(ref_ppl)) or math.isclose(ppl, ref_ppl, rel_tol=1e-9) \
+        same = (
+            "equal"
+            if (math.isinf(ppl) and math.isinf(ref_ppl)) or math.isclose(ppl, ref_ppl, rel_tol=1e-9)
             else "DIFFERENT"
+        )
         print(f"  {name:36s} {ppl:10.3f} {ref_ppl:10.3f} {t1:8.3f} {t2:8.2f}  {same}")
     for name in ("interpolated", "Kneser-Ney (modified)"):
         model = fits[name][0]
-        print(f"  {name:36s} {float(np.exp(-np.log(model.score_ids(ctx, w)).mean())):10.3f} {'-':>10s}")
+        print(
+            f"  {name:36s} {float(np.exp(-np.log(model.score_ids(ctx, w)).mean())):10.3f} {'-':>10s}"
+        )
 
     # --- Kneser-Ney scoring throughput -------------------------------------------------------------
     kn = fits["Kneser-Ney (modified)"][0]
@@ -147,11 +171,15 @@ def main() -> None:
     ours_rate, ref_rate = len(grams) / t_ours, len(sample) / t_ref
     print(f"\nKneser-Ney scoring throughput ({n}-grams/s)")
     print(f"  ours (modified KN, vectorised, {len(grams):,} n-grams) {ours_rate:14,.0f}")
-    print(f"  nltk.lm KneserNeyInterpolated ({len(sample)} n-grams, extrapolated per n-gram) {ref_rate:10,.1f}")
+    print(
+        f"  nltk.lm KneserNeyInterpolated ({len(sample)} n-grams, extrapolated per n-gram) {ref_rate:10,.1f}"
+    )
     print(f"  speed-up {ours_rate / ref_rate:,.0f}x")
     zeros = sum(s == 0 for s in scores)
-    print(f"  (not the same estimator: nltk's lowest order is the continuation unigram with no uniform\n"
-          f"   floor and one discount 0.1; it gave probability 0 to {zeros} of the {len(sample)} sampled n-grams)")
+    print(
+        f"  (not the same estimator: nltk's lowest order is the continuation unigram with no uniform\n"
+        f"   floor and one discount 0.1; it gave probability 0 to {zeros} of the {len(sample)} sampled n-grams)"
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ jobs use the same CPU cores, so the load average is printed; read the ratios, no
 CPU seconds (this process, all threads) are printed too: they are less disturbed by other jobs.
 words/s = corpus words x epochs / wall seconds, the same definition for both.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -52,18 +53,39 @@ def load_corpus(name: str) -> list[list[str]]:
 def score(kv: KeyedVectors, ws, sl, an) -> dict[str, float]:
     a, b, c = evaluate_similarity(kv, ws), evaluate_similarity(kv, sl), evaluate_analogies(kv, an)
     fam_correct, fam_n = c.sections.get("family", (0, 0))
-    return {"wordsim353": a.spearman, "ws_cov": a.coverage, "simlex999": b.spearman, "sl_cov": b.coverage,
-            "analogy": c.accuracy, "an_cov": c.coverage, "an_n": c.evaluated,
-            "family": fam_correct / max(fam_n, 1), "family_n": fam_n}
+    return {
+        "wordsim353": a.spearman,
+        "ws_cov": a.coverage,
+        "simlex999": b.spearman,
+        "sl_cov": b.coverage,
+        "analogy": c.accuracy,
+        "an_cov": c.coverage,
+        "an_n": c.evaluated,
+        "family": fam_correct / max(fam_n, 1),
+        "family_n": fam_n,
+    }
 
 
 def run_gensim(sentences, cfg: Word2VecConfig) -> tuple[KeyedVectors, float, float]:
     from gensim.models import Word2Vec
 
     t0, c0 = time.perf_counter(), time.process_time()
-    m = Word2Vec(sentences, vector_size=cfg.dim, window=cfg.window, negative=cfg.negative, hs=0,
-                 min_count=cfg.min_count, sample=cfg.sample, epochs=cfg.epochs, alpha=cfg.lr,
-                 min_alpha=cfg.min_lr, sg=int(cfg.sg), cbow_mean=1, workers=cfg.workers, seed=cfg.seed)
+    m = Word2Vec(
+        sentences,
+        vector_size=cfg.dim,
+        window=cfg.window,
+        negative=cfg.negative,
+        hs=0,
+        min_count=cfg.min_count,
+        sample=cfg.sample,
+        epochs=cfg.epochs,
+        alpha=cfg.lr,
+        min_alpha=cfg.min_lr,
+        sg=int(cfg.sg),
+        cbow_mean=1,
+        workers=cfg.workers,
+        seed=cfg.seed,
+    )
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return KeyedVectors(m.wv.index_to_key, m.wv.vectors), wall, cpu
 
@@ -85,7 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--sg", type=int, default=1)
-    ap.add_argument("--batch-size", type=int, default=None, help="default: 1024 (skip-gram), 128 (CBOW)")
+    ap.add_argument(
+        "--batch-size", type=int, default=None, help="default: 1024 (skip-gram), 128 (CBOW)"
+    )
     ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args(argv)
 
@@ -96,47 +120,81 @@ def main(argv: list[str] | None = None) -> None:
     import gensim
     import torch
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f} (SHARED: other jobs run on these cores)")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f} (SHARED: other jobs run on these cores)"
+    )
     print(f"torch {torch.__version__}, gensim {gensim.__version__}")
     print(f"corpus: {args.corpus}: {len(sentences)} sentences, {n_words:,} words")
-    print(f"settings: {'skip-gram' if args.sg else 'CBOW'}, dim {args.dim}, window {args.window}, "
-          f"negative {args.negative}, min_count {args.min_count}, sample {args.sample}, epochs {args.epochs}, "
-          f"workers {args.workers}, repeats {args.repeats}, our batch {args.batch_size or ('1024' if args.sg else '128')}\n")
+    print(
+        f"settings: {'skip-gram' if args.sg else 'CBOW'}, dim {args.dim}, window {args.window}, "
+        f"negative {args.negative}, min_count {args.min_count}, sample {args.sample}, epochs {args.epochs}, "
+        f"workers {args.workers}, repeats {args.repeats}, our batch {args.batch_size or ('1024' if args.sg else '128')}\n"
+    )
 
     rows: dict[str, list[dict]] = {"gensim": [], "ours": []}
     for rep in range(args.repeats):
-        cfg = Word2VecConfig(dim=args.dim, window=args.window, negative=args.negative, min_count=args.min_count,
-                             sample=args.sample, epochs=args.epochs, sg=bool(args.sg), seed=rep + 1,
-                             workers=args.workers, batch_size=args.batch_size)
+        cfg = Word2VecConfig(
+            dim=args.dim,
+            window=args.window,
+            negative=args.negative,
+            min_count=args.min_count,
+            sample=args.sample,
+            epochs=args.epochs,
+            sg=bool(args.sg),
+            seed=rep + 1,
+            workers=args.workers,
+            batch_size=args.batch_size,
+        )
         for name, fn in (("gensim", run_gensim), ("ours", run_ours)):
             kv, wall, cpu = fn(sentences, cfg)
             r = score(kv, ws, sl, an)
             r.update(wall=wall, cpu=cpu, wps=n_words * args.epochs / wall, vocab=len(kv))
             rows[name].append(r)
-            print(f"  run {rep + 1} {name:6s}: {wall:6.1f} s wall, {cpu:6.1f} s cpu, ws {r['wordsim353']:.3f}, "
-                  f"sl {r['simlex999']:.3f}, analogy {r['analogy']:.3f}, family {r['family']:.3f}  "
-                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
+            print(
+                f"  run {rep + 1} {name:6s}: {wall:6.1f} s wall, {cpu:6.1f} s cpu, ws {r['wordsim353']:.3f}, "
+                f"sl {r['simlex999']:.3f}, analogy {r['analogy']:.3f}, family {r['family']:.3f}  "
+                f"(load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
 
     mean = {k: {m: float(np.mean([r[m] for r in v])) for m in v[0]} for k, v in rows.items()}
     g, o = mean["gensim"], mean["ours"]
     print(f"\n{'(mean over runs)':26s}{'gensim':>11s}{'ours':>11s}{'ours/gensim':>13s}")
-    lines = [("WordSim-353 Spearman", "wordsim353"), ("SimLex-999 Spearman", "simlex999"),
-             ("analogy accuracy (all)", "analogy"), ("analogy accuracy (family)", "family"),
-             ("train time, wall s", "wall"), ("train time, cpu s", "cpu"), ("words/s (wall)", "wps")]
+    lines = [
+        ("WordSim-353 Spearman", "wordsim353"),
+        ("SimLex-999 Spearman", "simlex999"),
+        ("analogy accuracy (all)", "analogy"),
+        ("analogy accuracy (family)", "family"),
+        ("train time, wall s", "wall"),
+        ("train time, cpu s", "cpu"),
+        ("words/s (wall)", "wps"),
+    ]
     for label, key in lines:
         ratio = o[key] / g[key] if g[key] else float("nan")
         fmt = ".0f" if key == "wps" else ".3f"
         print(f"{label:26s}{g[key]:11{fmt}}{o[key]:11{fmt}}{ratio:13.2f}")
     if args.repeats > 1:
-        sd = {k: {m: float(np.std([r[m] for r in v])) for m in ("wordsim353", "simlex999", "analogy")}
-              for k, v in rows.items()}
-        print("run-to-run std: " + "; ".join(f"{k}: ws {d['wordsim353']:.3f}, sl {d['simlex999']:.3f}, "
-                                              f"analogy {d['analogy']:.3f}" for k, d in sd.items()))
-    print(f"\ncoverage: WordSim {g['ws_cov']:.0%} of pairs, SimLex {g['sl_cov']:.0%}, analogies "
-          f"{g['an_cov']:.1%} ({int(g['an_n'])} questions, family {int(g['family_n'])}); vocab {int(g['vocab'])} words")
-    print(f"targets: scores >= 0.90 x gensim's; throughput >= 0.10 x gensim's. "
-          f"throughput ratio (wall) {o['wps'] / g['wps']:.2f}, cpu-time ratio gensim/ours {g['cpu'] / o['cpu']:.2f}")
+        sd = {
+            k: {m: float(np.std([r[m] for r in v])) for m in ("wordsim353", "simlex999", "analogy")}
+            for k, v in rows.items()
+        }
+        print(
+            "run-to-run std: "
+            + "; ".join(
+                f"{k}: ws {d['wordsim353']:.3f}, sl {d['simlex999']:.3f}, "
+                f"analogy {d['analogy']:.3f}"
+                for k, d in sd.items()
+            )
+        )
+    print(
+        f"\ncoverage: WordSim {g['ws_cov']:.0%} of pairs, SimLex {g['sl_cov']:.0%}, analogies "
+        f"{g['an_cov']:.1%} ({int(g['an_n'])} questions, family {int(g['family_n'])}); vocab {int(g['vocab'])} words"
+    )
+    print(
+        f"targets: scores >= 0.90 x gensim's; throughput >= 0.10 x gensim's. "
+        f"throughput ratio (wall) {o['wps'] / g['wps']:.2f}, cpu-time ratio gensim/ours {g['cpu'] / o['cpu']:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ Requests mix chat and completion, streamed and not, each with its own seed. Repo
 latency percentiles (whole request; first token for streams), throughput, and a cross-talk check: a
 sample of requests is sent again one at a time and must return exactly the same text as under load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,14 +33,34 @@ def start_server(model_dir: str, name: str, port: int, log_path: Path) -> subpro
     """Start `python -m llmcourse.serve` and wait until /health answers (or raise)."""
     import httpx
 
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), HF_HUB_OFFLINE="1")
+    env = dict(
+        os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"), HF_HUB_OFFLINE="1"
+    )
     log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "llmcourse.serve", "--model", model_dir, "--name", name,
-                             "--port", str(port), "--device", "cpu"], stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llmcourse.serve",
+            "--model",
+            model_dir,
+            "--name",
+            name,
+            "--port",
+            str(port),
+            "--device",
+            "cpu",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {log_path.read_text()[-2000:]}")
+            raise RuntimeError(
+                f"server exited with {proc.returncode}: {log_path.read_text()[-2000:]}"
+            )
         try:
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
                 return proc
@@ -61,8 +82,14 @@ def stop_server(proc: subprocess.Popen) -> None:
 def percentiles(values: list[float]) -> str:
     if not values:
         return "n/a"
-    qs = statistics.quantiles(values, n=100, method="inclusive") if len(values) > 1 else [values[0]] * 99
-    return f"p50 {qs[49] * 1000:7.1f} ms   p90 {qs[89] * 1000:7.1f} ms   p99 {qs[98] * 1000:7.1f} ms"
+    qs = (
+        statistics.quantiles(values, n=100, method="inclusive")
+        if len(values) > 1
+        else [values[0]] * 99
+    )
+    return (
+        f"p50 {qs[49] * 1000:7.1f} ms   p90 {qs[89] * 1000:7.1f} ms   p99 {qs[98] * 1000:7.1f} ms"
+    )
 
 
 async def one_request(client, name: str, k: int, max_tokens: int) -> dict:
@@ -75,13 +102,19 @@ async def one_request(client, name: str, k: int, max_tokens: int) -> dict:
         messages = [{"role": "user", "content": f"Request {k}: tell me something."}]
         if stream:
             pieces = []
-            async for c in await client.chat.completions.create(messages=messages, stream=True, **kw):
+            async for c in await client.chat.completions.create(
+                messages=messages, stream=True, **kw
+            ):
                 if c.choices and c.choices[0].delta.content:
                     first = first or time.perf_counter()
                     pieces.append(c.choices[0].delta.content)
             text = "".join(pieces)
         else:
-            text = (await client.chat.completions.create(messages=messages, **kw)).choices[0].message.content
+            text = (
+                (await client.chat.completions.create(messages=messages, **kw))
+                .choices[0]
+                .message.content
+            )
     else:
         prompt = f"Request {k}: once upon a time"
         if stream:
@@ -93,10 +126,17 @@ async def one_request(client, name: str, k: int, max_tokens: int) -> dict:
         else:
             text = (await client.completions.create(prompt=prompt, **kw)).choices[0].text
     end = time.perf_counter()
-    return {"k": k, "text": text, "latency": end - start, "ttft": (first - start) if first else None}
+    return {
+        "k": k,
+        "text": text,
+        "latency": end - start,
+        "ttft": (first - start) if first else None,
+    }
 
 
-async def run_load(base_url: str, name: str, clients: int, requests: int, max_tokens: int, limit_s: float) -> None:
+async def run_load(
+    base_url: str, name: str, clients: int, requests: int, max_tokens: int, limit_s: float
+) -> None:
     from openai import AsyncOpenAI
 
     client = AsyncOpenAI(base_url=base_url, api_key="unused", max_retries=0, timeout=limit_s)
@@ -120,13 +160,17 @@ async def run_load(base_url: str, name: str, clients: int, requests: int, max_to
         print(f"  request {k}: {msg[:200]}")
     print(f"wall time: {wall:.2f} s   throughput: {len(results) / wall:.2f} req/s")
     print(f"latency (whole request):   {percentiles([r['latency'] for r in results])}")
-    print(f"time to first text (streams): {percentiles([r['ttft'] for r in results if r['ttft'] is not None])}")
+    print(
+        f"time to first text (streams): {percentiles([r['ttft'] for r in results if r['ttft'] is not None])}"
+    )
 
     # cross-talk check: the same requests one at a time must give the same answers
     sample = sorted(results, key=lambda r: r["k"])[:: max(1, len(results) // 8)]
     alone = [await one_request(client, name, r["k"], max_tokens) for r in sample]
     mismatches = sum(a["text"] != r["text"] for a, r in zip(alone, sample))
-    print(f"answers under load vs alone: {len(sample) - mismatches}/{len(sample)} identical (target all)")
+    print(
+        f"answers under load vs alone: {len(sample) - mismatches}/{len(sample)} identical (target all)"
+    )
     await client.close()
     if failures or mismatches:
         raise SystemExit(1)
@@ -134,9 +178,13 @@ async def run_load(base_url: str, name: str, clients: int, requests: int, max_to
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", default=None, help="model directory (default: a tiny random course GPT)")
+    p.add_argument(
+        "--model", default=None, help="model directory (default: a tiny random course GPT)"
+    )
     p.add_argument("--clients", type=int, default=8)
-    p.add_argument("--requests", type=int, default=8, help="requests per client, sent one after another")
+    p.add_argument(
+        "--requests", type=int, default=8, help="requests per client, sent one after another"
+    )
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--limit-s", type=float, default=300.0, help="give up after this many seconds")
     args = p.parse_args()
@@ -149,8 +197,16 @@ def main() -> None:
         port, name = free_port(), "load-test"
         proc = start_server(model_dir, name, port, Path(tmp) / "server.log")
         try:
-            asyncio.run(run_load(f"http://127.0.0.1:{port}/v1", name, args.clients, args.requests,
-                                 args.max_tokens, args.limit_s))
+            asyncio.run(
+                run_load(
+                    f"http://127.0.0.1:{port}/v1",
+                    name,
+                    args.clients,
+                    args.requests,
+                    args.max_tokens,
+                    args.limit_s,
+                )
+            )
         finally:
             stop_server(proc)
 

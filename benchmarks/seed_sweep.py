@@ -9,6 +9,7 @@ table gives, per notebook, the headline and its in-run baseline for every run, t
 the median wall time. `--jobs 2` runs two runs at a time (one thread each is what CI does on two
 cores); wall times are then those of a loaded machine, like CI's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,10 +31,25 @@ from llmcourse.course import targets  # noqa: E402
 
 def run(seed: int, threads: int, args: argparse.Namespace) -> Path:
     out = Path(args.out) / f"seed{seed}_threads{threads}"
-    env = {**os.environ, "LLMCOURSE_SEED": str(seed), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "MPLBACKEND": "Agg", "LLMCOURSE_LANG": args.lang}
-    cmd = [sys.executable, str(ROOT / "scripts" / "run_course.py"), "--size", args.size, "--out", str(out),
-           "--threads", str(threads)] + (["--only", args.only] if args.only else [])
+    env = {
+        **os.environ,
+        "LLMCOURSE_SEED": str(seed),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "MPLBACKEND": "Agg",
+        "LLMCOURSE_LANG": args.lang,
+    }
+    cmd = [
+        sys.executable,
+        str(ROOT / "scripts" / "run_course.py"),
+        "--size",
+        args.size,
+        "--out",
+        str(out),
+        "--threads",
+        str(threads),
+    ] + (["--only", args.only] if args.only else [])
     log = Path(args.out) / f"seed{seed}_threads{threads}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:
@@ -43,10 +59,16 @@ def run(seed: int, threads: int, args: argparse.Namespace) -> Path:
 
 def collect(out: Path) -> dict[str, dict]:
     """Per notebook: headline value, baseline value, seconds, status, for one run folder."""
-    rows = {Path(r["notebook"]).stem: {"seconds": r["seconds"], "status": r["status"]}
-            for r in json.loads((out / "summary.json").read_text())} if (out / "summary.json").exists() else {}
+    rows = (
+        {
+            Path(r["notebook"]).stem: {"seconds": r["seconds"], "status": r["status"]}
+            for r in json.loads((out / "summary.json").read_text())
+        }
+        if (out / "summary.json").exists()
+        else {}
+    )
     metrics = out / "metrics.jsonl"
-    for line in (metrics.read_text().splitlines() if metrics.exists() else []):
+    for line in metrics.read_text().splitlines() if metrics.exists() else []:
         rec = json.loads(line)
         t = targets.for_notebook(rec["notebook"])
         if t is None or rec["notebook"] not in rows:
@@ -62,11 +84,16 @@ def collect(out: Path) -> dict[str, dict]:
 def spread(values: list[float], unit: str) -> str:
     if not values:
         return "-"
-    return " / ".join(targets.fmt(round(v, 4), unit) for v in (min(values), statistics.median(values), max(values)))
+    return " / ".join(
+        targets.fmt(round(v, 4), unit)
+        for v in (min(values), statistics.median(values), max(values))
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--only", default="", help="notebooks, as for run_course.py (default: all)")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--threads", default="1,2")
@@ -74,12 +101,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", default="smoke", choices=["smoke", "full"])
     ap.add_argument("--lang", default="en")
     ap.add_argument("--out", default=str(ROOT / "build" / "sweep"))
-    ap.add_argument("--record", default="", help="merge the results into this JSON file "
-                    "(docs/smoke_measured.json feeds the README's targets table: scripts/targets_table.py)")
-    ap.add_argument("--no-run", action="store_true", help="collect the results already in --out, run nothing")
+    ap.add_argument(
+        "--record",
+        default="",
+        help="merge the results into this JSON file "
+        "(docs/smoke_measured.json feeds the README's targets table: scripts/targets_table.py)",
+    )
+    ap.add_argument(
+        "--no-run", action="store_true", help="collect the results already in --out, run nothing"
+    )
     args = ap.parse_args(argv)
-    pairs = list(itertools.product([int(s) for s in args.seeds.split(",")],
-                                   [int(t) for t in args.threads.split(",")]))
+    pairs = list(
+        itertools.product(
+            [int(s) for s in args.seeds.split(",")], [int(t) for t in args.threads.split(",")]
+        )
+    )
     if args.no_run:  # only collect what earlier runs left in --out
         outs = [Path(args.out) / f"seed{s}_threads{t}" for s, t in pairs]
     else:
@@ -87,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
             outs = list(pool.map(lambda p: run(*p, args), pairs))
     runs = {pair: collect(out) for pair, out in zip(pairs, outs)}
     notebooks = sorted({nb for r in runs.values() for nb in r})
-    print(f"{'notebook':<20} {'runs (seed/threads: headline | baseline)':<60} {'min / median / max':<26} "
-          f"{'target':<12} {'held':<5} time (median)")
+    print(
+        f"{'notebook':<20} {'runs (seed/threads: headline | baseline)':<60} {'min / median / max':<26} "
+        f"{'target':<12} {'held':<5} time (median)"
+    )
     failures, record = 0, {}
     for nb in notebooks:
         t = targets.for_notebook(nb)
@@ -103,7 +141,9 @@ def main(argv: list[str] | None = None) -> int:
                 held = False
                 continue
             values.append(row["value"])
-            base = f" | {targets.fmt(round(row['baseline'], 4), t.unit)}" if "baseline" in row else ""
+            base = (
+                f" | {targets.fmt(round(row['baseline'], 4), t.unit)}" if "baseline" in row else ""
+            )
             cells.append(f"{seed}/{threads}: {targets.fmt(round(row['value'], 4), t.unit)}{base}")
             recs = [{"notebook": nb, "name": k, "value": v} for k, v in row["metrics"].items()]
             problems = targets.check(recs, [nb], size=args.size)
@@ -111,22 +151,48 @@ def main(argv: list[str] | None = None) -> int:
             if problems:
                 cells[-1] += " (" + "; ".join(p.split(": ", 1)[1] for p in problems) + ")"
         failures += not held
-        record[nb] = [{"seed": seed, "threads": threads, "seconds": r[nb]["seconds"], "jobs": args.jobs,
-                       "date": time.strftime("%Y-%m-%d"),
-                       **{k: r[nb][k] for k in ("value", "baseline") if k in r[nb]},
-                       **({"also": {n: r[nb]["metrics"][n] for a in t.also for n in a[:2] if n in r[nb]["metrics"]}}
-                          if t.also else {})}
-                      for (seed, threads), r in runs.items() if nb in r and r[nb]["status"] == "ok"]
+        record[nb] = [
+            {
+                "seed": seed,
+                "threads": threads,
+                "seconds": r[nb]["seconds"],
+                "jobs": args.jobs,
+                "date": time.strftime("%Y-%m-%d"),
+                **{k: r[nb][k] for k in ("value", "baseline") if k in r[nb]},
+                **(
+                    {
+                        "also": {
+                            n: r[nb]["metrics"][n]
+                            for a in t.also
+                            for n in a[:2]
+                            if n in r[nb]["metrics"]
+                        }
+                    }
+                    if t.also
+                    else {}
+                ),
+            }
+            for (seed, threads), r in runs.items()
+            if nb in r and r[nb]["status"] == "ok"
+        ]
         target = f"{'≥' if t.higher_is_better else '≤'} {targets.fmt(t.smoke if args.size == 'smoke' else t.full, t.unit)}"
-        print(f"{nb:<20} {'; '.join(cells):<60} {spread(values, t.unit):<26} {target:<12} "
-              f"{'yes' if held else 'NO':<5} {statistics.median(times) if times else 0:.1f} s")
+        print(
+            f"{nb:<20} {'; '.join(cells):<60} {spread(values, t.unit):<26} {target:<12} "
+            f"{'yes' if held else 'NO':<5} {statistics.median(times) if times else 0:.1f} s"
+        )
     if args.record:
         path = Path(args.record)
         merged = json.loads(path.read_text()) if path.exists() else {}
-        for nb, new_runs in record.items():  # a (seed, threads) pair measured again replaces the old run
+        for (
+            nb,
+            new_runs,
+        ) in record.items():  # a (seed, threads) pair measured again replaces the old run
             fresh = {(r["seed"], r["threads"]) for r in new_runs}
-            merged[nb] = sorted([r for r in merged.get(nb, []) if (r["seed"], r["threads"]) not in fresh] + new_runs,
-                                key=lambda r: (r["threads"], r["seed"]))
+            merged[nb] = sorted(
+                [r for r in merged.get(nb, []) if (r["seed"], r["threads"]) not in fresh]
+                + new_runs,
+                key=lambda r: (r["threads"], r["seed"]),
+            )
         path.write_text(json.dumps(merged, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
         print(f"recorded in {path}")
     return 1 if failures else 0

@@ -3,4 +3,5 @@
 Importing this package is deliberately cheap: no torch work happens here, so a notebook's
 setup cell returns at once. Submodules are imported on first use (`llmcourse.runtime`, ...).
 """
+
 __version__ = "0.1.0"

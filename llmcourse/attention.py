@@ -17,6 +17,7 @@ the callers make sure that never happens (every query sees at least one real key
 
 Left out: KV caching (see llmcourse.generate), fused/flash kernels, relative positions.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,10 +27,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def scaled_dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                                 mask: torch.Tensor | None = None, dropout_p: float = 0.0,
-                                 generator: torch.Generator | None = None
-                                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def scaled_dot_product_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    dropout_p: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """softmax(q k^T / sqrt(d) + mask) v, returning (output, weights).
 
     q: (..., Tq, d), k: (..., Tk, d), v: (..., Tk, dv); mask broadcastable to (..., Tq, Tk),
@@ -76,8 +81,9 @@ def padding_mask(lengths: torch.Tensor | list[int], T: int) -> torch.Tensor:
     return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
 
 
-def combine_masks(attn_mask: torch.Tensor | None, key_mask: torch.Tensor | None
-                  ) -> torch.Tensor | None:
+def combine_masks(
+    attn_mask: torch.Tensor | None, key_mask: torch.Tensor | None
+) -> torch.Tensor | None:
     """Merge an (Tq, Tk) or (B, Tq, Tk) attention mask and a (B, Tk) key mask into one boolean
     mask broadcastable to (B, n_head, Tq, Tk)."""
     mask = None
@@ -126,9 +132,13 @@ class MultiHeadAttention(nn.Module):
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         return split_heads(x, self.n_head)  # (B, T, C) -> (B, n_head, T, head_dim)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None,
-                attn_mask: torch.Tensor | None = None, key_mask: torch.Tensor | None = None
-                ) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        context: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        key_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         context = x if context is None else context
         B, Tq, C = x.shape
         q = self._split_heads(self.q_proj(x))  # (B, nh, Tq, hd)
@@ -163,7 +173,9 @@ class MultiHeadAttention(nn.Module):
 
 
 # ------------------------------------------------------------------------- checked by notebook 04's exercises
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """attention(q (B, Tq, d), k (B, Tk, d), v (B, Tk, dv), mask (B, Tq, Tk) bool, True = may
     attend) -> (B, Tq, dv): softmax(q k^T / sqrt(d)) v with blocked scores set to -inf."""
     return scaled_dot_product_attention(q, k, v, mask)[0]

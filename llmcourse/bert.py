@@ -37,6 +37,7 @@ Hendrycks & Gimpel 2016 (GELU). Left out: WordPiece (the course uses its own tok
 positions, gradient checkpointing, token-level (NER) and span (SQuAD) heads, the fused attention
 and packing tricks of later implementations.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -61,8 +62,15 @@ class BertConfig(Sized):
     dropout: float = 0.1  # on embeddings, attention weights and residual branches (BERT: 0.1)
     layer_norm_eps: float = 1e-12  # BERT's LayerNorm epsilon (torch's default is 1e-5)
     # Full size: a "BERT-Mini"-like 4 x 256 model (Turc et al. 2019), minutes on a T4.
-    smoke_overrides = {"vocab_size": 1024, "max_position": 64, "n_layer": 2, "n_head": 2,
-                       "n_embd": 64, "intermediate": 256, "dropout": 0.0}
+    smoke_overrides = {
+        "vocab_size": 1024,
+        "max_position": 64,
+        "n_layer": 2,
+        "n_head": 2,
+        "n_embd": 64,
+        "intermediate": 256,
+        "dropout": 0.0,
+    }
 
     def __post_init__(self):
         if self.n_embd % self.n_head:
@@ -74,7 +82,9 @@ class BertConfig(Sized):
 
 
 class PreTrainingLogits(NamedTuple):
-    mlm: torch.Tensor  # (B, T, vocab_size): a score for every token at every position (see only_targets)
+    mlm: (
+        torch.Tensor
+    )  # (B, T, vocab_size): a score for every token at every position (see only_targets)
     nsp: torch.Tensor  # (B, 2): "B follows A" (0) vs "B is a random segment" (1)
 
 
@@ -106,10 +116,13 @@ class BertSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
         # (B, T, C) -> (B, n_head, T, head_dim) for each of q, k, v
-        q, k, v = (p(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
-                   for p in (self.q_proj, self.k_proj, self.v_proj))
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                           dropout_p=self.attn_dropout if self.training else 0.0)
+        q, k, v = (
+            p(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
+            for p in (self.q_proj, self.k_proj, self.v_proj)
+        )
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.attn_dropout if self.training else 0.0
+        )
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, n_head, T, hd) -> (B, T, C)
         return self.out_proj(y)
 
@@ -150,8 +163,12 @@ class BertModel(nn.Module):
         self.blocks = nn.ModuleList(BertBlock(cfg) for _ in range(cfg.n_layer))
         self.pooler = nn.Linear(cfg.n_embd, cfg.n_embd) if pooler else None
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         T = input_ids.shape[1]
         if T > self.cfg.max_position:
             raise ValueError(f"input of {T} tokens exceeds max_position={self.cfg.max_position}")
@@ -163,7 +180,9 @@ class BertModel(nn.Module):
         mask = key_padding_mask(attention_mask)
         for block in self.blocks:
             x = block(x, mask)
-        pooled = torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None  # [CLS] is position 0
+        pooled = (
+            torch.tanh(self.pooler(x[:, 0])) if self.pooler is not None else None
+        )  # [CLS] is position 0
         return x, pooled
 
 
@@ -197,8 +216,9 @@ class MLMHead(nn.Module):
 
 def _token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over the positions whose target is not -100."""
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                           ignore_index=-100)
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100
+    )
 
 
 class BertForMaskedLM(nn.Module):
@@ -216,20 +236,28 @@ class BertForMaskedLM(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())  # the tied matrix is counted once
 
-    def _mlm(self, h: torch.Tensor, targets: torch.Tensor | None, only_targets: bool
-             ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _mlm(
+        self, h: torch.Tensor, targets: torch.Tensor | None, only_targets: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if only_targets:
             if targets is None:
-                raise ValueError("only_targets=True needs targets: they say which positions to score")
+                raise ValueError(
+                    "only_targets=True needs targets: they say which positions to score"
+                )
             picked = targets != -100  # (B, T)
             logits = self.mlm_head(h[picked])  # (N, V): N = number of targets in the batch
             return logits, _token_loss(logits, targets[picked])
         logits = self.mlm_head(h)  # (B, T, V)
         return logits, (_token_loss(logits, targets) if targets is not None else None)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None, targets: torch.Tensor | None = None,
-                only_targets: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
+        only_targets: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """-> (logits (B, T, V), loss). `only_targets=True` is the training shortcut of the original
         code (it gathers `masked_lm_positions`): logits (N, V) only for the N positions whose target
         is not -100, in row-major order. The vocabulary projection, the costliest layer of a small
@@ -250,10 +278,15 @@ class BertForPreTraining(BertForMaskedLM):
         self.nsp_head = nn.Linear(cfg.n_embd, 2)
         init_bert_weights(self.nsp_head)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None, targets: torch.Tensor | None = None,
-                nsp_targets: torch.Tensor | None = None, only_targets: bool = False
-                ) -> tuple[PreTrainingLogits, torch.Tensor | None]:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
+        nsp_targets: torch.Tensor | None = None,
+        only_targets: bool = False,
+    ) -> tuple[PreTrainingLogits, torch.Tensor | None]:
         h, pooled = self.bert(input_ids, token_type_ids, attention_mask)
         mlm_logits, mlm_loss = self._mlm(h, targets, only_targets)
         logits = PreTrainingLogits(mlm_logits, self.nsp_head(pooled))
@@ -278,9 +311,13 @@ class BertForSequenceClassification(nn.Module):
         self.classifier = nn.Linear(cfg.n_embd, n_classes)
         self.apply(init_bert_weights)
 
-    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None,
-                attention_mask: torch.Tensor | None = None, targets: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        targets: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         _, pooled = self.bert(input_ids, token_type_ids, attention_mask)
         logits = self.classifier(self.drop(pooled))  # (B, n_classes)
         loss = F.cross_entropy(logits.float(), targets) if targets is not None else None
@@ -290,11 +327,13 @@ class BertForSequenceClassification(nn.Module):
 HEADS = ("encoder", "mlm", "pretraining", "classifier")
 
 
-def bert_param_breakdown(cfg: BertConfig, head: str = "pretraining", n_classes: int = 2) -> dict[str, int]:
-    """Parameters per part, from the configuration alone (V vocab, P positions, C width, I FFN width):
+def bert_param_breakdown(
+    cfg: BertConfig, head: str = "pretraining", n_classes: int = 2
+) -> dict[str, int]:
+    """Parameters per part, from the configuration alone (V vocab, P positions, C width, H FFN width):
 
         embeddings   (V + P + types) * C + 2C          (three tables and a LayerNorm)
-        per block    4 (C^2 + C) + 2 (C I) + I + C + 4C (q, k, v, out; FFN in and out; 2 LayerNorms)
+        per block    4 (C^2 + C) + 2 (C H) + H + C + 4C (q, k, v, out; FFN in and out; 2 LayerNorms)
         pooler       C^2 + C                           ("encoder", "pretraining", "classifier")
         MLM head     C^2 + C + 2C + V                  (the decoder matrix is the tied embedding)
         NSP head     2C + 2;  classifier  n_classes (C + 1)
@@ -306,9 +345,16 @@ def bert_param_breakdown(cfg: BertConfig, head: str = "pretraining", n_classes: 
     """
     if head not in HEADS:
         raise ValueError(f"head={head!r}: use one of {HEADS}")
-    V, P, C, I = cfg.vocab_size, cfg.max_position, cfg.n_embd, cfg.intermediate
-    parts = {"embeddings": (V + P + cfg.type_vocab_size) * C + 2 * C,
-             "blocks": cfg.n_layer * (4 * (C * C + C) + 2 * C * I + I + C + 4 * C)}
+    V, P, C, H = (
+        cfg.vocab_size,
+        cfg.max_position,
+        cfg.n_embd,
+        cfg.intermediate,
+    )  # H: the MLP's width
+    parts = {
+        "embeddings": (V + P + cfg.type_vocab_size) * C + 2 * C,
+        "blocks": cfg.n_layer * (4 * (C * C + C) + 2 * C * H + H + C + 4 * C),
+    }
     if head != "mlm":
         parts["pooler"] = C * C + C
     if head in ("mlm", "pretraining"):
@@ -330,8 +376,19 @@ def bert_params(cfg: BertConfig, head: str = "encoder", n_classes: int = 2) -> i
 
 
 # ------------------------------------------------------------------------- checked by notebook 07's exercises
-def bert_encoder_params(vocab_size: int, max_position: int, n_layer: int, n_embd: int, intermediate: int) -> int:
+def bert_encoder_params(
+    vocab_size: int, max_position: int, n_layer: int, n_embd: int, intermediate: int
+) -> int:
     """bert_encoder_params(vocab_size, max_position, n_layer, n_embd, intermediate) -> int: parameters
     of a BERT encoder with 2 token types, embedding LayerNorm and pooler (HF's BertModel), no heads."""
-    return bert_params(BertConfig(vocab_size=vocab_size, max_position=max_position, n_layer=n_layer,
-                                  n_head=1, n_embd=n_embd, intermediate=intermediate), head="encoder")
+    return bert_params(
+        BertConfig(
+            vocab_size=vocab_size,
+            max_position=max_position,
+            n_layer=n_layer,
+            n_head=1,
+            n_embd=n_embd,
+            intermediate=intermediate,
+        ),
+        head="encoder",
+    )

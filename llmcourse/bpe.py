@@ -26,6 +26,7 @@ Unsupervised Multitask Learners" (GPT-2, 2019); minbpe (Karpathy) for the class-
 Left out: normalisation (NFC/NFKC), dropout BPE, byte fallback inside a character vocabulary
 (SentencePiece), and a min-frequency threshold: training goes on while any pair occurs at all.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -39,7 +40,9 @@ FORMAT_VERSION = 1
 Pair = tuple[int, int]
 
 
-def get_stats(ids: list[int], counts: dict[Pair, int] | None = None, weight: int = 1) -> dict[Pair, int]:
+def get_stats(
+    ids: list[int], counts: dict[Pair, int] | None = None, weight: int = 1
+) -> dict[Pair, int]:
     """Count adjacent pairs (overlapping) in `ids`, adding `weight` per occurrence into `counts`.
 
     >>> get_stats([1, 2, 3, 1, 2])
@@ -92,7 +95,9 @@ def naive_train(chunk_counts: dict[bytes, int], num_merges: int) -> dict[Pair, i
     return merges
 
 
-def merge_and_update(ids: list[int], pair: Pair, new_id: int, weight: int, delta: dict[Pair, int]) -> list[int]:
+def merge_and_update(
+    ids: list[int], pair: Pair, new_id: int, weight: int, delta: dict[Pair, int]
+) -> list[int]:
     """`merge`, also adding to `delta` how the chunk's pair counts change (times `weight`).
 
     Only the neighbours of each occurrence change. With X the new token, L the left neighbour (as it
@@ -112,7 +117,7 @@ def merge_and_update(ids: list[int], pair: Pair, new_id: int, weight: int, delta
         except ValueError:
             break
         if j + 1 == n or ids[j + 1] != b:  # an `a` not followed by `b`: copy up to it, go on
-            out.extend(ids[i:j + 1])
+            out.extend(ids[i : j + 1])
             i = j + 1
             continue
         out.extend(ids[i:j])
@@ -187,8 +192,10 @@ def render_token(token: bytes) -> str:
     ('\\\\n hi', '\\\\xc3')
     """
     text = token.decode("utf-8", errors="backslashreplace")
-    return "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
-                   for ch in text)
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
 
 
 class Tokenizer:
@@ -251,11 +258,18 @@ class Tokenizer:
         """Write the tokenizer as versioned JSON, one merge per line: [left id, right id, "text"],
         where "text" shows the new token for people (escaped where it is not printable UTF-8) and
         is ignored by `load`. The new token's id is 256 + the line's position in the list."""
-        head = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "class": type(self).__name__,
-                "pattern": self.pattern, "special_tokens": self.special_tokens}
+        head = {
+            "format": FORMAT_NAME,
+            "version": FORMAT_VERSION,
+            "class": type(self).__name__,
+            "pattern": self.pattern,
+            "special_tokens": self.special_tokens,
+        }
         fields = [f" {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in head.items()]
-        merges = ",\n".join(f"  [{a}, {b}, {json.dumps(render_token(self.vocab[i]), ensure_ascii=False)}]"
-                            for (a, b), i in self.merges.items())
+        merges = ",\n".join(
+            f"  [{a}, {b}, {json.dumps(render_token(self.vocab[i]), ensure_ascii=False)}]"
+            for (a, b), i in self.merges.items()
+        )
         fields.append(f' "merges": [\n{merges}\n ]')
         Path(path).write_text("{\n" + ",\n".join(fields) + "\n}\n", encoding="utf-8")
 
@@ -266,8 +280,10 @@ class Tokenizer:
         if data.get("format") != FORMAT_NAME:
             raise ValueError(f"{path}: not an {FORMAT_NAME} file (format={data.get('format')!r})")
         if data.get("version") != FORMAT_VERSION:
-            raise ValueError(f"{path}: {FORMAT_NAME} version {data.get('version')!r} is not supported; "
-                             f"this llmcourse reads version {FORMAT_VERSION}")
+            raise ValueError(
+                f"{path}: {FORMAT_NAME} version {data.get('version')!r} is not supported; "
+                f"this llmcourse reads version {FORMAT_VERSION}"
+            )
         from llmcourse import bpe_regex  # noqa: F401  (registers RegexBPE as a subclass)
 
         classes = {k.__name__: k for k in _all_subclasses(Tokenizer) | {Tokenizer}}
@@ -279,7 +295,9 @@ class Tokenizer:
         merges = {}
         for i, (a, b, *_) in enumerate(data["merges"]):
             if not (0 <= a < 256 + i and 0 <= b < 256 + i):
-                raise ValueError(f"{path}: merge {i} ({a}, {b}) uses a token that does not exist yet")
+                raise ValueError(
+                    f"{path}: merge {i} ({a}, {b}) uses a token that does not exist yet"
+                )
             merges[(a, b)] = 256 + i
         tok._set(merges, data["special_tokens"])
         return tok
@@ -309,7 +327,9 @@ class ByteBPE(Tokenizer):
         runs out of pairs). `naive=True` uses the recount-everything teaching version."""
         num_merges = vocab_size - 256 - len(self.special_tokens)
         if num_merges < 0:
-            raise ValueError(f"vocab_size={vocab_size} must be at least 256 + {len(self.special_tokens)} specials")
+            raise ValueError(
+                f"vocab_size={vocab_size} must be at least 256 + {len(self.special_tokens)} specials"
+            )
         learn = naive_train if naive else train_merges
         merges = learn(self.chunk_counts(text), num_merges)
         # special tokens keep their order and move to the ids just after the merges
@@ -317,4 +337,6 @@ class ByteBPE(Tokenizer):
         self._set(merges, specials)
         if verbose:
             for (a, b), i in merges.items():
-                print(f"merge {i - 255}/{len(merges)}: ({a}, {b}) -> {i} {render_token(self.vocab[i])!r}")
+                print(
+                    f"merge {i - 255}/{len(merges)}: ({a}, {b}) -> {i} {render_token(self.vocab[i])!r}"
+                )

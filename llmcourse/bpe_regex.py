@@ -18,6 +18,7 @@ Left out: tiktoken's "disallowed special" check (here text that looks like a spe
 not allowed is encoded as ordinary text), and any normalisation. The `\\p{L}`/`\\p{N}` classes need
 the `regex` package (a dependency of `transformers`); Python's `re` has no Unicode properties.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -34,8 +35,10 @@ if TYPE_CHECKING:
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 # GPT-4 (cl100k): case-insensitive contractions, a word may take one leading non-letter, numbers in
 # groups of at most 3 digits, punctuation keeps trailing newlines, newline runs stay one chunk.
-GPT4_SPLIT_PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
-                      r"""|\s*[\r\n]|\s+(?!\S)|\s+""")
+GPT4_SPLIT_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
+    r"""|\s*[\r\n]|\s+(?!\S)|\s+"""
+)
 
 
 class RegexBPE(ByteBPE):
@@ -54,7 +57,9 @@ class RegexBPE(ByteBPE):
     True
     """
 
-    def __init__(self, pattern: str = GPT4_SPLIT_PATTERN, special_tokens: list[str] | None = None) -> None:
+    def __init__(
+        self, pattern: str = GPT4_SPLIT_PATTERN, special_tokens: list[str] | None = None
+    ) -> None:
         super().__init__()
         self.pattern = pattern
         self._cache: dict[bytes, list[int]] = {}  # chunk -> ids, cleared whenever the merges change
@@ -67,7 +72,7 @@ class RegexBPE(ByteBPE):
         chunks, end = [], 0
         for m in regex.finditer(self.pattern, text):
             if m.start() > end:
-                chunks.append(text[end:m.start()])
+                chunks.append(text[end : m.start()])
             chunks.append(m.group())
             end = m.end()
         if end < len(text):
@@ -128,7 +133,9 @@ class RegexBPE(ByteBPE):
                 raise ValueError(f"not registered special tokens: {sorted(unknown)}")
             allowed = set(allowed_special)
         else:
-            raise ValueError(f'allowed_special must be "all", "none" or a set, not {allowed_special!r}')
+            raise ValueError(
+                f'allowed_special must be "all", "none" or a set, not {allowed_special!r}'
+            )
         ids: list[int] = []
         for k, piece in enumerate(self._special_split(text, allowed)):
             ids.extend([self.special_tokens[piece]] if k % 2 else self.encode_ordinary(piece))
@@ -145,7 +152,11 @@ def bytes_to_unicode() -> dict[int, str]:
     >>> table = bytes_to_unicode(); table[ord("a")], table[ord(" ")], table[ord("\\n")]
     ('a', 'Ġ', 'Ċ')
     """
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    keep = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     table, shifted = {}, 0
     for b in range(256):
         if b in keep:
@@ -186,5 +197,7 @@ def to_hf_tokenizer(tok: Tokenizer) -> tokenizers.Tokenizer:
     specials = sorted(tok.special_tokens, key=tok.special_tokens.get)  # in id order
     hf.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
     for s in specials:
-        assert hf.token_to_id(s) == tok.special_tokens[s], "special token ids must follow the merges"
+        assert hf.token_to_id(s) == tok.special_tokens[s], (
+            "special token ids must follow the merges"
+        )
     return hf

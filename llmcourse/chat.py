@@ -16,6 +16,7 @@ are not. `encode_chat` works with the course tokenizer (`llmcourse.bpe`, special
 `encode_chat_hf` with any Hugging Face tokenizer through its own `apply_chat_template`.
 Left out: multi-modal content, function-call JSON schemas (notebook 15 renders tools into the system turn).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,7 +44,9 @@ def as_messages(conversation) -> list[Message]:
         if m.role not in ROLES:
             raise ValueError(f"message {i}: unknown role {m.role!r}; use one of {ROLES}")
         if not isinstance(m.content, str):
-            raise ValueError(f"message {i}: content must be a string, got {type(m.content).__name__}")
+            raise ValueError(
+                f"message {i}: content must be a string, got {type(m.content).__name__}"
+            )
         out.append(m)
     return out
 
@@ -57,8 +60,10 @@ def render(conversation, add_generation_prompt: bool = False) -> str:
 def _special_id(tokenizer, token: str) -> list[int]:
     specials = getattr(tokenizer, "special_tokens", None) or {}
     if token not in specials:
-        raise ValueError(f"tokenizer has no special token {token!r}: register {SPECIAL_TOKENS} when you "
-                         "build it (e.g. RegexBPE.register_special_tokens)")
+        raise ValueError(
+            f"tokenizer has no special token {token!r}: register {SPECIAL_TOKENS} when you "
+            "build it (e.g. RegexBPE.register_special_tokens)"
+        )
     return [specials[token]]
 
 
@@ -71,7 +76,9 @@ def _plain(tokenizer, text: str) -> list[int]:
         return tokenizer.encode(text)
 
 
-def encode_chat(conversation, tokenizer, add_generation_prompt: bool = False) -> tuple[list[int], list[int]]:
+def encode_chat(
+    conversation, tokenizer, add_generation_prompt: bool = False
+) -> tuple[list[int], list[int]]:
     """Token ids and a 0/1 loss mask (1 = train on this token) for the course tokenizer.
 
     Each piece is encoded separately, so a header can never merge with the text next to it.
@@ -81,7 +88,11 @@ def encode_chat(conversation, tokenizer, add_generation_prompt: bool = False) ->
     newline = _plain(tokenizer, "\n")
     for m in as_messages(conversation):
         train = 1 if m.role == "assistant" else 0
-        head, body, end = _special_id(tokenizer, f"<|{m.role}|>"), _plain(tokenizer, m.content), _special_id(tokenizer, END)
+        head, body, end = (
+            _special_id(tokenizer, f"<|{m.role}|>"),
+            _plain(tokenizer, m.content),
+            _special_id(tokenizer, END),
+        )
         ids += head + body + end + newline
         mask += [0] * len(head) + [train] * (len(body) + len(end)) + [0] * len(newline)
     if add_generation_prompt:
@@ -103,12 +114,18 @@ def encode_chat_hf(conversation, tokenizer) -> tuple[list[int], list[int]]:
     for i, m in enumerate(messages):
         full = hf_template_ids(tokenizer, messages[: i + 1])
         if full[: len(ids)] != ids:
-            raise ValueError("this chat template is not prefix-stable; use return_assistant_tokens_mask "
-                             "with a template that has {% generation %} markers instead")
-        added = full[len(ids):]
+            raise ValueError(
+                "this chat template is not prefix-stable; use return_assistant_tokens_mask "
+                "with a template that has {% generation %} markers instead"
+            )
+        added = full[len(ids) :]
         if m["role"] == "assistant":
             # the header the template puts before an assistant turn is context, not a target
-            header = hf_template_ids(tokenizer, messages[:i], add_generation_prompt=True)[len(ids):] if i else []
+            header = (
+                hf_template_ids(tokenizer, messages[:i], add_generation_prompt=True)[len(ids) :]
+                if i
+                else []
+            )
             n_head = len(header) if full[: len(ids) + len(header)] == ids + header else 0
             mask += [0] * n_head + [1] * (len(added) - n_head)
         else:
@@ -119,7 +136,9 @@ def encode_chat_hf(conversation, tokenizer) -> tuple[list[int], list[int]]:
 
 def hf_template_ids(tokenizer, messages, add_generation_prompt: bool = False) -> list[int]:
     """Token ids of `messages` rendered by a Hugging Face tokenizer's own chat template."""
-    out = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=add_generation_prompt)
+    out = tokenizer.apply_chat_template(
+        messages, tokenize=True, add_generation_prompt=add_generation_prompt
+    )
     if isinstance(out, dict) or hasattr(out, "keys"):  # newer transformers return a BatchEncoding
         out = out["input_ids"]
     return list(out)

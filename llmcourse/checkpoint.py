@@ -22,6 +22,7 @@ References: the safetensors format (Hugging Face); nanochat's split into weights
 POSIX rename(2) for the atomic write. Left out: sharded files for models of many GB, asynchronous
 saving, keeping the best-N checkpoints, and checksums (we only check file sizes).
 """
+
 from __future__ import annotations
 
 import base64
@@ -47,13 +48,17 @@ class CheckpointError(RuntimeError):
     """A checkpoint could not be read or does not fit the model/optimizer it is loaded into."""
 
 
-_WEIGHTS_ADVICE = "Was it saved from a model with another config? Build the model the way it was built then."
+_WEIGHTS_ADVICE = (
+    "Was it saved from a model with another config? Build the model the way it was built then."
+)
 
 
 def _error(file: Path, problem: str, advice: str | None = None) -> CheckpointError:
     """An error naming the file, the problem and what to do (by default: start the run afresh)."""
-    advice = advice or (f"The checkpoint is damaged or was saved from a different model/config. Delete "
-                        f"{file.parent} to start fresh (or call fit(..., resume=False)).")
+    advice = advice or (
+        f"The checkpoint is damaged or was saved from a different model/config. Delete "
+        f"{file.parent} to start fresh (or call fit(..., resume=False))."
+    )
     return CheckpointError(f"{file}: {problem}.\n{advice}")
 
 
@@ -99,16 +104,19 @@ def save_model(model: torch.nn.Module, path: str | os.PathLike) -> None:
     tensors = {group[0]: state[group[0]].detach().cpu() for group in _tied_groups(state)}
     # safetensors refuses two entries sharing memory; views into one buffer (rare) get their own copy
     storages = [t.untyped_storage().data_ptr() for t in tensors.values()]
-    tensors = {k: t.clone() if storages.count(t.untyped_storage().data_ptr()) > 1 else t.contiguous()
-               for k, t in tensors.items()}
+    tensors = {
+        k: t.clone() if storages.count(t.untyped_storage().data_ptr()) > 1 else t.contiguous()
+        for k, t in tensors.items()
+    }
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
     save_file(tensors, str(tmp), metadata={"format": "pt"})
     _fsync(tmp)
     os.replace(tmp, path)
 
 
-def _load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], file: Path,
-                  advice: str | None = None) -> None:
+def _load_weights(
+    model: torch.nn.Module, tensors: dict[str, torch.Tensor], file: Path, advice: str | None = None
+) -> None:
     """Check keys and shapes of `tensors` against `model` first, then copy them in."""
     model = _unwrap(model)
     expected = model.state_dict()
@@ -140,7 +148,9 @@ def load_model_weights(model: torch.nn.Module, path: str | os.PathLike) -> None:
     """
     file = Path(path)
     if not file.is_file():
-        raise CheckpointError(f"{file}: no such file. Save weights first with save_model(model, path).")
+        raise CheckpointError(
+            f"{file}: no such file. Save weights first with save_model(model, path)."
+        )
     with _reading(file, "read", _WEIGHTS_ADVICE):
         tensors = load_file(str(file))
     _load_weights(model, tensors, file, _WEIGHTS_ADVICE)
@@ -193,7 +203,9 @@ def rng_state(generator: torch.Generator | None = None) -> dict[str, Any]:
     return state
 
 
-def set_rng_state(state: dict[str, Any], generator: torch.Generator | None = None, global_rngs: bool = True) -> None:
+def set_rng_state(
+    state: dict[str, Any], generator: torch.Generator | None = None, global_rngs: bool = True
+) -> None:
     """Inverse of `rng_state`: restore the loop's generator and (if `global_rngs`) Python, NumPy, torch."""
     if generator is not None:
         generator.set_state(_text_to_bytes(state["generator"]))
@@ -221,7 +233,11 @@ def _step_dirs(ckpt_dir: Path) -> list[Path]:
     """Complete checkpoints in `ckpt_dir`, oldest first (temporary folders never match the pattern)."""
     if not ckpt_dir.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in ckpt_dir.iterdir() if (m := _STEP_DIR.fullmatch(p.name)) and p.is_dir()]
+    found = [
+        (int(m.group(1)), p)
+        for p in ckpt_dir.iterdir()
+        if (m := _STEP_DIR.fullmatch(p.name)) and p.is_dir()
+    ]
     return [p for _, p in sorted(found)]
 
 
@@ -241,8 +257,12 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
     state_file = Path(path) / STATE_FILE
     with _reading(state_file):
         state = json.loads(state_file.read_text())
-        return {"step": int(state["step"]), "config": state.get("config"),
-                "model_config": state.get("model_config"), "path": Path(path)}
+        return {
+            "step": int(state["step"]),
+            "config": state.get("config"),
+            "model_config": state.get("model_config"),
+            "path": Path(path),
+        }
 
 
 def remove_checkpoints(ckpt_dir: str | os.PathLike) -> int:
@@ -256,10 +276,18 @@ def remove_checkpoints(ckpt_dir: str | os.PathLike) -> int:
     return len(found)
 
 
-def save_checkpoint(ckpt_dir: str | os.PathLike, step: int, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer | None = None, scaler: torch.amp.GradScaler | None = None,
-                    generator: torch.Generator | None = None, history: dict | None = None,
-                    config: dict | None = None, *, model_config: dict | None = None) -> Path:
+def save_checkpoint(
+    ckpt_dir: str | os.PathLike,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    generator: torch.Generator | None = None,
+    history: dict | None = None,
+    config: dict | None = None,
+    *,
+    model_config: dict | None = None,
+) -> Path:
     """Write `ckpt_dir/step_<step>/` atomically, then delete the other checkpoints; return its path.
 
     `history`, `config` (the training config) and `model_config` are JSON-able dicts
@@ -272,9 +300,16 @@ def save_checkpoint(ckpt_dir: str | os.PathLike, step: int, model: torch.nn.Modu
     tmp = ckpt_dir / f".tmp-{name}-{os.getpid()}"
     tmp.mkdir()
     save_model(model, tmp / MODEL_FILE)
-    state: dict[str, Any] = {"format_version": FORMAT_VERSION, "step": step, "torch_version": torch.__version__,
-                             "history": history, "config": config, "model_config": model_config, "rng": rng_state(generator),
-                             "scaler": scaler.state_dict() if scaler is not None else {}}
+    state: dict[str, Any] = {
+        "format_version": FORMAT_VERSION,
+        "step": step,
+        "torch_version": torch.__version__,
+        "history": history,
+        "config": config,
+        "model_config": model_config,
+        "rng": rng_state(generator),
+        "scaler": scaler.state_dict() if scaler is not None else {},
+    }
     if optimizer is not None:
         tensors, state["optimizer"] = _flatten_optimizer(optimizer.state_dict())
         save_file(tensors, str(tmp / OPTIMIZER_FILE))
@@ -284,9 +319,13 @@ def save_checkpoint(ckpt_dir: str | os.PathLike, step: int, model: torch.nn.Modu
     (tmp / STATE_FILE).write_text(json.dumps(state))
     _fsync(tmp / STATE_FILE)
     final = ckpt_dir / name
-    if final.exists():  # a fresh run reaching a step an old run saved: move the old one out of the way
+    if (
+        final.exists()
+    ):  # a fresh run reaching a step an old run saved: move the old one out of the way
         os.replace(final, ckpt_dir / f".tmp-old-{name}-{os.getpid()}")
-    os.replace(tmp, final)  # the atomic moment: before it the old checkpoint counts, after it the new one
+    os.replace(
+        tmp, final
+    )  # the atomic moment: before it the old checkpoint counts, after it the new one
     for old in _step_dirs(ckpt_dir):
         if old != final:
             shutil.rmtree(old, ignore_errors=True)
@@ -294,9 +333,14 @@ def save_checkpoint(ckpt_dir: str | os.PathLike, step: int, model: torch.nn.Modu
     return final
 
 
-def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
-                    optimizer: torch.optim.Optimizer | None = None, scaler: torch.amp.GradScaler | None = None,
-                    generator: torch.Generator | None = None, restore_rng: bool = True) -> dict[str, Any]:
+def load_checkpoint(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    generator: torch.Generator | None = None,
+    restore_rng: bool = True,
+) -> dict[str, Any]:
     """Restore what `save_checkpoint` wrote; return {"step", "history", "config", "path"}.
 
     `path` is a checkpoint folder or a `ckpt_dir` (its latest checkpoint is used). Everything is read
@@ -313,22 +357,32 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
         state = json.loads(state_file.read_text())
         version, step = state["format_version"], int(state["step"])
     if version != FORMAT_VERSION:
-        raise _error(state_file, f"format version {version}, this code reads version {FORMAT_VERSION}")
+        raise _error(
+            state_file, f"format version {version}, this code reads version {FORMAT_VERSION}"
+        )
     for name, size in state.get("file_sizes", {}).items():
         actual = (path / name).stat().st_size if (path / name).exists() else 0
         if actual != size:
-            raise _error(path / name, f"has {actual} bytes, {size} expected: the file is missing or incomplete")
+            raise _error(
+                path / name,
+                f"has {actual} bytes, {size} expected: the file is missing or incomplete",
+            )
     with _reading(path / MODEL_FILE):
         model_tensors = load_file(str(path / MODEL_FILE))
     if optimizer is not None:
         if "optimizer" not in state:
             raise _error(state_file, "holds no optimizer state (it was saved without an optimizer)")
         with _reading(path / OPTIMIZER_FILE):
-            optim_state = _unflatten_optimizer(load_file(str(path / OPTIMIZER_FILE)), state["optimizer"])
+            optim_state = _unflatten_optimizer(
+                load_file(str(path / OPTIMIZER_FILE)), state["optimizer"]
+            )
         saved_groups = [len(g["params"]) for g in optim_state["param_groups"]]
         if saved_groups != [len(g["params"]) for g in optimizer.param_groups]:
-            raise _error(path / OPTIMIZER_FILE, f"has parameter groups of sizes {saved_groups}, the optimizer "
-                         f"{[len(g['params']) for g in optimizer.param_groups]} (different trainable parameters?)")
+            raise _error(
+                path / OPTIMIZER_FILE,
+                f"has parameter groups of sizes {saved_groups}, the optimizer "
+                f"{[len(g['params']) for g in optimizer.param_groups]} (different trainable parameters?)",
+            )
     _load_weights(model, model_tensors, path / MODEL_FILE)
     if optimizer is not None:
         with _reading(path / OPTIMIZER_FILE, "load"):
@@ -337,4 +391,9 @@ def load_checkpoint(path: str | os.PathLike, model: torch.nn.Module,
         if scaler is not None and scaler.is_enabled() and state["scaler"]:
             scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"], generator, global_rngs=restore_rng)
-    return {"step": step, "history": state.get("history"), "config": state.get("config"), "path": path}
+    return {
+        "step": step,
+        "history": state.get("history"),
+        "config": state.get("config"),
+        "path": path,
+    }

@@ -30,6 +30,7 @@ A notebook overrides fields with `dataclasses.replace(cfg, n_layer=4)` or `for_s
 never by editing package code. Scripts map `--field=value` onto the dataclass with `from_cli`, which
 checks that the value parses as the field's type.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -107,11 +108,27 @@ def current_hub() -> str:
 
 
 # Fonts with Chinese glyphs, by family name (matplotlib's names), most common first.
-CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "Source Han Sans CN",
-             "WenQuanYi Zen Hei", "WenQuanYi Micro Hei", "Microsoft YaHei", "SimHei", "PingFang SC",
-             "Hiragino Sans GB", "Heiti SC", "STHeiti", "Arial Unicode MS", "Noto Sans CJK JP",
-             "Noto Sans CJK TC", "AR PL UMing CN")
-_CJK_FILE = re.compile(r"cjk|wqy|wenquanyi|simhei|msyh|pingfang|sourcehan|notosanssc|ukai|uming", re.I)
+CJK_FONTS = (
+    "Noto Sans CJK SC",
+    "Noto Sans SC",
+    "Source Han Sans SC",
+    "Source Han Sans CN",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "Microsoft YaHei",
+    "SimHei",
+    "PingFang SC",
+    "Hiragino Sans GB",
+    "Heiti SC",
+    "STHeiti",
+    "Arial Unicode MS",
+    "Noto Sans CJK JP",
+    "Noto Sans CJK TC",
+    "AR PL UMing CN",
+)
+_CJK_FILE = re.compile(
+    r"cjk|wqy|wenquanyi|simhei|msyh|pingfang|sourcehan|notosanssc|ukai|uming", re.I
+)
 _cjk_warned = False
 
 
@@ -141,12 +158,17 @@ def use_cjk_font() -> str | None:
                     continue
         name = installed()
     if name is None:
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning
+        )
         if not _cjk_warned:
             _cjk_warned = True
-            warnings.warn("no CJK font found: Chinese characters in figures are drawn as boxes. Install "
-                          "one (Colab or Debian/Ubuntu: `!apt-get -qq install fonts-noto-cjk`) and re-run.",
-                          UserWarning, stacklevel=2)
+            warnings.warn(
+                "no CJK font found: Chinese characters in figures are drawn as boxes. Install "
+                "one (Colab or Debian/Ubuntu: `!apt-get -qq install fonts-noto-cjk`) and re-run.",
+                UserWarning,
+                stacklevel=2,
+            )
         return None
     families = list(matplotlib.rcParams["font.family"])
     if name not in families:
@@ -175,7 +197,9 @@ class Sized:
     language_overrides: ClassVar[dict[str, dict[str, Any]]] = {}
 
     @classmethod
-    def for_size(cls: type[T], size: str | None = None, language: str | None = None, **overrides: Any) -> T:
+    def for_size(
+        cls: type[T], size: str | None = None, language: str | None = None, **overrides: Any
+    ) -> T:
         """The config at `size` (default `current_size()`) for `language` (default
         `current_language()`), then `overrides`. Order: full defaults, smoke_overrides (smoke),
         language_overrides[language], language_overrides[f"{language}/{size}"], overrides."""
@@ -189,8 +213,10 @@ class Sized:
         known = set(LANGUAGES) | {f"{lang}/{s}" for lang in LANGUAGES for s in SIZES}
         unknown = sorted(set(by_language) - known)
         if unknown:
-            raise ValueError(f"{cls.__name__}.language_overrides has keys {unknown}; use a language "
-                             f"{LANGUAGES} or 'language/size' like 'zh/smoke'")
+            raise ValueError(
+                f"{cls.__name__}.language_overrides has keys {unknown}; use a language "
+                f"{LANGUAGES} or 'language/size' like 'zh/smoke'"
+            )
         cfg = cls()
         if size == "smoke":
             cfg = dataclasses.replace(cfg, **cls.smoke_overrides)  # type: ignore[attr-defined]
@@ -221,7 +247,9 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     if unknown:
         raise ValueError(f"{cls.__name__} has no field(s) {unknown}; known fields: {sorted(names)}")
     hints = typing.get_type_hints(cls)
-    data = {k: Path(v) if hints.get(k) is Path and isinstance(v, str) else v for k, v in data.items()}
+    data = {
+        k: Path(v) if hints.get(k) is Path and isinstance(v, str) else v for k, v in data.items()
+    }
     return cls(**data)
 
 

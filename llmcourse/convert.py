@@ -11,12 +11,14 @@ half-conversion cannot happen.
 
 Everything works on local directories; nothing here downloads.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
 
+from llmcourse.bert import BertConfig, BertForMaskedLM, BertForPreTraining
 from llmcourse.gpt import GPT, GPTConfig
 
 # our name pattern -> (HF name pattern, transpose?) ; {i} is the block index
@@ -55,11 +57,21 @@ def hf_gpt2_config(cfg: GPTConfig):
 
     if not cfg.bias:
         raise ValueError("GPT-2 has biases everywhere: export needs GPTConfig(bias=True)")
-    return GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.block_size, n_embd=cfg.n_embd,
-                      n_layer=cfg.n_layer, n_head=cfg.n_head, activation_function="gelu_new",
-                      resid_pdrop=cfg.dropout, embd_pdrop=cfg.dropout, attn_pdrop=cfg.dropout,
-                      layer_norm_epsilon=1e-5, tie_word_embeddings=True, bos_token_id=None,
-                      eos_token_id=None)
+    return GPT2Config(
+        vocab_size=cfg.vocab_size,
+        n_positions=cfg.block_size,
+        n_embd=cfg.n_embd,
+        n_layer=cfg.n_layer,
+        n_head=cfg.n_head,
+        activation_function="gelu_new",
+        resid_pdrop=cfg.dropout,
+        embd_pdrop=cfg.dropout,
+        attn_pdrop=cfg.dropout,
+        layer_norm_epsilon=1e-5,
+        tie_word_embeddings=True,
+        bos_token_id=None,
+        eos_token_id=None,
+    )
 
 
 def gpt_to_hf(model: GPT):
@@ -77,7 +89,9 @@ def gpt_to_hf(model: GPT):
     missing, unexpected = hf.load_state_dict(hf_state, strict=False)
     # HF may keep non-persistent buffers (e.g. a causal-mask `attn.bias`); anything else is a bug.
     missing = [k for k in missing if not k.endswith(("attn.bias", "attn.masked_bias"))]
-    assert not missing and not unexpected, f"conversion mismatch: missing={missing} unexpected={unexpected}"
+    assert not missing and not unexpected, (
+        f"conversion mismatch: missing={missing} unexpected={unexpected}"
+    )
     return hf
 
 
@@ -98,11 +112,20 @@ def gpt_from_hf(hf_model) -> GPT:
         hf_model = GPT2LMHeadModel.from_pretrained(hf_model)
     hc = hf_model.config
     if hc.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
-        raise ValueError(f"activation {hc.activation_function!r} differs from ours (GELU, tanh approximation)")
+        raise ValueError(
+            f"activation {hc.activation_function!r} differs from ours (GELU, tanh approximation)"
+        )
     if not hc.scale_attn_weights or hc.scale_attn_by_inverse_layer_idx:
         raise ValueError("only standard 1/sqrt(head_dim) attention scaling is supported")
-    cfg = GPTConfig(vocab_size=hc.vocab_size, block_size=hc.n_positions, n_layer=hc.n_layer,
-                    n_head=hc.n_head, n_embd=hc.n_embd, dropout=hc.resid_pdrop, bias=True)
+    cfg = GPTConfig(
+        vocab_size=hc.vocab_size,
+        block_size=hc.n_positions,
+        n_layer=hc.n_layer,
+        n_head=hc.n_head,
+        n_embd=hc.n_embd,
+        dropout=hc.resid_pdrop,
+        bias=True,
+    )
     model = GPT(cfg)
     hf_state = hf_model.state_dict()
     ours = {}
@@ -110,14 +133,15 @@ def gpt_from_hf(hf_model) -> GPT:
         tensor = hf_state[hf_key].detach().float()
         ours[key] = tensor.t().contiguous() if transpose else tensor.clone()
         expected = model.state_dict()[key].shape
-        assert ours[key].shape == expected, f"{hf_key}: shape {tuple(ours[key].shape)} != {tuple(expected)}"
+        assert ours[key].shape == expected, (
+            f"{hf_key}: shape {tuple(ours[key].shape)} != {tuple(expected)}"
+        )
     ours["lm_head.weight"] = ours["tok_emb.weight"]
     model.load_state_dict(ours, strict=True)
     return model
 
 
 # ----------------------------------------------------------------------------------------- BERT
-from llmcourse.bert import BertConfig, BertForMaskedLM, BertForPreTraining  # cheap: imports torch only
 
 # Hugging Face's BERT keeps Google's TensorFlow names. Its Linear layers are nn.Linear (out, in)
 # like ours, so nothing is transposed here: only names change. {i} is the block index.
@@ -157,7 +181,9 @@ def _bert_key_map(n_layer: int, pretraining: bool) -> dict[str, str]:
         out.update(_BERT_PRETRAINING_MAP)
     for i in range(n_layer):
         for p in ("weight", "bias"):
-            out.update({ours.format(i=i, p=p): hf.format(i=i, p=p) for ours, hf in _BERT_BLOCK_MAP.items()})
+            out.update(
+                {ours.format(i=i, p=p): hf.format(i=i, p=p) for ours, hf in _BERT_BLOCK_MAP.items()}
+            )
     return out
 
 
@@ -169,10 +195,17 @@ def bert_config_from_hf(hc) -> BertConfig:
         raise ValueError("only absolute (learned) position embeddings are supported")
     if getattr(hc, "is_decoder", False):
         raise ValueError("a BERT configured as a decoder (causal) is not an encoder: not supported")
-    return BertConfig(vocab_size=hc.vocab_size, max_position=hc.max_position_embeddings,
-                      type_vocab_size=hc.type_vocab_size, n_layer=hc.num_hidden_layers,
-                      n_head=hc.num_attention_heads, n_embd=hc.hidden_size, intermediate=hc.intermediate_size,
-                      dropout=hc.hidden_dropout_prob, layer_norm_eps=hc.layer_norm_eps)
+    return BertConfig(
+        vocab_size=hc.vocab_size,
+        max_position=hc.max_position_embeddings,
+        type_vocab_size=hc.type_vocab_size,
+        n_layer=hc.num_hidden_layers,
+        n_head=hc.num_attention_heads,
+        n_embd=hc.hidden_size,
+        intermediate=hc.intermediate_size,
+        dropout=hc.hidden_dropout_prob,
+        layer_norm_eps=hc.layer_norm_eps,
+    )
 
 
 def bert_from_hf(hf_model) -> BertForMaskedLM:
@@ -190,7 +223,9 @@ def bert_from_hf(hf_model) -> BertForMaskedLM:
         hf_model = AutoModelForMaskedLM.from_pretrained(hf_model)
     kind = type(hf_model).__name__
     if kind not in ("BertForMaskedLM", "BertForPreTraining"):
-        raise TypeError(f"expected a transformers BertForMaskedLM or BertForPreTraining, got {kind}")
+        raise TypeError(
+            f"expected a transformers BertForMaskedLM or BertForPreTraining, got {kind}"
+        )
     pretraining = kind == "BertForPreTraining"
     cfg = bert_config_from_hf(hf_model.config)
     model = BertForPreTraining(cfg) if pretraining else BertForMaskedLM(cfg)
@@ -199,16 +234,24 @@ def bert_from_hf(hf_model) -> BertForMaskedLM:
     ours = {}
     for key, hf_key in mapping.items():
         tensor = hf_state[hf_key].detach().float()
-        assert tensor.shape == expected[key].shape, \
+        assert tensor.shape == expected[key].shape, (
             f"{hf_key}: shape {tuple(tensor.shape)} != {tuple(expected[key].shape)}"
+        )
         ours[key] = tensor.clone()
     # HF stores the tied decoder matrix and the decoder's bias under two more names: they must be
     # the very values we load under the embedding and `mlm_head.bias`, or the model is not BERT.
-    torch.testing.assert_close(hf_state["cls.predictions.decoder.weight"].float(), ours["bert.tok_emb.weight"])
+    torch.testing.assert_close(
+        hf_state["cls.predictions.decoder.weight"].float(), ours["bert.tok_emb.weight"]
+    )
     if "cls.predictions.decoder.bias" in hf_state:
-        torch.testing.assert_close(hf_state["cls.predictions.decoder.bias"].float(), ours["mlm_head.bias"])
+        torch.testing.assert_close(
+            hf_state["cls.predictions.decoder.bias"].float(), ours["mlm_head.bias"]
+        )
     ours["mlm_head.decoder.weight"] = ours["bert.tok_emb.weight"]
-    used = set(mapping.values()) | {"cls.predictions.decoder.weight", "cls.predictions.decoder.bias"}
+    used = set(mapping.values()) | {
+        "cls.predictions.decoder.weight",
+        "cls.predictions.decoder.bias",
+    }
     unused = [k for k in hf_state if k not in used and not k.endswith("position_ids")]
     assert not unused, f"weights the conversion would drop: {unused}"
     model.load_state_dict(ours, strict=True)

@@ -11,6 +11,7 @@ checks this with two CPU processes.
 Backends: NCCL between GPUs, gloo on CPUs (what the course's CPU test and notebook 17 use).
 Left out: FSDP / ZeRO sharding and tensor or pipeline parallelism (explained in notebook 17).
 """
+
 from __future__ import annotations
 
 import math
@@ -63,10 +64,12 @@ def shard(batch, env: DistEnv):
         return batch
     if isinstance(batch, torch.Tensor):
         if batch.size(0) % env.world_size:
-            raise ValueError(f"global batch of {batch.size(0)} does not split evenly over {env.world_size} "
-                             "processes: make the batch size a multiple of the number of processes")
+            raise ValueError(
+                f"global batch of {batch.size(0)} does not split evenly over {env.world_size} "
+                "processes: make the batch size a multiple of the number of processes"
+            )
         per = batch.size(0) // env.world_size
-        return batch[env.rank * per:(env.rank + 1) * per]
+        return batch[env.rank * per : (env.rank + 1) * per]
     if isinstance(batch, dict):
         return {k: shard(v, env) for k, v in batch.items()}
     if isinstance(batch, (tuple, list)):

@@ -12,6 +12,7 @@ where `ref` is a frozen copy of the starting (SFT) model. The bracket is the dif
 `DPOModel` wraps policy + reference so that DPO trains through the course's one loop:
 `model(**batch) -> (metrics, loss)`. Left out: IPO/KTO variants, label smoothing (cDPO).
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,28 +32,45 @@ def sequence_logprobs(model: nn.Module, idx: torch.Tensor, loss_mask: torch.Tens
     return answer_logprobs(logits, idx, loss_mask)
 
 
-def answer_logprobs(logits: torch.Tensor, idx: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
+def answer_logprobs(
+    logits: torch.Tensor, idx: torch.Tensor, loss_mask: torch.Tensor
+) -> torch.Tensor:
     """`sequence_logprobs` from the model's logits on idx, (B, T, V) or (B, T-1, V) (the last is unused)."""
     T = idx.size(1)
-    logp = F.log_softmax(logits[:, :T - 1].float(), dim=-1)  # (B, T-1, V): row t scores idx[:, t+1]
+    logp = F.log_softmax(
+        logits[:, : T - 1].float(), dim=-1
+    )  # (B, T-1, V): row t scores idx[:, t+1]
     tok_logp = logp.gather(-1, idx[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T-1)
     return (tok_logp * loss_mask[:, 1:].to(tok_logp.dtype)).sum(dim=-1)
 
 
-def dpo_loss(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-             ref_rejected: torch.Tensor, beta: float = 0.1) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def dpo_loss(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float = 0.1,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Mean DPO loss over the batch, and metrics (accuracy, margin, chosen/rejected rewards).
 
     >>> loss, m = dpo_loss(torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), beta=0.5)
     >>> round(loss.item(), 4), m["accuracy"].item(), m["margin"].item()   # -log sigmoid(0.5 * 2)
     (0.3133, 1.0, 1.0)
     """
+    # 1. the implicit reward of an answer: how much more likely the policy makes it than the frozen
+    #    reference does, in log-probability, times beta (Rafailov et al. 2023, eq. 5)
     chosen_reward = beta * (policy_chosen - ref_chosen)
     rejected_reward = beta * (policy_rejected - ref_rejected)
+    # 2. Bradley-Terry: the probability that "chosen beats rejected" is sigmoid(reward difference)
     margin = chosen_reward - rejected_reward
+    # 3. maximise that probability: minimise -log sigmoid(margin); logsigmoid is stable for any margin
     loss = -F.logsigmoid(margin).mean()
-    metrics = {"accuracy": (margin > 0).float().mean(), "margin": margin.mean().detach(),
-               "chosen_reward": chosen_reward.mean().detach(), "rejected_reward": rejected_reward.mean().detach()}
+    metrics = {
+        "accuracy": (margin > 0).float().mean(),
+        "margin": margin.mean().detach(),
+        "chosen_reward": chosen_reward.mean().detach(),
+        "rejected_reward": rejected_reward.mean().detach(),
+    }
     return loss, metrics
 
 
@@ -68,7 +86,9 @@ class DPOModel(nn.Module):
         ref = reference if reference is not None else copy.deepcopy(policy)
         for p in ref.parameters():
             p.requires_grad_(False)
-        self.reference = [ref.eval()]  # a list hides it from .parameters()/.state_dict(): never trained or saved
+        self.reference = [
+            ref.eval()
+        ]  # a list hides it from .parameters()/.state_dict(): never trained or saved
         self.beta = beta
 
     def forward(self, chosen_idx, chosen_mask, rejected_idx, rejected_mask):
@@ -83,8 +103,13 @@ class DPOModel(nn.Module):
 
 
 # ------------------------------------------------------------------------- checked by notebook 13's exercises
-def reward_metrics(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-                   ref_rejected: torch.Tensor, beta: float) -> tuple[float, float]:
+def reward_metrics(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
+) -> tuple[float, float]:
     """reward_metrics(policy_chosen (B,), policy_rejected (B,), ref_chosen (B,), ref_rejected (B,), beta)
     -> (accuracy, margin) floats: the share of pairs whose implicit reward beta * (log pi - log ref) is
     higher for the chosen answer, and the mean of (chosen reward - rejected reward)."""

@@ -11,6 +11,7 @@
 `compare_models` runs a set of tasks over several models and returns one table (list of dicts).
 Left out: sampling-based metrics (pass@k), LLM-as-a-judge, calibration.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,10 +33,14 @@ def perplexity(model, ids: torch.Tensor, block_size: int, batch_size: int = 8) -
     total_nll, total_tokens = 0.0, 0
     for start in range(0, n, batch_size):
         rows = range(start, min(start + batch_size, n))
-        x = torch.stack([windows[r * block_size:(r + 1) * block_size] for r in rows]).to(device)
-        y = torch.stack([windows[r * block_size + 1:(r + 1) * block_size + 1] for r in rows]).to(device)
+        x = torch.stack([windows[r * block_size : (r + 1) * block_size] for r in rows]).to(device)
+        y = torch.stack([windows[r * block_size + 1 : (r + 1) * block_size + 1] for r in rows]).to(
+            device
+        )
         logits, _ = model(x)
-        total_nll += F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
+        total_nll += F.cross_entropy(
+            logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum"
+        ).item()
         total_tokens += y.numel()
     return math.exp(total_nll / total_tokens)
 
@@ -54,7 +59,9 @@ def continuation_logprob(model, context: list[int], continuation: list[int]) -> 
     return float(sum(logp[p, ids[0, p + 1]] for p in positions))
 
 
-def multiple_choice(model, encode: Callable[[str], list[int]], question: str, options: Sequence[str]) -> dict:
+def multiple_choice(
+    model, encode: Callable[[str], list[int]], question: str, options: Sequence[str]
+) -> dict:
     """Score each option as a continuation of the question; return the chosen index two ways."""
     ctx = encode(question)
     scores, per_token = [], []
@@ -63,8 +70,11 @@ def multiple_choice(model, encode: Callable[[str], list[int]], question: str, op
         lp = continuation_logprob(model, ctx, toks)
         scores.append(lp)
         per_token.append(lp / len(toks))
-    return {"scores": scores, "choice": max(range(len(options)), key=scores.__getitem__),
-            "choice_norm": max(range(len(options)), key=per_token.__getitem__)}
+    return {
+        "scores": scores,
+        "choice": max(range(len(options)), key=scores.__getitem__),
+        "choice_norm": max(range(len(options)), key=per_token.__getitem__),
+    }
 
 
 def exact_match(predictions: Sequence[str], answers: Sequence[str]) -> float:
@@ -80,9 +90,14 @@ def exact_match(predictions: Sequence[str], answers: Sequence[str]) -> float:
     return sum(norm(p) == norm(a) for p, a in zip(predictions, answers)) / len(answers)
 
 
-def compare_models(models: dict[str, object], tasks: dict[str, Callable[[object], float]]) -> list[dict]:
+def compare_models(
+    models: dict[str, object], tasks: dict[str, Callable[[object], float]]
+) -> list[dict]:
     """Run every task (a function model -> score) on every model: one row per model."""
-    return [{"model": name, **{task: fn(model) for task, fn in tasks.items()}} for name, model in models.items()]
+    return [
+        {"model": name, **{task: fn(model) for task, fn in tasks.items()}}
+        for name, model in models.items()
+    ]
 
 
 # ------------------------------------------------------------------------- checked by notebook 16's exercises
@@ -92,7 +107,9 @@ def masked_perplexity(nll: torch.Tensor, mask: torch.Tensor) -> float:
     return math.exp(float((nll * mask).sum() / mask.sum()))
 
 
-def continuation_logprob_from_logits(logits: torch.Tensor, ids: torch.Tensor, n_context: int) -> float:
+def continuation_logprob_from_logits(
+    logits: torch.Tensor, ids: torch.Tensor, n_context: int
+) -> float:
     """continuation_logprob(logits (T, V), ids (T,), n_context) -> float: log p(ids[n_context:] |
     ids[:n_context]), summed over the continuation's tokens; logits[t] is the prediction for ids[t + 1]."""
     logp = F.log_softmax(logits.float(), dim=-1)  # (T, V)

@@ -14,6 +14,7 @@ Our GPT has learned absolute positions, so once a sequence reaches `block_size` 
 slide: from then on we rebuild it from the last `block_size` tokens each step (exactly what the
 uncached model sees, and no faster). Left out: batching requests of different lengths, paged memory, speculative decoding.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -28,7 +29,9 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     >>> top_k_filter(torch.tensor([[2.0, 1.0, 2.0, 0.5]]), 1)
     tensor([[2., -inf, 2., -inf]])
     """
-    kth = torch.topk(logits, min(k, logits.size(-1))).values[:, -1:]  # (B, 1); k >= V keeps everything
+    kth = torch.topk(logits, min(k, logits.size(-1))).values[
+        :, -1:
+    ]  # (B, 1); k >= V keeps everything
     return logits.masked_fill(logits < kth, float("-inf"))
 
 
@@ -54,9 +57,13 @@ def top_k_probs(logits: torch.Tensor, k: int) -> torch.Tensor:
     return F.softmax(top_k_filter(logits.float(), k), dim=-1)
 
 
-def sample_next_token(logits: torch.Tensor, generator: torch.Generator | None = None,
-                      temperature: float = 1.0, top_k: int | None = None,
-                      top_p: float | None = None) -> torch.Tensor:
+def sample_next_token(
+    logits: torch.Tensor,
+    generator: torch.Generator | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+) -> torch.Tensor:
     """(B, vocab) logits -> (B, 1) next-token ids.
 
     >>> sample_next_token(torch.tensor([[0.1, 3.0, 0.2]]), temperature=0.0)
@@ -66,14 +73,19 @@ def sample_next_token(logits: torch.Tensor, generator: torch.Generator | None = 
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if top_p is not None and not 0.0 < top_p <= 1.0:
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
-    if temperature < 1e-5:  # 0 means greedy; tinier values would overflow logits / temperature
+    # 1. temperature 0 is greedy: the single most likely token, no randomness at all
+    if temperature < 1e-5:  # (tinier values would overflow logits / temperature)
         return logits.argmax(dim=-1, keepdim=True)
+    # 2. temperature: < 1 sharpens the distribution, > 1 flattens it (in float32: fp16 overflows)
     logits = logits.float() / temperature
+    # 3. top-k: every token below the k-th largest logit gets -inf, i.e. probability 0
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
+    # 4. logits -> probabilities; top-p then keeps the smallest set of likeliest tokens reaching p
     probs = F.softmax(logits, dim=-1)
     if top_p is not None and top_p < 1.0:
         probs = top_p_filter(probs, top_p)
+    # 5. draw one token per row, from the caller's generator (reproducible samples)
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
@@ -83,23 +95,42 @@ class KVCache:
     GPT has as many key/value heads as query heads; a Llama with grouped-query attention
     (`llmcourse.llama`) caches only its `n_kv_head` heads, n_head / n_kv_head times fewer bytes."""
 
-    def __init__(self, n_layer: int, batch_size: int, n_head: int, head_dim: int, max_len: int,
-                 device=None, dtype=torch.float32):
+    def __init__(
+        self,
+        n_layer: int,
+        batch_size: int,
+        n_head: int,
+        head_dim: int,
+        max_len: int,
+        device=None,
+        dtype=torch.float32,
+    ):
         shape = (n_layer, batch_size, n_head, max_len, head_dim)
         # empty, not zeros: only positions below `pos` are ever read, and they have been written
         self.k = torch.empty(shape, device=device, dtype=dtype)
         self.v = torch.empty(shape, device=device, dtype=dtype)
         self.max_len = max_len
         self.pos = 0  # how many positions are filled (the same for every layer)
-        self._prompt: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # layer -> the prompt's k, v
+        self._prompt: dict[
+            int, tuple[torch.Tensor, torch.Tensor]
+        ] = {}  # layer -> the prompt's k, v
 
     @classmethod
     def for_model(cls, model, batch_size: int, max_len: int | None = None) -> KVCache:
         cfg = model.cfg
         p = next(model.parameters())
-        n_kv_head = getattr(cfg, "n_kv_head", cfg.n_head)  # GPT: every head has its own keys and values
-        return cls(cfg.n_layer, batch_size, n_kv_head, cfg.head_dim, max_len or cfg.block_size,
-                   device=p.device, dtype=p.dtype)
+        n_kv_head = getattr(
+            cfg, "n_kv_head", cfg.n_head
+        )  # GPT: every head has its own keys and values
+        return cls(
+            cfg.n_layer,
+            batch_size,
+            n_kv_head,
+            cfg.head_dim,
+            max_len or cfg.block_size,
+            device=p.device,
+            dtype=p.dtype,
+        )
 
     def reset(self) -> None:
         self.pos = 0
@@ -108,7 +139,9 @@ class KVCache:
     def get_pos(self) -> int:
         return self.pos
 
-    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, layer: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write this step's (B, n_head, T, head_dim) keys/values; return all keys/values so far."""
         T = k.size(2)
         if self.pos + T > self.max_len:
@@ -120,11 +153,11 @@ class KVCache:
             return k, v
         if layer in self._prompt:
             pk, pv = self._prompt.pop(layer)
-            self.k[layer, :, :, :pk.size(2)] = pk
-            self.v[layer, :, :, :pv.size(2)] = pv
-        self.k[layer, :, :, self.pos:self.pos + T] = k
-        self.v[layer, :, :, self.pos:self.pos + T] = v
-        return self.k[layer, :, :, :self.pos + T], self.v[layer, :, :, :self.pos + T]
+            self.k[layer, :, :, : pk.size(2)] = pk
+            self.v[layer, :, :, : pv.size(2)] = pv
+        self.k[layer, :, :, self.pos : self.pos + T] = k
+        self.v[layer, :, :, self.pos : self.pos + T] = v
+        return self.k[layer, :, :, : self.pos + T], self.v[layer, :, :, : self.pos + T]
 
     def advance(self, T: int) -> None:
         """Called by the model after all layers have written T new positions."""
@@ -135,9 +168,17 @@ class KVCache:
 
 
 @torch.no_grad()
-def stream(model, idx: torch.Tensor, max_new_tokens: int, generator: torch.Generator | None = None,
-           temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-           use_cache: bool = True, stop_token: int | None = None) -> Iterator[torch.Tensor]:
+def stream(
+    model,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    generator: torch.Generator | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    use_cache: bool = True,
+    stop_token: int | None = None,
+) -> Iterator[torch.Tensor]:
     """Yield (B, 1) new tokens one at a time (for printing as they arrive)."""
     was_training = model.training
     model.eval()
@@ -161,21 +202,37 @@ def stream(model, idx: torch.Tensor, max_new_tokens: int, generator: torch.Gener
             yield nxt
             if stop_token is not None:
                 finished |= nxt[:, 0] == stop_token
-                if bool(finished.all()):  # every row has ended its text (rows may end at different steps)
+                if bool(
+                    finished.all()
+                ):  # every row has ended its text (rows may end at different steps)
                     break
     finally:
         model.train(was_training)
 
 
-def generate(model, idx: torch.Tensor, max_new_tokens: int, generator: torch.Generator | None = None,
-             temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-             use_cache: bool = True, stop_token: int | None = None) -> torch.Tensor:
+def generate(
+    model,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    generator: torch.Generator | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    use_cache: bool = True,
+    stop_token: int | None = None,
+) -> torch.Tensor:
     """Prompt (B, T) -> prompt followed by up to `max_new_tokens` generated tokens."""
-    new = list(stream(model, idx, max_new_tokens, generator, temperature, top_k, top_p, use_cache, stop_token))
+    new = list(
+        stream(
+            model, idx, max_new_tokens, generator, temperature, top_k, top_p, use_cache, stop_token
+        )
+    )
     return torch.cat([idx, *new], dim=1) if new else idx
 
 
-def cache_speedup(model, prompt: torch.Tensor, max_new_tokens: int, repeats: int = 5) -> dict[str, object]:
+def cache_speedup(
+    model, prompt: torch.Tensor, max_new_tokens: int, repeats: int = 5
+) -> dict[str, object]:
     """Time greedy decoding of `max_new_tokens` without and with the KV cache, `repeats` times in pairs.
 
     Returns {"uncached_s": [...], "cached_s": [...], "ratios": [...], "speedup": median ratio}. Each

@@ -13,6 +13,7 @@ Calling convention (shared by every model in the course):
 Left out on purpose: rotary embeddings, RMSNorm, grouped-query attention and other Llama-era changes
 (mentioned in notebook 08); dropout inside attention weights is kept only as a flag.
 """
+
 from __future__ import annotations
 
 import math
@@ -73,8 +74,14 @@ class CausalSelfAttention(nn.Module):
             # queries are the last T positions of T_all: query i may see keys <= T_all - T + i
             mask = torch.ones(T, T_all, dtype=torch.bool, device=x.device).tril(diagonal=T_all - T)
             causal = False
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                           dropout_p=self.attn_dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=causal,
+            dropout_p=self.attn_dropout if self.training else 0.0,
+        )
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, n_head, T, hd) -> (B, T, C)
         return self.resid_drop(self.proj(y))
 
@@ -119,7 +126,9 @@ class GPT(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.final_norm = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
-        self.lm_head.weight = self.tok_emb.weight  # weight tying: one matrix reads and writes tokens
+        self.lm_head.weight = (
+            self.tok_emb.weight
+        )  # weight tying: one matrix reads and writes tokens
         self.apply(self._init_weights)
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -140,8 +149,13 @@ class GPT(nn.Module):
         n = sum(p.numel() for p in self.parameters())
         return n - self.pos_emb.weight.numel() if non_embedding else n
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache=None,
-                last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        kv_cache=None,
+        last_only: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) -> logits (B, T, vocab), and the mean cross-entropy if targets are given.
 
         With a `kv_cache`, idx holds only the new tokens and positions continue from the cache.
@@ -152,8 +166,10 @@ class GPT(nn.Module):
         B, T = idx.shape
         start = kv_cache.pos if kv_cache is not None else 0
         if start + T > self.cfg.block_size:
-            raise ValueError(f"sequence of {start + T} tokens exceeds block_size={self.cfg.block_size}; "
-                             "crop the context (generate() does this) or use a model with a longer block_size")
+            raise ValueError(
+                f"sequence of {start + T} tokens exceeds block_size={self.cfg.block_size}; "
+                "crop the context (generate() does this) or use a model with a longer block_size"
+            )
         x = self.tok_emb(idx)  # (B, T, C)
         pos = torch.arange(start, start + T, device=idx.device)  # (T,)
         x = self.drop(x + self.pos_emb(pos))
@@ -167,17 +183,24 @@ class GPT(nn.Module):
         logits = self.lm_head(x)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                                   ignore_index=-100)
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100
+            )
         return logits, loss
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """The naive teaching version: re-run the whole (cropped) context for every new token.
         `llmcourse.generate` has the fast one with a KV cache, top-p and streaming."""
         for _ in range(max_new_tokens):
-            context = idx[:, -self.cfg.block_size:]
+            context = idx[:, -self.cfg.block_size :]
             logits, _ = self(context, last_only=True)
             logits = logits[:, -1, :]
             if temperature == 0:

@@ -20,6 +20,7 @@ on which a 2-layer GPT trained in seconds shows in-context task recognition, wit
 task and the ideal (Bayes) reader to compare against.
 Left out: calibration, chain-of-thought, retrieval of similar demonstrations (kNN prompting).
 """
+
 from __future__ import annotations
 
 import random
@@ -42,13 +43,21 @@ class Labeled:
 
 @dataclass(frozen=True)
 class PromptFormat:
-    instruction: str = "Classify the sentiment of each review as positive or negative."  # "" for none
-    template: str = "Review: {text}\nSentiment:"  # one example's input; the label follows after a space
+    instruction: str = (
+        "Classify the sentiment of each review as positive or negative."  # "" for none
+    )
+    template: str = (
+        "Review: {text}\nSentiment:"  # one example's input; the label follows after a space
+    )
     separator: str = "\n\n"  # between examples
 
 
-def few_shot_prompt(demos: Sequence[Labeled], query: str, fmt: PromptFormat = PromptFormat(),
-                    verbalizer: dict[str, str] | None = None) -> str:
+def few_shot_prompt(
+    demos: Sequence[Labeled],
+    query: str,
+    fmt: PromptFormat = PromptFormat(),
+    verbalizer: dict[str, str] | None = None,
+) -> str:
     """Instruction, `k = len(demos)` solved examples, then the query waiting for its label.
 
     `verbalizer` maps a label to the word the model sees ({"pos": "positive"}); default: the label.
@@ -63,27 +72,35 @@ def few_shot_prompt(demos: Sequence[Labeled], query: str, fmt: PromptFormat = Pr
     return fmt.separator.join(parts)
 
 
-def sample_demos(pool: Sequence[Labeled], k: int, rng: random.Random, balanced: bool = True) -> list[Labeled]:
+def sample_demos(
+    pool: Sequence[Labeled], k: int, rng: random.Random, balanced: bool = True
+) -> list[Labeled]:
     """k demonstrations from `pool`: as equal a share per label as k allows (then shuffled), or uniform."""
     if k > len(pool):
         raise ValueError(f"asked for {k} demonstrations from a pool of {len(pool)}")
     if not balanced or k == 0:
         return rng.sample(list(pool), k)
     labels = sorted({d.label for d in pool})
-    first = rng.sample(labels, len(labels))  # which labels get the extra example when k is not divisible
+    first = rng.sample(
+        labels, len(labels)
+    )  # which labels get the extra example when k is not divisible
     counts = {lab: k // len(labels) + (i < k % len(labels)) for i, lab in enumerate(first)}
     out = []
     for lab in labels:
         items = [d for d in pool if d.label == lab]
         if counts[lab] > len(items):
-            raise ValueError(f"only {len(items)} examples of {lab!r} for {counts[lab]} demonstrations")
+            raise ValueError(
+                f"only {len(items)} examples of {lab!r} for {counts[lab]} demonstrations"
+            )
         out += rng.sample(items, counts[lab])
     rng.shuffle(out)
     return out
 
 
 @torch.no_grad()
-def classify(model, encode: Callable[[str], list[int]], prompt: str, labels: Sequence[str]) -> tuple[int, list[float]]:
+def classify(
+    model, encode: Callable[[str], list[int]], prompt: str, labels: Sequence[str]
+) -> tuple[int, list[float]]:
     """(index of the most likely label, each label's log-probability) — labels scored after a space.
 
     When every label is a single token (" positive" is one token for most BPE vocabularies), one
@@ -102,9 +119,15 @@ def classify(model, encode: Callable[[str], list[int]], prompt: str, labels: Seq
     return max(range(len(labels)), key=scores.__getitem__), scores
 
 
-def accuracy(model, encode: Callable[[str], list[int]], demos: Sequence[Labeled], test: Sequence[Labeled],
-             labels: Sequence[str], fmt: PromptFormat = PromptFormat(),
-             verbalizer: dict[str, str] | None = None) -> float:
+def accuracy(
+    model,
+    encode: Callable[[str], list[int]],
+    demos: Sequence[Labeled],
+    test: Sequence[Labeled],
+    labels: Sequence[str],
+    fmt: PromptFormat = PromptFormat(),
+    verbalizer: dict[str, str] | None = None,
+) -> float:
     """Share of `test` items whose label wins, with the same demonstrations for every item."""
     words = [verbalizer[lab] if verbalizer else lab for lab in labels]
     hits = 0
@@ -122,15 +145,26 @@ class ShotCurve:
     draws: list[list[float]]  # every draw's accuracy, per k
 
 
-def accuracy_vs_k(model, encode: Callable[[str], list[int]], pool: Sequence[Labeled], test: Sequence[Labeled],
-                  labels: Sequence[str], ks: Sequence[int] = (0, 1, 2, 4, 8), n_draws: int = 3, seed: int = 0,
-                  fmt: PromptFormat = PromptFormat(), verbalizer: dict[str, str] | None = None) -> ShotCurve:
+def accuracy_vs_k(
+    model,
+    encode: Callable[[str], list[int]],
+    pool: Sequence[Labeled],
+    test: Sequence[Labeled],
+    labels: Sequence[str],
+    ks: Sequence[int] = (0, 1, 2, 4, 8),
+    n_draws: int = 3,
+    seed: int = 0,
+    fmt: PromptFormat = PromptFormat(),
+    verbalizer: dict[str, str] | None = None,
+) -> ShotCurve:
     """Accuracy on `test` for each k, averaged over `n_draws` random demonstration sets from `pool`."""
     rng = random.Random(seed)
     curve = ShotCurve([], [], [], [])
     for k in ks:
-        accs = [accuracy(model, encode, sample_demos(pool, k, rng), test, labels, fmt, verbalizer)
-                for _ in range(1 if k == 0 else n_draws)]
+        accs = [
+            accuracy(model, encode, sample_demos(pool, k, rng), test, labels, fmt, verbalizer)
+            for _ in range(1 if k == 0 else n_draws)
+        ]
         curve.ks.append(k)
         curve.draws.append(accs)
         curve.mean.append(statistics.fmean(accs))
@@ -145,12 +179,19 @@ class HFCausalLM(nn.Module):
         super().__init__()
         self.hf = hf_model
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits = self.hf(input_ids=idx.to(self.hf.device)).logits  # (B, T, vocab), on the model's device
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits = self.hf(
+            input_ids=idx.to(self.hf.device)
+        ).logits  # (B, T, vocab), on the model's device
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1).to(logits.device),
-                                   ignore_index=-100)
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)).float(),
+                targets.reshape(-1).to(logits.device),
+                ignore_index=-100,
+            )
         return logits, loss
 
 
@@ -174,11 +215,17 @@ def load_smollm2(device: torch.device | str | None = None) -> tuple[HFCausalLM, 
 @torch.no_grad()
 def greedy_reply(model: HFCausalLM, tokenizer, prompt: str, max_new_tokens: int = 80) -> str:
     """Continue an already rendered prompt greedily; the new text, cut at the end-of-turn token."""
-    ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)], device=next(model.parameters()).device)
-    out = model.hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                            do_sample=False, pad_token_id=tokenizer.eos_token_id)
-    return tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
-
+    ids = torch.tensor(
+        [tokenizer.encode(prompt, add_special_tokens=False)], device=next(model.parameters()).device
+    )
+    out = model.hf.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.eos_token_id,
+    )
+    return tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
 
 # ------------------------------------------------ a task family a tiny GPT learns here (smoke size)
@@ -229,7 +276,9 @@ def digit_prompts(generator: torch.Generator, batch_size: int, max_k: int = 6) -
     B, n = batch_size, max_k + 1
     task = torch.randint(0, len(DIGIT_TASKS), (B,), generator=generator)
     x = torch.randint(0, 10, (B, n, 2), generator=generator)
-    answers = digit_task_answers(x).gather(-1, task[:, None, None].expand(B, n, 1))[..., 0]  # (B, n)
+    answers = digit_task_answers(x).gather(-1, task[:, None, None].expand(B, n, 1))[
+        ..., 0
+    ]  # (B, n)
     gt, semi = torch.full_like(answers, _GT), torch.full_like(answers, _SEMI)
     seq = torch.stack([x[..., 0], x[..., 1], gt, answers, semi], -1).view(B, n * 5)  # (B, n * 5)
     idx, targets = seq[:, :-2], seq[:, 1:-1].clone()  # drop the final answer and ";" from the input
@@ -238,8 +287,14 @@ def digit_prompts(generator: torch.Generator, batch_size: int, max_k: int = 6) -
     return DigitPrompts(idx, targets.masked_fill(~is_answer, -100), task, x, answers)
 
 
-def train_digit_icl(steps: int = 400, seed: int = 0, runtime=None, batch_size: int = 64, n_embd: int = 64,
-                    max_k: int = 6) -> nn.Module:
+def train_digit_icl(
+    steps: int = 400,
+    seed: int = 0,
+    runtime=None,
+    batch_size: int = 64,
+    n_embd: int = 64,
+    max_k: int = 6,
+) -> nn.Module:
     """A 2-layer GPT trained from scratch on `digit_prompts`; returned in eval mode.
 
     About 10 s on one CPU thread for 400 steps. Every task's rule must live in the weights; the
@@ -249,10 +304,26 @@ def train_digit_icl(steps: int = 400, seed: int = 0, runtime=None, batch_size: i
     from llmcourse.train import TrainConfig, fit
 
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=12, block_size=5 * (max_k + 1), n_layer=2, n_head=4, n_embd=n_embd,
-                          dropout=0.0))
-    cfg = TrainConfig(max_steps=steps, lr=3e-3, warmup_steps=20, weight_decay=0.0, eval_every=0, ckpt_every=0,
-                      log_every=max(1, steps // 20), seed=seed)
+    model = GPT(
+        GPTConfig(
+            vocab_size=12,
+            block_size=5 * (max_k + 1),
+            n_layer=2,
+            n_head=4,
+            n_embd=n_embd,
+            dropout=0.0,
+        )
+    )
+    cfg = TrainConfig(
+        max_steps=steps,
+        lr=3e-3,
+        warmup_steps=20,
+        weight_decay=0.0,
+        eval_every=0,
+        ckpt_every=0,
+        log_every=max(1, steps // 20),
+        seed=seed,
+    )
     sample = lambda g: (lambda p: (p.idx, p.targets))(digit_prompts(g, batch_size, max_k))  # noqa: E731
     fit(model, sample, cfg, runtime=runtime, progress=False)
     return model.eval()
@@ -264,7 +335,9 @@ def fixed_task_baseline(prompts: DigitPrompts) -> tuple[str, float]:
     This is the "majority label" of this family: what a reader that never looks at the examples
     can reach at best. Accuracy is over every answer position of `prompts`.
     """
-    hits = (digit_task_answers(prompts.x) == prompts.answers[..., None]).float().mean((0, 1))  # (4,)
+    hits = (
+        (digit_task_answers(prompts.x) == prompts.answers[..., None]).float().mean((0, 1))
+    )  # (4,)
     best = int(hits.argmax())
     return DIGIT_TASKS[best], float(hits[best])
 
@@ -273,8 +346,12 @@ def ideal_reader_accuracy(prompts: DigitPrompts) -> list[float]:
     """Accuracy per k of the Bayes-optimal reader: keep the tasks that agree with all k examples
     (all are equally likely a priori), answer what most of them say, split ties evenly."""
     cand = digit_task_answers(prompts.x)  # (B, n, 4) each task's answer for each pair
-    agree = (cand == prompts.answers[..., None]).float()  # (B, n, 4) task consistent with example i?
-    alive = torch.cumprod(torch.cat([torch.ones_like(agree[:, :1]), agree[:, :-1]], 1), 1)  # (B, n, 4) before k
+    agree = (
+        cand == prompts.answers[..., None]
+    ).float()  # (B, n, 4) task consistent with example i?
+    alive = torch.cumprod(
+        torch.cat([torch.ones_like(agree[:, :1]), agree[:, :-1]], 1), 1
+    )  # (B, n, 4) before k
     votes = (F.one_hot(cand, 10).float() * alive[..., None]).sum(2)  # (B, n, 10) tasks per answer
     winners = votes == votes.max(-1, keepdim=True).values  # (B, n, 10)
     hit = winners.gather(-1, prompts.answers[..., None])[..., 0].float() / winners.sum(-1)

@@ -13,6 +13,7 @@
 
 Left out: rotary and ALiBi positions (they change attention itself, see llmcourse.gpt), SwiGLU.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,7 +44,7 @@ class SinusoidalPositionalEncoding(nn.Module):
     def encoding(self, T: int, offset: int = 0) -> torch.Tensor:
         if offset + T > self.pe.shape[0]:
             raise ValueError(f"position {offset + T} beyond max_len={self.pe.shape[0]}")
-        return self.pe[offset:offset + T]  # (T, C)
+        return self.pe[offset : offset + T]  # (T, C)
 
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         return x + self.encoding(x.shape[1], offset).to(x.dtype)

@@ -27,6 +27,7 @@ conversion and the GGUF loader are in `llmcourse.convert`.
 Left out: sliding-window attention (Mistral), QK-norm (Qwen3), RoPE on part of the head only, bias
 terms in q/k/v alone (Qwen2), and any fused kernels.
 """
+
 from __future__ import annotations
 
 import math
@@ -55,12 +56,16 @@ class LlamaConfig(Sized):
     pos: str = "rope"  # "rope" (Llama) or "learned" (GPT-2's position embedding table)
     rope_theta: float = 10000.0  # RoPE base: wavelengths run from 2π to about 2π·theta
     rope_factor: float = 1.0  # Llama 3.1 scaling: 1 = off; 8 stretches long wavelengths 8x
-    rope_low_freq_factor: float = 1.0  # wavelengths above original_context / this are divided by factor
+    rope_low_freq_factor: float = (
+        1.0  # wavelengths above original_context / this are divided by factor
+    )
     rope_high_freq_factor: float = 4.0  # wavelengths below original_context / this stay as they are
     rope_original_context: int = 8192  # the context length the model was first trained for
     mlp: str = "swiglu"  # "swiglu" (Llama) or "gelu" (GPT-2)
     bias: bool = False  # biases in every Linear and LayerNorm (GPT-2: True, Llama: False)
-    tie_embeddings: bool = True  # lm_head shares tok_emb's matrix (GPT-2, SmolLM2: yes; Llama 3 8B: no)
+    tie_embeddings: bool = (
+        True  # lm_head shares tok_emb's matrix (GPT-2, SmolLM2: yes; Llama 3 8B: no)
+    )
     dropout: float = 0.0  # on embeddings, attention weights and residual branches
     n_expert: int = 0  # > 0: a mixture-of-experts feed-forward with this many experts
     n_expert_active: int = 2  # experts each token is routed to (top-k)
@@ -69,19 +74,28 @@ class LlamaConfig(Sized):
     smoke_overrides = {"block_size": 64, "n_layer": 2, "n_head": 4, "n_kv_head": 2, "n_embd": 64}
 
     def __post_init__(self):
-        for name, value, choices in (("norm", self.norm, NORMS), ("pos", self.pos, POSITIONS),
-                                     ("mlp", self.mlp, MLPS)):
+        for name, value, choices in (
+            ("norm", self.norm, NORMS),
+            ("pos", self.pos, POSITIONS),
+            ("mlp", self.mlp, MLPS),
+        ):
             if value not in choices:
                 raise ValueError(f"LlamaConfig.{name}={value!r}: use one of {choices}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd={self.n_embd} must be divisible by n_head={self.n_head}")
         if not 1 <= self.n_kv_head <= self.n_head or self.n_head % self.n_kv_head:
-            raise ValueError(f"n_kv_head={self.n_kv_head} must divide n_head={self.n_head} "
-                             "(each key/value head serves the same number of query heads)")
+            raise ValueError(
+                f"n_kv_head={self.n_kv_head} must divide n_head={self.n_head} "
+                "(each key/value head serves the same number of query heads)"
+            )
         if self.pos == "rope" and self.head_dim % 2:
-            raise ValueError(f"RoPE rotates pairs of numbers: head_dim={self.head_dim} must be even")
+            raise ValueError(
+                f"RoPE rotates pairs of numbers: head_dim={self.head_dim} must be even"
+            )
         if self.n_expert and not 1 <= self.n_expert_active <= self.n_expert:
-            raise ValueError(f"n_expert_active={self.n_expert_active} must be in 1..n_expert={self.n_expert}")
+            raise ValueError(
+                f"n_expert_active={self.n_expert_active} must be in 1..n_expert={self.n_expert}"
+            )
 
     @property
     def head_dim(self) -> int:
@@ -100,8 +114,16 @@ def gpt2_like(cfg: LlamaConfig) -> LlamaConfig:
     """The same sizes with every switch set to GPT-2's choice: the first rung of notebook 10's ladder."""
     from dataclasses import replace
 
-    return replace(cfg, norm="layer", pos="learned", mlp="gelu", n_kv_head=cfg.n_head, bias=True,
-                   tie_embeddings=True, ffn_hidden=0)
+    return replace(
+        cfg,
+        norm="layer",
+        pos="learned",
+        mlp="gelu",
+        n_kv_head=cfg.n_head,
+        bias=True,
+        tie_embeddings=True,
+        ffn_hidden=0,
+    )
 
 
 # ------------------------------------------------------------------------------- 1. RMSNorm
@@ -127,9 +149,15 @@ def _norm(cfg: LlamaConfig) -> nn.Module:
 
 
 # ------------------------------------------------------------------------------- 2. RoPE
-def rope_frequencies(head_dim: int, theta: float = 10000.0, *, factor: float = 1.0,
-                     low_freq_factor: float = 1.0, high_freq_factor: float = 4.0,
-                     original_context: int = 8192) -> torch.Tensor:
+def rope_frequencies(
+    head_dim: int,
+    theta: float = 10000.0,
+    *,
+    factor: float = 1.0,
+    low_freq_factor: float = 1.0,
+    high_freq_factor: float = 4.0,
+    original_context: int = 8192,
+) -> torch.Tensor:
     """The head_dim/2 rotation speeds (radians per position) of RoPE, with Llama 3.1's scaling.
 
     Pair i turns by theta^(-2i/head_dim) per position: pair 0 once per 2π positions, the last pair
@@ -140,11 +168,16 @@ def rope_frequencies(head_dim: int, theta: float = 10000.0, *, factor: float = 1
     >>> rope_frequencies(4, theta=100.0).tolist()
     [1.0, 0.10000000149011612]
     """
-    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (hd/2,)
+    inv_freq = 1.0 / theta ** (
+        torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim
+    )  # (hd/2,)
     if factor == 1.0:
         return inv_freq
     wavelen = 2 * math.pi / inv_freq
-    low_wavelen, high_wavelen = original_context / low_freq_factor, original_context / high_freq_factor
+    low_wavelen, high_wavelen = (
+        original_context / low_freq_factor,
+        original_context / high_freq_factor,
+    )
     # 0 at the long-wavelength edge (fully scaled), 1 at the short one (unchanged)
     smooth = (original_context / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
     blended = (1 - smooth) * inv_freq / factor + smooth * inv_freq
@@ -186,15 +219,22 @@ class Attention(nn.Module):
         self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, cfg.head_dim
         # peft's and Hugging Face's names: LoRA's usual targets are "q_proj" and "v_proj"
         self.q_proj = nn.Linear(cfg.n_embd, cfg.n_head * cfg.head_dim, bias=cfg.bias)
-        self.k_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * cfg.head_dim, bias=cfg.bias)  # New: fewer heads
+        self.k_proj = nn.Linear(
+            cfg.n_embd, cfg.n_kv_head * cfg.head_dim, bias=cfg.bias
+        )  # New: fewer heads
         self.v_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * cfg.head_dim, bias=cfg.bias)
         self.o_proj = nn.Linear(cfg.n_head * cfg.head_dim, cfg.n_embd, bias=cfg.bias)
         self.o_proj.residual_scale = True  # GPT-2's scaled init for residual projections
         self.attn_dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-                kv_cache=None, layer: int = 0) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        kv_cache=None,
+        layer: int = 0,
+    ) -> torch.Tensor:
         B, T, C = x.shape
         # (B, T, heads * hd) -> (B, heads, T, hd)
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
@@ -205,7 +245,9 @@ class Attention(nn.Module):
             cos, sin = rope
             q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv_cache is not None:
-            k, v = kv_cache.update(layer, k, v)  # (B, n_kv_head, T_past + T, hd): the cache holds kv heads only
+            k, v = kv_cache.update(
+                layer, k, v
+            )  # (B, n_kv_head, T_past + T, hd): the cache holds kv heads only
         T_all = k.size(2)
         if T == T_all:
             mask, causal = None, True
@@ -217,9 +259,15 @@ class Attention(nn.Module):
         # New: each group of n_head / n_kv_head query heads reads the same key/value head. SDPA's
         # enable_gqa computes attention over repeat_kv(k, n_rep), repeat_kv(v, n_rep) without
         # copying the keys and values n_rep times (notebook 10 checks the two agree).
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                           dropout_p=self.attn_dropout if self.training else 0.0,
-                                           enable_gqa=self.n_head > self.n_kv_head)
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            is_causal=causal,
+            dropout_p=self.attn_dropout if self.training else 0.0,
+            enable_gqa=self.n_head > self.n_kv_head,
+        )
         y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)  # (B, T, C)
         return self.resid_drop(self.o_proj(y))
 
@@ -240,7 +288,9 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.swiglu:
-            h = F.silu(self.gate_proj(x)) * self.up_proj(x)  # the gate decides, per unit, how much passes
+            h = F.silu(self.gate_proj(x)) * self.up_proj(
+                x
+            )  # the gate decides, per unit, how much passes
         else:
             h = F.gelu(self.up_proj(x), approximate="tanh")
         return self.drop(self.down_proj(h))
@@ -257,7 +307,9 @@ class Block(nn.Module):
         if cfg.n_expert:
             from llmcourse.moe import MoE
 
-            self.mlp = MoE(cfg.n_embd, cfg.n_expert, top_k=cfg.n_expert_active, make_expert=lambda: MLP(cfg))
+            self.mlp = MoE(
+                cfg.n_embd, cfg.n_expert, top_k=cfg.n_expert_active, make_expert=lambda: MLP(cfg)
+            )
         else:
             self.mlp = MLP(cfg)
 
@@ -289,16 +341,24 @@ class Llama(nn.Module):
 
     def _inv_freq(self) -> torch.Tensor:
         c = self.cfg
-        return rope_frequencies(c.head_dim, c.rope_theta, factor=c.rope_factor,
-                                low_freq_factor=c.rope_low_freq_factor,
-                                high_freq_factor=c.rope_high_freq_factor,
-                                original_context=c.rope_original_context)
+        return rope_frequencies(
+            c.head_dim,
+            c.rope_theta,
+            factor=c.rope_factor,
+            low_freq_factor=c.rope_low_freq_factor,
+            high_freq_factor=c.rope_high_freq_factor,
+            original_context=c.rope_original_context,
+        )
 
     def _init_weights(self, module: nn.Module) -> None:
         """GPT-2's initialisation (N(0, 0.02), residual projections scaled by 1/sqrt(2·n_layer)), so
         that the rungs of the ladder differ only in their architecture. Norm weights start at 1."""
         if isinstance(module, nn.Linear):
-            std = 0.02 / math.sqrt(2 * self.cfg.n_layer) if getattr(module, "residual_scale", False) else 0.02
+            std = (
+                0.02 / math.sqrt(2 * self.cfg.n_layer)
+                if getattr(module, "residual_scale", False)
+                else 0.02
+            )
             nn.init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
@@ -311,25 +371,37 @@ class Llama(nn.Module):
 
     def aux_loss(self) -> torch.Tensor | None:
         """The mixture-of-experts load-balancing loss of the last forward pass, summed over blocks."""
-        losses = [b.mlp.aux_loss for b in self.blocks if getattr(b.mlp, "aux_loss", None) is not None]
+        losses = [
+            b.mlp.aux_loss for b in self.blocks if getattr(b.mlp, "aux_loss", None) is not None
+        ]
         return torch.stack(losses).sum() if losses else None
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None, kv_cache=None,
-                last_only: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        kv_cache=None,
+        last_only: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) -> logits (B, T, vocab), and the mean cross-entropy if targets are given (plus
         `moe_aux_weight` times the load-balancing loss for a mixture of experts). With a `kv_cache`,
         idx holds only the new tokens; `last_only=True` returns the last position's logits only."""
         B, T = idx.shape
         start = kv_cache.pos if kv_cache is not None else 0
         if start + T > self.cfg.block_size:
-            raise ValueError(f"sequence of {start + T} tokens exceeds block_size={self.cfg.block_size}; "
-                             "crop the context (generate() does this) or raise block_size")
+            raise ValueError(
+                f"sequence of {start + T} tokens exceeds block_size={self.cfg.block_size}; "
+                "crop the context (generate() does this) or raise block_size"
+            )
         x = self.tok_emb(idx)  # (B, T, C)
         rope = None
         if self.cfg.pos == "learned":
             x = x + self.pos_emb(torch.arange(start, start + T, device=idx.device))
         else:  # New: positions enter inside attention, as the angles of positions start..start+T-1
-            rope = self.rope_cos[start:start + T], self.rope_sin[start:start + T]  # (T, hd) each
+            rope = (
+                self.rope_cos[start : start + T],
+                self.rope_sin[start : start + T],
+            )  # (T, hd) each
         x = self.drop(x)
         for i, block in enumerate(self.blocks):
             x = block(x, rope=rope, kv_cache=kv_cache, layer=i)
@@ -341,8 +413,9 @@ class Llama(nn.Module):
         logits = self.lm_head(x)
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                                   ignore_index=-100)
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100
+            )
             aux = self.aux_loss()
             if aux is not None:
                 loss = loss + self.cfg.moe_aux_weight * aux

@@ -16,9 +16,10 @@ of 32 weights share one scale and one minimum, and each weight is a 4-bit code (
 explains the idea). We dequantize with the `gguf` package to float32. One twist: llama.cpp rotates
 RoPE pairs of *adjacent* numbers (Meta's original layout), while Hugging Face and we pair number i
 with number i + head_dim/2, so the converter that made the file permuted the rows of every q and k
-matrix. `_unpermute` puts them back. Left out: GGUF files with RoPE scaling tables, mixtures of
+matrix. `unpermute` puts them back. Left out: GGUF files with RoPE scaling tables, mixtures of
 experts and architectures other than "llama".
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -78,57 +79,116 @@ def config_from_hf(hc, *, block_size: int | None = None) -> LlamaConfig:
     if hc.hidden_act != "silu":
         _refuse("hidden_act", hc.hidden_act, "our SwiGLU uses silu")
     if bool(hc.attention_bias) != bool(hc.mlp_bias):
-        _refuse("attention_bias", hc.attention_bias, f"we have biases everywhere or nowhere, and mlp_bias={hc.mlp_bias}")
+        _refuse(
+            "attention_bias",
+            hc.attention_bias,
+            f"we have biases everywhere or nowhere, and mlp_bias={hc.mlp_bias}",
+        )
     if hc.head_dim != hc.hidden_size // hc.num_attention_heads:
-        _refuse("head_dim", hc.head_dim, f"ours is hidden_size // num_attention_heads = "
-                f"{hc.hidden_size // hc.num_attention_heads}")
+        _refuse(
+            "head_dim",
+            hc.head_dim,
+            f"ours is hidden_size // num_attention_heads = "
+            f"{hc.hidden_size // hc.num_attention_heads}",
+        )
     if getattr(hc, "attention_dropout", 0.0):
-        _refuse("attention_dropout", hc.attention_dropout, "our dropout also acts on residual branches")
+        _refuse(
+            "attention_dropout", hc.attention_dropout, "our dropout also acts on residual branches"
+        )
     if (getattr(hc, "pretraining_tp", 1) or 1) != 1:
-        _refuse("pretraining_tp", hc.pretraining_tp, "only 1 (no tensor-parallel slicing) is implemented")
+        _refuse(
+            "pretraining_tp",
+            hc.pretraining_tp,
+            "only 1 (no tensor-parallel slicing) is implemented",
+        )
     rope = _hf_rope(hc)
     kind = rope.get("rope_type", "default")
     if kind not in ("default", "llama3"):
-        _refuse("rope_parameters['rope_type']", kind, "only 'default' and Llama 3.1's 'llama3' are implemented")
+        _refuse(
+            "rope_parameters['rope_type']",
+            kind,
+            "only 'default' and Llama 3.1's 'llama3' are implemented",
+        )
     if rope.get("partial_rotary_factor", 1.0) != 1.0:
-        _refuse("rope_parameters['partial_rotary_factor']", rope["partial_rotary_factor"], "RoPE covers whole heads")
+        _refuse(
+            "rope_parameters['partial_rotary_factor']",
+            rope["partial_rotary_factor"],
+            "RoPE covers whole heads",
+        )
     scaling = {}
     if kind == "llama3":
-        scaling = dict(rope_factor=float(rope["factor"]), rope_low_freq_factor=float(rope["low_freq_factor"]),
-                       rope_high_freq_factor=float(rope["high_freq_factor"]),
-                       rope_original_context=int(rope["original_max_position_embeddings"]))
-    return LlamaConfig(vocab_size=hc.vocab_size, block_size=block_size or hc.max_position_embeddings,
-                       n_layer=hc.num_hidden_layers, n_head=hc.num_attention_heads,
-                       n_kv_head=hc.num_key_value_heads, n_embd=hc.hidden_size, ffn_hidden=hc.intermediate_size,
-                       norm="rms", norm_eps=float(hc.rms_norm_eps), pos="rope",
-                       rope_theta=float(rope.get("rope_theta", 10000.0)), mlp="swiglu", bias=bool(hc.attention_bias),
-                       tie_embeddings=bool(hc.tie_word_embeddings), dropout=0.0, **scaling)
+        scaling = dict(
+            rope_factor=float(rope["factor"]),
+            rope_low_freq_factor=float(rope["low_freq_factor"]),
+            rope_high_freq_factor=float(rope["high_freq_factor"]),
+            rope_original_context=int(rope["original_max_position_embeddings"]),
+        )
+    return LlamaConfig(
+        vocab_size=hc.vocab_size,
+        block_size=block_size or hc.max_position_embeddings,
+        n_layer=hc.num_hidden_layers,
+        n_head=hc.num_attention_heads,
+        n_kv_head=hc.num_key_value_heads,
+        n_embd=hc.hidden_size,
+        ffn_hidden=hc.intermediate_size,
+        norm="rms",
+        norm_eps=float(hc.rms_norm_eps),
+        pos="rope",
+        rope_theta=float(rope.get("rope_theta", 10000.0)),
+        mlp="swiglu",
+        bias=bool(hc.attention_bias),
+        tie_embeddings=bool(hc.tie_word_embeddings),
+        dropout=0.0,
+        **scaling,
+    )
 
 
 def config_to_hf(cfg: LlamaConfig):
     """The `transformers.LlamaConfig` of the same network; refuses the GPT-2 switches and MoE."""
     from transformers import LlamaConfig as HFLlamaConfig
 
-    for field, value, want in (("norm", cfg.norm, "rms"), ("pos", cfg.pos, "rope"), ("mlp", cfg.mlp, "swiglu"),
-                               ("n_expert", cfg.n_expert, 0)):
+    for field, value, want in (
+        ("norm", cfg.norm, "rms"),
+        ("pos", cfg.pos, "rope"),
+        ("mlp", cfg.mlp, "swiglu"),
+        ("n_expert", cfg.n_expert, 0),
+    ):
         if value != want:
             _refuse(field, value, f"Hugging Face's LlamaForCausalLM has {field}={want!r} only")
     rope = {"rope_type": "default", "rope_theta": cfg.rope_theta}
     if cfg.rope_factor != 1.0:
-        rope.update(rope_type="llama3", factor=cfg.rope_factor, low_freq_factor=cfg.rope_low_freq_factor,
-                    high_freq_factor=cfg.rope_high_freq_factor,
-                    original_max_position_embeddings=cfg.rope_original_context)
+        rope.update(
+            rope_type="llama3",
+            factor=cfg.rope_factor,
+            low_freq_factor=cfg.rope_low_freq_factor,
+            high_freq_factor=cfg.rope_high_freq_factor,
+            original_max_position_embeddings=cfg.rope_original_context,
+        )
     if "rope_parameters" in HFLlamaConfig().to_dict():  # transformers 5
         rope_kw = {"rope_parameters": rope}
     else:  # transformers 4.x: the base and the scaling are two fields
         theta = rope.pop("rope_theta")
-        rope_kw = {"rope_theta": theta, "rope_scaling": rope if rope["rope_type"] != "default" else None}
-    return HFLlamaConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.n_embd, intermediate_size=cfg.hidden,
-                         num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head,
-                         num_key_value_heads=cfg.n_kv_head, max_position_embeddings=cfg.block_size,
-                         rms_norm_eps=cfg.norm_eps, attention_bias=cfg.bias, **rope_kw,
-                         mlp_bias=cfg.bias, tie_word_embeddings=cfg.tie_embeddings,
-                         bos_token_id=None, eos_token_id=None, pad_token_id=None)
+        rope_kw = {
+            "rope_theta": theta,
+            "rope_scaling": rope if rope["rope_type"] != "default" else None,
+        }
+    return HFLlamaConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.n_embd,
+        intermediate_size=cfg.hidden,
+        num_hidden_layers=cfg.n_layer,
+        num_attention_heads=cfg.n_head,
+        num_key_value_heads=cfg.n_kv_head,
+        max_position_embeddings=cfg.block_size,
+        rms_norm_eps=cfg.norm_eps,
+        attention_bias=cfg.bias,
+        **rope_kw,
+        mlp_bias=cfg.bias,
+        tie_word_embeddings=cfg.tie_embeddings,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+    )
 
 
 def llama_from_hf(hf_model, *, block_size: int | None = None) -> Llama:
@@ -147,12 +207,16 @@ def llama_to_hf(model: Llama):
 
     hf = LlamaForCausalLM(config_to_hf(model.cfg))
     ours = model.state_dict()
-    hf_state = {hf_key: ours[key].detach().clone() for key, hf_key in _hf_key_map(model.cfg).items()}
+    hf_state = {
+        hf_key: ours[key].detach().clone() for key, hf_key in _hf_key_map(model.cfg).items()
+    }
     if model.cfg.tie_embeddings:
         hf_state["lm_head.weight"] = hf_state["model.embed_tokens.weight"]
     missing, unexpected = hf.load_state_dict(hf_state, strict=False)
     missing = [k for k in missing if "rotary_emb" not in k]  # HF's non-persistent RoPE buffers
-    assert not missing and not unexpected, f"conversion mismatch: missing={missing} unexpected={unexpected}"
+    assert not missing and not unexpected, (
+        f"conversion mismatch: missing={missing} unexpected={unexpected}"
+    )
     return hf.eval()
 
 
@@ -166,13 +230,19 @@ def _load(cfg: LlamaConfig, state: dict, key_map: dict[str, str], *, source: str
             raise KeyError(f"{source} weights have no {src!r} (needed for our {key})")
         tensor = torch.as_tensor(state[src]).detach().float()
         if tensor.shape != expected[key].shape:
-            raise ValueError(f"{src}: shape {tuple(tensor.shape)} != our {key} {tuple(expected[key].shape)}")
+            raise ValueError(
+                f"{src}: shape {tuple(tensor.shape)} != our {key} {tuple(expected[key].shape)}"
+            )
         ours[key] = tensor.clone()
     if cfg.tie_embeddings:
         ours["lm_head.weight"] = ours["tok_emb.weight"]
         tied = state.get("lm_head.weight", state.get("output.weight"))
-        if tied is not None and not torch.equal(torch.as_tensor(tied).float(), ours["tok_emb.weight"]):
-            raise ValueError(f"{source} config says tied embeddings, but lm_head differs from the embedding")
+        if tied is not None and not torch.equal(
+            torch.as_tensor(tied).float(), ours["tok_emb.weight"]
+        ):
+            raise ValueError(
+                f"{source} config says tied embeddings, but lm_head differs from the embedding"
+            )
     used = set(key_map.values()) | {"lm_head.weight"}
     unused = [k for k in state if k not in used and "rotary_emb" not in k]
     assert not unused, f"{source} weights the conversion would drop: {unused}"
@@ -194,7 +264,7 @@ _GGUF_BLOCK = {  # our name -> llama.cpp's
 }
 
 
-def _unpermute(w: np.ndarray, n_heads: int) -> np.ndarray:
+def unpermute(w: np.ndarray, n_heads: int) -> np.ndarray:
     """Undo llama.cpp's row order for q/k: within each head, rows (0, 1, 2, 3, ...) of pairs of adjacent
     numbers become the halves (0, 2, ... | 1, 3, ...) that rotate_half pairs. (out, in) -> (out, in)."""
     out, d_in = w.shape
@@ -209,39 +279,60 @@ def read_gguf(path: str | Path) -> tuple[dict[str, object], dict[str, np.ndarray
     reader = GGUFReader(str(path))
     meta = {}
     for key, field in reader.fields.items():
-        if not key.startswith("tokenizer.ggml."):  # the vocabulary (49k strings) is read by the tokenizer
+        if not key.startswith(
+            "tokenizer.ggml."
+        ):  # the vocabulary (49k strings) is read by the tokenizer
             meta[key] = field.contents()
-    tensors = {t.name: np.array(dequantize(t.data, t.tensor_type), dtype=np.float32) for t in reader.tensors}
+    tensors = {
+        t.name: np.array(dequantize(t.data, t.tensor_type), dtype=np.float32)
+        for t in reader.tensors
+    }
     return meta, tensors
 
 
-def config_from_gguf(meta: dict[str, object], *, vocab_size: int, block_size: int | None = None) -> LlamaConfig:
+def config_from_gguf(
+    meta: dict[str, object], *, vocab_size: int, block_size: int | None = None
+) -> LlamaConfig:
     arch = meta.get("general.architecture")
     if arch != "llama":
         raise ValueError(f"general.architecture={arch!r}: only 'llama' GGUF files are converted")
     n_embd, n_head = int(meta["llama.embedding_length"]), int(meta["llama.attention.head_count"])
     rope_dim = int(meta.get("llama.rope.dimension_count", n_embd // n_head))
     if rope_dim != n_embd // n_head:
-        raise ValueError(f"llama.rope.dimension_count={rope_dim}: RoPE on part of a head is not implemented")
+        raise ValueError(
+            f"llama.rope.dimension_count={rope_dim}: RoPE on part of a head is not implemented"
+        )
     if "llama.rope.scaling.type" in meta:
-        raise ValueError(f"llama.rope.scaling.type={meta['llama.rope.scaling.type']!r} is not implemented")
-    return LlamaConfig(vocab_size=vocab_size, block_size=block_size or int(meta["llama.context_length"]),
-                       n_layer=int(meta["llama.block_count"]), n_head=n_head,
-                       n_kv_head=int(meta.get("llama.attention.head_count_kv", n_head)), n_embd=n_embd,
-                       ffn_hidden=int(meta["llama.feed_forward_length"]),
-                       norm_eps=float(meta["llama.attention.layer_norm_rms_epsilon"]),
-                       rope_theta=float(meta.get("llama.rope.freq_base", 10000.0)), bias=False)
+        raise ValueError(
+            f"llama.rope.scaling.type={meta['llama.rope.scaling.type']!r} is not implemented"
+        )
+    return LlamaConfig(
+        vocab_size=vocab_size,
+        block_size=block_size or int(meta["llama.context_length"]),
+        n_layer=int(meta["llama.block_count"]),
+        n_head=n_head,
+        n_kv_head=int(meta.get("llama.attention.head_count_kv", n_head)),
+        n_embd=n_embd,
+        ffn_hidden=int(meta["llama.feed_forward_length"]),
+        norm_eps=float(meta["llama.attention.layer_norm_rms_epsilon"]),
+        rope_theta=float(meta.get("llama.rope.freq_base", 10000.0)),
+        bias=False,
+    )
 
 
 def llama_from_gguf(path: str | Path, *, block_size: int | None = None) -> Llama:
     """Our `Llama` with the dequantized weights of a llama.cpp GGUF file (e.g. SmolLM2-135M's Q4_1)."""
     meta, tensors = read_gguf(path)
     vocab_size = tensors["token_embd.weight"].shape[0]
-    cfg = replace(config_from_gguf(meta, vocab_size=vocab_size, block_size=block_size),
-                  tie_embeddings="output.weight" not in tensors)  # no output matrix: tied to the embedding
+    cfg = replace(
+        config_from_gguf(meta, vocab_size=vocab_size, block_size=block_size),
+        tie_embeddings="output.weight" not in tensors,
+    )  # no output matrix: tied to the embedding
     for i in range(cfg.n_layer):  # back to the rotate_half layout (see the module docstring)
-        tensors[f"blk.{i}.attn_q.weight"] = _unpermute(tensors[f"blk.{i}.attn_q.weight"], cfg.n_head)
-        tensors[f"blk.{i}.attn_k.weight"] = _unpermute(tensors[f"blk.{i}.attn_k.weight"], cfg.n_kv_head)
+        tensors[f"blk.{i}.attn_q.weight"] = unpermute(tensors[f"blk.{i}.attn_q.weight"], cfg.n_head)
+        tensors[f"blk.{i}.attn_k.weight"] = unpermute(
+            tensors[f"blk.{i}.attn_k.weight"], cfg.n_kv_head
+        )
     key_map = {"tok_emb.weight": "token_embd.weight", "final_norm.weight": "output_norm.weight"}
     for i in range(cfg.n_layer):
         key_map.update({ours.format(i=i): src.format(i=i) for ours, src in _GGUF_BLOCK.items()})
@@ -250,7 +341,9 @@ def llama_from_gguf(path: str | Path, *, block_size: int | None = None) -> Llama
     return _load(cfg, tensors, key_map, source=f"GGUF {Path(path).name}")
 
 
-def load_smollm2(*, block_size: int = 2048, device: torch.device | str | None = None) -> tuple[Llama, object]:
+def load_smollm2(
+    *, block_size: int = 2048, device: torch.device | str | None = None
+) -> tuple[Llama, object]:
     """SmolLM2-135M-Instruct in our own `Llama`, from the offline GGUF file, and its tokenizer.
 
     The tokenizer is Hugging Face's, built from the same file; its `apply_chat_template` is SmolLM2's

@@ -13,6 +13,7 @@ At the end, `lora_param_count` and `merged_weight`: the references of notebook 1
 
 Left out: several adapters per layer, rank-stabilised scaling, DoRA and other variants, Conv layers.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,11 +45,17 @@ class LoRALinear(nn.Module):
         return (self.lora_B @ self.lora_A) * self.scaling
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # 1. the frozen layer, exactly as before fine-tuning
         y = self.base(x)
+        # 2. once merged, W already holds W + (alpha / r) B A: nothing more to add
         if self.merged:
             return y
-        # (..., in) -> (..., r) -> (..., out): never materialise the (out, in) update in training
-        return y + F.linear(F.linear(self.dropout(x), self.lora_A), self.lora_B) * self.scaling
+        # 3. the low-rank path: dropout on its input (peft's choice), down to r numbers with A,
+        #    back up with B. (..., in) -> (..., r) -> (..., out): the (out, in) update B A is never
+        #    materialised in training. B starts at zero, so at step 0 the output equals the base's.
+        low = F.linear(self.dropout(x), self.lora_A)
+        # 4. scale by alpha / r, so that changing r does not change the update's size
+        return y + F.linear(low, self.lora_B) * self.scaling
 
     @torch.no_grad()
     def merge(self) -> None:
@@ -68,8 +75,14 @@ def _targeted(name: str, targets: list[str] | tuple[str, ...]) -> bool:
     return any(name == t or name.endswith("." + t) for t in targets)
 
 
-def apply_lora(model: nn.Module, target_names: list[str] | tuple[str, ...], r: int = 8,
-               alpha: float = 16.0, dropout: float = 0.0, freeze_rest: bool = True) -> list[str]:
+def apply_lora(
+    model: nn.Module,
+    target_names: list[str] | tuple[str, ...],
+    r: int = 8,
+    alpha: float = 16.0,
+    dropout: float = 0.0,
+    freeze_rest: bool = True,
+) -> list[str]:
     """Wrap every nn.Linear whose name ends with one of `target_names`; freeze everything else.
 
     Matching is on the last name component(s), like peft's `target_modules`: "qkv" matches
@@ -87,8 +100,12 @@ def apply_lora(model: nn.Module, target_names: list[str] | tuple[str, ...], r: i
                 setattr(module, child_name, LoRALinear(child, r=r, alpha=alpha, dropout=dropout))
                 wrapped.append(full)
     if not wrapped:
-        linears = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
-        raise ValueError(f"no nn.Linear matched {list(target_names)}; Linear layer names here: {linears}")
+        linears = sorted(
+            {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+        )
+        raise ValueError(
+            f"no nn.Linear matched {list(target_names)}; Linear layer names here: {linears}"
+        )
     return wrapped
 
 

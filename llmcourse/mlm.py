@@ -34,6 +34,7 @@ adjectives are split into a "seen" half (labelled training set) and a held-out h
 Left out: whole-word masking, dynamic span masking (SpanBERT), the original's 10% of short
 sequences, and RoBERTa's FULL-SENTENCES packing (the table in notebook 07 says what changed).
 """
+
 from __future__ import annotations
 
 import random
@@ -54,11 +55,19 @@ class SpecialTokens:
     sep: int  # ends each segment
     mask: int  # replaces 80% of the chosen tokens
     vocab_size: int  # random replacements are drawn from the non-special ids below this
-    ids: tuple[int, ...]  # every special id (pad, cls, sep, mask, unk, ...): never chosen as targets
+    ids: tuple[
+        int, ...
+    ]  # every special id (pad, cls, sep, mask, unk, ...): never chosen as targets
 
     @classmethod
-    def from_vocab(cls, vocab, pad: str = "[PAD]", cls_token: str = "[CLS]", sep: str = "[SEP]",
-                   mask: str = "[MASK]") -> SpecialTokens:
+    def from_vocab(
+        cls,
+        vocab,
+        pad: str = "[PAD]",
+        cls_token: str = "[CLS]",
+        sep: str = "[SEP]",
+        mask: str = "[MASK]",
+    ) -> SpecialTokens:
         """From a course tokenizer: a BPE one (`llmcourse.bpe_regex.RegexBPE` with those special
         tokens registered) or a vocabulary with `stoi` and `specials` (`llmcourse.data.vocab.WordVocab`)."""
         if hasattr(vocab, "special_tokens"):  # BPE: {text: id}; the ids come after the merges
@@ -74,9 +83,14 @@ def _special_mask(ids: torch.Tensor, special: SpecialTokens) -> torch.Tensor:
     return torch.isin(ids, torch.tensor(special.ids, device=ids.device))
 
 
-def mask_tokens(input_ids: torch.Tensor, special: SpecialTokens, generator: torch.Generator,
-                mask_prob: float = 0.15, mask_frac: float = 0.8, random_frac: float = 0.1
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_tokens(
+    input_ids: torch.Tensor,
+    special: SpecialTokens,
+    generator: torch.Generator,
+    mask_prob: float = 0.15,
+    mask_frac: float = 0.8,
+    random_frac: float = 0.1,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """input_ids (B, T) -> (corrupted ids (B, T), targets (B, T)).
 
     In each row, k = max(1, round(mask_prob x n)) of its n non-special tokens are chosen uniformly
@@ -91,13 +105,22 @@ def mask_tokens(input_ids: torch.Tensor, special: SpecialTokens, generator: torc
     u = torch.rand(B, T, generator=generator)  # what happens to a chosen token
     normal_ids = torch.tensor([i for i in range(special.vocab_size) if i not in special.ids])
     random_ids = normal_ids[torch.randint(len(normal_ids), (B, T), generator=generator)]
-    corrupted, targets = corrupt(ids, special, scores, u, random_ids, mask_prob, mask_frac, random_frac)
+    corrupted, targets = corrupt(
+        ids, special, scores, u, random_ids, mask_prob, mask_frac, random_frac
+    )
     return corrupted.to(input_ids.device), targets.to(input_ids.device)
 
 
-def corrupt(ids: torch.Tensor, special: SpecialTokens, scores: torch.Tensor, u: torch.Tensor,
-            random_ids: torch.Tensor, mask_prob: float = 0.15, mask_frac: float = 0.8, random_frac: float = 0.1
-            ) -> tuple[torch.Tensor, torch.Tensor]:
+def corrupt(
+    ids: torch.Tensor,
+    special: SpecialTokens,
+    scores: torch.Tensor,
+    u: torch.Tensor,
+    random_ids: torch.Tensor,
+    mask_prob: float = 0.15,
+    mask_frac: float = 0.8,
+    random_frac: float = 0.1,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`mask_tokens` with its random draws given, all (B, T): `scores` choose the k non-special tokens
     of each row with the smallest score, `u` decides [MASK] (u < mask_frac), random (`random_ids`,
     up to mask_frac + random_frac) or kept. Deterministic, so it can be compared exactly."""
@@ -105,7 +128,9 @@ def corrupt(ids: torch.Tensor, special: SpecialTokens, scores: torch.Tensor, u: 
     n = candidate.sum(dim=1)  # (B,)
     k = torch.where(n > 0, torch.clamp(torch.round(n * mask_prob), min=1), torch.zeros_like(n))
     # choose k of the n candidates per row: non-candidates get score 2 (always last), keep the k smallest
-    rank = scores.masked_fill(~candidate, 2.0).argsort(dim=1).argsort(dim=1)  # place of t in row b's order
+    rank = (
+        scores.masked_fill(~candidate, 2.0).argsort(dim=1).argsort(dim=1)
+    )  # place of t in row b's order
     chosen = rank < k[:, None]  # (B, T)
     to_mask = chosen & (u < mask_frac)
     to_random = chosen & (u >= mask_frac) & (u < mask_frac + random_frac)
@@ -113,9 +138,10 @@ def corrupt(ids: torch.Tensor, special: SpecialTokens, scores: torch.Tensor, u: 
     return corrupted, torch.where(chosen, ids, IGNORE)
 
 
-def pack_pair(a: Sequence[int], b: Sequence[int] | None, max_len: int, special: SpecialTokens
-              ) -> tuple[list[int], list[int]]:
-    """"[CLS] a [SEP] b [SEP]" (or "[CLS] a [SEP]" without b) -> (ids, token types), cut to max_len
+def pack_pair(
+    a: Sequence[int], b: Sequence[int] | None, max_len: int, special: SpecialTokens
+) -> tuple[list[int], list[int]]:
+    """ "[CLS] a [SEP] b [SEP]" (or "[CLS] a [SEP]" without b) -> (ids, token types), cut to max_len
     by dropping tokens from the end of the longer segment first (as the original does).
 
     >>> sp = SpecialTokens(pad=0, cls=1, sep=2, mask=3, vocab_size=10, ids=(0, 1, 2, 3))
@@ -143,8 +169,12 @@ def _randint(n: int, generator: torch.Generator) -> int:
     return int(torch.randint(n, (1,), generator=generator))
 
 
-def sentence_pair(documents: Sequence[Sequence[Sequence[int]]], max_len: int, special: SpecialTokens,
-                  generator: torch.Generator) -> tuple[list[int], list[int], int]:
+def sentence_pair(
+    documents: Sequence[Sequence[Sequence[int]]],
+    max_len: int,
+    special: SpecialTokens,
+    generator: torch.Generator,
+) -> tuple[list[int], list[int], int]:
     """One NSP example: (ids, token types, label), label 0 = B follows A, 1 = B is random.
 
     `documents` is a list of documents, each a list of sentences (lists of token ids); documents
@@ -157,8 +187,10 @@ def sentence_pair(documents: Sequence[Sequence[Sequence[int]]], max_len: int, sp
     doc = usable[_randint(len(usable), generator)]
     half = (max_len - 3) // 2
     start = _randint(len(doc) - 1, generator)
-    end = start + 1  # A = doc[start:end], grown while it fits in half the room (one sentence at least)
-    while end < len(doc) - 1 and sum(map(len, doc[start:end + 1])) <= half:
+    end = (
+        start + 1
+    )  # A = doc[start:end], grown while it fits in half the room (one sentence at least)
+    while end < len(doc) - 1 and sum(map(len, doc[start : end + 1])) <= half:
         end += 1
     a = [t for s in doc[start:end] for t in s]
     label = _randint(2, generator)
@@ -177,8 +209,12 @@ def sentence_pair(documents: Sequence[Sequence[Sequence[int]]], max_len: int, sp
     return ids, types, label
 
 
-def pad_batch(rows: Sequence[Sequence[int]], types: Sequence[Sequence[int]] | None, special: SpecialTokens,
-              length: int | None = None) -> dict[str, torch.Tensor]:
+def pad_batch(
+    rows: Sequence[Sequence[int]],
+    types: Sequence[Sequence[int]] | None,
+    special: SpecialTokens,
+    length: int | None = None,
+) -> dict[str, torch.Tensor]:
     """Pad rows of ids (and token types) to `length` (default: the longest) ->
     {"input_ids", "token_type_ids", "attention_mask"}, each (B, length) int64."""
     length = length or max(map(len, rows))
@@ -186,16 +222,22 @@ def pad_batch(rows: Sequence[Sequence[int]], types: Sequence[Sequence[int]] | No
     tt = torch.zeros((len(rows), length), dtype=torch.long)
     am = torch.zeros((len(rows), length), dtype=torch.long)
     for i, row in enumerate(rows):
-        ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
-        am[i, :len(row)] = 1
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+        am[i, : len(row)] = 1
         if types is not None:
-            tt[i, :len(row)] = torch.tensor(types[i], dtype=torch.long)
+            tt[i, : len(row)] = torch.tensor(types[i], dtype=torch.long)
     return {"input_ids": ids, "token_type_ids": tt, "attention_mask": am}
 
 
-def pretraining_batches(documents: Sequence[Sequence[Sequence[int]]], batch_size: int, max_len: int,
-                        special: SpecialTokens, nsp: bool = True, mask_prob: float = 0.15,
-                        only_targets: bool = False) -> Callable[[torch.Generator], dict]:
+def pretraining_batches(
+    documents: Sequence[Sequence[Sequence[int]]],
+    batch_size: int,
+    max_len: int,
+    special: SpecialTokens,
+    nsp: bool = True,
+    mask_prob: float = 0.15,
+    only_targets: bool = False,
+) -> Callable[[torch.Generator], dict]:
     """A sampler of BERT pretraining batches for `fit`: `sample(generator) -> dict`.
 
     With `nsp`, every row is a `sentence_pair` and the dict has `nsp_targets` (B,); without it,
@@ -216,11 +258,13 @@ def pretraining_batches(documents: Sequence[Sequence[Sequence[int]]], batch_size
             else:
                 tokens = flat[_randint(len(flat), generator)]
                 start = _randint(max(1, len(tokens) - (max_len - 2) + 1), generator)
-                ids, tt = pack_pair(tokens[start:start + max_len - 2], None, max_len, special)
+                ids, tt = pack_pair(tokens[start : start + max_len - 2], None, max_len, special)
             rows.append(ids)
             types.append(tt)
         batch = pad_batch(rows, types, special, length=max_len)
-        batch["input_ids"], batch["targets"] = mask_tokens(batch["input_ids"], special, generator, mask_prob)
+        batch["input_ids"], batch["targets"] = mask_tokens(
+            batch["input_ids"], special, generator, mask_prob
+        )
         if nsp:
             batch["nsp_targets"] = torch.tensor(labels, dtype=torch.long)
         if only_targets:
@@ -230,16 +274,20 @@ def pretraining_batches(documents: Sequence[Sequence[Sequence[int]]], batch_size
     return sample
 
 
-def fixed_batches(sampler: Callable[[torch.Generator], dict[str, torch.Tensor]], n_batches: int,
-                  seed: int = 0) -> list[dict[str, torch.Tensor]]:
+def fixed_batches(
+    sampler: Callable[[torch.Generator], dict[str, torch.Tensor]], n_batches: int, seed: int = 0
+) -> list[dict[str, torch.Tensor]]:
     """Draw `n_batches` from a sampler once, so every evaluation sees the same masked inputs."""
     generator = make_generator(seed)
     return [sampler(generator) for _ in range(n_batches)]
 
 
 @torch.no_grad()
-def mlm_accuracy(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tensor]],
-                 device: torch.device | str = "cpu") -> dict[str, float]:
+def mlm_accuracy(
+    model: torch.nn.Module,
+    batches: Sequence[dict[str, torch.Tensor]],
+    device: torch.device | str = "cpu",
+) -> dict[str, float]:
     """Masked-LM loss (nats) and top-1 accuracy over all target positions of `batches`, and NSP
     accuracy when the batches have nsp_targets. The model's train/eval mode is restored."""
     was_training = model.training
@@ -265,37 +313,77 @@ def mlm_accuracy(model: torch.nn.Module, batches: Sequence[dict[str, torch.Tenso
     return out
 
 
-def unigram_baseline(train_ids: Sequence[int] | torch.Tensor, batches: Sequence[dict[str, torch.Tensor]],
-                     vocab_size: int, special: SpecialTokens) -> dict[str, float]:
+def unigram_baseline(
+    train_ids: Sequence[int] | torch.Tensor,
+    batches: Sequence[dict[str, torch.Tensor]],
+    vocab_size: int,
+    special: SpecialTokens,
+) -> dict[str, float]:
     """The score of a model that ignores the context: predict every blank from token frequencies
     alone (counted on `train_ids`, add-one smoothed, specials excluded). Its accuracy is always
     guessing the most frequent token; its loss is the cross-entropy of the unigram distribution
     on the same targets `mlm_accuracy` scores."""
-    counts = torch.bincount(torch.as_tensor(train_ids).long().flatten(), minlength=vocab_size).double() + 1
+    counts = (
+        torch.bincount(torch.as_tensor(train_ids).long().flatten(), minlength=vocab_size).double()
+        + 1
+    )
     counts[list(special.ids)] = 0
     log_p = (counts / counts.sum()).log()
     gold = torch.cat([b["targets"][b["targets"] != IGNORE] for b in batches]).cpu()
-    return {"mlm_loss": float(-log_p[gold].mean()),
-            "mlm_accuracy": float((gold == counts.argmax()).double().mean())}
+    return {
+        "mlm_loss": float(-log_p[gold].mean()),
+        "mlm_accuracy": float((gold == counts.argmax()).double().mean()),
+    }
 
 
 # ---------------------------------------------------------------- a generated corpus (smoke size)
 # A tiny world whose text a small MLM learns in a minute on one CPU thread. Sentiment adjectives come in
 # two halves: the labelled set of notebook 07 uses only the first SEEN_WORDS of each polarity, the
 # held-out set only the rest, and all of them occur in the unlabelled reviews next to polar cues.
-POSITIVE = ("good", "great", "excellent", "wonderful", "superb", "delightful", "brilliant", "lovely")
+POSITIVE = (
+    "good",
+    "great",
+    "excellent",
+    "wonderful",
+    "superb",
+    "delightful",
+    "brilliant",
+    "lovely",
+)
 NEGATIVE = ("bad", "awful", "terrible", "horrible", "dreadful", "boring", "dull", "nasty")
 SEEN_WORDS = 4  # adjectives of each polarity that the labelled training set may use
 THINGS = ("soup", "pizza", "cake", "coffee", "film", "movie", "book", "concert", "hotel", "show")
 # per polarity (0 = positive, 1 = negative): sentence frames that say it without the adjective
-CUES = (("I loved the {t}, it was {a}.", "I enjoyed the {t}, so {a}.", "We will come back, the {t} was {a}.",
-         "I recommend the {t}, it is {a}."),
-        ("I hated the {t}, it was {a}.", "I disliked the {t}, so {a}.", "We will never come back, the {t} was {a}.",
-         "Avoid the {t}, it is {a}."))
-ANIMALS = {"dog": ("barked", "bone"), "cat": ("meowed", "fish"), "cow": ("mooed", "grass"),
-           "lion": ("roared", "meat"), "duck": ("quacked", "bread"), "bird": ("sang", "seeds")}
-CITIES = {"Paris": "France", "Rome": "Italy", "Tokyo": "Japan", "Berlin": "Germany",
-          "Madrid": "Spain", "Cairo": "Egypt"}
+CUES = (
+    (
+        "I loved the {t}, it was {a}.",
+        "I enjoyed the {t}, so {a}.",
+        "We will come back, the {t} was {a}.",
+        "I recommend the {t}, it is {a}.",
+    ),
+    (
+        "I hated the {t}, it was {a}.",
+        "I disliked the {t}, so {a}.",
+        "We will never come back, the {t} was {a}.",
+        "Avoid the {t}, it is {a}.",
+    ),
+)
+ANIMALS = {
+    "dog": ("barked", "bone"),
+    "cat": ("meowed", "fish"),
+    "cow": ("mooed", "grass"),
+    "lion": ("roared", "meat"),
+    "duck": ("quacked", "bread"),
+    "bird": ("sang", "seeds"),
+}
+CITIES = {
+    "Paris": "France",
+    "Rome": "Italy",
+    "Tokyo": "Japan",
+    "Berlin": "Germany",
+    "Madrid": "Spain",
+    "Cairo": "Egypt",
+}
 
 
 def _review(rng, polarity: int) -> list[str]:
@@ -313,8 +401,15 @@ def _animals(rng) -> list[str]:
     out = []
     for _ in range(rng.randint(2, 4)):
         a, b = rng.sample(sorted(ANIMALS), 2)
-        out.append(rng.choice([f"The {a} {ANIMALS[a][0]} at the {b}.", f"The {a} ate the {ANIMALS[a][1]}.",
-                               f"The {a} {ANIMALS[a][0]} loudly."]))
+        out.append(
+            rng.choice(
+                [
+                    f"The {a} {ANIMALS[a][0]} at the {b}.",
+                    f"The {a} ate the {ANIMALS[a][1]}.",
+                    f"The {a} {ANIMALS[a][0]} loudly.",
+                ]
+            )
+        )
     return out
 
 
@@ -322,8 +417,15 @@ def _travel(rng) -> list[str]:
     out = []
     for _ in range(rng.randint(2, 4)):
         city = rng.choice(sorted(CITIES))
-        out.append(rng.choice([f"We flew to {city} in {CITIES[city]}.", f"{city} is the capital of {CITIES[city]}.",
-                               f"They visited {city} last year."]))
+        out.append(
+            rng.choice(
+                [
+                    f"We flew to {city} in {CITIES[city]}.",
+                    f"{city} is the capital of {CITIES[city]}.",
+                    f"They visited {city} last year.",
+                ]
+            )
+        )
     return out
 
 
@@ -340,7 +442,13 @@ def generated_corpus(n_docs: int, seed: int = 0) -> list[str]:
     docs = []
     for _ in range(n_docs):
         kind = rng.random()
-        sents = _review(rng, rng.randint(0, 1)) if kind < 0.5 else _animals(rng) if kind < 0.75 else _travel(rng)
+        sents = (
+            _review(rng, rng.randint(0, 1))
+            if kind < 0.5
+            else _animals(rng)
+            if kind < 0.75
+            else _travel(rng)
+        )
         docs.append(" ".join(sents))
     return docs
 
@@ -357,9 +465,16 @@ def sentiment_sentences(n: int, seen: bool, seed: int = 0) -> list[tuple[str, in
     for i in range(n):
         label, thing = i % 2, rng.choice(THINGS)
         adj = rng.choice(words[label])
-        rows.append((rng.choice([f"The {thing} was {adj}.", f"What a {adj} {thing}!",
-                                 f"This {thing} is {adj}."]), label))
+        rows.append(
+            (
+                rng.choice(
+                    [f"The {thing} was {adj}.", f"What a {adj} {thing}!", f"This {thing} is {adj}."]
+                ),
+                label,
+            )
+        )
     return rows
+
 
 # ------------------------------------------------------------------------- checked by notebook 07's exercises
 _EX_SPECIAL = SpecialTokens(pad=0, cls=2, sep=3, mask=4, vocab_size=100, ids=(0, 1, 2, 3, 4))
@@ -372,8 +487,9 @@ def masked_accuracy(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return (logits.argmax(dim=-1)[sel] == targets[sel]).double().mean().item()
 
 
-def mask_row(ids: torch.Tensor, scores: torch.Tensor, u: torch.Tensor, random_ids: torch.Tensor
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_row(
+    ids: torch.Tensor, scores: torch.Tensor, u: torch.Tensor, random_ids: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """mask_row(ids (T,), scores (T,), u (T,), random_ids (T,)) -> (corrupted (T,), targets (T,)):
     BERT's masked-LM corruption of one row with its random draws given. Ids 0-4 are special and never
     chosen; of the n other tokens the k = max(1, round(0.15 * n)) with the smallest scores are chosen

@@ -19,6 +19,7 @@ It is k when routing is uniform, larger when it is skewed. This is Hugging Face'
 Left out: expert capacity limits and token dropping, router z-loss, jitter noise, shared experts
 (DeepSeek-MoE), and batched expert kernels (we loop over experts, which is clear and slow).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -46,7 +47,9 @@ def load_balancing_loss(router_probs: torch.Tensor, chosen: torch.Tensor) -> tor
 class MoE(nn.Module):
     """Top-k routing over `n_expert` experts built by `make_expert()` (each maps (N, C) -> (N, C))."""
 
-    def __init__(self, n_embd: int, n_expert: int, *, top_k: int, make_expert: Callable[[], nn.Module]):
+    def __init__(
+        self, n_embd: int, n_expert: int, *, top_k: int, make_expert: Callable[[], nn.Module]
+    ):
         super().__init__()
         self.top_k = top_k
         self.router = nn.Linear(n_embd, n_expert, bias=False)

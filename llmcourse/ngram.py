@@ -26,6 +26,7 @@ References: Jurafsky & Martin, *Speech and Language Processing* (3rd ed.), ch. 3
 Left out: Katz back-off, pruning, ARPA files, stupid back-off, class-based models, and
 sentences that span more than one line of input.
 """
+
 from __future__ import annotations
 
 import math
@@ -82,8 +83,9 @@ class NGramVocab(Vocab):
         return len(self.itos)
 
 
-def pad_encode(vocab: NGramVocab, sentences: Iterable[Sequence[str]], n: int
-               ) -> tuple[np.ndarray, np.ndarray]:
+def pad_encode(
+    vocab: NGramVocab, sentences: Iterable[Sequence[str]], n: int
+) -> tuple[np.ndarray, np.ndarray]:
     """All sentences as one padded id stream, and the positions of the tokens the model predicts.
 
     `<s> <s> the cat </s> <s> <s> ...` for n=3: the predicted positions are every non-`<s>` token.
@@ -129,8 +131,15 @@ class NGramLM:
         words = ids[positions]  # (T,)
         # ctx_keys[L]: sorted unique keys of the contexts of length L; ctx_parent[L]: id of each one's
         # suffix of length L-1 (what remains after dropping the oldest token).
-        self.ctx_keys, self.ctx_parent, self.n_ctx = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)], [1]
-        self.ng_keys, self.ng_counts = [], []  # per order m (index m-1): sorted keys cid*V + w, counts
+        self.ctx_keys, self.ctx_parent, self.n_ctx = (
+            [np.zeros(1, np.int64)],
+            [np.zeros(1, np.int64)],
+            [1],
+        )
+        self.ng_keys, self.ng_counts = (
+            [],
+            [],
+        )  # per order m (index m-1): sorted keys cid*V + w, counts
         cid = np.zeros(len(positions), np.int64)  # id of the empty context at every position
         for m in range(1, self.n + 1):
             keys, counts = np.unique(cid * V + words, return_counts=True)
@@ -146,9 +155,13 @@ class NGramLM:
             self.ctx_parent.append(parent)
             self.n_ctx.append(len(ckeys))
             cid = cid_new.reshape(-1)
-        self.ctx_total = [np.bincount(k // V, weights=c, minlength=K).astype(np.int64)
-                          for k, c, K in zip(self.ng_keys, self.ng_counts, self.n_ctx)]
-        self.ctx_types = [np.bincount(k // V, minlength=K) for k, K in zip(self.ng_keys, self.n_ctx)]
+        self.ctx_total = [
+            np.bincount(k // V, weights=c, minlength=K).astype(np.int64)
+            for k, c, K in zip(self.ng_keys, self.ng_counts, self.n_ctx)
+        ]
+        self.ctx_types = [
+            np.bincount(k // V, minlength=K) for k, K in zip(self.ng_keys, self.n_ctx)
+        ]
         self._after_fit()
         return self
 
@@ -173,8 +186,12 @@ class NGramLM:
         keys, V = self.ng_keys[m - 1], self.V
         ctx = self.context_tokens(m - 1)[keys // V]  # (N, m-1)
         names = self.vocab.itos + [BOS]
-        return Counter({tuple(names[t] for t in row) + (names[w],): int(c)
-                        for row, w, c in zip(ctx.tolist(), (keys % V).tolist(), self.ng_counts[m - 1])})
+        return Counter(
+            {
+                tuple(names[t] for t in row) + (names[w],): int(c)
+                for row, w, c in zip(ctx.tolist(), (keys % V).tolist(), self.ng_counts[m - 1])
+            }
+        )
 
     # ----- vectorised lookups --------------------------------------------------------------------
     def context_ids(self, ctx: np.ndarray) -> list[np.ndarray]:
@@ -213,7 +230,7 @@ class NGramLM:
 
     # ----- public scoring API ----------------------------------------------------------------------
     def _context_array(self, context: Sequence[str] | None) -> np.ndarray:
-        context = list(context or [])[max(0, len(context or []) - (self.n - 1)):]
+        context = list(context or [])[max(0, len(context or []) - (self.n - 1)) :]
         return np.asarray([[self.vocab.lookup(t) for t in context]], dtype=np.int64).reshape(1, -1)
 
     def score_ids(self, ctx: np.ndarray, words: np.ndarray) -> np.ndarray:
@@ -255,13 +272,17 @@ class NGramLM:
             nll = -np.log(self.score_ids(ctx, words))
         return float(np.exp(nll.mean()))
 
-    def sample(self, generator: random.Random | np.random.Generator, max_len: int = 30,
-               context: Sequence[str] | None = None) -> list[str]:
+    def sample(
+        self,
+        generator: random.Random | np.random.Generator,
+        max_len: int = 30,
+        context: Sequence[str] | None = None,
+    ) -> list[str]:
         """Sample one sentence (without padding) token by token until `</s>` or `max_len` tokens."""
         history = [BOS] * (self.n - 1) + list(context or [])
         out: list[str] = []
         for _ in range(max_len):
-            p = self.prob_dist(history[len(history) - (self.n - 1):] if self.n > 1 else [])
+            p = self.prob_dist(history[len(history) - (self.n - 1) :] if self.n > 1 else [])
             if isinstance(generator, np.random.Generator):
                 i = int(generator.choice(self.V, p=p / p.sum()))
             else:

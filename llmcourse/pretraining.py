@@ -20,6 +20,7 @@ Three small tools that notebook 08 (and the later fine-tuning notebooks) use nex
   the logarithms. Left out: the irreducible-loss term of Hoffmann et al. (2022, "Chinchilla"),
   which needs many more sizes to pin down, and data-size scaling.
 """
+
 from __future__ import annotations
 
 import math
@@ -74,8 +75,9 @@ def fit_power_law(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]
     return math.exp(my - b * mx), b
 
 
-def unigram_loss(train_ids: Sequence[int] | torch.Tensor, val_ids: Sequence[int] | torch.Tensor,
-                 vocab_size: int) -> float:
+def unigram_loss(
+    train_ids: Sequence[int] | torch.Tensor, val_ids: Sequence[int] | torch.Tensor, vocab_size: int
+) -> float:
     """Mean cross-entropy (nats per token) of `val_ids` under token frequencies counted on `train_ids`.
 
     The baseline a language model must beat: it knows how often each token occurs, nothing about
@@ -83,7 +85,10 @@ def unigram_loss(train_ids: Sequence[int] | torch.Tensor, val_ids: Sequence[int]
     >>> round(unigram_loss([0, 0, 0, 1], [0, 1], vocab_size=2), 4)   # p = (4/6, 2/6): -(ln 4/6 + ln 2/6) / 2
     0.752
     """
-    counts = torch.bincount(torch.as_tensor(train_ids).long().flatten(), minlength=vocab_size).double() + 1
+    counts = (
+        torch.bincount(torch.as_tensor(train_ids).long().flatten(), minlength=vocab_size).double()
+        + 1
+    )
     log_p = (counts / counts.sum()).log()
     return float(-log_p[torch.as_tensor(val_ids).long().flatten()].mean())
 
@@ -95,23 +100,40 @@ class SamplePrinter:
     own seeded generator, so it never disturbs the training run's random state.
     """
 
-    def __init__(self, model: torch.nn.Module, decode: Callable[[list[int]], str], prompt_ids: list[int],
-                 max_new_tokens: int = 120, every: int = 1, temperature: float = 0.8, seed: int = 0,
-                 printer: Callable[[str], None] = print):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        decode: Callable[[list[int]], str],
+        prompt_ids: list[int],
+        max_new_tokens: int = 120,
+        every: int = 1,
+        temperature: float = 0.8,
+        seed: int = 0,
+        printer: Callable[[str], None] = print,
+    ):
         self.model, self.decode, self.prompt = model, decode, prompt_ids
-        self.max_new_tokens, self.every, self.temperature, self.seed = max_new_tokens, every, temperature, seed
+        self.max_new_tokens, self.every, self.temperature, self.seed = (
+            max_new_tokens,
+            every,
+            temperature,
+            seed,
+        )
         self.printer = printer
         self.evals = 0
 
     def on_eval(self, step: int, history) -> None:
         self.evals += 1
-        if self.evals != 1 and self.evals % self.every:  # the first evaluation, then every `every`-th
+        if (
+            self.evals != 1 and self.evals % self.every
+        ):  # the first evaluation, then every `every`-th
             return
         device = next(self.model.parameters()).device
         idx = torch.tensor([self.prompt], device=device)
         gen = torch.Generator(device=device).manual_seed(self.seed)
-        out = generate(self.model, idx, self.max_new_tokens, generator=gen, temperature=self.temperature)
-        text = self.decode(out[0, len(self.prompt):].tolist())
+        out = generate(
+            self.model, idx, self.max_new_tokens, generator=gen, temperature=self.temperature
+        )
+        text = self.decode(out[0, len(self.prompt) :].tolist())
         self.printer(f"--- step {step}, val loss {history.val_loss[-1]:.3f} ---\n{text}")
 
 
@@ -148,9 +170,15 @@ def bits_per_char(loss: float, n_tokens: int, n_chars: int) -> float:
     return loss * n_tokens / n_chars / math.log(2)
 
 
-def lr_schedule(step: int, max_steps: int, warmup_steps: int, lr: float, min_lr_ratio: float) -> float:
+def lr_schedule(
+    step: int, max_steps: int, warmup_steps: int, lr: float, min_lr_ratio: float
+) -> float:
     """lr_schedule(step, max_steps, warmup_steps, lr, min_lr_ratio) -> the learning rate of step `step`
     (from 0): a linear warmup lr·(step + 1)/warmup_steps, then a cosine from lr down to
     lr·min_lr_ratio at max_steps, flat after it; the schedule `llmcourse.train.fit` uses."""
-    return lr_at(step, TrainConfig(lr=lr, min_lr_ratio=min_lr_ratio, warmup_steps=warmup_steps,
-                                   max_steps=max_steps))
+    return lr_at(
+        step,
+        TrainConfig(
+            lr=lr, min_lr_ratio=min_lr_ratio, warmup_steps=warmup_steps, max_steps=max_steps
+        ),
+    )

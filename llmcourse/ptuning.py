@@ -15,6 +15,7 @@ model and runs its forward pass with the virtual tokens after the embedding; `GP
 prompt-tuning argument.
 Left out: prefix tuning (virtual keys/values in every layer) and P-Tuning v2.
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,7 +36,7 @@ def freeze(model: nn.Module, train_top_blocks: int = 1, train_head: bool = True)
         raise ValueError(f"train_top_blocks must be in [0, {n}], got {train_top_blocks}")
     for p in model.parameters():
         p.requires_grad_(False)
-    for block in list(model.blocks)[n - train_top_blocks:]:
+    for block in list(model.blocks)[n - train_top_blocks :]:
         for p in block.parameters():
             p.requires_grad_(True)
     if train_head:
@@ -48,28 +49,38 @@ def freeze(model: nn.Module, train_top_blocks: int = 1, train_head: bool = True)
 class PromptTuned(nn.Module):
     """A frozen GPT plus `n_virtual` trainable prompt vectors (optionally from an MLP: P-Tuning)."""
 
-    def __init__(self, model: nn.Module, n_virtual: int = 8, reparam_hidden: int | None = None,
-                 init_from_ids: list[int] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        n_virtual: int = 8,
+        reparam_hidden: int | None = None,
+        init_from_ids: list[int] | None = None,
+    ):
         super().__init__()
         self.model = model
         for p in model.parameters():
             p.requires_grad_(False)
         C = model.cfg.n_embd
         init = torch.randn(n_virtual, C) * 0.02
-        if init_from_ids is not None:  # start from the embeddings of real words, as Lester et al. suggest
+        if (
+            init_from_ids is not None
+        ):  # start from the embeddings of real words, as Lester et al. suggest
             ids = torch.tensor(init_from_ids[:n_virtual]).repeat(n_virtual)[:n_virtual]
             init = model.tok_emb.weight[ids].detach().clone()
         self.prompt = nn.Parameter(init.to(model.tok_emb.weight.device))
         self.encoder = None
         if reparam_hidden:
-            self.encoder = nn.Sequential(nn.Linear(C, reparam_hidden), nn.Tanh(), nn.Linear(reparam_hidden, C))
+            self.encoder = nn.Sequential(
+                nn.Linear(C, reparam_hidden), nn.Tanh(), nn.Linear(reparam_hidden, C)
+            )
 
     def virtual_tokens(self) -> torch.Tensor:
         p = self.prompt
         return p + self.encoder(p) if self.encoder is not None else p  # (P, C)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) -> logits (B, T, vocab) for the real tokens, and the mean cross-entropy if
         targets (B, T) are given (-100 ignored): the course calling convention.
 
@@ -82,30 +93,40 @@ class PromptTuned(nn.Module):
         prefix = self.virtual_tokens()  # (P, C)
         P = prefix.size(0)
         if P + T > gpt.cfg.block_size:
-            raise ValueError(f"{P} virtual + {T} real tokens exceed block_size={gpt.cfg.block_size}; "
-                             "crop the input or use fewer virtual tokens")
+            raise ValueError(
+                f"{P} virtual + {T} real tokens exceed block_size={gpt.cfg.block_size}; "
+                "crop the input or use fewer virtual tokens"
+            )
         x = gpt.tok_emb(idx)  # (B, T, C)
-        x = torch.cat([prefix.to(x.dtype).unsqueeze(0).expand(B, -1, -1), x], dim=1)  # (B, P + T, C)
-        pos = torch.arange(P + T, device=idx.device)  # (P + T,): the virtual tokens take the first positions
+        x = torch.cat(
+            [prefix.to(x.dtype).unsqueeze(0).expand(B, -1, -1), x], dim=1
+        )  # (B, P + T, C)
+        pos = torch.arange(
+            P + T, device=idx.device
+        )  # (P + T,): the virtual tokens take the first positions
         x = gpt.drop(x + gpt.pos_emb(pos))
         for block in gpt.blocks:
             x = block(x)  # no KV cache: prompt-tuned decoding re-runs the sequence (llmcourse.sft)
         logits = gpt.lm_head(gpt.final_norm(x[:, P:]))  # (B, T, vocab): real positions only
         loss = None
         if targets is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1),
-                                   ignore_index=-100)
+            loss = F.cross_entropy(
+                logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=-100
+            )
         return logits, loss
 
 
 # ------------------------------------------------------------------------- checked by notebook 12's exercises
-def prepend_virtual_tokens(prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor,
-                           labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def prepend_virtual_tokens(
+    prompt: torch.Tensor, embeds: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """prepend_virtual_tokens(prompt (P, C), embeds (B, T, C), attention_mask (B, T), labels (B, T)) ->
     (embeds (B, P+T, C), attention_mask (B, P+T), labels (B, P+T)): the P vectors placed before every row,
     attended to (mask 1) and never predicted (label -100), as peft's prompt tuning does."""
     B, P = embeds.size(0), prompt.size(0)
     virtual = prompt.unsqueeze(0).expand(B, -1, -1).to(embeds.dtype)  # (P, C) -> (B, P, C)
-    return (torch.cat([virtual, embeds], dim=1),
-            torch.cat([attention_mask.new_ones(B, P), attention_mask], dim=1),
-            torch.cat([labels.new_full((B, P), -100), labels], dim=1))
+    return (
+        torch.cat([virtual, embeds], dim=1),
+        torch.cat([attention_mask.new_ones(B, P), attention_mask], dim=1),
+        torch.cat([labels.new_full((B, P), -100), labels], dim=1),
+    )

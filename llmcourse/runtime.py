@@ -13,6 +13,7 @@ Precision rule (the one nanoGPT uses, made explicit):
 
 Left out on purpose: multi-GPU placement (see `llmcourse.distributed`) and TPUs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -49,7 +50,9 @@ class Runtime:
 
     def __str__(self) -> str:
         dt = str(self.dtype).replace("torch.", "")
-        return f"{self.device_name} | device={self.device} | precision={dt} | platform={self.platform}"
+        return (
+            f"{self.device_name} | device={self.device} | precision={dt} | platform={self.platform}"
+        )
 
 
 def platform() -> str:
@@ -100,7 +103,9 @@ def detect(prefer: str | None = None, precision: str | None = None) -> Runtime:
             raise ValueError(f"precision={precision!r}: use one of {sorted(table)}")
         dtype = table[precision]
         if device.type != "cuda" and dtype != torch.float32:
-            raise ValueError(f"{precision} autocast is only supported here on CUDA; use fp32 on {device}")
+            raise ValueError(
+                f"{precision} autocast is only supported here on CUDA; use fp32 on {device}"
+            )
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     elif device.type == "mps":

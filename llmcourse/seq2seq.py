@@ -18,6 +18,7 @@ one), beam search (see llmcourse.transformer.beam_search).
 `Seq2SeqRNN(config)` follows the course convention forward(src, tgt_in, targets=None) ->
 (logits, loss) and has the Transformer's greedy_decode output format, so the two compare directly.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -58,8 +59,9 @@ class AdditiveAttention(nn.Module):
         self.W_k = nn.Linear(key_dim, attn_dim, bias=True)
         self.v = nn.Linear(attn_dim, 1, bias=False)
 
-    def forward(self, query: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, query: torch.Tensor, keys: torch.Tensor, key_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         q = self.W_q(query)[:, :, None, :]  # (B, T, 1, A)
         k = self.W_k(keys)[:, None, :, :]  # (B, 1, S, A)
         scores = self.v(torch.tanh(q + k)).squeeze(-1)  # (B, T, S): one score per (step, source)
@@ -95,8 +97,9 @@ class Seq2SeqRNN(nn.Module):
         enc_out, state = self.encoder(self.drop(self.src_emb(src)), step_mask=src_mask)
         return enc_out, state, src_mask
 
-    def _readout(self, dec_out: torch.Tensor, enc_out: torch.Tensor, src_mask: torch.Tensor
-                 ) -> torch.Tensor:
+    def _readout(
+        self, dec_out: torch.Tensor, enc_out: torch.Tensor, src_mask: torch.Tensor
+    ) -> torch.Tensor:
         """Decoder states (B, T, H) -> logits (B, T, V), looking at the encoder if attention is on."""
         if self.config.attention:
             context, weights = self.attn(dec_out, enc_out, src_mask)  # (B, T, H), (B, T, S)
@@ -105,8 +108,9 @@ class Seq2SeqRNN(nn.Module):
             dec_out = torch.tanh(self.combine(torch.cat([dec_out, context], dim=-1)))  # (B, T, H)
         return self.lm_head(self.drop(dec_out))
 
-    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, targets: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, src: torch.Tensor, tgt_in: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         enc_out, state, src_mask = self.encode(src)
         dec_out, _ = self.decoder(self.drop(self.tgt_emb(tgt_in)), state)  # teacher forcing
         logits = self._readout(dec_out, enc_out, src_mask)

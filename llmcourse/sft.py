@@ -22,6 +22,7 @@ position 0. Padded positions get target -100 (and mask 0), and since attention i
 tokens never see the padding after them. Left out: packing several conversations into one row,
 and padding-aware batched generation (`accuracy` batches prompts of equal length only).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -32,7 +33,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from llmcourse.bpe_regex import RegexBPE
-from llmcourse.chat import END, IGNORE, SPECIAL_TOKENS, hf_template_ids, encode_chat, to_training_example
+from llmcourse.chat import (
+    END,
+    IGNORE,
+    SPECIAL_TOKENS,
+    hf_template_ids,
+    encode_chat,
+    to_training_example,
+)
 from llmcourse.dpo import sequence_logprobs
 from llmcourse.generate import generate
 from llmcourse.tasks.instructions import Example, is_correct, to_conversation
@@ -51,13 +59,16 @@ def chat_tokenizer(text: str, vocab_size: int = 512) -> RegexBPE:
     return tok
 
 
-def encode_example(ex: Example, tokenizer, system: str | None = None) -> tuple[list[int], list[int]]:
+def encode_example(
+    ex: Example, tokenizer, system: str | None = None
+) -> tuple[list[int], list[int]]:
     """One instruction example as a conversation: (ids, loss mask), only the answer trained."""
     return encode_chat(to_conversation(ex, system), tokenizer)
 
 
-def pad_rows(rows: Sequence[tuple[list[int], list[int]]], pad_id: int, length: int | None = None
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_rows(
+    rows: Sequence[tuple[list[int], list[int]]], pad_id: int, length: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids, mask) pairs -> right-padded (idx, mask) tensors, both (B, length).
 
     `length` defaults to the longest row; longer rows are cut. Padding has id `pad_id`, mask 0.
@@ -79,8 +90,9 @@ def pad_rows(rows: Sequence[tuple[list[int], list[int]]], pad_id: int, length: i
     return idx, mask
 
 
-def sft_batch(rows: Sequence[tuple[list[int], list[int]]], pad_id: int, block_size: int
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+def sft_batch(
+    rows: Sequence[tuple[list[int], list[int]]], pad_id: int, block_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Encoded conversations -> (idx, targets), each (B, T) with T <= block_size, for `model(idx, targets)`.
 
     targets[b, t] is the token after idx[b, t], or -100 where that token is not trained or is padding.
@@ -91,9 +103,14 @@ def sft_batch(rows: Sequence[tuple[list[int], list[int]]], pad_id: int, block_si
     return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])  # (B, T) each
 
 
-def sft_sampler(rows: Sequence[tuple[list[int], list[int]]], pad_id: int, block_size: int, batch_size: int,
-                pretrain_ids: torch.Tensor | None = None, mix: float = 0.0
-                ) -> Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
+def sft_sampler(
+    rows: Sequence[tuple[list[int], list[int]]],
+    pad_id: int,
+    block_size: int,
+    batch_size: int,
+    pretrain_ids: torch.Tensor | None = None,
+    mix: float = 0.0,
+) -> Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
     """A sampler for `fit`: each call draws `batch_size` random conversations; with `mix` > 0, that
     share of the rows (rounded, at least one) are instead random windows of `pretrain_ids`, trained on
     every position, so the model keeps practising its pretraining task while it learns to chat."""
@@ -119,7 +136,9 @@ def sft_sampler(rows: Sequence[tuple[list[int], list[int]]], pad_id: int, block_
 
 def masked_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over the positions whose target is not -100 (what the GPT's loss does)."""
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE)
+    return F.cross_entropy(
+        logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1), ignore_index=IGNORE
+    )
 
 
 def _prompt_ids(ex: Example, tokenizer, system: str | None) -> list[int]:
@@ -149,8 +168,13 @@ def _context_limit(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def generate_answers(model: nn.Module, tokenizer, examples: Sequence[Example], max_new_tokens: int = 32,
-                     system: str | None = None) -> list[str]:
+def generate_answers(
+    model: nn.Module,
+    tokenizer,
+    examples: Sequence[Example],
+    max_new_tokens: int = 32,
+    system: str | None = None,
+) -> list[str]:
     """Greedy answers, cut at the first end-of-turn token. Prompts of equal length run as one batch.
 
     Works for any course model (GPT, Llama, wrapped in LoRA or prompt tuning) with the course
@@ -167,11 +191,15 @@ def generate_answers(model: nn.Module, tokenizer, examples: Sequence[Example], m
     for n, members in by_len.items():
         idx = torch.tensor([prompts[i] for i in members], device=device)  # (B, n)
         steps = min(max_new_tokens, _context_limit(model) - n)
-        if _has_kv_cache(model):  # GPT and Llama (LoRA-wrapped too): the KV cache, same tokens, faster
+        if _has_kv_cache(
+            model
+        ):  # GPT and Llama (LoRA-wrapped too): the KV cache, same tokens, faster
             idx = generate(model, idx, steps, temperature=0.0, stop_token=end)
             steps = 0
         done = torch.zeros(len(members), dtype=torch.bool, device=device)
-        for _ in range(steps):  # any other (logits, loss) model: re-run the whole sequence per token
+        for _ in range(
+            steps
+        ):  # any other (logits, loss) model: re-run the whole sequence per token
             logits, _ = model(idx)
             nxt = logits[:, -1].argmax(dim=-1)  # (B,)
             idx = torch.cat([idx, nxt[:, None]], dim=1)
@@ -185,20 +213,30 @@ def generate_answers(model: nn.Module, tokenizer, examples: Sequence[Example], m
     return out
 
 
-def answer(model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 32, system: str | None = None) -> str:
+def answer(
+    model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 32, system: str | None = None
+) -> str:
     """The model's greedy reply to one user prompt, in the chat template."""
-    return generate_answers(model, tokenizer, [Example("free", prompt, "")], max_new_tokens, system)[0]
+    return generate_answers(
+        model, tokenizer, [Example("free", prompt, "")], max_new_tokens, system
+    )[0]
 
 
-def accuracy(model: nn.Module, tokenizer, examples: Sequence[Example], max_new_tokens: int = 32,
-             system: str | None = None) -> float:
+def accuracy(
+    model: nn.Module,
+    tokenizer,
+    examples: Sequence[Example],
+    max_new_tokens: int = 32,
+    system: str | None = None,
+) -> float:
     """Share of examples answered exactly right (after `instructions.normalise`)."""
     preds = generate_answers(model, tokenizer, examples, max_new_tokens, system)
     return sum(is_correct(ex, p) for ex, p in zip(examples, preds)) / len(examples)
 
 
-def dpo_batch(triples: Sequence[tuple[Example, str, str]], tokenizer, system: str | None = None
-              ) -> dict[str, torch.Tensor]:
+def dpo_batch(
+    triples: Sequence[tuple[Example, str, str]], tokenizer, system: str | None = None
+) -> dict[str, torch.Tensor]:
     """(example, chosen, rejected) triples -> the dict `DPOModel(**batch)` takes.
 
     chosen_idx/rejected_idx: (B, T) right-padded with "<|end|>"; *_mask: (B, T), 1 on the answer and
@@ -207,25 +245,40 @@ def dpo_batch(triples: Sequence[tuple[Example, str, str]], tokenizer, system: st
     pad = tokenizer.special_tokens[END]
     out = {}
     for key, k in (("chosen", 1), ("rejected", 2)):
-        rows = [encode_example(Example(t[0].task, t[0].prompt, t[k]), tokenizer, system) for t in triples]
+        rows = [
+            encode_example(Example(t[0].task, t[0].prompt, t[k]), tokenizer, system)
+            for t in triples
+        ]
         out[f"{key}_idx"], out[f"{key}_mask"] = pad_rows(rows, pad)
     return out
 
 
-def self_rejected_pairs(model: nn.Module, tokenizer, examples: Sequence[Example], max_new_tokens: int = 32,
-                        system: str | None = None) -> list[tuple[Example, str, str]]:
+def self_rejected_pairs(
+    model: nn.Module,
+    tokenizer,
+    examples: Sequence[Example],
+    max_new_tokens: int = 32,
+    system: str | None = None,
+) -> list[tuple[Example, str, str]]:
     """(example, correct answer, the model's own wrong greedy answer) for every example it gets wrong.
 
     On-policy preference pairs: the rejected answer is exactly what the model would say now, so DPO
     pushes down its actual mistakes (self-play fine-tuning, Chen et al. 2024, uses the same idea).
     """
     preds = generate_answers(model, tokenizer, examples, max_new_tokens, system)
-    return [(ex, ex.answer, p) for ex, p in zip(examples, preds) if not is_correct(ex, p) and p.strip()]
+    return [
+        (ex, ex.answer, p) for ex, p in zip(examples, preds) if not is_correct(ex, p) and p.strip()
+    ]
 
 
-def dpo_sampler(triples: Sequence[tuple[Example, str, str]], tokenizer, batch_size: int,
-                system: str | None = None) -> Callable[[torch.Generator], dict[str, torch.Tensor]]:
+def dpo_sampler(
+    triples: Sequence[tuple[Example, str, str]],
+    tokenizer,
+    batch_size: int,
+    system: str | None = None,
+) -> Callable[[torch.Generator], dict[str, torch.Tensor]]:
     """A sampler for `fit`: `batch_size` random preference triples per call, as `dpo_batch`."""
+
     def sample(generator: torch.Generator) -> dict[str, torch.Tensor]:
         pick = torch.randint(0, len(triples), (batch_size,), generator=generator).tolist()
         return dpo_batch([triples[i] for i in pick], tokenizer, system)
@@ -239,14 +292,17 @@ def logprob_margins(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.T
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    lp = {k: sequence_logprobs(model, batch[f"{k}_idx"].to(device), batch[f"{k}_mask"].to(device))
-          for k in ("chosen", "rejected")}
+    lp = {
+        k: sequence_logprobs(model, batch[f"{k}_idx"].to(device), batch[f"{k}_mask"].to(device))
+        for k in ("chosen", "rejected")
+    }
     model.train(was_training)
     return lp["chosen"] - lp["rejected"]
 
 
-def hf_batch(rows: Sequence[tuple[list[int], list[int]]], pad_id: int, max_len: int | None = None
-             ) -> dict[str, torch.Tensor]:
+def hf_batch(
+    rows: Sequence[tuple[list[int], list[int]]], pad_id: int, max_len: int | None = None
+) -> dict[str, torch.Tensor]:
     """Encoded conversations (e.g. from `chat.encode_chat_hf`) -> a Hugging Face causal-LM batch.
 
     Hugging Face models shift the labels themselves, so labels[b, t] scores input_ids[b, t]: -100 where
@@ -260,19 +316,31 @@ def hf_batch(rows: Sequence[tuple[list[int], list[int]]], pad_id: int, max_len: 
 
 
 @torch.no_grad()
-def hf_answers(model: nn.Module, tokenizer, examples: Sequence[Example], max_new_tokens: int = 24) -> list[str]:
+def hf_answers(
+    model: nn.Module, tokenizer, examples: Sequence[Example], max_new_tokens: int = 24
+) -> list[str]:
     """Greedy answers of a Hugging Face chat model, one prompt at a time, through its own template."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = []
     for ex in examples:
-        ids = tokenizer.apply_chat_template(to_conversation(ex, with_answer=False), add_generation_prompt=True,
-                                            return_tensors="pt", return_dict=True)
+        ids = tokenizer.apply_chat_template(
+            to_conversation(ex, with_answer=False),
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        )
         ids = {k: v.to(device) for k, v in ids.items()}
-        gen = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-        out.append(tokenizer.decode(gen[0, ids["input_ids"].size(1):], skip_special_tokens=True).strip())
+        gen = model.generate(
+            **ids,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+        )
+        out.append(
+            tokenizer.decode(gen[0, ids["input_ids"].size(1) :], skip_special_tokens=True).strip()
+        )
     model.train(was_training)
     return out
 

@@ -12,6 +12,7 @@ the unigrams with the uniform distribution and treating n-grams that start with 
 Left out: context-dependent lambdas (bucketed by count), discounts tuned on held-out data,
 pruning, and back-off (non-interpolated) Kneser–Ney.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -40,7 +41,9 @@ class Interpolated(NGramLM):
             lambdas = [0.01] + [0.99 * m / (n * (n + 1) / 2) for m in range(1, n + 1)]
         lam = np.asarray(lambdas, dtype=np.float64)
         if lam.shape != (n + 1,) or (lam < 0).any() or not np.isclose(lam.sum(), 1.0):
-            raise ValueError(f"lambdas: n+1={n + 1} non-negative weights summing to 1 (uniform first)")
+            raise ValueError(
+                f"lambdas: n+1={n + 1} non-negative weights summing to 1 (uniform first)"
+            )
         self.lambdas = lam
 
     def components(self, cids: list[np.ndarray], w: np.ndarray) -> np.ndarray:
@@ -69,7 +72,7 @@ class Interpolated(NGramLM):
         return lam
 
 
-def _estimate_discounts(counts: np.ndarray, modified: bool) -> np.ndarray:
+def estimate_discounts(counts: np.ndarray, modified: bool) -> np.ndarray:
     """Chen & Goodman's discounts from count-of-counts n_c: D_c = c - (c+1) Y n_{c+1} / n_c with
     Y = n_1 / (n_1 + 2 n_2), for c = 1, 2, 3+ (modified) or D = Y for every count (plain).
     Where a count-of-count is 0 (tiny corpora) the plain Y is used; each D_c is clipped to [0, c]."""
@@ -105,8 +108,9 @@ class KneserNey(NGramLM):
     data and more than three discount levels.
     """
 
-    def __init__(self, n: int, discount: float | None = None, modified: bool = True,
-                 min_count: int = 1):
+    def __init__(
+        self, n: int, discount: float | None = None, modified: bool = True, min_count: int = 1
+    ):
         super().__init__(n, min_count)
         if discount is not None and not 0.0 <= discount <= 1.0:
             raise ValueError("a fixed discount must lie in [0, 1]")
@@ -134,7 +138,7 @@ class KneserNey(NGramLM):
             if self.fixed_discount is not None:
                 d = np.full(3, self.fixed_discount)
             else:
-                d = _estimate_discounts(adj, self.modified)
+                d = estimate_discounts(adj, self.modified)
             K = self.n_ctx[m - 1]
             tot = np.bincount(cid, weights=adj, minlength=K)  # sum_v a(h, v), (K,)
             d_each = d[np.minimum(adj, 3) - 1]  # D(a) for every n-gram

@@ -20,6 +20,7 @@ primitives are checked against `llmcourse.bpe.get_stats` and `llmcourse.bpe.merg
 Left out: normalisation effects, fertility per word (tokens per whitespace word), and measurements
 for Hugging Face tokenizers other than through `to_hf_tokenizer`.
 """
+
 from __future__ import annotations
 
 from llmcourse.bpe import Tokenizer, render_token

@@ -25,6 +25,7 @@ Patil et al. 2023 (Gorilla) and Schick et al. 2023 (Toolformer) for why models l
 Left out: parallel execution, streaming of partial calls, full JSON-Schema validation (we check
 required keys, unknown keys and the basic types), and sandboxing of arbitrary user tools.
 """
+
 from __future__ import annotations
 
 import ast
@@ -46,8 +47,12 @@ class ToolCallError(ValueError):
 class Tool:
     name: str  # what the model writes in "name"
     description: str  # one sentence the model reads to decide when to call it
-    parameters: dict = field(default_factory=lambda: {"type": "object", "properties": {}})  # JSON schema
-    fn: Callable[..., Any] | None = field(default=None, compare=False)  # called with the arguments as keywords
+    parameters: dict = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )  # JSON schema
+    fn: Callable[..., Any] | None = field(
+        default=None, compare=False
+    )  # called with the arguments as keywords
 
     def spec(self) -> dict:
         """The function description alone: {"name", "description", "parameters"}."""
@@ -91,11 +96,13 @@ def tools_system_prompt(tools: Sequence[Tool]) -> str:
     # such as "function_name" literally.
     first = tools[0] if tools else Tool("function_name", "")
     example = ToolCall(first.name, {p: "..." for p in first.parameters.get("properties", {})})
-    return ("You can call functions to answer the user's question. Call a function when it helps; "
-            "otherwise answer directly.\n\n"
-            f"Available functions:\n<tools>{listing}</tools>\n\n"
-            "To call functions, reply with only the calls, in this format, and nothing else:\n"
-            + format_tool_calls([example]))
+    return (
+        "You can call functions to answer the user's question. Call a function when it helps; "
+        "otherwise answer directly.\n\n"
+        f"Available functions:\n<tools>{listing}</tools>\n\n"
+        "To call functions, reply with only the calls, in this format, and nothing else:\n"
+        + format_tool_calls([example])
+    )
 
 
 def template_supports_tools(tokenizer) -> bool:
@@ -106,7 +113,9 @@ def template_supports_tools(tokenizer) -> bool:
     probe = [{"role": "user", "content": "hi"}]
     fake = Tool("probe_tool_xyz", "probe", {"type": "object", "properties": {}}).to_openai()
     try:
-        with_tools = tokenizer.apply_chat_template(probe, tools=[fake], tokenize=False, add_generation_prompt=True)
+        with_tools = tokenizer.apply_chat_template(
+            probe, tools=[fake], tokenize=False, add_generation_prompt=True
+        )
         without = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
     except Exception:  # a template that chokes on tools= (or on the probe) cannot be relied on
         return False
@@ -115,7 +124,9 @@ def template_supports_tools(tokenizer) -> bool:
 
 def format_tool_calls(calls: Sequence[ToolCall]) -> str:
     """Calls as the text the model writes: <tool_call>[{"name": ..., "arguments": {...}}]</tool_call>."""
-    body = json.dumps([{"name": c.name, "arguments": c.arguments} for c in calls], ensure_ascii=False)
+    body = json.dumps(
+        [{"name": c.name, "arguments": c.arguments} for c in calls], ensure_ascii=False
+    )
     return f"{TOOL_CALL_OPEN}{body}{TOOL_CALL_CLOSE}"
 
 
@@ -132,8 +143,16 @@ def to_template_messages(messages: Sequence[dict], native: bool = False) -> list
             raise ToolCallError(f"message {i} must be a dict with a 'role', got {m!r}")
         calls = from_openai_tool_calls(m["tool_calls"]) if m.get("tool_calls") else []
         if calls and native:
-            out.append({"role": "assistant", "content": m.get("content") or "", "tool_calls": [
-                {"type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]})
+            out.append(
+                {
+                    "role": "assistant",
+                    "content": m.get("content") or "",
+                    "tool_calls": [
+                        {"type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                        for c in calls
+                    ],
+                }
+            )
         elif calls:
             text = ((m.get("content") or "") + "\n" + format_tool_calls(calls)).strip()
             out.append({"role": "assistant", "content": text})
@@ -151,8 +170,12 @@ def with_tools_listing(messages: Sequence[dict], tools: Sequence[Tool]) -> list[
     return [{"role": "system", "content": listing}] + msgs
 
 
-def render_prompt(messages: Sequence[dict], tools: Sequence[Tool], tokenizer=None,
-                  add_generation_prompt: bool = True) -> str:
+def render_prompt(
+    messages: Sequence[dict],
+    tools: Sequence[Tool],
+    tokenizer=None,
+    add_generation_prompt: bool = True,
+) -> str:
     """The full prompt text: tools described, conversation rendered, ready for the model to continue.
 
     With a tokenizer whose template supports tools, `apply_chat_template(tools=...)` does it all.
@@ -163,20 +186,28 @@ def render_prompt(messages: Sequence[dict], tools: Sequence[Tool], tokenizer=Non
     native = tokenizer is not None and bool(tools) and template_supports_tools(tokenizer)
     msgs = to_template_messages(messages, native=native)
     if native:
-        return tokenizer.apply_chat_template(msgs, tools=[t.to_openai() for t in tools], tokenize=False,
-                                             add_generation_prompt=add_generation_prompt)
+        return tokenizer.apply_chat_template(
+            msgs,
+            tools=[t.to_openai() for t in tools],
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+        )
     if tools:
         msgs = with_tools_listing(msgs, tools)
     if tokenizer is None:
         from llmcourse.chat import render
 
         return render(msgs, add_generation_prompt=add_generation_prompt)
-    return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt)
+    return tokenizer.apply_chat_template(
+        msgs, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
 
 
 # ------------------------------------------------------------------ parsing the model's call
 
-_BLOCK = re.compile(re.escape(TOOL_CALL_OPEN) + r"(.*?)(?:" + re.escape(TOOL_CALL_CLOSE) + r"|$)", re.DOTALL)
+_BLOCK = re.compile(
+    re.escape(TOOL_CALL_OPEN) + r"(.*?)(?:" + re.escape(TOOL_CALL_CLOSE) + r"|$)", re.DOTALL
+)
 
 
 def _close_open(text: str) -> str:
@@ -221,7 +252,9 @@ def _decode(payload: str) -> Any:
             return json.loads(candidate)
         except json.JSONDecodeError:
             continue
-    raise ToolCallError(f"tool call is not valid JSON ({error.msg} at position {error.pos}): {payload[:120]!r}")
+    raise ToolCallError(
+        f"tool call is not valid JSON ({error.msg} at position {error.pos}): {payload[:120]!r}"
+    )
 
 
 def _as_calls(obj: Any, where: str) -> list[ToolCall]:
@@ -229,8 +262,12 @@ def _as_calls(obj: Any, where: str) -> list[ToolCall]:
     calls = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):
-            raise ToolCallError(f"{where}: call {i} must be an object with 'name' and 'arguments', got {item!r}")
-        if "function" in item and isinstance(item["function"], dict):  # OpenAI shape written by the model
+            raise ToolCallError(
+                f"{where}: call {i} must be an object with 'name' and 'arguments', got {item!r}"
+            )
+        if "function" in item and isinstance(
+            item["function"], dict
+        ):  # OpenAI shape written by the model
             item = item["function"]
         name = item.get("name")
         if not isinstance(name, str) or not name:
@@ -239,7 +276,9 @@ def _as_calls(obj: Any, where: str) -> list[ToolCall]:
         if isinstance(args, str):  # OpenAI sends arguments as a JSON string
             args = _decode(args) if args.strip() else {}
         if not isinstance(args, dict):
-            raise ToolCallError(f"{where}: 'arguments' of {name!r} must be an object, got {type(args).__name__}")
+            raise ToolCallError(
+                f"{where}: 'arguments' of {name!r} must be an object, got {type(args).__name__}"
+            )
         calls.append(ToolCall(name, args, str(item.get("id", ""))))
     return calls
 
@@ -283,8 +322,10 @@ def parse_tool_calls(text: str) -> list[ToolCall]:
         return calls
     for value in _find_json_values(text):
         items = value if isinstance(value, list) else [value]
-        if items and all(isinstance(v, dict) and "name" in v and ("arguments" in v or "parameters" in v)
-                         for v in items):
+        if items and all(
+            isinstance(v, dict) and "name" in v and ("arguments" in v or "parameters" in v)
+            for v in items
+        ):
             return _as_calls(value, "JSON in the reply")
     return []
 
@@ -299,8 +340,13 @@ def split_reply(text: str) -> tuple[str, list[ToolCall]]:
 # ------------------------------------------------------------------ validating and executing
 
 _JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),
-    "object": (dict,), "array": (list,), "null": (type(None),),
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+    "null": (type(None),),
 }
 
 
@@ -310,7 +356,9 @@ def validate_arguments(tool: Tool, arguments: dict) -> None:
     props = schema.get("properties", {})
     missing = [k for k in schema.get("required", []) if k not in arguments]
     if missing:
-        raise ToolCallError(f"{tool.name}: missing required argument(s) {missing}; expected {sorted(props)}")
+        raise ToolCallError(
+            f"{tool.name}: missing required argument(s) {missing}; expected {sorted(props)}"
+        )
     unknown = sorted(set(arguments) - set(props))
     if unknown and (props or schema.get("additionalProperties", True) is False):
         raise ToolCallError(f"{tool.name}: unknown argument(s) {unknown}; expected {sorted(props)}")
@@ -318,12 +366,19 @@ def validate_arguments(tool: Tool, arguments: dict) -> None:
         spec = props.get(key, {})
         kind = spec.get("type")
         kinds = kind if isinstance(kind, list) else [kind] if kind else []
-        ok = not kinds or any(isinstance(value, _JSON_TYPES.get(k, object)) and
-                              not (k in ("integer", "number") and isinstance(value, bool)) for k in kinds)
+        ok = not kinds or any(
+            isinstance(value, _JSON_TYPES.get(k, object))
+            and not (k in ("integer", "number") and isinstance(value, bool))
+            for k in kinds
+        )
         if not ok:
-            raise ToolCallError(f"{tool.name}: argument {key!r} should be {kind}, got {type(value).__name__} {value!r}")
+            raise ToolCallError(
+                f"{tool.name}: argument {key!r} should be {kind}, got {type(value).__name__} {value!r}"
+            )
         if "enum" in spec and value not in spec["enum"]:
-            raise ToolCallError(f"{tool.name}: argument {key!r} must be one of {spec['enum']}, got {value!r}")
+            raise ToolCallError(
+                f"{tool.name}: argument {key!r} must be one of {spec['enum']}, got {value!r}"
+            )
 
 
 class ToolRegistry:
@@ -370,11 +425,17 @@ class ToolRegistry:
 
 # ------------------------------------------------------------------ the OpenAI JSON shape
 
+
 def to_openai_tool_calls(calls: Sequence[ToolCall]) -> list[dict]:
     """[{"id", "type": "function", "function": {"name", "arguments": JSON string}}]; missing ids made up."""
-    return [{"id": c.id or f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-             "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
-            for c in calls]
+    return [
+        {
+            "id": c.id or f"call_{uuid.uuid4().hex[:24]}",
+            "type": "function",
+            "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)},
+        }
+        for c in calls
+    ]
 
 
 def from_openai_tool_calls(tool_calls: Sequence[dict]) -> list[ToolCall]:
@@ -403,8 +464,12 @@ def tool_message(call: ToolCall, result: str) -> dict:
 # ------------------------------------------------------------------ the example tool
 
 calculator = Tool(
-    "calculator", "Evaluate an arithmetic expression (numbers, + - * / // % ** and parentheses) and return the number.",
-    {"type": "object", "properties": {"expression": {"type": "string", "description": "for example 1234 * 5678"}},
-     "required": ["expression"]},
+    "calculator",
+    "Evaluate an arithmetic expression (numbers, + - * / // % ** and parentheses) and return the number.",
+    {
+        "type": "object",
+        "properties": {"expression": {"type": "string", "description": "for example 1234 * 5678"}},
+        "required": ["expression"],
+    },
     calculate,
 )

@@ -24,6 +24,7 @@ Left out on purpose: model and pipeline parallelism (ZeRO/FSDP are explained in 
 run here), optimizers other than AdamW, per-group learning rates, and LR finders. A callback stops
 training early by returning True from `on_step`.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -53,20 +54,41 @@ class TrainConfig(Sized):
     min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio (nanoGPT and Chinchilla: 0.1)
     warmup_steps: int = 100  # linear warmup from lr / warmup_steps up to lr
     weight_decay: float = 0.1  # AdamW's decoupled decay, for matrices only (see make_optimizer)
-    betas: tuple[float, float] = (0.9, 0.95)  # AdamW's moment decays; 0.95 is steadier than 0.999 for LMs
+    betas: tuple[float, float] = (
+        0.9,
+        0.95,
+    )  # AdamW's moment decays; 0.95 is steadier than 0.999 for LMs
     grad_clip: float = 1.0  # clip the gradients' global norm to this; 0 = off
-    grad_accum_steps: int = 1  # batches per optimizer step: the effective batch is this x the batch size
-    eval_every: int = 250  # steps between validation estimates (there is always one at the end); 0 = end only
+    grad_accum_steps: int = (
+        1  # batches per optimizer step: the effective batch is this x the batch size
+    )
+    eval_every: int = (
+        250  # steps between validation estimates (there is always one at the end); 0 = end only
+    )
     eval_batches: int = 20  # validation batches averaged per estimate
-    ckpt_every: int = 1000  # steps between checkpoints when ckpt_dir is given (plus one at the end); 0 = end only
-    log_every: int = 10  # steps between History records and progress-bar updates (step 1 is always recorded)
+    ckpt_every: int = (
+        1000  # steps between checkpoints when ckpt_dir is given (plus one at the end); 0 = end only
+    )
+    log_every: int = (
+        10  # steps between History records and progress-bar updates (step 1 is always recorded)
+    )
     seed: int = 1337  # seeds the loop's data generator and the global RNGs (dropout)
-    precision: str | None = None  # None = the runtime's rule (bf16 / fp16 + scaler / fp32), or "fp32", "fp16", "bf16"
-    compile: bool = False  # torch.compile the model: faster steps on recent GPUs after a slow first one
+    precision: str | None = (
+        None  # None = the runtime's rule (bf16 / fp16 + scaler / fp32), or "fp32", "fp16", "bf16"
+    )
+    compile: bool = (
+        False  # torch.compile the model: faster steps on recent GPUs after a slow first one
+    )
     fused_adamw: bool | None = None  # None = AdamW's fused kernel on CUDA, the plain one elsewhere
 
-    smoke_overrides = {"max_steps": 40, "warmup_steps": 4, "eval_every": 20, "eval_batches": 2,
-                       "ckpt_every": 20, "log_every": 1}
+    smoke_overrides = {
+        "max_steps": 40,
+        "warmup_steps": 4,
+        "eval_every": 20,
+        "eval_batches": 2,
+        "ckpt_every": 20,
+        "log_every": 1,
+    }
 
 
 @dataclass
@@ -74,7 +96,9 @@ class History:
     steps: list[int] = field(default_factory=list)  # steps at which the next three were recorded
     train_loss: list[float] = field(default_factory=list)  # mean loss over that step's batches
     lr: list[float] = field(default_factory=list)  # learning rate used by that step
-    elapsed: list[float] = field(default_factory=list)  # wall-clock seconds since the run began (resumes add up)
+    elapsed: list[float] = field(
+        default_factory=list
+    )  # wall-clock seconds since the run began (resumes add up)
     val_steps: list[int] = field(default_factory=list)  # steps at which val_loss was estimated
     val_loss: list[float] = field(default_factory=list)  # mean validation loss (see estimate_loss)
 
@@ -108,7 +132,9 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+def make_optimizer(
+    model: torch.nn.Module, cfg: TrainConfig, device: torch.device
+) -> torch.optim.AdamW:
     """AdamW over the trainable parameters only (LoRA and freezing set requires_grad=False on the rest).
 
     Weight decay pulls weights towards 0. That regularises matrices (embeddings, linear layers), but
@@ -118,8 +144,10 @@ def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.devic
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("no parameter has requires_grad=True: there is nothing to train")
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
     fused = cfg.fused_adamw if cfg.fused_adamw is not None else device.type == "cuda"
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), fused=fused or None)
 
@@ -148,7 +176,9 @@ def _loss(model: Callable, batch: Any) -> torch.Tensor:
     else:
         loss = out[1] if isinstance(out, (tuple, list)) and len(out) >= 2 else None
     if not torch.is_tensor(loss) or loss.dim() != 0:
-        raise ValueError("the model must return (logits, loss) with a scalar loss: do the batches hold targets?")
+        raise ValueError(
+            "the model must return (logits, loss) with a scalar loss: do the batches hold targets?"
+        )
     return loss
 
 
@@ -167,14 +197,21 @@ def _batches(data: Callable | Iterable, generator: torch.Generator, skip: int = 
             if count > skip:
                 yield batch
         if count == 0:
-            raise ValueError("the data yielded no batches on this pass: pass a re-iterable (a list, a DataLoader; "
-                             "not a one-shot generator) or a sampler function sample(generator) -> batch")
+            raise ValueError(
+                "the data yielded no batches on this pass: pass a re-iterable (a list, a DataLoader; "
+                "not a one-shot generator) or a sampler function sample(generator) -> batch"
+            )
         skip = max(0, skip - count)
 
 
 @torch.no_grad()
-def estimate_loss(model: torch.nn.Module, data: Callable | Iterable, n_batches: int,
-                  runtime: Runtime | None = None, generator: torch.Generator | None = None) -> float:
+def estimate_loss(
+    model: torch.nn.Module,
+    data: Callable | Iterable,
+    n_batches: int,
+    runtime: Runtime | None = None,
+    generator: torch.Generator | None = None,
+) -> float:
     """Mean loss over `n_batches` batches in eval mode (dropout off), without gradients.
 
     `data` is a sampler (given `generator`, default seed 0) or a re-iterable, of which the first
@@ -196,14 +233,16 @@ def estimate_loss(model: torch.nn.Module, data: Callable | Iterable, n_batches: 
     return total / n_batches
 
 
-def _nan_message(loss: float, step: int, cfg: TrainConfig, runtime: Runtime) -> str:
+def nan_message(loss: float, step: int, cfg: TrainConfig, runtime: Runtime) -> str:
     if step == 1:
         return f"the training loss is {loss} at step 1, before any update: check the data and the model's loss."
     tips = [f"a lower learning rate (lr={cfg.lr:g})"]
     if cfg.grad_clip <= 0:
         tips.append("gradient clipping (grad_clip=1.0)")
     if runtime.dtype != torch.float32:
-        tips.append(f"full precision (precision='fp32' instead of {str(runtime.dtype).replace('torch.', '')})")
+        tips.append(
+            f"full precision (precision='fp32' instead of {str(runtime.dtype).replace('torch.', '')})"
+        )
     return f"the training loss is {loss} at step {step}. Try " + ", or ".join(tips) + "."
 
 
@@ -226,11 +265,15 @@ def _model_config(model: torch.nn.Module) -> dict | None:
     for name in ("cfg", "config"):
         value = getattr(model, name, None)
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return json.loads(json.dumps(to_dict(value), default=str))  # tuples -> lists, as after a reload
+            return json.loads(
+                json.dumps(to_dict(value), default=str)
+            )  # tuples -> lists, as after a reload
     return None
 
 
-def config_differences(saved: dict | None, current: dict | None, ignore: Sequence[str] = ()) -> list[str]:
+def config_differences(
+    saved: dict | None, current: dict | None, ignore: Sequence[str] = ()
+) -> list[str]:
     """The fields on which two config dicts differ, as "name: saved -> current" (empty when equal).
 
     >>> config_differences({"lr": 0.001, "seed": 1}, {"lr": 0.002, "seed": 1})
@@ -238,12 +281,21 @@ def config_differences(saved: dict | None, current: dict | None, ignore: Sequenc
     """
     saved, current = saved or {}, json.loads(json.dumps(current or {}, default=str))
     names = [k for k in dict.fromkeys([*saved, *current]) if k not in ignore]
-    return [f"{k}: {saved.get(k, '(absent)')!r} -> {current.get(k, '(absent)')!r}".replace("'", "")
-            for k in names if saved.get(k, "(absent)") != current.get(k, "(absent)")]
+    return [
+        f"{k}: {saved.get(k, '(absent)')!r} -> {current.get(k, '(absent)')!r}".replace("'", "")
+        for k in names
+        if saved.get(k, "(absent)") != current.get(k, "(absent)")
+    ]
 
 
-def _resume_point(ckpt_dir: str | Path | None, cfg: TrainConfig, model_cfg: dict | None, *, resume: bool,
-                  announce: bool) -> Path | None:
+def _resume_point(
+    ckpt_dir: str | Path | None,
+    cfg: TrainConfig,
+    model_cfg: dict | None,
+    *,
+    resume: bool,
+    announce: bool,
+) -> Path | None:
     """The checkpoint `fit` continues from, after saying so; None to start from step 0.
 
     Never silent: a found checkpoint is announced with its step and folder and how to start fresh.
@@ -262,25 +314,45 @@ def _resume_point(ckpt_dir: str | Path | None, cfg: TrainConfig, model_cfg: dict
         return None
     meta = checkpoint.read_meta(latest)
     step = meta["step"]
-    fresh = (f"To start fresh instead, call fit(..., resume=False) (it deletes the old checkpoints) "
-             f"or delete the folder {ckpt_dir}.")
+    fresh = (
+        f"To start fresh instead, call fit(..., resume=False) (it deletes the old checkpoints) "
+        f"or delete the folder {ckpt_dir}."
+    )
     diffs = config_differences(meta.get("config"), to_dict(cfg), ignore=RESUME_MAY_CHANGE)
-    model_diffs = config_differences(meta.get("model_config"), model_cfg) if meta.get("model_config") else []
+    model_diffs = (
+        config_differences(meta.get("model_config"), model_cfg) if meta.get("model_config") else []
+    )
     if diffs or model_diffs:
-        lines = [f"training config: {d}" for d in diffs] + [f"model config: {d}" for d in model_diffs]
+        lines = [f"training config: {d}" for d in diffs] + [
+            f"model config: {d}" for d in model_diffs
+        ]
         raise checkpoint.CheckpointError(
             f"fit: {latest} (step {step}) was saved with a different configuration, so resuming it would "
-            "mix two runs:\n  " + "\n  ".join(lines) + f"\n{fresh} To continue the old run, use its config.")
+            "mix two runs:\n  "
+            + "\n  ".join(lines)
+            + f"\n{fresh} To continue the old run, use its config."
+        )
     if announce:
         done = " (the run was complete: nothing left to train)" if step >= cfg.max_steps else ""
-        print(f"fit: resuming from step {step} of {cfg.max_steps}, checkpoint {latest}{done}. {fresh}")
+        print(
+            f"fit: resuming from step {step} of {cfg.max_steps}, checkpoint {latest}{done}. {fresh}"
+        )
     return latest
 
 
-def fit(model: torch.nn.Module, train_data: Callable | Iterable, cfg: TrainConfig, *,
-        val_data: Callable | Iterable | None = None, callbacks: Sequence[Any] = (), runtime: Runtime | None = None,
-        ckpt_dir: str | Path | None = None, resume: bool = True, progress: bool = True,
-        dist_env: DistEnv | None = None) -> History:
+def fit(
+    model: torch.nn.Module,
+    train_data: Callable | Iterable,
+    cfg: TrainConfig,
+    *,
+    val_data: Callable | Iterable | None = None,
+    callbacks: Sequence[Any] = (),
+    runtime: Runtime | None = None,
+    ckpt_dir: str | Path | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    dist_env: DistEnv | None = None,
+) -> History:
     """Train `model` for `cfg.max_steps` optimizer steps and return the History of losses.
 
     `callbacks` are objects with optional `on_step(step, history)` (after every step; returning True
@@ -305,10 +377,14 @@ def fit(model: torch.nn.Module, train_data: Callable | Iterable, cfg: TrainConfi
     optimizer = make_optimizer(model, cfg, runtime.device)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.use_grad_scaler)
     seed_all(cfg.seed)  # dropout draws from the global RNG: make it the same on every run
-    generator = make_generator(cfg.seed)  # the data's randomness, owned by the loop, saved in checkpoints
+    generator = make_generator(
+        cfg.seed
+    )  # the data's randomness, owned by the loop, saved in checkpoints
     history, start = History(), 0
     model_cfg = _model_config(model)
-    latest = _resume_point(ckpt_dir, cfg, model_cfg, resume=resume, announce=(dist_env or DistEnv()).is_main)
+    latest = _resume_point(
+        ckpt_dir, cfg, model_cfg, resume=resume, announce=(dist_env or DistEnv()).is_main
+    )
     if latest is not None:
         state = checkpoint.load_checkpoint(latest, model, optimizer, scaler, generator)
         start, history = state["step"], History.from_dict(state["history"] or {})
@@ -316,19 +392,38 @@ def fit(model: torch.nn.Module, train_data: Callable | Iterable, cfg: TrainConfi
     env = dist_env or DistEnv()
     forward = model
     if env.enabled:  # gradients are averaged across processes during backward
-        forward = DDP(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
-    forward = torch.compile(forward) if cfg.compile else forward  # checkpoints save `model`: no prefixes
+        forward = DDP(
+            model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None
+        )
+    forward = (
+        torch.compile(forward) if cfg.compile else forward
+    )  # checkpoints save `model`: no prefixes
     params = [p for p in model.parameters() if p.requires_grad]
 
     def save(step: int) -> None:
         if env.is_main:
-            checkpoint.save_checkpoint(ckpt_dir, step, model, optimizer, scaler, generator, history.to_dict(),
-                                       to_dict(cfg), model_config=model_cfg)
+            checkpoint.save_checkpoint(
+                ckpt_dir,
+                step,
+                model,
+                optimizer,
+                scaler,
+                generator,
+                history.to_dict(),
+                to_dict(cfg),
+                model_config=model_cfg,
+            )
         barrier(env)  # nobody runs ahead (or resumes) before the checkpoint is complete
 
     t0 = time.perf_counter() - (history.elapsed[-1] if history.elapsed else 0.0)
     step = saved = start
-    bar = tqdm(total=cfg.max_steps, initial=start, disable=not (progress and env.is_main), desc="fit", dynamic_ncols=True)
+    bar = tqdm(
+        total=cfg.max_steps,
+        initial=start,
+        disable=not (progress and env.is_main),
+        desc="fit",
+        dynamic_ncols=True,
+    )
     model.train()
     try:
         for step in range(start + 1, cfg.max_steps + 1):  # `step` counts updates, this one included
@@ -348,15 +443,19 @@ def fit(model: torch.nn.Module, train_data: Callable | Iterable, cfg: TrainConfi
                     scaler.scale(loss / cfg.grad_accum_steps).backward()
                 loss_sum += loss.detach().float()
             loss_sum = mean_over_processes(loss_sum, env)
-            train_loss = (loss_sum / cfg.grad_accum_steps).item()  # one GPU sync per step, a fair price
+            train_loss = (
+                loss_sum / cfg.grad_accum_steps
+            ).item()  # one GPU sync per step, a fair price
             if not math.isfinite(train_loss):
-                raise FloatingPointError(_nan_message(train_loss, step, cfg, runtime))
+                raise FloatingPointError(nan_message(train_loss, step, cfg, runtime))
             if cfg.grad_clip > 0:
                 scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             scaler.step(optimizer)  # with fp16, skipped when the gradients overflowed
             scaler.update()  # ... and the loss scale adapts
-            optimizer.zero_grad(set_to_none=True)  # frees the gradients' memory until the next backward
+            optimizer.zero_grad(
+                set_to_none=True
+            )  # frees the gradients' memory until the next backward
 
             if step % cfg.log_every == 0 or step in (1, cfg.max_steps):
                 history.steps.append(step)
@@ -366,17 +465,23 @@ def fit(model: torch.nn.Module, train_data: Callable | Iterable, cfg: TrainConfi
                 bar.set_postfix(loss=f"{train_loss:.4f}", lr=f"{lr:.2e}", refresh=False)
             if val_data is not None and _due(step, cfg.eval_every, cfg):
                 # a fresh generator each time: every estimate sees the same validation batches
-                val = estimate_loss(model, val_data, cfg.eval_batches, runtime, make_generator(cfg.seed + 1))
+                val = estimate_loss(
+                    model, val_data, cfg.eval_batches, runtime, make_generator(cfg.seed + 1)
+                )
                 history.val_steps.append(step)
                 history.val_loss.append(val)
-                bar.set_postfix(loss=f"{train_loss:.4f}", val=f"{val:.4f}", lr=f"{lr:.2e}", refresh=False)
+                bar.set_postfix(
+                    loss=f"{train_loss:.4f}", val=f"{val:.4f}", lr=f"{lr:.2e}", refresh=False
+                )
                 for cb in callbacks:
                     _hook(cb, "on_eval", step, history)
             if ckpt_dir is not None and _due(step, cfg.ckpt_every, cfg):
                 save(step)
                 saved = step
             bar.update(1)
-            if any([_hook(cb, "on_step", step, history) for cb in callbacks]):  # a list: call them all
+            if any(
+                [_hook(cb, "on_step", step, history) for cb in callbacks]
+            ):  # a list: call them all
                 break
     finally:
         bar.close()

@@ -20,6 +20,7 @@ The paper's label smoothing (sec. 5.4) is notebook 05's last exercise, not part 
 Left out: shared source/target vocabularies
 with tied input embeddings, relative positions.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,12 @@ import torch.nn.functional as F
 
 from llmcourse.attention import MultiHeadAttention, causal_mask
 from llmcourse.config import Sized
-from llmcourse.layers import FeedForward, LayerNorm, LearnedPositionalEncoding, SinusoidalPositionalEncoding
+from llmcourse.layers import (
+    FeedForward,
+    LayerNorm,
+    LearnedPositionalEncoding,
+    SinusoidalPositionalEncoding,
+)
 
 
 @dataclass
@@ -54,8 +60,14 @@ class TransformerConfig(Sized):
     bos_id: int = 1  # first decoder input
     eos_id: int = 2  # end of the output
 
-    smoke_overrides = {"n_embd": 32, "n_head": 2, "n_enc_layer": 1, "n_dec_layer": 1, "d_ff": 64,
-                       "dropout": 0.0}
+    smoke_overrides = {
+        "n_embd": 32,
+        "n_head": 2,
+        "n_enc_layer": 1,
+        "n_dec_layer": 1,
+        "d_ff": 64,
+        "dropout": 0.0,
+    }
 
 
 def _copy_linear(dst: nn.Module, src: nn.Module) -> None:
@@ -65,8 +77,15 @@ def _copy_linear(dst: nn.Module, src: nn.Module) -> None:
 class EncoderLayer(nn.Module):
     """x (B, S, C) -> (B, S, C): self-attention and feed-forward, each with residual + LayerNorm."""
 
-    def __init__(self, n_embd: int, n_head: int, d_ff: int, dropout: float = 0.0,
-                 norm_first: bool = False, activation: str = "relu"):
+    def __init__(
+        self,
+        n_embd: int,
+        n_head: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        norm_first: bool = False,
+        activation: str = "relu",
+    ):
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(n_embd, n_head, dropout)
@@ -86,16 +105,27 @@ class EncoderLayer(nn.Module):
 
     def copy_from_torch(self, other: nn.TransformerEncoderLayer) -> None:
         self.self_attn.copy_from_torch(other.self_attn)
-        for ours, theirs in ((self.ff.linear1, other.linear1), (self.ff.linear2, other.linear2),
-                             (self.norm1, other.norm1), (self.norm2, other.norm2)):
+        for ours, theirs in (
+            (self.ff.linear1, other.linear1),
+            (self.ff.linear2, other.linear2),
+            (self.norm1, other.norm1),
+            (self.norm2, other.norm2),
+        ):
             _copy_linear(ours, theirs)
 
 
 class DecoderLayer(nn.Module):
     """Unlike EncoderLayer: causal self-attention, then cross-attention to the encoder's memory."""
 
-    def __init__(self, n_embd: int, n_head: int, d_ff: int, dropout: float = 0.0,
-                 norm_first: bool = False, activation: str = "relu"):
+    def __init__(
+        self,
+        n_embd: int,
+        n_head: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        norm_first: bool = False,
+        activation: str = "relu",
+    ):
         super().__init__()
         self.norm_first = norm_first
         self.self_attn = MultiHeadAttention(n_embd, n_head, dropout)
@@ -104,8 +134,13 @@ class DecoderLayer(nn.Module):
         self.norm1, self.norm2, self.norm3 = LayerNorm(n_embd), LayerNorm(n_embd), LayerNorm(n_embd)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, memory: torch.Tensor, tgt_key_mask: torch.Tensor | None = None,
-                memory_key_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor,
+        tgt_key_mask: torch.Tensor | None = None,
+        memory_key_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """x: (B, T, C) decoder stream; memory: (B, S, C) encoder output; masks True = real token."""
         causal = causal_mask(x.shape[1], device=x.device)  # (T, T)
         sublayers = [
@@ -123,9 +158,13 @@ class DecoderLayer(nn.Module):
     def copy_from_torch(self, other: nn.TransformerDecoderLayer) -> None:
         self.self_attn.copy_from_torch(other.self_attn)
         self.cross_attn.copy_from_torch(other.multihead_attn)  # torch's name for cross-attention
-        for ours, theirs in ((self.ff.linear1, other.linear1), (self.ff.linear2, other.linear2),
-                             (self.norm1, other.norm1), (self.norm2, other.norm2),
-                             (self.norm3, other.norm3)):
+        for ours, theirs in (
+            (self.ff.linear1, other.linear1),
+            (self.ff.linear2, other.linear2),
+            (self.norm1, other.norm1),
+            (self.norm2, other.norm2),
+            (self.norm3, other.norm3),
+        ):
             _copy_linear(ours, theirs)
 
 
@@ -137,8 +176,10 @@ class Seq2SeqTransformer(nn.Module):
     def __init__(self, config: TransformerConfig):
         super().__init__()
         self.config = c = config
-        pos_class = {"sinusoidal": SinusoidalPositionalEncoding,
-                     "learned": LearnedPositionalEncoding}[c.pos]
+        pos_class = {
+            "sinusoidal": SinusoidalPositionalEncoding,
+            "learned": LearnedPositionalEncoding,
+        }[c.pos]
         self.src_emb = nn.Embedding(c.src_vocab_size, c.n_embd)
         self.tgt_emb = nn.Embedding(c.tgt_vocab_size, c.n_embd)
         self.pos = pos_class(c.n_embd, c.max_len)
@@ -168,8 +209,9 @@ class Seq2SeqTransformer(nn.Module):
             x = layer(x, key_mask=src_mask)
         return self.enc_norm(x), src_mask
 
-    def decode(self, tgt_in: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor
-               ) -> torch.Tensor:
+    def decode(
+        self, tgt_in: torch.Tensor, memory: torch.Tensor, src_mask: torch.Tensor
+    ) -> torch.Tensor:
         """tgt_in (B, T) and memory -> logits (B, T, tgt_vocab_size)."""
         tgt_mask = tgt_in != self.config.pad_id
         x = self._embed(self.tgt_emb, tgt_in)
@@ -177,8 +219,9 @@ class Seq2SeqTransformer(nn.Module):
             x = layer(x, memory, tgt_key_mask=tgt_mask, memory_key_mask=src_mask)
         return self.lm_head(self.dec_norm(x))
 
-    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, targets: torch.Tensor | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, src: torch.Tensor, tgt_in: torch.Tensor, targets: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         memory, src_mask = self.encode(src)
         logits = self.decode(tgt_in, memory, src_mask)
         loss = None
@@ -189,8 +232,12 @@ class Seq2SeqTransformer(nn.Module):
     def _next_logprobs(self, logits: torch.Tensor) -> torch.Tensor:
         """log-softmax over the tokens a decoder may emit: never pad_id or bos_id."""
         banned = [self.config.pad_id, self.config.bos_id]
-        return F.log_softmax(logits.float().index_fill(-1, torch.tensor(banned, device=logits.device),
-                                                       float("-inf")), dim=-1)
+        return F.log_softmax(
+            logits.float().index_fill(
+                -1, torch.tensor(banned, device=logits.device), float("-inf")
+            ),
+            dim=-1,
+        )
 
     def _max_new(self, src: torch.Tensor, max_new_tokens: int | None) -> int:
         return min(max_new_tokens or 2 * src.shape[1] + 10, self.config.max_len - 1)
@@ -212,10 +259,12 @@ class Seq2SeqTransformer(nn.Module):
                 break
         return out[:, 1:]
 
-    def next_token_logprobs(self, memory: torch.Tensor, src_mask: torch.Tensor
-                            ) -> Callable[[torch.Tensor], torch.Tensor]:
+    def next_token_logprobs(
+        self, memory: torch.Tensor, src_mask: torch.Tensor
+    ) -> Callable[[torch.Tensor], torch.Tensor]:
         """For ONE encoded source (memory (1, S, C), src_mask (1, S)): the function
         prefixes (N, t) -> (N, V) next-token log-probabilities that `beam_search` expects."""
+
         def step(prefixes: torch.Tensor) -> torch.Tensor:
             N = prefixes.shape[0]
             logits = self.decode(prefixes, memory.expand(N, -1, -1), src_mask.expand(N, -1))
@@ -224,21 +273,33 @@ class Seq2SeqTransformer(nn.Module):
         return step
 
     @torch.no_grad()
-    def beam_search(self, src: torch.Tensor, beam_size: int = 4, length_penalty: float = 0.0,
-                    max_new_tokens: int | None = None) -> torch.Tensor:
+    def beam_search(
+        self,
+        src: torch.Tensor,
+        beam_size: int = 4,
+        length_penalty: float = 0.0,
+        max_new_tokens: int | None = None,
+    ) -> torch.Tensor:
         """Keep the beam_size best prefixes at each step (see `beam_search`). Same output format
         as greedy_decode; beam_size=1 gives greedy's output."""
         c = self.config
         rows = []
         for b in range(src.shape[0]):
-            step = self.next_token_logprobs(*self.encode(src[b:b + 1]))
-            tokens, _ = beam_search(step, c.bos_id, c.eos_id, beam_size,
-                                    self._max_new(src, max_new_tokens), length_penalty, src.device)
+            step = self.next_token_logprobs(*self.encode(src[b : b + 1]))
+            tokens, _ = beam_search(
+                step,
+                c.bos_id,
+                c.eos_id,
+                beam_size,
+                self._max_new(src, max_new_tokens),
+                length_penalty,
+                src.device,
+            )
             rows.append(tokens)
         L = max(len(r) for r in rows)
         out = torch.full((len(rows), L), c.pad_id, dtype=torch.long, device=src.device)
         for b, r in enumerate(rows):
-            out[b, :len(r)] = torch.tensor(r, dtype=torch.long)
+            out[b, : len(r)] = torch.tensor(r, dtype=torch.long)
         return out
 
     @torch.no_grad()
@@ -258,9 +319,15 @@ def length_normaliser(n: int, alpha: float) -> float:
     return ((5.0 + n) / 6.0) ** alpha
 
 
-def beam_search(step_logprobs: Callable[[torch.Tensor], torch.Tensor], bos_id: int, eos_id: int,
-                beam_size: int, max_new_tokens: int, length_penalty: float = 0.0,
-                device: torch.device | str | None = None) -> tuple[list[int], float]:
+def beam_search(
+    step_logprobs: Callable[[torch.Tensor], torch.Tensor],
+    bos_id: int,
+    eos_id: int,
+    beam_size: int,
+    max_new_tokens: int,
+    length_penalty: float = 0.0,
+    device: torch.device | str | None = None,
+) -> tuple[list[int], float]:
     """Generic beam search over a next-token distribution; returns (tokens after bos, log p):
     the winner's total log-probability, before any length normalisation.
 
@@ -289,7 +356,9 @@ def beam_search(step_logprobs: Callable[[torch.Tensor], torch.Tensor], bos_id: i
         if not alive:
             break
     finished += alive  # unfinished ones at max_new_tokens still compete
-    best, score = max(finished, key=lambda h: h[1] / length_normaliser(len(h[0]) - 1, length_penalty))
+    best, score = max(
+        finished, key=lambda h: h[1] / length_normaliser(len(h[0]) - 1, length_penalty)
+    )
     return best[1:], score
 
 

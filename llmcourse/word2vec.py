@@ -32,6 +32,7 @@ References: Mikolov et al. 2013, "Efficient Estimation of Word Representations i
 "Distributed Representations of Words and Phrases and their Compositionality"; Goldberg & Levy 2014,
 "word2vec Explained"; Řehůřek & Sojka, gensim.
 """
+
 from __future__ import annotations
 
 import re
@@ -63,11 +64,15 @@ class Word2VecConfig(Sized):
     epochs: int = 5
     lr: float = 0.025  # gensim's alpha; decays linearly to min_lr
     min_lr: float = 1e-4
-    batch_size: int | None = None  # per SGD step; None = 1024 pairs (skip-gram) or 128 centre words (CBOW)
+    batch_size: int | None = (
+        None  # per SGD step; None = 1024 pairs (skip-gram) or 128 centre words (CBOW)
+    )
     sg: bool = True  # True: skip-gram, False: CBOW (mean of the context vectors)
     seed: int = 0
     workers: int = 0  # training threads (gensim's `workers`); 0 means torch.get_num_threads()
-    chunk_tokens: int = 200_000  # tokens whose pairs are built (and, for skip-gram, shuffled) together
+    chunk_tokens: int = (
+        200_000  # tokens whose pairs are built (and, for skip-gram, shuffled) together
+    )
     # Shuffle a chunk's training items? None: skip-gram pairs are shuffled, CBOW centres keep text
     # order as in gensim (shuffled CBOW lost ~half of gensim's WordSim-353 score on lee+shakespeare).
     shuffle: bool | None = None
@@ -155,7 +160,9 @@ def context_windows(
     return ctx, valid
 
 
-def skipgram_pairs(ctx: np.ndarray, valid: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def skipgram_pairs(
+    ctx: np.ndarray, valid: np.ndarray, ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(centre, context) pairs from the window matrix, in text order."""
     centres = np.broadcast_to(ids[:, None], ctx.shape)[valid]  # (P,)
     return centres, ctx[valid]
@@ -164,7 +171,9 @@ def skipgram_pairs(ctx: np.ndarray, valid: np.ndarray, ids: np.ndarray) -> tuple
 # ----------------------------------------------------------------------------- the objective
 
 
-def negative_sampling_loss(v_in: torch.Tensor, u_pos: torch.Tensor, u_neg: torch.Tensor) -> torch.Tensor:
+def negative_sampling_loss(
+    v_in: torch.Tensor, u_pos: torch.Tensor, u_neg: torch.Tensor
+) -> torch.Tensor:
     """Per-pair SGNS loss  -log σ(u_pos·v) - Σ_k log σ(-u_neg_k·v).
 
     v_in (B, D): centre vectors (or CBOW context means); u_pos (B, D); u_neg (B, K, D). Returns (B,).
@@ -188,7 +197,9 @@ def sgns_gradients(
     err[:, 0] -= 1.0  # (B, 1+K) = dL/dscore = σ(score) - label
     sign = torch.ones_like(scores[:1])
     sign[:, 1:] = -1.0
-    per_term = F.softplus(-sign * scores)  # -log σ(score) for the positive, -log σ(-score) for negatives
+    per_term = F.softplus(
+        -sign * scores
+    )  # -log σ(score) for the positive, -log σ(-score) for negatives
     if weight is not None:
         err = err * weight
         per_term = per_term * weight
@@ -197,7 +208,7 @@ def sgns_gradients(
     return per_term.sum(-1), grad_v, grad_u
 
 
-class _Trainer:
+class Trainer:
     """Holds the two tables and applies one batched SGD step (skip-gram or CBOW)."""
 
     def __init__(self, vocab: Vocab, cfg: Word2VecConfig, gen: torch.Generator):
@@ -212,19 +223,27 @@ class _Trainer:
         p = noise_distribution(vocab.counts)
         size = max(NOISE_TABLE, 20 * V)
         ends = np.round(np.cumsum(p) * size).astype(np.int64)
-        self.table = torch.from_numpy(np.repeat(np.arange(V, dtype=np.int32), np.diff(ends, prepend=0)))
+        self.table = torch.from_numpy(
+            np.repeat(np.arange(V, dtype=np.int32), np.diff(ends, prepend=0))
+        )
 
     def negatives(self, n: int, gen: torch.Generator) -> torch.Tensor:
         slots = torch.randint(0, len(self.table), (n, self.cfg.negative), generator=gen)
         return self.table[slots].long()  # (n, K)
 
-    def step(self, targets: torch.Tensor, inputs: torch.Tensor, lr: float, gen: torch.Generator) -> float:
+    def step(
+        self, targets: torch.Tensor, inputs: torch.Tensor, lr: float, gen: torch.Generator
+    ) -> float:
         """targets (B,) are predicted from inputs: (B,) word ids (skip-gram) or (B, C) padded ids."""
         neg = self.negatives(len(targets), gen)
         out_idx = torch.cat([targets[:, None], neg], 1)  # (B, 1+K)
         weight = torch.ones(out_idx.shape)
-        weight[:, 1:] = (neg != targets[:, None]).float()  # gensim skips a negative equal to the target
-        emb = F.embedding(inputs, self.w_in)  # (B, D) or (B, C, D); F.embedding is the fastest gather
+        weight[:, 1:] = (
+            neg != targets[:, None]
+        ).float()  # gensim skips a negative equal to the target
+        emb = F.embedding(
+            inputs, self.w_in
+        )  # (B, D) or (B, C, D); F.embedding is the fastest gather
         if inputs.dim() == 1:
             v = emb
         else:
@@ -247,7 +266,7 @@ class _Trainer:
         return float(loss.sum())
 
 
-def _chunk_items(ids, sent, keep, cfg, rng, pad):
+def chunk_items(ids, sent, keep, cfg, rng, pad):
     """Subsample a chunk, build its windows, and return shuffled (targets, inputs) tensors."""
     kept = subsample(ids, keep, rng)
     ids, sent = ids[kept], sent[kept]
@@ -275,8 +294,17 @@ def batch_size_for(cfg: Word2VecConfig) -> int:
     return 1024 if cfg.sg else 128
 
 
-def _run_batches(tr: _Trainer, targets: torch.Tensor, inputs: torch.Tensor, worker: int, workers: int,
-                 done: int, n_raw: int, total: int, gen: torch.Generator) -> float:
+def _run_batches(
+    tr: Trainer,
+    targets: torch.Tensor,
+    inputs: torch.Tensor,
+    worker: int,
+    workers: int,
+    done: int,
+    n_raw: int,
+    total: int,
+    gen: torch.Generator,
+) -> float:
     """One worker's share of a chunk: batches worker, worker + workers, ...; returns the summed loss.
     The learning rate decays linearly with the share of all raw words processed so far."""
     cfg, bs, n_items = tr.cfg, batch_size_for(tr.cfg), len(targets)
@@ -304,7 +332,7 @@ def train_word2vec(
     rng = np.random.default_rng(cfg.seed)
     workers = cfg.workers or torch.get_num_threads()
     gens = [torch.Generator().manual_seed(cfg.seed + 1000 * k) for k in range(workers + 1)]
-    tr = _Trainer(vocab, cfg, gens[-1])
+    tr = Trainer(vocab, cfg, gens[-1])
     total = len(ids_all) * cfg.epochs  # lr decays with raw (pre-subsampling) words, as in gensim
     done, history = 0, []
     old_threads = torch.get_num_threads()
@@ -315,10 +343,15 @@ def train_word2vec(
         for epoch in range(cfg.epochs):
             for start in range(0, len(ids_all), cfg.chunk_tokens):
                 sl = slice(start, start + cfg.chunk_tokens)
-                targets, inputs = _chunk_items(ids_all[sl], sent_all[sl], keep, cfg, rng, tr.V)
+                targets, inputs = chunk_items(ids_all[sl], sent_all[sl], keep, cfg, rng, tr.V)
                 n_raw = len(ids_all[sl])
-                jobs = [(tr, targets, inputs, k, workers, done, n_raw, total, gens[k]) for k in range(workers)]
-                losses = list(pool.map(_run_batches, *zip(*jobs))) if pool else [_run_batches(*jobs[0])]
+                jobs = [
+                    (tr, targets, inputs, k, workers, done, n_raw, total, gens[k])
+                    for k in range(workers)
+                ]
+                losses = (
+                    list(pool.map(_run_batches, *zip(*jobs))) if pool else [_run_batches(*jobs[0])]
+                )
                 done += n_raw
                 history.append((done, sum(losses) / max(len(targets), 1)))
             if verbose:
@@ -357,7 +390,19 @@ def tokenize(text: str) -> list[list[str]]:
 
 
 __all__ = [
-    "Word2VecConfig", "build_vocab", "keep_probabilities", "noise_distribution", "encode",
-    "subsample", "context_windows", "skipgram_pairs", "negative_sampling_loss", "sgns_gradients",
-    "train_word2vec", "load_corpus", "tokenize",
+    "Word2VecConfig",
+    "build_vocab",
+    "keep_probabilities",
+    "noise_distribution",
+    "encode",
+    "subsample",
+    "context_windows",
+    "skipgram_pairs",
+    "negative_sampling_loss",
+    "sgns_gradients",
+    "Trainer",
+    "chunk_items",
+    "train_word2vec",
+    "load_corpus",
+    "tokenize",
 ]

@@ -11,6 +11,7 @@ line. In markdown cells the text from `<!-- BEGIN SOLUTION -->` to `<!-- END SOL
 are an error naming the notebook and the cell; so is a code cell that no longer parses afterwards.
 Outputs and execution counts are cleared. Uses only the standard library.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,18 +56,24 @@ def strip_code(source: str, where: str = "code") -> str:
             continue
         if m["kind"] == "BEGIN":
             if opened is not None:
-                raise MarkerError(f"{where}, line {number}: BEGIN SOLUTION inside the block opened on line {opened}")
+                raise MarkerError(
+                    f"{where}, line {number}: BEGIN SOLUTION inside the block opened on line {opened}"
+                )
             opened = number
             out.append(f"{m['indent']}{STUB}\n")
         else:
             if opened is None:
-                raise MarkerError(f"{where}, line {number}: END SOLUTION without a BEGIN SOLUTION before it")
+                raise MarkerError(
+                    f"{where}, line {number}: END SOLUTION without a BEGIN SOLUTION before it"
+                )
             opened = None
     if opened is not None:
         raise MarkerError(f"{where}, line {opened}: BEGIN SOLUTION is never closed by END SOLUTION")
     result = "".join(out)
     if not source.endswith("\n") and result.endswith("\n"):
-        result = result[:-1]  # keep the cell's own convention (notebook cells have no final newline)
+        result = result[
+            :-1
+        ]  # keep the cell's own convention (notebook cells have no final newline)
     return result
 
 
@@ -78,16 +85,22 @@ def strip_markdown(source: str, where: str = "markdown") -> str:
         line = source.count("\n", 0, m.start()) + 1
         if m[1] == "BEGIN":
             if opened_at is not None:
-                raise MarkerError(f"{where}, line {line}: BEGIN SOLUTION inside the block opened on line {opened_at}")
-            pieces.append(source[pos:m.start()] + ANSWER)
+                raise MarkerError(
+                    f"{where}, line {line}: BEGIN SOLUTION inside the block opened on line {opened_at}"
+                )
+            pieces.append(source[pos : m.start()] + ANSWER)
             opened_at = line
         else:
             if opened_at is None:
-                raise MarkerError(f"{where}, line {line}: END SOLUTION without a BEGIN SOLUTION before it")
+                raise MarkerError(
+                    f"{where}, line {line}: END SOLUTION without a BEGIN SOLUTION before it"
+                )
             opened_at = None
         pos = m.end()
     if opened_at is not None:
-        raise MarkerError(f"{where}, line {opened_at}: BEGIN SOLUTION is never closed by END SOLUTION")
+        raise MarkerError(
+            f"{where}, line {opened_at}: BEGIN SOLUTION is never closed by END SOLUTION"
+        )
     return "".join(pieces) + source[pos:]
 
 
@@ -113,8 +126,10 @@ def student_notebook(nb: dict, name: str = "notebook") -> dict:
             if new != source:
                 error = _parses(new)
                 if error:
-                    raise MarkerError(f"{where}: the stubbed cell is not valid Python ({error}); "
-                                      "put the markers at the indentation of the code they replace")
+                    raise MarkerError(
+                        f"{where}: the stubbed cell is not valid Python ({error}); "
+                        "put the markers at the indentation of the code they replace"
+                    )
             cell["outputs"], cell["execution_count"] = [], None
         elif cell.get("cell_type") == "markdown":
             new = strip_markdown(source, where)
@@ -127,11 +142,15 @@ def student_notebook(nb: dict, name: str = "notebook") -> dict:
 
 def write_notebook(nb: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(
+        json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("notebooks", nargs="*", type=Path, help="default: notebooks/*.ipynb")
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "student", help="output folder")
     ap.add_argument("--check", action="store_true", help="validate markers only, write nothing")
@@ -146,8 +165,12 @@ def main(argv: list[str] | None = None) -> int:
             nb = json.loads(path.read_text(encoding="utf-8"))
             student = student_notebook(nb, path.name)
         except (MarkerError, json.JSONDecodeError) as e:
-            print(f"error: {e}" if isinstance(e, MarkerError) else f"error: {path.name}: not JSON: {e}",
-                  file=sys.stderr)
+            print(
+                f"error: {e}"
+                if isinstance(e, MarkerError)
+                else f"error: {path.name}: not JSON: {e}",
+                file=sys.stderr,
+            )
             errors += 1
             continue
         if args.check:

@@ -6,6 +6,7 @@
 Author in the percent script (outside the repo), then `jupytext --to ipynb` it into notebooks/.
 The setup cell is read from docs/CONVENTIONS.md, its single source of truth.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,8 +17,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = re.compile(r"^\d{2}_[a-z0-9]+(_[a-z0-9]+)*$")
-BADGE = ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-         "(https://colab.research.google.com/github/llmcourse/llmcourse/blob/main/notebooks/{file})")
+BADGE = (
+    "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+    "(https://colab.research.google.com/github/llmcourse/llmcourse/blob/main/notebooks/{file})"
+)
 # Every notebook's first cell links the English–Chinese glossary (relative to notebooks/).
 # An absolute link: a relative one breaks when the notebook is opened in Colab or Kaggle.
 GLOSSARY_URL = "https://github.com/llmcourse/llmcourse/blob/main/docs/GLOSSARY.md"
@@ -37,36 +40,59 @@ def cells(stem: str, title: str) -> list[tuple[str, str]]:
     """(cell_type, source) pairs of the scaffold."""
     number = stem[:2]
     return [
-        ("markdown", f"# {number} · {title}\n\n{BADGE.format(file=stem + '.ipynb')}\n\n"
-                     f"{GLOSSARY_LINK}\n\n**Learning goals**\n\n- TODO: what the learner can do afterwards\n\n"
-                     "**Prerequisites:** TODO"),
+        (
+            "markdown",
+            f"# {number} · {title}\n\n{BADGE.format(file=stem + '.ipynb')}\n\n"
+            f"{GLOSSARY_LINK}\n\n**Learning goals**\n\n- TODO: what the learner can do afterwards\n\n"
+            "**Prerequisites:** TODO",
+        ),
         ("code", setup_template()),
         ("code", "from llmcourse.course import notebook\n\nrt = notebook.start()"),
-        ("markdown", "## 1. TODO: the first idea\n\nBuild it small inline, check it against the package, "
-                     "then use the package at scale."),
-        ("code", "result = 1.0  # TODO\nnotebook.headline(\"TODO_metric\", result)"),
+        (
+            "markdown",
+            "## 1. TODO: the first idea\n\nBuild it small inline, check it against the package, "
+            "then use the package at scale.",
+        ),
+        ("code", 'result = 1.0  # TODO\nnotebook.headline("TODO_metric", result)'),
         ("markdown", "## Summary\n\n- TODO"),
-        ("markdown", "## Questions\n\n1. TODO\n\n**Answer.** <!-- BEGIN SOLUTION -->TODO<!-- END SOLUTION -->"),
-        ("markdown", "## Exercises\n\nWrite `softmax(x)` over the last dimension; the check compares it "
-                     "with `torch.softmax` on random inputs."),
-        ("code", "import torch\nfrom llmcourse.course import exercises\n\n\ndef softmax(x: torch.Tensor) -> torch.Tensor:\n"
-                 "    # BEGIN SOLUTION\n    z = x - x.amax(dim=-1, keepdim=True)\n"
-                 "    return z.exp() / z.exp().sum(dim=-1, keepdim=True)\n    # END SOLUTION\n\n\n"
-                 "exercises.check(\"softmax\", softmax)"),
+        (
+            "markdown",
+            "## Questions\n\n1. TODO\n\n**Answer.** <!-- BEGIN SOLUTION -->TODO<!-- END SOLUTION -->",
+        ),
+        (
+            "markdown",
+            "## Exercises\n\nWrite `softmax(x)` over the last dimension; the check compares it "
+            "with `torch.softmax` on random inputs.",
+        ),
+        (
+            "code",
+            "import torch\nfrom llmcourse.course import exercises\n\n\ndef softmax(x: torch.Tensor) -> torch.Tensor:\n"
+            "    # BEGIN SOLUTION\n    z = x - x.amax(dim=-1, keepdim=True)\n"
+            "    return z.exp() / z.exp().sum(dim=-1, keepdim=True)\n    # END SOLUTION\n\n\n"
+            'exercises.check("softmax", softmax)',
+        ),
     ]
 
 
 def as_ipynb(pairs: list[tuple[str, str]]) -> dict:
     out = []
     for i, (kind, source) in enumerate(pairs):
-        cell = {"cell_type": kind, "id": f"cell-{i:02d}", "metadata": {},
-                "source": source.splitlines(keepends=True)}
+        cell = {
+            "cell_type": kind,
+            "id": f"cell-{i:02d}",
+            "metadata": {},
+            "source": source.splitlines(keepends=True),
+        }
         if kind == "code":
             cell.update(execution_count=None, outputs=[])
         out.append(cell)
     kernel = {"display_name": "Python 3", "language": "python", "name": "python3"}
-    return {"cells": out, "metadata": {"kernelspec": kernel, "language_info": {"name": "python"}},
-            "nbformat": 4, "nbformat_minor": 5}
+    return {
+        "cells": out,
+        "metadata": {"kernelspec": kernel, "language_info": {"name": "python"}},
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
 
 
 def as_percent(pairs: list[tuple[str, str]]) -> str:
@@ -81,14 +107,18 @@ def as_percent(pairs: list[tuple[str, str]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("path", type=Path, help="NN_topic.py (percent script) or NN_topic.ipynb")
     ap.add_argument("title")
     ap.add_argument("--force", action="store_true", help="overwrite an existing file")
     args = ap.parse_args(argv)
     if not NAME.match(args.path.stem) or args.path.suffix not in (".py", ".ipynb"):
-        print(f"error: {args.path.name}: name it NN_topic.py or NN_topic.ipynb (e.g. 05_attention.py)",
-              file=sys.stderr)
+        print(
+            f"error: {args.path.name}: name it NN_topic.py or NN_topic.ipynb (e.g. 05_attention.py)",
+            file=sys.stderr,
+        )
         return 1
     if args.path.exists() and not args.force:
         print(f"error: {args.path} exists (use --force to overwrite)", file=sys.stderr)

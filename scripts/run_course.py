@@ -16,6 +16,7 @@ state of another. Kernels talk to the runner over local IPC sockets, and each ge
 that suits the machine's current load. The run ends with `<out>/index.html`: the executed course
 as a book, every notebook linked in teaching order with its headline, target, size and time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +78,12 @@ def environment(**values: str):
                 os.environ[k] = v
 
 
-def run_one(path: Path, out_dir: Path, size: str, timeout: int, metrics_file: Path) -> tuple[str, float, dict]:
-    with environment(LLMCOURSE_SIZE=size, LLMCOURSE_NOTEBOOK=path.stem, LLMCOURSE_METRICS_FILE=str(metrics_file)):
+def run_one(
+    path: Path, out_dir: Path, size: str, timeout: int, metrics_file: Path
+) -> tuple[str, float, dict]:
+    with environment(
+        LLMCOURSE_SIZE=size, LLMCOURSE_NOTEBOOK=path.stem, LLMCOURSE_METRICS_FILE=str(metrics_file)
+    ):
         return _run_one(path, out_dir, timeout)
 
 
@@ -89,8 +94,13 @@ def _run_one(path: Path, out_dir: Path, timeout: int) -> tuple[str, float, dict]
 
     nb = nbformat.read(path, as_version=4)
     km = _kernel_manager()
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", km=km,
-                            resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        km=km,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
     start = time.perf_counter()
     status, peak, seconds = "ok", {}, None
     try:
@@ -145,7 +155,9 @@ def pick_threads(requested: int | None) -> int:
         return requested
     if os.environ.get("LLMCOURSE_THREADS", "").strip():  # the learner's explicit choice wins
         return max(1, int(os.environ["LLMCOURSE_THREADS"]))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    )
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     return max(1, min(cores, round(cores - load)))
 
@@ -153,7 +165,11 @@ def pick_threads(requested: int | None) -> int:
 def read_metrics(metrics_file: Path) -> list[dict]:
     if not metrics_file.exists():
         return []
-    return [json.loads(line) for line in metrics_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line)
+        for line in metrics_file.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
 
 
 def headlines(metrics_file: Path) -> dict[str, str]:
@@ -163,7 +179,9 @@ def headlines(metrics_file: Path) -> dict[str, str]:
             continue
         value = rec["value"]
         shown = f"{value:.4g}" if isinstance(value, (int, float)) else str(value)
-        found.setdefault(rec["notebook"], []).append(f"{rec['name']} = {shown}{(' ' + rec['unit']) if rec.get('unit') else ''}")
+        found.setdefault(rec["notebook"], []).append(
+            f"{rec['name']} = {shown}{(' ' + rec['unit']) if rec.get('unit') else ''}"
+        )
     return {k: "; ".join(v) for k, v in found.items()}
 
 
@@ -190,14 +208,15 @@ def write_index(out_dir: Path, summary: list[dict], size: str) -> Path:
             f"<tr class='{'ok' if ok else 'bad'}'><td><a href='{html.escape(stem)}.html'>{html.escape(row['title'])}</a></td>"
             f"<td>{html.escape(row.get('headline') or '-')}</td><td>{html.escape(row.get('baseline_shown', ''))}</td>"
             f"<td>{html.escape(row.get('target_shown', ''))}</td><td>{html.escape(mark)}</td>"
-            f"<td>{html.escape(row['size'])}</td><td>{row['seconds']:.0f} s</td></tr>")
+            f"<td>{html.escape(row['size'])}</td><td>{row['seconds']:.0f} s</td></tr>"
+        )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>llmcourse: the executed course</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:70rem;margin:2rem auto;padding:0 1rem}}
 table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #ddd;padding:.4rem;text-align:left;vertical-align:top}}
 tr.bad td{{background:#fde8e8}}</style></head>
 <body><h1>llmcourse: the executed course</h1>
-<p>Every notebook, run top to bottom at <b>{html.escape(size)}</b> size on {html.escape(time.strftime('%Y-%m-%d'))},
+<p>Every notebook, run top to bottom at <b>{html.escape(size)}</b> size on {html.escape(time.strftime("%Y-%m-%d"))},
 in teaching order. Each link opens the notebook with its outputs and figures. The headline is the notebook's key
 number; the target is what this size must reach (<code>llmcourse/course/targets.py</code>).</p>
 <table><thead><tr><th>notebook</th><th>headline</th><th>baseline in this run</th><th>target</th><th></th><th>size</th><th>time</th></tr></thead>
@@ -217,28 +236,53 @@ def judge(rows: list[tuple], records: list[dict], size: str) -> dict[str, dict]:
     ran = [Path(name).stem for name, status, *_ in rows if status == "ok"]
     values = [r for r in records if r.get("kind", "headline") in ("headline", "metric")]
     if any(r.get("lang", "en") != "en" for r in values):  # the targets are set on the English texts
-        return {nb: {"target_met": True, "target_shown": "none (targets are set for the English track)",
-                     "baseline_shown": "", "target_failure": ""} for nb in ran}
+        return {
+            nb: {
+                "target_met": True,
+                "target_shown": "none (targets are set for the English track)",
+                "baseline_shown": "",
+                "target_failure": "",
+            }
+            for nb in ran
+        }
     out = {}
     for r in targets.results(values, ran, size=size):
         t = targets.for_notebook(r["notebook"])
-        base = f"{t.vs} = {targets.fmt(r['baseline_value'], r['unit'])}" if t and r["baseline_value"] is not None else ""
-        shown = f"{r['compare']} {targets.fmt(r['target'], r['unit'])}" if r["target"] is not None else ""
+        base = (
+            f"{t.vs} = {targets.fmt(r['baseline_value'], r['unit'])}"
+            if t and r["baseline_value"] is not None
+            else ""
+        )
+        shown = (
+            f"{r['compare']} {targets.fmt(r['target'], r['unit'])}"
+            if r["target"] is not None
+            else ""
+        )
         if t and t.vs:
             shown += f", {targets.margin_text(t)}"
-        out[r["notebook"]] = {"target_met": r["met"], "target_shown": shown, "baseline_shown": base,
-                              "target_failure": r["why"]}
+        out[r["notebook"]] = {
+            "target_met": r["met"],
+            "target_shown": shown,
+            "baseline_shown": base,
+            "target_failure": r["why"],
+        }
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--size", choices=["auto", "smoke", "full"], default="auto")
     ap.add_argument("--only", default="", help="comma-separated notebook numbers or name fragments")
     ap.add_argument("--out", default=str(ROOT / "build" / "course"))
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
-    ap.add_argument("--threads", type=int, default=None,
-                    help="torch threads per notebook (default: LLMCOURSE_THREADS, else the free cores from the load average)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads per notebook (default: LLMCOURSE_THREADS, else the free cores from the load average)",
+    )
     args = ap.parse_args(argv)
 
     size = pick_size(args.size)
@@ -250,13 +294,24 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(ckpt_root, ignore_errors=True)
     ckpt_root.mkdir()
     threads = pick_threads(args.threads)
-    with environment(LLMCOURSE_CKPT_DIR=str(ckpt_root), LLMCOURSE_THREADS=str(threads), OMP_NUM_THREADS=str(threads),
-                     MKL_NUM_THREADS=str(threads), TOKENIZERS_PARALLELISM="false"):
+    with environment(
+        LLMCOURSE_CKPT_DIR=str(ckpt_root),
+        LLMCOURSE_THREADS=str(threads),
+        OMP_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        TOKENIZERS_PARALLELISM="false",
+    ):
         return _run_all(args, size, out_dir, metrics_file, ckpt_root, threads)
 
 
-def _run_all(args: argparse.Namespace, size: str, out_dir: Path, metrics_file: Path, ckpt_root: Path,
-             threads: int) -> int:
+def _run_all(
+    args: argparse.Namespace,
+    size: str,
+    out_dir: Path,
+    metrics_file: Path,
+    ckpt_root: Path,
+    threads: int,
+) -> int:
     notebooks = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     if args.only:
         keys = [k.strip() for k in args.only.split(",") if k.strip()]
@@ -264,8 +319,11 @@ def _run_all(args: argparse.Namespace, size: str, out_dir: Path, metrics_file: P
     if not notebooks:
         print("no notebooks matched", file=sys.stderr)
         return 2
-    print(f"running {len(notebooks)} notebooks at size '{size}', {threads} torch thread(s) each, "
-          f"checkpoints in {ckpt_root} (fresh) -> {out_dir}", flush=True)
+    print(
+        f"running {len(notebooks)} notebooks at size '{size}', {threads} torch thread(s) each, "
+        f"checkpoints in {ckpt_root} (fresh) -> {out_dir}",
+        flush=True,
+    )
     rows = []
     for path in notebooks:
         print(f"  {path.name} ...", end="", flush=True)
@@ -275,24 +333,44 @@ def _run_all(args: argparse.Namespace, size: str, out_dir: Path, metrics_file: P
     heads = headlines(metrics_file)
     verdicts = judge(rows, read_metrics(metrics_file), size)
     width = max(len(r[0]) for r in rows)
-    print(f"\n{'notebook':<{width}}  {'status':<8}  {'wall time':>9}  {'peak RSS':>8}  {'peak GPU':>8}  {'target':<20}  headline")
+    print(
+        f"\n{'notebook':<{width}}  {'status':<8}  {'wall time':>9}  {'peak RSS':>8}  {'peak GPU':>8}  {'target':<20}  headline"
+    )
     for name, status, seconds, peak in rows:
         rss = f"{peak['rss_gb']:.2f} GB" if "rss_gb" in peak else "-"
         gpu = f"{peak['gpu_gb']:.2f} GB" if "gpu_gb" in peak else "-"
         v = verdicts.get(Path(name).stem, {})
-        target = "-" if not v or v["target_shown"].startswith("none") else (
-            ("met " if v["target_met"] else "MISSED ") + v["target_shown"].split(",")[0])
-        print(f"{name:<{width}}  {status[:8]:<8}  {seconds:>8.1f}s  {rss:>8}  {gpu:>8}  {target:<20}  "
-              f"{heads.get(Path(name).stem, '-')}")
+        target = (
+            "-"
+            if not v or v["target_shown"].startswith("none")
+            else (("met " if v["target_met"] else "MISSED ") + v["target_shown"].split(",")[0])
+        )
+        print(
+            f"{name:<{width}}  {status[:8]:<8}  {seconds:>8.1f}s  {rss:>8}  {gpu:>8}  {target:<20}  "
+            f"{heads.get(Path(name).stem, '-')}"
+        )
     print(f"{'total':<{width}}  {'':<8}  {sum(r[2] for r in rows):>8.1f}s")
-    summary = [{"notebook": name, "title": _title(ROOT / "notebooks" / name), "status": status,
-                "seconds": round(seconds, 1), "size": size, "threads": threads, **peak,
-                "headline": heads.get(Path(name).stem, ""), **verdicts.get(Path(name).stem, {})}
-               for name, status, seconds, peak in rows]
+    summary = [
+        {
+            "notebook": name,
+            "title": _title(ROOT / "notebooks" / name),
+            "status": status,
+            "seconds": round(seconds, 1),
+            "size": size,
+            "threads": threads,
+            **peak,
+            "headline": heads.get(Path(name).stem, ""),
+            **verdicts.get(Path(name).stem, {}),
+        }
+        for name, status, seconds, peak in rows
+    ]
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
     index = write_index(out_dir, summary, size)
-    missed = [r["target_failure"] for r in summary
-              if r["status"] == "ok" and not r.get("target_met", True)]
+    missed = [
+        r["target_failure"]
+        for r in summary
+        if r["status"] == "ok" and not r.get("target_met", True)
+    ]
     if missed:
         print("\nbelow target (llmcourse/course/targets.py):\n  " + "\n  ".join(missed))
     print(f"\nthe executed course, as a book: {index}")

@@ -8,6 +8,7 @@ writes: for each notebook the headline over several seeds and thread counts (min
 baseline in the same runs, and the median wall time. A test (tests/test_targets.py) fails when the
 README's table and these two sources disagree, so a changed target cannot hide in the README.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,40 +24,61 @@ from llmcourse.course import targets  # noqa: E402
 
 README = ROOT / "README.md"
 MEASURED = ROOT / "docs" / "smoke_measured.json"
-BEGIN, END = "<!-- targets table: begin (scripts/targets_table.py) -->", "<!-- targets table: end -->"
+BEGIN, END = (
+    "<!-- targets table: begin (scripts/targets_table.py) -->",
+    "<!-- targets table: end -->",
+)
 
 
 def _range(values: list[float], unit: str) -> str:
     if not values:
         return "not measured"
     lo, hi = min(values), max(values)
-    return targets.fmt(round(lo, 4), unit) if lo == hi else f"{targets.fmt(round(lo, 4), unit)} – {targets.fmt(round(hi, 4), unit)}"
+    return (
+        targets.fmt(round(lo, 4), unit)
+        if lo == hi
+        else f"{targets.fmt(round(lo, 4), unit)} – {targets.fmt(round(hi, 4), unit)}"
+    )
 
 
 def render(measured: dict) -> str:
-    lines = ["| # | headline | baseline | smoke target | measured at smoke size (min – max) | baseline measured "
-             "| runs | smoke time (median, 1 thread) | full-size target | measured at full size |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| # | headline | baseline | smoke target | measured at smoke size (min – max) | baseline measured "
+        "| runs | smoke time (median, 1 thread) | full-size target | measured at full size |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for t in targets.TARGETS:
         runs_ = measured.get(t.notebook, [])
-        m = {"values": [r["value"] for r in runs_ if "value" in r],
-             "baselines": [r["baseline"] for r in runs_ if "baseline" in r],
-             "seconds": [r["seconds"] for r in runs_ if r["threads"] == 1],
-             "seeds": sorted({r["seed"] for r in runs_}), "threads": sorted({r["threads"] for r in runs_}),
-             "runs": len(runs_)} if runs_ else {}
+        m = (
+            {
+                "values": [r["value"] for r in runs_ if "value" in r],
+                "baselines": [r["baseline"] for r in runs_ if "baseline" in r],
+                "seconds": [r["seconds"] for r in runs_ if r["threads"] == 1],
+                "seeds": sorted({r["seed"] for r in runs_}),
+                "threads": sorted({r["threads"] for r in runs_}),
+                "runs": len(runs_),
+            }
+            if runs_
+            else {}
+        )
         cmp = "≥" if t.higher_is_better else "≤"
         smoke = f"{cmp} {targets.fmt(t.smoke, t.unit)}"
         if t.vs:
             smoke += f", {targets.margin_text(t)}"
         for name, other, margin in t.also:
             smoke += f"; `{name}` ≥ `{other}` + {margin:g}"
-        runs = (f"{m['runs']} (seeds {','.join(map(str, m['seeds']))} × threads {','.join(map(str, m['threads']))})"
-                if m else "–")
+        runs = (
+            f"{m['runs']} (seeds {','.join(map(str, m['seeds']))} × threads {','.join(map(str, m['threads']))})"
+            if m
+            else "–"
+        )
         time_ = f"{statistics.median(m['seconds']):.0f} s" if m.get("seconds") else "–"
         full = t.measured_full or f"not yet: `{t.command()}` on {t.full_on}"
-        lines.append(f"| {t.notebook[:2]} | `{t.metric}` | {t.baseline} | {smoke} | {_range(m.get('values', []), t.unit)} "
-                     f"| {_range(m.get('baselines', []), t.unit) if t.vs else '–'} | {runs} | {time_} "
-                     f"| {cmp} {targets.fmt(t.full, t.unit)} | {full} |")
+        lines.append(
+            f"| {t.notebook[:2]} | `{t.metric}` | {t.baseline} | {smoke} | {_range(m.get('values', []), t.unit)} "
+            f"| {_range(m.get('baselines', []), t.unit) if t.vs else '–'} | {runs} | {time_} "
+            f"| {cmp} {targets.fmt(t.full, t.unit)} | {full} |"
+        )
     return "\n".join(lines)
 
 
@@ -67,11 +89,13 @@ def block(measured: dict) -> str:
 def current_block(text: str) -> str:
     if BEGIN not in text or END not in text:
         raise SystemExit(f"README.md has no targets block: add the two lines\n{BEGIN}\n{END}")
-    return text[text.index(BEGIN): text.index(END) + len(END)]
+    return text[text.index(BEGIN) : text.index(END) + len(END)]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--check", action="store_true")
     args = ap.parse_args(argv)
     measured = json.loads(MEASURED.read_text()) if MEASURED.exists() else {}

@@ -16,12 +16,7 @@ from llmcourse.convert import bert_from_hf
 from llmcourse.mlm import SpecialTokens, fixed_batches, mlm_accuracy, pretraining_batches, unigram_baseline
 from llmcourse.runtime import detect
 
-TINY = BertConfig(vocab_size=101, max_position=24, n_layer=2, n_head=4, n_embd=32, intermediate=48, dropout=0.0)
-
-
-def tiny(cls=BertForPreTraining, seed=0, **kw):
-    torch.manual_seed(seed)
-    return cls(BertConfig(**{**TINY.__dict__, **kw})).eval()
+from tiny import TINY_BERT, tiny_bert
 
 
 def padded_batch(B=3, T=16, V=101, seed=0):
@@ -35,7 +30,7 @@ def padded_batch(B=3, T=16, V=101, seed=0):
 
 
 def test_shapes_tied_decoder_and_loss():
-    model = tiny()
+    model = tiny_bert()
     ids, types, mask = padded_batch()
     targets = torch.full_like(ids, -100)
     targets[:, 3] = ids[:, 3]
@@ -47,13 +42,13 @@ def test_shapes_tied_decoder_and_loss():
     nsp = torch.nn.functional.cross_entropy(logits.nsp, torch.tensor([0, 1, 0]))
     torch.testing.assert_close(loss, mlm + nsp)
     assert model(ids)[1] is None
-    clf = tiny(BertForSequenceClassification)
+    clf = tiny_bert(BertForSequenceClassification)
     out, loss = clf(ids, types, mask, targets=torch.tensor([1, 0, 1]))
     assert out.shape == (3, 2) and loss.dim() == 0
 
 
 def test_only_targets_scores_the_masked_positions_with_the_same_loss():
-    model = tiny()
+    model = tiny_bert()
     ids, types, mask = padded_batch()
     targets = torch.full_like(ids, -100)
     targets[0, [2, 7]], targets[2, 1] = ids[0, [2, 7]], ids[2, 1]
@@ -69,7 +64,7 @@ def test_only_targets_scores_the_masked_positions_with_the_same_loss():
 
 def test_initial_mlm_loss_is_near_uniform():
     """With N(0, 0.02) weights every token is about equally likely: loss ~ ln(vocab_size)."""
-    model = tiny(BertForMaskedLM)
+    model = tiny_bert(BertForMaskedLM)
     ids = torch.randint(0, 101, (4, 16))
     _, loss = model(ids, targets=ids)
     assert abs(loss.item() - math.log(101)) < 0.1
@@ -78,7 +73,7 @@ def test_initial_mlm_loss_is_near_uniform():
 def test_attention_is_bidirectional_and_padding_is_invisible():
     """Changing a late token changes early positions (unlike a GPT); changing padded tokens
     changes nothing at real positions."""
-    model = tiny(BertForMaskedLM)
+    model = tiny_bert(BertForMaskedLM)
     ids, types, mask = padded_batch()
     base, _ = model(ids, types, mask)
     late = ids.clone()
@@ -97,10 +92,10 @@ def test_bert_attention_agrees_with_the_course_multi_head_attention():
     from llmcourse.bert import BertSelfAttention, key_padding_mask
 
     torch.manual_seed(0)
-    ours = BertSelfAttention(TINY).eval()
-    mha = MultiHeadAttention(TINY.n_embd, TINY.n_head).eval()
+    ours = BertSelfAttention(TINY_BERT).eval()
+    mha = MultiHeadAttention(TINY_BERT.n_embd, TINY_BERT.n_head).eval()
     mha.load_state_dict(ours.state_dict())  # q_proj, k_proj, v_proj, out_proj: the same names and shapes
-    x = torch.randn(3, 16, TINY.n_embd)
+    x = torch.randn(3, 16, TINY_BERT.n_embd)
     _, _, mask = padded_batch()
     torch.testing.assert_close(ours(x), mha(x))
     torch.testing.assert_close(ours(x, key_padding_mask(mask)), mha(x, key_mask=mask.bool()))
@@ -175,16 +170,16 @@ def test_bert_base_and_large_are_the_papers_110m_and_340m():
                                        (BertForPreTraining, "pretraining"),
                                        (BertForSequenceClassification, "classifier")])
 def test_param_count_equals_our_models(cls, head):
-    model = cls(TINY)
-    assert bert_params(TINY, head) == sum(p.numel() for p in model.parameters())
-    assert sum(bert_param_breakdown(TINY, head).values()) == bert_params(TINY, head)
+    model = cls(TINY_BERT)
+    assert bert_params(TINY_BERT, head) == sum(p.numel() for p in model.parameters())
+    assert sum(bert_param_breakdown(TINY_BERT, head).values()) == bert_params(TINY_BERT, head)
 
 
 def test_bad_config_is_rejected():
     with pytest.raises(ValueError, match="divisible"):
         BertConfig(n_embd=30, n_head=4)
     with pytest.raises(ValueError, match="max_position"):
-        tiny(BertForMaskedLM)(torch.zeros(1, 25, dtype=torch.long))
+        tiny_bert(BertForMaskedLM)(torch.zeros(1, 25, dtype=torch.long))
 
 
 def test_learning_happens_mlm_beats_the_unigram_baseline():

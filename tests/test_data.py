@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import doctest
 import hashlib
+import os
 import subprocess
 import sys
 import warnings
@@ -219,7 +220,9 @@ def test_url_corpus_cache_hit_avoids_refetch(tmp_path, monkeypatch):
     data.register(Corpus("local-url", "test", "test", "test", remote=url, sha256=digest))
     first = data.data_path("local-url")
     assert first.parent == data.cache_dir() and len(calls) == 1
-    assert first.stat().st_mode & 0o777 == llmcourse.data.fetch._FILE_MODE   # not mkstemp's 0600
+    umask = os.umask(0)
+    os.umask(umask)
+    assert first.stat().st_mode & 0o777 == 0o666 & ~umask   # what open() would make, not mkstemp's 0600
     src.unlink()                                          # the "network" is gone; the cache is enough
     assert data.data_path("local-url") == first and len(calls) == 1
     assert data.load_text("local-url") == "ein kleiner Text über Daten\n"

@@ -27,10 +27,9 @@ def test_equal_policy_and_reference_give_log_2():
     assert abs(loss.item() - math.log(2)) < 1e-6 and m["margin"].item() == 0
 
 
-def test_sequence_logprobs_sum_only_masked_positions():
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=1, n_head=2, n_embd=16, dropout=0.0)).eval()
-    idx = torch.randint(0, 20, (1, 8))
+def test_sequence_logprobs_sum_only_masked_positions(tiny_gpt_model):
+    model = tiny_gpt_model
+    idx = torch.randint(0, model.cfg.vocab_size, (1, 8))
     mask = torch.tensor([[0, 0, 0, 1, 1, 1, 0, 0]])
     logits, _ = model(idx[:, :-1])
     logp = torch.log_softmax(logits, -1)[0]
@@ -60,11 +59,10 @@ def test_dpo_training_raises_preference_accuracy_and_margin():
     assert loss.item() < 0.3 and metrics["accuracy"].item() == 1.0 and metrics["margin"].item() > 1.0
 
 
-def test_answer_logprobs_from_full_logits_equal_sequence_logprobs():
+def test_answer_logprobs_from_full_logits_equal_sequence_logprobs(tiny_gpt_model):
     """Logits for all T positions (the last one unused) give what the model-based function gives."""
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=11, block_size=16, n_layer=1, n_head=2, n_embd=8, dropout=0.0)).eval()
-    idx, mask = torch.randint(0, 11, (3, 7)), torch.randint(0, 2, (3, 7))
+    model = tiny_gpt_model
+    idx, mask = torch.randint(0, model.cfg.vocab_size, (3, 7)), torch.randint(0, 2, (3, 7))
     with torch.no_grad():
         full, _ = model(idx)
         assert torch.allclose(answer_logprobs(full, idx, mask), sequence_logprobs(model, idx, mask), atol=1e-5)

@@ -180,6 +180,13 @@ def test_cache_speedup_is_the_median_of_paired_ratios():
     r = cache_speedup(model, prompt, 150, repeats=3)
     assert len(r["ratios"]) == 3 and sorted(r["ratios"])[1] == r["speedup"]
     assert all(a / b == q for a, b, q in zip(r["uncached_s"], r["cached_s"], r["ratios"]))
-    # 150 new tokens: uncached re-reads up to 154 positions per step, cached one. A model this small
-    # is dominated by per-step overhead, so only "faster" is asserted (a timing, on a shared machine)
-    assert r["speedup"] > 1.0
+    # How much faster is a benchmark's question (benchmarks/bench_generate.py), not a test's: a timing
+    # on a shared machine can fail for no reason. Asserted instead: the work each way does. The cached
+    # run feeds the model the prompt once and then one position per step; the uncached one, everything.
+    seen = []
+    hook = model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(args[0].size(1)), with_kwargs=True)
+    generate(model, prompt, 10, temperature=0.0, use_cache=True)
+    cached, seen[:] = seen[:], []
+    generate(model, prompt, 10, temperature=0.0, use_cache=False)
+    hook.remove()
+    assert cached == [4] + [1] * 9 and seen == list(range(4, 14))

@@ -8,12 +8,7 @@ from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 from llmcourse.convert import export_gpt2, gpt_from_hf, gpt_to_hf
 from llmcourse.gpt import GPT, GPTConfig
 
-TINY = GPTConfig(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=32, dropout=0.0)
-
-
-def tiny_gpt(seed=0, **kw):
-    torch.manual_seed(seed)
-    return GPT(GPTConfig(**{**TINY.__dict__, **kw})).eval()
+from tiny import tiny_gpt
 
 
 def test_shapes_and_tied_head():

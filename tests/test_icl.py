@@ -69,15 +69,13 @@ def test_constant_model_accuracy_is_the_label_share():
     assert [len(d) for d in curve.draws] == [1, 2, 2]  # k = 0 has a single prompt
 
 
-def test_hf_adapter_matches_the_course_gpt():
+def test_hf_adapter_matches_the_course_gpt(tiny_gpt_model):
     """Our GPT converted to GPT2LMHeadModel and wrapped by HFCausalLM gives the same logits and loss."""
     from llmcourse.convert import gpt_to_hf
-    from llmcourse.gpt import GPT, GPTConfig
 
-    torch.manual_seed(0)
-    gpt = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0)).eval()
+    gpt = tiny_gpt_model
     wrapped = icl.HFCausalLM(gpt_to_hf(gpt).eval())
-    idx = torch.randint(0, 50, (2, 10))
+    idx = torch.randint(0, gpt.cfg.vocab_size, (2, 10))
     ref_logits, ref_loss = gpt(idx, idx)
     logits, loss = wrapped(idx, idx)
     assert torch.allclose(logits, ref_logits, atol=1e-5) and torch.allclose(loss, ref_loss, atol=1e-5)

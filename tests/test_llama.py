@@ -9,12 +9,11 @@ from transformers import LlamaConfig as HFLlamaConfig
 from transformers import LlamaForCausalLM
 
 from llmcourse.generate import KVCache, generate
-from llmcourse.gpt import GPT, GPTConfig
 from llmcourse.llama import (Llama, LlamaConfig, RMSNorm, apply_rope, gpt2_like, repeat_kv, rms_norm,
                              rope_cos_sin, rope_frequencies)
 from llmcourse.llama_weights import config_from_hf, config_to_hf, llama_from_hf, llama_to_hf
 
-TINY = LlamaConfig(vocab_size=101, block_size=48, n_layer=2, n_head=6, n_kv_head=2, n_embd=48)
+from tiny import TINY_GPT, TINY_LLAMA, tiny_gpt
 
 
 def hf_random(seed: int, **kw) -> LlamaForCausalLM:
@@ -71,10 +70,10 @@ def test_export_to_directory_loads_with_auto_class(tmp_path):
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    ours = Llama(TINY).eval()
+    ours = Llama(TINY_LLAMA).eval()
     llama_to_hf(ours).save_pretrained(tmp_path)
     again = AutoModelForCausalLM.from_pretrained(tmp_path).eval()
-    idx = torch.randint(0, TINY.vocab_size, (1, 12))
+    idx = torch.randint(0, TINY_LLAMA.vocab_size, (1, 12))
     with torch.no_grad():
         torch.testing.assert_close(again(input_ids=idx).logits, ours(idx)[0], atol=1e-4, rtol=0)
     torch.testing.assert_close(llama_from_hf(tmp_path)(idx)[0], ours(idx)[0])
@@ -140,14 +139,15 @@ def test_repeat_kv_groups_consecutive_query_heads():
 
 def test_gpt2_switches_reproduce_the_course_gpt():
     """Every switch at GPT-2's value: our Llama computes what gpt.GPT computes, weight for weight."""
-    torch.manual_seed(0)
-    gpt = GPT(GPTConfig(vocab_size=61, block_size=24, n_layer=2, n_head=4, n_embd=32, dropout=0.0)).eval()
-    cfg = gpt2_like(LlamaConfig(vocab_size=61, block_size=24, n_layer=2, n_head=4, n_embd=32))
+    gpt = tiny_gpt()
+    t = TINY_GPT
+    cfg = gpt2_like(LlamaConfig(vocab_size=t.vocab_size, block_size=t.block_size, n_layer=t.n_layer, n_head=t.n_head,
+                                n_embd=t.n_embd))
     llama = Llama(cfg).eval()
     src = gpt.state_dict()
     state = {k: v for k, v in src.items() if not k.startswith("blocks")}
-    C = 32
-    for i in range(2):
+    C = t.n_embd
+    for i in range(t.n_layer):
         b = f"blocks.{i}."
         for ours, theirs in (("norm1", "norm1"), ("norm2", "norm2")):
             for p in ("weight", "bias"):
@@ -158,7 +158,7 @@ def test_gpt2_switches_reproduce_the_course_gpt():
                           f"{b}attn.o_proj.{p}": src[f"{b}attn.proj.{p}"],
                           f"{b}mlp.up_proj.{p}": src[f"{b}mlp.fc.{p}"], f"{b}mlp.down_proj.{p}": src[f"{b}mlp.proj.{p}"]})
     llama.load_state_dict(state, strict=True)
-    idx = torch.randint(0, 61, (2, 24))
+    idx = torch.randint(0, t.vocab_size, (2, t.block_size))
     torch.testing.assert_close(llama(idx)[0], gpt(idx)[0])
     assert llama.num_params() == gpt.num_params()
 
@@ -166,8 +166,8 @@ def test_gpt2_switches_reproduce_the_course_gpt():
 @pytest.mark.parametrize("switches", [{}, dict(pos="learned"), dict(n_kv_head=1), dict(n_expert=4)])
 def test_cached_decoding_equals_uncached(switches):
     torch.manual_seed(1)
-    model = Llama(replace(TINY, **switches)).eval()
-    prompt = torch.randint(0, TINY.vocab_size, (2, 7))
+    model = Llama(replace(TINY_LLAMA, **switches)).eval()
+    prompt = torch.randint(0, TINY_LLAMA.vocab_size, (2, 7))
     plain = generate(model, prompt, 30, temperature=0.0, use_cache=False)
     cached = generate(model, prompt, 30, temperature=0.0, use_cache=True)
     assert torch.equal(plain, cached)
@@ -177,10 +177,10 @@ def test_cached_decoding_equals_uncached(switches):
 
 
 def test_kv_cache_holds_only_the_kv_heads():
-    model = Llama(TINY)  # 6 query heads, 2 kv heads
+    model = Llama(TINY_LLAMA)  # 6 query heads, 2 kv heads
     cache = KVCache.for_model(model, batch_size=1, max_len=10)
-    assert cache.k.shape == (TINY.n_layer, 1, 2, 10, TINY.head_dim)
-    mha = KVCache.for_model(Llama(replace(TINY, n_kv_head=6)), batch_size=1, max_len=10)
+    assert cache.k.shape == (TINY_LLAMA.n_layer, 1, 2, 10, TINY_LLAMA.head_dim)
+    mha = KVCache.for_model(Llama(replace(TINY_LLAMA, n_kv_head=6)), batch_size=1, max_len=10)
     assert mha.nbytes() == 3 * cache.nbytes()
 
 
@@ -208,16 +208,16 @@ def test_unrepresentable_hf_configs_are_refused_by_name(field, value, match):
 
 def test_gpt2_switches_cannot_be_exported_to_hf_llama():
     with pytest.raises(ValueError, match="norm='layer'"):
-        config_to_hf(gpt2_like(TINY))
+        config_to_hf(gpt2_like(TINY_LLAMA))
     with pytest.raises(ValueError, match="n_expert"):
-        config_to_hf(replace(TINY, n_expert=4))
+        config_to_hf(replace(TINY_LLAMA, n_expert=4))
 
 
 @pytest.mark.parametrize("kw,match", [(dict(n_kv_head=4), "n_kv_head"), (dict(norm="batch"), "norm"),
                                       (dict(n_embd=42, n_head=6), "head_dim")])
 def test_bad_configs_name_the_field(kw, match):
     with pytest.raises(ValueError, match=match):
-        replace(TINY, **kw)
+        replace(TINY_LLAMA, **kw)
 
 
 def test_learns_a_repeating_pattern_below_uniform():
@@ -225,7 +225,7 @@ def test_learns_a_repeating_pattern_below_uniform():
     from llmcourse.train import TrainConfig, fit
 
     torch.manual_seed(0)
-    model = Llama(replace(TINY, vocab_size=16, block_size=32, n_embd=32, n_head=4, n_kv_head=2))
+    model = Llama(replace(TINY_LLAMA, vocab_size=16, block_size=32, n_embd=32, n_head=4, n_kv_head=2))
     stream = torch.arange(2000) % 7 + torch.arange(2000) // 700  # a slowly shifting period-7 pattern
 
     def batch(g: torch.Generator):

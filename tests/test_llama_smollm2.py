@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from llmcourse.data import data_path
-from llmcourse.llama_weights import _unpermute, llama_from_gguf, llama_from_hf, read_gguf
+from llmcourse.llama_weights import llama_from_gguf, llama_from_hf, read_gguf, unpermute
 
 pytest.importorskip("gguf", reason="the gguf package is a test dependency (pyproject [test])")
 
@@ -24,7 +24,7 @@ def test_unpermute_inverts_llama_cpp_q_k_permutation():
     """llama.cpp's converter writes q/k rows as w.reshape(h, 2, d/2, C).swapaxes(1, 2); we undo it."""
     w = np.arange(4 * 6 * 3, dtype=np.float32).reshape(24, 3)  # 4 heads of 6 rows
     permuted = w.reshape(4, 2, 3, 3).swapaxes(1, 2).reshape(24, 3)
-    np.testing.assert_array_equal(_unpermute(permuted, 4), w)
+    np.testing.assert_array_equal(unpermute(permuted, 4), w)
 
 
 def test_gguf_loader_reads_the_weights_transformers_reads(smollm2):

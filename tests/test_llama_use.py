@@ -14,11 +14,11 @@ from peft import LoraConfig, get_peft_model
 from torch import nn
 
 from llmcourse import sft
-from llmcourse.chat import END
+from llmcourse.chat import END, encode_chat
 from llmcourse.dpo import DPOModel
 from llmcourse.generate import generate
 from llmcourse.gpt import GPT, GPTConfig
-from llmcourse.tasks.instructions import make_instructions, make_preferences
+from llmcourse.tasks.instructions import make_instructions, make_preferences, to_conversation
 from llmcourse.llama import Llama, LlamaConfig
 from llmcourse.llama_weights import llama_to_hf
 from llmcourse.lora import apply_lora, lora_layers, merge_lora, trainable_report
@@ -183,12 +183,16 @@ def test_generate_answers_with_the_kv_cache_equals_without(tok, sft_run, kind):
                 for layer in lora_layers(model):
                     layer.lora_B.normal_(0.0, 0.3)
     examples = make_instructions(10, "test", ("count", "reverse"))
-    assert len({len(sft._prompt_ids(e, tok, None)) for e in examples}) < len(examples)  # some share a batch
-    assert sft._has_kv_cache(model) and not sft._has_kv_cache(NoCache(model))
+    prompts = [encode_chat(to_conversation(e, None, with_answer=False), tok, add_generation_prompt=True)[0]
+               for e in examples]
+    assert len({len(p) for p in prompts}) < len(examples)  # some share a batch
     cached = []
     lengths = _lengths_seen(model, lambda: cached.extend(sft.generate_answers(model, tok, examples, max_new_tokens=8)))
     assert 1 in lengths  # the cached path ran: one new token per step
-    plain = sft.generate_answers(NoCache(model), tok, examples, max_new_tokens=8)
+    plain, no_cache = [], NoCache(model)
+    lengths = _lengths_seen(no_cache, lambda: plain.extend(sft.generate_answers(no_cache, tok, examples,
+                                                                               max_new_tokens=8)))
+    assert 1 not in lengths  # the uncached path ran: the whole sequence each step
     assert cached == plain
     if kind == "llama-sft":  # it ends some answers itself (else they would run to 8 tokens)
         assert any(len(tok.encode(a)) < 8 for a in cached)

@@ -7,7 +7,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from llmcourse.course import exercises
-from llmcourse.gpt import GPT, GPTConfig
+from llmcourse.gpt import GPT
 from llmcourse.lora import (
     LoRALinear,
     apply_lora,
@@ -17,6 +17,8 @@ from llmcourse.lora import (
     merged_weight,
     trainable_report,
 )
+
+from tiny import TINY_GPT
 
 
 def tiny_llama(seed=0):
@@ -63,15 +65,14 @@ def test_matches_peft_with_the_same_A_and_B():
     assert ours_n == peft_n == 4 * 4 * (32 + 32)
 
 
-def test_merged_equals_unmerged_and_unmerge_restores():
-    torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0)).eval()
+def test_merged_equals_unmerged_and_unmerge_restores(tiny_gpt_model):
+    model = tiny_gpt_model
     before = copy.deepcopy(model.state_dict())
     apply_lora(model, ["qkv", "fc"], r=2, alpha=4)
     with torch.no_grad():
         for layer in lora_layers(model):
             layer.lora_B.normal_()
-    idx = torch.randint(0, 50, (2, 16))
+    idx = torch.randint(0, model.cfg.vocab_size, (2, 16))
     unmerged, _ = model(idx)
     for layer in lora_layers(model):
         layer.merge()
@@ -88,7 +89,7 @@ def test_merged_equals_unmerged_and_unmerge_restores():
 
 
 def test_only_lora_parameters_train_and_report_counts():
-    model = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=2, n_head=2, n_embd=32, dropout=0.0))
+    model = GPT(TINY_GPT)  # 2 layers of width 32
     total = trainable_report(model)["total"]
     apply_lora(model, ["qkv"], r=4)
     rep = trainable_report(model)
@@ -107,7 +108,7 @@ def test_dropout_applies_to_the_lora_path_only():
 
 
 def test_typo_in_target_names_is_a_clear_error():
-    model = GPT(GPTConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_embd=32))
+    model = GPT(TINY_GPT)
     with pytest.raises(ValueError, match="qkv"):
         apply_lora(model, ["q_proj"])
     with pytest.raises(ValueError, match="rank"):
@@ -120,7 +121,7 @@ def test_lora_param_count_equals_what_apply_lora_trains():
     assert lora_param_count([("blocks.0.attn.qkv", 96, 32), ("blocks.0.attn.proj", 32, 32)], ["qkv"], 4) == 512
     for targets in (["qkv"], ["proj"], ["attn.proj", "fc"]):
         torch.manual_seed(0)
-        model = GPT(GPTConfig(vocab_size=40, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.0))
+        model = GPT(TINY_GPT)
         layers = [(n, m.out_features, m.in_features) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
         apply_lora(model, targets, r=4)
         assert lora_param_count(layers, targets, 4) == trainable_report(model)["trainable"]

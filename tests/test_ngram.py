@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmcourse.ngram import BOS, EOS, UNK, AddK, Laplace, NGramLM, NGramConfig, NGramVocab
-from llmcourse.smoothing import Interpolated, KneserNey, _estimate_discounts
+from llmcourse.smoothing import Interpolated, KneserNey, estimate_discounts
 
 nltk_lm = pytest.importorskip("nltk.lm")
 
@@ -160,8 +160,8 @@ def test_modified_discounts_formula():
     """Chen & Goodman: n1=4, n2=2, n3=1, n4=1 -> Y = 4/(4+4) = 1/2,
     D1 = 1 - 2*Y*2/4 = 1/2,  D2 = 2 - 3*Y*1/2 = 5/4,  D3+ = 3 - 4*Y*1/1 = 1; plain KN: D = Y = 1/2."""
     counts = np.array([1, 1, 1, 1, 2, 2, 3, 4, 7])
-    assert _estimate_discounts(counts, modified=True) == pytest.approx([0.5, 1.25, 1.0])
-    assert _estimate_discounts(counts, modified=False) == pytest.approx([0.5, 0.5, 0.5])
+    assert estimate_discounts(counts, modified=True) == pytest.approx([0.5, 1.25, 1.0])
+    assert estimate_discounts(counts, modified=False) == pytest.approx([0.5, 0.5, 0.5])
 
 
 def test_kn_keeps_raw_counts_after_bos():

@@ -106,7 +106,7 @@ def test_ordinals_round_trip(n):
 @settings(max_examples=200, deadline=None)
 @given(st.dates(dt.date(1900, 1, 1), dt.date(2099, 12, 31)))
 def test_every_date_format_parses_back(d):
-    for text in tasks._date_formats(d):
+    for text in tasks.date_formats(d):
         assert parse_date(text) == d, text
 
 

@@ -25,7 +25,7 @@ from llmcourse import chat  # noqa: E402
 from llmcourse.generate import generate  # noqa: E402
 from llmcourse.serve import BackgroundServer  # noqa: E402
 from llmcourse.serve.backends import (  # noqa: E402
-    Backend, CourseBackend, HFBackend, StopText, _CourseTokens, load_backend, split_tool_calls, tiny_random_model)
+    Backend, CourseBackend, CourseTokens, HFBackend, StopText, load_backend, split_tool_calls, tiny_random_model)
 
 NAME = "tiny-gpt"
 BLOCK = 96
@@ -378,7 +378,7 @@ def test_the_server_speaks_llmcourse_tools_protocol(backend):
 def test_stream_is_the_backend_interface(backend):
     """`stream` is declared on Backend (what the Engine calls), implemented by both backends, and not
     part of the tokenizer adapter."""
-    assert not hasattr(_CourseTokens, "stream")
+    assert not hasattr(CourseTokens, "stream")
     assert CourseBackend.stream is not Backend.stream and HFBackend.stream is not Backend.stream
     with pytest.raises(NotImplementedError, match="Backend must implement stream"):
         Backend.stream(backend, [1, 2], 3, temperature=0.0, top_p=1.0, top_k=None, seed=0)

@@ -18,8 +18,8 @@ from torch import nn
 from llmcourse import checkpoint
 from llmcourse.config import to_dict
 from llmcourse.runtime import Runtime, detect
-from llmcourse.train import (History, LiveLossPlot, TrainConfig, _nan_message, estimate_loss, fit, lr_at,
-                             make_optimizer)
+from llmcourse.train import (History, LiveLossPlot, TrainConfig, estimate_loss, fit, lr_at, make_optimizer,
+                             nan_message)
 
 V = 8  # vocabulary of the toy task
 CPU = detect("cpu")
@@ -132,7 +132,7 @@ def test_nan_loss_raises_with_advice():
         fit(NaNAt(3), data, small_cfg(grad_clip=0.0), runtime=CPU, progress=False)
     with pytest.raises(FloatingPointError, match="before any update"):
         fit(NaNAt(1), data, small_cfg(), runtime=CPU, progress=False)
-    assert "or full precision (precision='fp32' instead of float16)." in _nan_message(math.inf, 5, small_cfg(), FP16)
+    assert "or full precision (precision='fp32' instead of float16)." in nan_message(math.inf, 5, small_cfg(), FP16)
 
 
 def test_models_outside_the_convention_are_told_what_is_expected():

@@ -23,10 +23,10 @@ from llmcourse.tasks.embeddings_eval import (
     spearman,
 )
 from llmcourse.word2vec import (
+    Trainer,
     Word2VecConfig,
-    _chunk_items,
-    _Trainer,
     build_vocab,
+    chunk_items,
     encode,
     context_windows,
     keep_probabilities,
@@ -177,7 +177,7 @@ def test_negatives_follow_unigram_to_the_three_quarters():
     """8 words with counts 1..8^2: P(w) ∝ count^0.75. 200000 draws: tolerance 0.004 per share."""
     counts = np.arange(1, 9) ** 2
     vocab = build_vocab([[f"w{i}"] * int(c) for i, c in enumerate(counts)], 1)
-    tr = _Trainer(vocab, Word2VecConfig(dim=2, negative=5), torch.Generator().manual_seed(0))
+    tr = Trainer(vocab, Word2VecConfig(dim=2, negative=5), torch.Generator().manual_seed(0))
     draws = tr.negatives(40_000, torch.Generator().manual_seed(1)).flatten().numpy()
     shares = np.bincount(draws, minlength=len(counts)) / len(draws)
     np.testing.assert_allclose(shares, noise_distribution(vocab.counts), atol=0.004)
@@ -217,17 +217,17 @@ def test_cbow_items_keep_text_order_like_gensim():
     sent = np.array([0, 0, 0, 0, 0, 1, 2, 2, 2, 2, 2, 2], dtype=np.int64)
     keep = np.ones(10)
     cbow = Word2VecConfig(window=2, sg=False)
-    targets, inputs = _chunk_items(ids, sent, keep, cbow, np.random.default_rng(0), pad=10)
+    targets, inputs = chunk_items(ids, sent, keep, cbow, np.random.default_rng(0), pad=10)
     assert targets.tolist() == [0, 1, 2, 3, 4, 6, 7, 8, 9, 3, 2]
     assert inputs.shape == (11, 4)
     for t, row in zip(targets.tolist(), inputs.tolist()):  # contexts are the centre's neighbours
         pos = [i for i in range(len(ids)) if ids[i] == t and sent[i] != 1]
         assert any({c for c in row if c != 10} <= set(ids[max(p - 2, 0): p + 3]) for p in pos)
-    shuffled, _ = _chunk_items(ids, sent, keep, Word2VecConfig(window=2, sg=False, shuffle=True),
+    shuffled, _ = chunk_items(ids, sent, keep, Word2VecConfig(window=2, sg=False, shuffle=True),
                                np.random.default_rng(0), pad=10)
     assert sorted(shuffled.tolist()) == sorted(targets.tolist()) and shuffled.tolist() != targets.tolist()
-    sg_targets, _ = _chunk_items(ids, sent, keep, Word2VecConfig(window=2, sg=True), np.random.default_rng(0), pad=10)
-    sg_ordered, _ = _chunk_items(ids, sent, keep, Word2VecConfig(window=2, sg=True, shuffle=False),
+    sg_targets, _ = chunk_items(ids, sent, keep, Word2VecConfig(window=2, sg=True), np.random.default_rng(0), pad=10)
+    sg_ordered, _ = chunk_items(ids, sent, keep, Word2VecConfig(window=2, sg=True, shuffle=False),
                                  np.random.default_rng(0), pad=10)
     assert sorted(sg_targets.tolist()) == sorted(sg_ordered.tolist()) and sg_targets.tolist() != sg_ordered.tolist()
 

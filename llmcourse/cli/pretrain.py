@@ -10,6 +10,7 @@ Under torchrun the same code runs DistributedDataParallel: `batch_size` is the *
 split evenly over the processes. Writes `out_dir/model.safetensors`, `out_dir/vocab.json`, the
 configs as JSON, and resumable checkpoints in `out_dir/ckpt/`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,7 +44,7 @@ def parse(argv: list[str]):
             size = arg.split("=", 1)[1]
             continue
         prefix = next((p for p in ("model.", "train.") if arg.startswith("--" + p)), "")
-        groups[prefix].append("--" + arg[2 + len(prefix):] if arg.startswith("--") else arg)
+        groups[prefix].append("--" + arg[2 + len(prefix) :] if arg.startswith("--") else arg)
     run = from_cli(PretrainConfig.for_size(size), groups[""])
     model = from_cli(GPTConfig.for_size(size), groups["model."])
     train = from_cli(TrainConfig.for_size(size), groups["train."])
@@ -70,17 +71,32 @@ def main(argv: list[str] | None = None) -> int:
     train = data.next_token_batches(train_ids, model_cfg.block_size, run.batch_size)
     val = data.next_token_batches(val_ids, model_cfg.block_size, run.batch_size)
     if env.is_main:
-        print(f"{run.corpus}: {len(ids):,} characters, vocab {len(vocab)}, {model.num_params() / 1e6:.2f}M params, "
-              f"{env.world_size} process(es), {rt}")
-    history = fit(model, train, train_cfg, val_data=val, runtime=rt, ckpt_dir=run.out_dir / "ckpt",
-                  resume=run.resume, progress=env.is_main, dist_env=env)
+        print(
+            f"{run.corpus}: {len(ids):,} characters, vocab {len(vocab)}, {model.num_params() / 1e6:.2f}M params, "
+            f"{env.world_size} process(es), {rt}"
+        )
+    history = fit(
+        model,
+        train,
+        train_cfg,
+        val_data=val,
+        runtime=rt,
+        ckpt_dir=run.out_dir / "ckpt",
+        resume=run.resume,
+        progress=env.is_main,
+        dist_env=env,
+    )
     if env.is_main:
         out = Path(run.out_dir)
         checkpoint.save_model(model, out / "model.safetensors")
         vocab.save(out / "vocab.json")
         for name, cfg in (("run", run), ("model", model_cfg), ("train", train_cfg)):
-            (out / f"{name}_config.json").write_text(json.dumps(to_dict(cfg), indent=2, default=str))
-        print(f"final train loss {history.train_loss[-1]:.4f}, best val loss {history.best_val}, saved to {out}")
+            (out / f"{name}_config.json").write_text(
+                json.dumps(to_dict(cfg), indent=2, default=str)
+            )
+        print(
+            f"final train loss {history.train_loss[-1]:.4f}, best val loss {history.best_val}, saved to {out}"
+        )
     distributed.cleanup()
     return 0
 

@@ -15,6 +15,7 @@ Notebook 09 measures before it claims. Its helpers:
 
 Left out: measuring memory bandwidth, batching many requests, and prefill/decode timing apart.
 """
+
 from __future__ import annotations
 
 import time
@@ -26,7 +27,9 @@ import torch
 from llmcourse.generate import generate
 
 
-def kv_cache_bytes(n_layer: int, batch_size: int, seq_len: int, n_embd: int, bytes_per_value: int = 4) -> int:
+def kv_cache_bytes(
+    n_layer: int, batch_size: int, seq_len: int, n_embd: int, bytes_per_value: int = 4
+) -> int:
     """kv_cache_bytes(n_layer, batch_size, seq_len, n_embd, bytes_per_value) -> bytes of a full KV cache.
 
     >>> kv_cache_bytes(32, 1, 4096, 4096, 2) / 2**30   # a 7B Llama-style model, fp16, 4096 tokens
@@ -35,7 +38,9 @@ def kv_cache_bytes(n_layer: int, batch_size: int, seq_len: int, n_embd: int, byt
     return 2 * n_layer * batch_size * seq_len * n_embd * bytes_per_value
 
 
-def time_call(fn: Callable[[], Any], device: torch.device | str = "cpu", repeats: int = 3) -> tuple[float, Any]:
+def time_call(
+    fn: Callable[[], Any], device: torch.device | str = "cpu", repeats: int = 3
+) -> tuple[float, Any]:
     """(best wall-clock seconds over `repeats` calls, the last call's result)."""
     device = torch.device(device)
     best, out = float("inf"), None
@@ -50,8 +55,9 @@ def time_call(fn: Callable[[], Any], device: torch.device | str = "cpu", repeats
     return best, out
 
 
-def decode_speed(model: torch.nn.Module, prompt: torch.Tensor, lengths: Sequence[int],
-                 repeats: int = 3) -> dict[str, list[float]]:
+def decode_speed(
+    model: torch.nn.Module, prompt: torch.Tensor, lengths: Sequence[int], repeats: int = 3
+) -> dict[str, list[float]]:
     """Seconds to generate each of `lengths` new tokens greedily, uncached and cached.
 
     Returns {"lengths", "uncached_s", "cached_s", "speedup"}. Raises AssertionError if the cached
@@ -59,13 +65,26 @@ def decode_speed(model: torch.nn.Module, prompt: torch.Tensor, lengths: Sequence
     """
     device = prompt.device
     if prompt.size(1) + max(lengths) > model.cfg.block_size:
-        raise ValueError(f"prompt {prompt.size(1)} + {max(lengths)} new tokens exceed block_size="
-                         f"{model.cfg.block_size}: beyond it the cache is rebuilt every step (no speed-up)")
-    result: dict[str, list[float]] = {"lengths": list(lengths), "uncached_s": [], "cached_s": [], "speedup": []}
+        raise ValueError(
+            f"prompt {prompt.size(1)} + {max(lengths)} new tokens exceed block_size="
+            f"{model.cfg.block_size}: beyond it the cache is rebuilt every step (no speed-up)"
+        )
+    result: dict[str, list[float]] = {
+        "lengths": list(lengths),
+        "uncached_s": [],
+        "cached_s": [],
+        "speedup": [],
+    }
     for n in lengths:
-        t_plain, plain = time_call(lambda: generate(model, prompt, n, temperature=0.0, use_cache=False), device, repeats)
-        t_cache, cached = time_call(lambda: generate(model, prompt, n, temperature=0.0, use_cache=True), device, repeats)
-        assert torch.equal(plain, cached), f"cached and uncached greedy decoding differ at {n} new tokens"
+        t_plain, plain = time_call(
+            lambda: generate(model, prompt, n, temperature=0.0, use_cache=False), device, repeats
+        )
+        t_cache, cached = time_call(
+            lambda: generate(model, prompt, n, temperature=0.0, use_cache=True), device, repeats
+        )
+        assert torch.equal(plain, cached), (
+            f"cached and uncached greedy decoding differ at {n} new tokens"
+        )
         result["uncached_s"].append(t_plain)
         result["cached_s"].append(t_cache)
         result["speedup"].append(t_plain / t_cache)

@@ -26,6 +26,7 @@ Left out: tensor/pipeline parallel sharding (see notebook 17 for ZeRO stages), C
 memory of the data loader, and peaks from temporary copies inside individual kernels. These are
 estimates to within ~20%; measure with `torch.cuda.max_memory_allocated()` when it matters.
 """
+
 from __future__ import annotations
 
 import math
@@ -62,8 +63,16 @@ GPUS: dict[str, float] = {
 # 2019), GPT-Neo 2.7B, GPT-J 6B / ChatGLM-6B (28 x 4096), Llama 7B/13B/33B/65B (Touvron et al. 2023),
 # GPT-3 175B (Brown et al. 2020).
 KNOWN_SHAPES = [
-    (124e6, 12, 768), (355e6, 24, 1024), (774e6, 36, 1280), (1.56e9, 48, 1600), (2.7e9, 32, 2560),
-    (6.05e9, 28, 4096), (6.7e9, 32, 4096), (13e9, 40, 5120), (32.5e9, 60, 6656), (65.2e9, 80, 8192),
+    (124e6, 12, 768),
+    (355e6, 24, 1024),
+    (774e6, 36, 1280),
+    (1.56e9, 48, 1600),
+    (2.7e9, 32, 2560),
+    (6.05e9, 28, 4096),
+    (6.7e9, 32, 4096),
+    (13e9, 40, 5120),
+    (32.5e9, 60, 6656),
+    (65.2e9, 80, 8192),
     (175e9, 96, 12288),
 ]
 
@@ -102,7 +111,9 @@ class MemoryEstimate:
         return self.table()
 
 
-def gpt_params(n_layer: int, n_embd: int, vocab_size: int, block_size: int, tied: bool = True) -> int:
+def gpt_params(
+    n_layer: int, n_embd: int, vocab_size: int, block_size: int, tied: bool = True
+) -> int:
     """Parameters of a GPT-2-style decoder (biases everywhere, learned positions, LayerNorm, 4x MLP).
 
     token embedding V*d + position embedding T*d, then per block:
@@ -131,8 +142,9 @@ def model_shape_guess(n_params: float) -> tuple[int, int]:
     return n_layer, n_embd
 
 
-def activation_bytes_per_layer(batch: int, seq_len: int, n_embd: int,
-                               bytes_per_value: float = 2.0) -> float:
+def activation_bytes_per_layer(
+    batch: int, seq_len: int, n_embd: int, bytes_per_value: float = 2.0
+) -> float:
     """Bytes a Transformer block saves for its backward pass: 34 * seq * batch * n_embd at 16 bit.
 
     Korthikanti et al. 2022 (Sec. 4.1) count, per token, in bytes / d with 16-bit values:
@@ -152,13 +164,23 @@ def _bytes(precision: str) -> float:
 
 
 def _overhead(subtotal: float) -> tuple[float, str]:
-    return (CUDA_CONTEXT_GB * GB + FRAGMENTATION * subtotal,
-            f"CUDA context ~{CUDA_CONTEXT_GB} GB + {FRAGMENTATION:.0%} allocator fragmentation")
+    return (
+        CUDA_CONTEXT_GB * GB + FRAGMENTATION * subtotal,
+        f"CUDA context ~{CUDA_CONTEXT_GB} GB + {FRAGMENTATION:.0%} allocator fragmentation",
+    )
 
 
-def inference_memory(n_params: float, precision: str = "fp16", batch: int = 1, seq_len: int = 2048,
-                     n_layer: int | None = None, n_embd: int | None = None, kv_ratio: float = 1.0,
-                     vocab_size: int = 32000, kv_precision: str | None = None) -> MemoryEstimate:
+def inference_memory(
+    n_params: float,
+    precision: str = "fp16",
+    batch: int = 1,
+    seq_len: int = 2048,
+    n_layer: int | None = None,
+    n_embd: int | None = None,
+    kv_ratio: float = 1.0,
+    vocab_size: int = 32000,
+    kv_precision: str | None = None,
+) -> MemoryEstimate:
     """Memory to generate with a decoder: weights + KV cache + the prefill's working set + overhead.
 
     kv_ratio = n_kv_heads / n_head (1 for standard attention, e.g. 8/64 for Llama-2-70B's GQA).
@@ -185,19 +207,30 @@ def inference_memory(n_params: float, precision: str = "fp16", batch: int = 1, s
         "gradients": "none: no backward pass",
         "optimizer": "none",
         "activations": f"prefill working set ~14*d per token in {kv_precision} + fp32 logits (V={vocab_size})",
-        "kv_cache": (f"2 (K,V) x {n_layer} layers x {tokens} tokens x {n_embd} x {kv_ratio:g} x "
-                     f"{kvb:g} bytes"),
+        "kv_cache": (
+            f"2 (K,V) x {n_layer} layers x {tokens} tokens x {n_embd} x {kv_ratio:g} x "
+            f"{kvb:g} bytes"
+        ),
         "overhead": why_over,
     }
     e.__post_init__()
     return e
 
 
-def training_memory(n_params: float, precision: str = "bf16", optimizer: str = "adamw",
-                    method: str = "full", trainable_params: float | None = None,
-                    trainable_fraction: float | None = None, batch: int = 1, seq_len: int = 2048,
-                    n_layer: int | None = None, n_embd: int | None = None, vocab_size: int = 32000,
-                    gradient_checkpointing: bool = False) -> MemoryEstimate:
+def training_memory(
+    n_params: float,
+    precision: str = "bf16",
+    optimizer: str = "adamw",
+    method: str = "full",
+    trainable_params: float | None = None,
+    trainable_fraction: float | None = None,
+    batch: int = 1,
+    seq_len: int = 2048,
+    n_layer: int | None = None,
+    n_embd: int | None = None,
+    vocab_size: int = 32000,
+    gradient_checkpointing: bool = False,
+) -> MemoryEstimate:
     """Memory for one training step.
 
     precision: "bf16" or "fp16" mean mixed precision (16-bit weights and gradients, fp32 master copy
@@ -212,12 +245,16 @@ def training_memory(n_params: float, precision: str = "bf16", optimizer: str = "
     if optimizer not in OPTIMIZER_STATE:
         raise ValueError(f"optimizer={optimizer!r}: use one of {sorted(OPTIMIZER_STATE)}")
     if precision not in ("fp32", "fp16", "bf16"):
-        raise ValueError(f"precision={precision!r}: training uses fp32, or bf16/fp16 mixed precision")
+        raise ValueError(
+            f"precision={precision!r}: training uses fp32, or bf16/fp16 mixed precision"
+        )
     if n_layer is None or n_embd is None:
         g_layer, g_embd = model_shape_guess(n_params)
         n_layer, n_embd = n_layer or g_layer, n_embd or g_embd
     if trainable_params is None:
-        frac = DEFAULT_TRAINABLE_FRACTION[method] if trainable_fraction is None else trainable_fraction
+        frac = (
+            DEFAULT_TRAINABLE_FRACTION[method] if trainable_fraction is None else trainable_fraction
+        )
         trainable_params = n_params * frac
     if method == "full":
         trainable_params = n_params
@@ -241,17 +278,22 @@ def training_memory(n_params: float, precision: str = "bf16", optimizer: str = "
         gradients=trainable_params * wb,
         optimizer=trainable_params * opt,
         activations=acts,
-        label=(f"training ({method}): {n_params / 1e9:.3g}B params, {precision}, {optimizer}, "
-               f"batch {batch}, seq {seq_len}" + (", checkpointing" if gradient_checkpointing else "")),
+        label=(
+            f"training ({method}): {n_params / 1e9:.3g}B params, {precision}, {optimizer}, "
+            f"batch {batch}, seq {seq_len}" + (", checkpointing" if gradient_checkpointing else "")
+        ),
     )
     e.overhead, why_over = _overhead(e.total)
     base_name = "NF4 4-bit + constants" if method == "qlora" else precision
     e.reasons = {
         "weights": f"{n_params / 1e9:.3g}B x {base:.3g} bytes ({base_name})"
-                   + (f" + {adapters / 1e6:.3g}M adapter params x {wb:g}" if adapters else ""),
+        + (f" + {adapters / 1e6:.3g}M adapter params x {wb:g}" if adapters else ""),
         "gradients": f"{trainable_params / 1e6:.4g}M trainable x {wb:g} bytes",
-        "optimizer": (f"{trainable_params / 1e6:.4g}M x ({OPTIMIZER_STATE[optimizer]:g} {optimizer} state"
-                      + (" + 4 fp32 master" if master else "") + ") bytes"),
+        "optimizer": (
+            f"{trainable_params / 1e6:.4g}M x ({OPTIMIZER_STATE[optimizer]:g} {optimizer} state"
+            + (" + 4 fp32 master" if master else "")
+            + ") bytes"
+        ),
         "activations": why_act + " + fp32 logits and grad",
         "kv_cache": "none: training sees whole sequences, no cache",
         "overhead": why_over,
@@ -269,14 +311,25 @@ def fits(estimate: MemoryEstimate, gpu: str | float) -> bool:
     return estimate.total <= gpu * GB
 
 
-def curves(sizes: list[float], seq_len: int = 2048, batch: int = 1,
-           gradient_checkpointing: bool = True) -> dict[str, list[float]]:
+def curves(
+    sizes: list[float], seq_len: int = 2048, batch: int = 1, gradient_checkpointing: bool = True
+) -> dict[str, list[float]]:
     """Total GB against model size for inference (fp16) and full / LoRA / QLoRA training (bf16)."""
-    out: dict[str, list[float]] = {"inference fp16": [], "full fine-tuning": [], "LoRA": [], "QLoRA": []}
+    out: dict[str, list[float]] = {
+        "inference fp16": [],
+        "full fine-tuning": [],
+        "LoRA": [],
+        "QLoRA": [],
+    }
     for n in sizes:
         out["inference fp16"].append(inference_memory(n, "fp16", batch, seq_len).total / GB)
         for label, method in (("full fine-tuning", "full"), ("LoRA", "lora"), ("QLoRA", "qlora")):
-            est = training_memory(n, method=method, batch=batch, seq_len=seq_len,
-                                  gradient_checkpointing=gradient_checkpointing)
+            est = training_memory(
+                n,
+                method=method,
+                batch=batch,
+                seq_len=seq_len,
+                gradient_checkpointing=gradient_checkpointing,
+            )
             out[label].append(est.total / GB)
     return out

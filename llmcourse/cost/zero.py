@@ -24,6 +24,7 @@ Not sharded by any stage: the activations (each GPU keeps those of its own micro
 (each shards weights and activations in another way; see notebook 17). Units: GB = 10^9 bytes, as in
 `llmcourse.cost.memory` and the paper.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,9 +39,15 @@ FSDP_STRATEGY = {"ddp": "NO_SHARD", "zero1": None, "zero2": "SHARD_GRAD_OP", "ze
 COMM_VOLUME = {"ddp": 2.0, "zero1": 2.0, "zero2": 2.0, "zero3": 3.0}
 
 
-def per_gpu_bytes(n_params: float, n_gpus: int, stage: str, weight_bytes: float = 2.0,
-                  grad_bytes: float = 2.0, optimizer_bytes: float = 12.0,
-                  activation_bytes: float = 0.0) -> dict[str, float]:
+def per_gpu_bytes(
+    n_params: float,
+    n_gpus: int,
+    stage: str,
+    weight_bytes: float = 2.0,
+    grad_bytes: float = 2.0,
+    optimizer_bytes: float = 12.0,
+    activation_bytes: float = 0.0,
+) -> dict[str, float]:
     """Bytes each GPU holds for the model states under `stage`, row by row, and their `total`.
 
     Defaults are mixed-precision Adam (2 + 2 + K with K = 12). `activation_bytes` (per GPU, never
@@ -59,22 +66,35 @@ def per_gpu_bytes(n_params: float, n_gpus: int, stage: str, weight_bytes: float 
     def share(bytes_per_param: float, sharded: bool) -> float:
         return n_params * bytes_per_param / (n_gpus if sharded else 1)
 
-    rows = {"weights": share(weight_bytes, level >= 3),
-            "gradients": share(grad_bytes, level >= 2),
-            "optimizer": share(optimizer_bytes, level >= 1),
-            "activations": float(activation_bytes)}
+    rows = {
+        "weights": share(weight_bytes, level >= 3),
+        "gradients": share(grad_bytes, level >= 2),
+        "optimizer": share(optimizer_bytes, level >= 1),
+        "activations": float(activation_bytes),
+    }
     rows["total"] = sum(rows.values())
     return rows
 
 
-def memory_vs_gpus(n_params: float, gpu_counts: list[int], activation_bytes: float = 0.0,
-                   stages: tuple[str, ...] = STAGES) -> dict[str, list[float]]:
+def memory_vs_gpus(
+    n_params: float,
+    gpu_counts: list[int],
+    activation_bytes: float = 0.0,
+    stages: tuple[str, ...] = STAGES,
+) -> dict[str, list[float]]:
     """Total GB per GPU for each stage at each number of GPUs (for the notebook's plot)."""
-    return {s: [per_gpu_bytes(n_params, n, s, activation_bytes=activation_bytes)["total"] / 1e9
-                for n in gpu_counts] for s in stages}
+    return {
+        s: [
+            per_gpu_bytes(n_params, n, s, activation_bytes=activation_bytes)["total"] / 1e9
+            for n in gpu_counts
+        ]
+        for s in stages
+    }
 
 
-def min_gpus(n_params: float, gpu_gb: float, stage: str, activation_bytes: float = 0.0) -> int | None:
+def min_gpus(
+    n_params: float, gpu_gb: float, stage: str, activation_bytes: float = 0.0
+) -> int | None:
     """The fewest GPUs of `gpu_gb` GB on which `stage` fits, or None if no number of GPUs does.
 
     Per GPU the bytes are A + B / n (A unsharded, B sharded), so n = ceil(B / (capacity - A)),

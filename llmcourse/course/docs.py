@@ -14,6 +14,7 @@ several share rare words with it, where BM25 is hard to beat. One gold file per 
 simplification: a fact mentioned in two files counts as a miss when the other one is retrieved.
 Left out: PDFs and HTML, code bodies (only docstrings), de-duplication of repeated passages.
 """
+
 from __future__ import annotations
 
 import ast
@@ -33,50 +34,116 @@ class Question:
 
 
 QUESTIONS: tuple[Question, ...] = (
-    Question("Why does a freshly added low-rank adapter leave the model's outputs unchanged before training?",
-             "llmcourse/lora.py", "B starts at zero (A Kaiming-uniform), so W + BA = W at the start"),
-    Question("Which loss does direct preference optimization minimise, and what is the frozen reference?",
-             "llmcourse/dpo.py", "-log sigmoid(beta * difference of policy/reference log-ratios); a frozen copy of the SFT model"),
-    Question("What is the worst rounding error when weights are stored as 8-bit integers with one scale per row?",
-             "llmcourse/quantize.py", "max|w_row| / 254"),
-    Question("How much memory per weight does full training with Adam in half precision need?",
-             "llmcourse/cost/memory.py", "16 bytes"),
-    Question("Why scale the scores down before the softmax when comparing queries with keys?",
-             "llmcourse/attention.py", "to keep unit variance so the softmax does not saturate"),
-    Question("What lets gradients survive long distances in an LSTM?",
-             "llmcourse/rnn.py", "the additive update of the cell state c"),
-    Question("How do interpolation and Kneser-Ney smoothing use lower-order n-grams?",
-             "llmcourse/smoothing.py", "they mix in the (n-1)-gram estimate recursively, down to uniform"),
-    Question("How does word2vec throw away very common words during training?",
-             "llmcourse/word2vec.py", "frequent-word subsampling: keep with probability min(1, sqrt(t/f) + t/f)"),
-    Question("Why is there never an out-of-vocabulary symbol when text is split into byte pieces?",
-             "llmcourse/bpe.py", "its base alphabet is the 256 bytes"),
-    Question("Which tokens of a conversation does supervised fine-tuning train on?",
-             "llmcourse/chat.py", "only the assistant's content and its end token; the rest gets target -100"),
-    Question("Why is the per-token average used when choosing between answer options of different lengths?",
-             "llmcourse/evaluate.py", "the raw sum of log-probabilities favours short options"),
-    Question("What learning-rate schedule does the training loop follow?",
-             "llmcourse/train.py", "linear warmup, then cosine decay"),
-    Question("How are checkpoints saved so that a crash cannot leave a half-written one?",
-             "llmcourse/checkpoint.py", "written to a temporary folder, then renamed atomically"),
-    Question("Why do the input embedding and the output projection of our GPT use one and the same matrix?",
-             "llmcourse/gpt.py", "weight tying (Press & Wolf 2017)"),
-    Question("In nucleus sampling, which tokens are kept?",
-             "llmcourse/generate.py", "the smallest set of most likely tokens whose probability reaches top_p"),
-    Question("How are the held-out instruction examples kept apart from the training ones?",
-             "llmcourse/tasks/instructions.py", "a hash of the operands decides the split"),
-    Question("What does prompt tuning learn while the whole model stays frozen?",
-             "llmcourse/ptuning.py", "n_virtual embedding vectors placed before every input"),
-    Question("When several processes train together, how do they end up taking the same optimizer step?",
-             "llmcourse/distributed.py", "DDP all-reduces (averages) the gradients during backward"),
-    Question("What must the first code cell of every notebook be?",
-             "docs/CONVENTIONS.md", "exactly the setup cell that installs the package on Colab/Kaggle"),
-    Question("Which two commands set up the environment and run the course or the tests?",
-             "README.md", "bash scripts/course.sh and bash scripts/test.sh"),
-    Question("What limit of static word vectors do contextual models remove?",
-             "notebooks/02_word_vectors.ipynb", "one vector per word, whatever its sense ('bank')"),
-    Question("What do a bidirectional LSTM and ELMo add to a language model?",
-             "notebooks/03_rnn.ipynb", "context from both directions; contextual word representations"),
+    Question(
+        "Why does a freshly added low-rank adapter leave the model's outputs unchanged before training?",
+        "llmcourse/lora.py",
+        "B starts at zero (A Kaiming-uniform), so W + BA = W at the start",
+    ),
+    Question(
+        "Which loss does direct preference optimization minimise, and what is the frozen reference?",
+        "llmcourse/dpo.py",
+        "-log sigmoid(beta * difference of policy/reference log-ratios); a frozen copy of the SFT model",
+    ),
+    Question(
+        "What is the worst rounding error when weights are stored as 8-bit integers with one scale per row?",
+        "llmcourse/quantize.py",
+        "max|w_row| / 254",
+    ),
+    Question(
+        "How much memory per weight does full training with Adam in half precision need?",
+        "llmcourse/cost/memory.py",
+        "16 bytes",
+    ),
+    Question(
+        "Why scale the scores down before the softmax when comparing queries with keys?",
+        "llmcourse/attention.py",
+        "to keep unit variance so the softmax does not saturate",
+    ),
+    Question(
+        "What lets gradients survive long distances in an LSTM?",
+        "llmcourse/rnn.py",
+        "the additive update of the cell state c",
+    ),
+    Question(
+        "How do interpolation and Kneser-Ney smoothing use lower-order n-grams?",
+        "llmcourse/smoothing.py",
+        "they mix in the (n-1)-gram estimate recursively, down to uniform",
+    ),
+    Question(
+        "How does word2vec throw away very common words during training?",
+        "llmcourse/word2vec.py",
+        "frequent-word subsampling: keep with probability min(1, sqrt(t/f) + t/f)",
+    ),
+    Question(
+        "Why is there never an out-of-vocabulary symbol when text is split into byte pieces?",
+        "llmcourse/bpe.py",
+        "its base alphabet is the 256 bytes",
+    ),
+    Question(
+        "Which tokens of a conversation does supervised fine-tuning train on?",
+        "llmcourse/chat.py",
+        "only the assistant's content and its end token; the rest gets target -100",
+    ),
+    Question(
+        "Why is the per-token average used when choosing between answer options of different lengths?",
+        "llmcourse/evaluate.py",
+        "the raw sum of log-probabilities favours short options",
+    ),
+    Question(
+        "What learning-rate schedule does the training loop follow?",
+        "llmcourse/train.py",
+        "linear warmup, then cosine decay",
+    ),
+    Question(
+        "How are checkpoints saved so that a crash cannot leave a half-written one?",
+        "llmcourse/checkpoint.py",
+        "written to a temporary folder, then renamed atomically",
+    ),
+    Question(
+        "Why do the input embedding and the output projection of our GPT use one and the same matrix?",
+        "llmcourse/gpt.py",
+        "weight tying (Press & Wolf 2017)",
+    ),
+    Question(
+        "In nucleus sampling, which tokens are kept?",
+        "llmcourse/generate.py",
+        "the smallest set of most likely tokens whose probability reaches top_p",
+    ),
+    Question(
+        "How are the held-out instruction examples kept apart from the training ones?",
+        "llmcourse/tasks/instructions.py",
+        "a hash of the operands decides the split",
+    ),
+    Question(
+        "What does prompt tuning learn while the whole model stays frozen?",
+        "llmcourse/ptuning.py",
+        "n_virtual embedding vectors placed before every input",
+    ),
+    Question(
+        "When several processes train together, how do they end up taking the same optimizer step?",
+        "llmcourse/distributed.py",
+        "DDP all-reduces (averages) the gradients during backward",
+    ),
+    Question(
+        "What must the first code cell of every notebook be?",
+        "docs/CONVENTIONS.md",
+        "exactly the setup cell that installs the package on Colab/Kaggle",
+    ),
+    Question(
+        "Which two commands set up the environment and run the course or the tests?",
+        "README.md",
+        "bash scripts/course.sh and bash scripts/test.sh",
+    ),
+    Question(
+        "What limit of static word vectors do contextual models remove?",
+        "notebooks/02_word_vectors.ipynb",
+        "one vector per word, whatever its sense ('bank')",
+    ),
+    Question(
+        "What do a bidirectional LSTM and ELMo add to a language model?",
+        "notebooks/03_rnn.ipynb",
+        "context from both directions; contextual word representations",
+    ),
 )
 
 
@@ -134,10 +201,14 @@ def load_course_documents(root: str | Path | None = None, modules: bool = True) 
 
 def chunk_documents(docs: dict[str, str], max_words: int = 120, overlap: int = 20) -> list[Chunk]:
     """Every document cut into overlapping word windows (`llmcourse.rag.chunk_text`), doc id kept."""
-    return [c for doc_id, text in docs.items() for c in chunk_text(text, doc_id, max_words, overlap)]
+    return [
+        c for doc_id, text in docs.items() for c in chunk_text(text, doc_id, max_words, overlap)
+    ]
 
 
-def answerable(docs: dict[str, str] | Sequence[str], questions: Sequence[Question] = QUESTIONS) -> list[Question]:
+def answerable(
+    docs: dict[str, str] | Sequence[str], questions: Sequence[Question] = QUESTIONS
+) -> list[Question]:
     """The questions whose gold document is in the set (on Colab, without a clone: the module ones)."""
     return [q for q in questions if q.gold in docs]
 

@@ -20,6 +20,7 @@ exercises defined at the end of this module.
 
 Left out: grading, hidden tests, timing limits. Checks are for the learner, not for marks.
 """
+
 from __future__ import annotations
 
 import copy
@@ -50,7 +51,9 @@ class Exercise:
     rtol: float = 1e-5
     atol: float = 1e-6
     hint: str = ""  # shown when values are wrong
-    fixed: tuple[tuple, ...] = ()  # argument tuples checked on every call (edge cases), before random ones
+    fixed: tuple[
+        tuple, ...
+    ] = ()  # argument tuples checked on every call (edge cases), before random ones
 
     @property
     def task(self) -> str:
@@ -60,28 +63,49 @@ class Exercise:
 _REGISTRY: dict[str, Exercise] = {}
 
 
-def register(name: str, reference: Callable[..., Any], inputs: Callable[[random.Random], tuple],
-             compare: str = "allclose", rtol: float = 1e-5, atol: float = 1e-6, hint: str = "",
-             fixed: tuple[tuple, ...] = (), replace: bool = False) -> Exercise:
+def register(
+    name: str,
+    reference: Callable[..., Any],
+    inputs: Callable[[random.Random], tuple],
+    compare: str = "allclose",
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+    hint: str = "",
+    fixed: tuple[tuple, ...] = (),
+    replace: bool = False,
+) -> Exercise:
     """Add an exercise. Names are "NN.topic_name" for a notebook's exercises, bare for generic ones."""
     if compare not in COMPARISONS:
         raise ValueError(f"compare={compare!r}: use one of {COMPARISONS}")
     old = _REGISTRY.get(name)
-    same = old is not None and (old.reference.__module__, old.reference.__qualname__) == \
-        (reference.__module__, reference.__qualname__)  # the same module imported again
+    same = old is not None and (old.reference.__module__, old.reference.__qualname__) == (
+        reference.__module__,
+        reference.__qualname__,
+    )  # the same module imported again
     if old is not None and not (replace or same):
-        raise ValueError(f"exercise {name!r} is already registered (pass replace=True to redefine it)")
+        raise ValueError(
+            f"exercise {name!r} is already registered (pass replace=True to redefine it)"
+        )
     ex = Exercise(name, reference, inputs, compare, rtol, atol, hint, tuple(fixed))
     _REGISTRY[name] = ex
     return ex
 
 
-def exercise(name: str, inputs: Callable[[random.Random], tuple], compare: str = "allclose",
-             rtol: float = 1e-5, atol: float = 1e-6, hint: str = "", fixed: tuple[tuple, ...] = ()) -> Callable:
+def exercise(
+    name: str,
+    inputs: Callable[[random.Random], tuple],
+    compare: str = "allclose",
+    rtol: float = 1e-5,
+    atol: float = 1e-6,
+    hint: str = "",
+    fixed: tuple[tuple, ...] = (),
+) -> Callable:
     """Decorator form of `register`; returns the reference function unchanged."""
+
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         register(name, fn, inputs, compare, rtol, atol, hint, fixed)
         return fn
+
     return wrap
 
 
@@ -129,6 +153,7 @@ def torch_generator(rng: random.Random) -> torch.Generator:
 
 # ---------------------------------------------------------------- showing and comparing values
 
+
 def _short(x: Any, limit: int = 8) -> str:
     """A compact, one-line description of a value, for error messages."""
     if isinstance(x, np.ndarray):
@@ -141,8 +166,11 @@ def _short(x: Any, limit: int = 8) -> str:
         return f"tensor(shape={tuple(x.shape)}, {dt}, values=[{', '.join(map(str, vals))}{more}])"
     if isinstance(x, (tuple, list)):
         inner = ", ".join(_short(v, limit) for v in x)
-        return f"({inner},)" if isinstance(x, tuple) and len(x) == 1 else \
-            (f"({inner})" if isinstance(x, tuple) else f"[{inner}]")
+        return (
+            f"({inner},)"
+            if isinstance(x, tuple) and len(x) == 1
+            else (f"({inner})" if isinstance(x, tuple) else f"[{inner}]")
+        )
     text = repr(x)
     return text if len(text) <= 80 else text[:77] + "..."
 
@@ -183,14 +211,22 @@ def _difference(expected: Any, got: Any, ex: Exercise, where: str = "output") ->
             return None
         same = got_d == exp_d  # equal infinities (a -inf mask on both sides) are not a difference
         diff = torch.where(same, 0.0, (got_d - exp_d).abs().nan_to_num(nan=math.inf))
-        idx = tuple(int(i) for i in np.unravel_index(int(diff.argmax()), tuple(diff.shape))) if diff.ndim else ()
+        idx = (
+            tuple(int(i) for i in np.unravel_index(int(diff.argmax()), tuple(diff.shape)))
+            if diff.ndim
+            else ()
+        )
         tol = "exact match" if ex.compare == "exact" else f"rtol={ex.rtol:g}, atol={ex.atol:g}"
         nan = " (your output has NaN/inf)" if not (torch.isfinite(got_d) | same).all() else ""
-        return (f"{where}: wrong values{nan}: max abs diff {float(diff.max()):.3g} ({tol}); at index {idx} "
-                f"expected {exp_d[idx].item():.6g}, got {got_d[idx].item():.6g}")
+        return (
+            f"{where}: wrong values{nan}: max abs diff {float(diff.max()):.3g} ({tol}); at index {idx} "
+            f"expected {exp_d[idx].item():.6g}, got {got_d[idx].item():.6g}"
+        )
     if isinstance(expected, (tuple, list)):
         if not isinstance(got, (tuple, list)):
-            return f"{where}: wrong type: expected a {type(expected).__name__}, got {_type_name(got)}"
+            return (
+                f"{where}: wrong type: expected a {type(expected).__name__}, got {_type_name(got)}"
+            )
         if len(got) != len(expected):
             return f"{where}: expected {len(expected)} items, got {len(got)}"
         for i, (e, g) in enumerate(zip(expected, got)):
@@ -203,12 +239,19 @@ def _difference(expected: Any, got: Any, ex: Exercise, where: str = "output") ->
             return f"{where}: wrong type: expected a number, got {_type_name(got)} {_short(got)}"
         if ex.compare == "shape":
             return None
-        ok = got == expected if ex.compare == "exact" else \
-            math.isclose(float(got), float(expected), rel_tol=ex.rtol, abs_tol=ex.atol)
+        ok = (
+            got == expected
+            if ex.compare == "exact"
+            else math.isclose(float(got), float(expected), rel_tol=ex.rtol, abs_tol=ex.atol)
+        )
         return None if ok else f"{where}: wrong value: expected {expected!r}, got {got!r}"
     if type(got) is not type(expected):
         return f"{where}: wrong type: expected {_type_name(expected)}, got {_type_name(got)}"
-    return None if got == expected else f"{where}: wrong value: expected {_short(expected)}, got {_short(got)}"
+    return (
+        None
+        if got == expected
+        else f"{where}: wrong value: expected {_short(expected)}, got {_short(got)}"
+    )
 
 
 def check(name: str, fn: Callable[..., Any], trials: int = 5, seed: int | None = None) -> None:
@@ -229,21 +272,27 @@ def check(name: str, fn: Callable[..., Any], trials: int = 5, seed: int | None =
         try:
             got = fn(*copy.deepcopy(args))
         except NotImplementedError:
-            raise ExerciseError(f"✗ {name}: not implemented yet — replace the "
-                                "`raise NotImplementedError` line with your solution") from None
+            raise ExerciseError(
+                f"✗ {name}: not implemented yet — replace the "
+                "`raise NotImplementedError` line with your solution"
+            ) from None
         except Exception as e:
-            raise ExerciseError(f"✗ {name}: your function raised {type(e).__name__}: {e}\n"
-                                f"  on input: {shown}  {replay}") from e
+            raise ExerciseError(
+                f"✗ {name}: your function raised {type(e).__name__}: {e}\n"
+                f"  on input: {shown}  {replay}"
+            ) from e
         problem = _difference(expected, got, ex)
         if problem:
             hint = f"\n  hint: {ex.hint}" if ex.hint and "wrong value" in problem else ""
-            raise ExerciseError(f"✗ {name}: case {trial} of {total}: {problem}\n"
-                                f"  on input: {shown}  {replay}{hint}") from None
+            raise ExerciseError(
+                f"✗ {name}: case {trial} of {total}: {problem}\n  on input: {shown}  {replay}{hint}"
+            ) from None
     extra = f" and {len(ex.fixed)} fixed ones" if ex.fixed else ""
     print(f"✓ {name}: passed {trials} random cases{extra}")
 
 
 # ---------------------------------------------------------------- generic exercises
+
 
 def _logits(rng: random.Random, dims: int) -> torch.Tensor:
     shape = [rng.randint(1, 6) for _ in range(dims - 1)] + [rng.randint(2, 12)]
@@ -251,9 +300,13 @@ def _logits(rng: random.Random, dims: int) -> torch.Tensor:
     return torch.randn(shape, generator=torch_generator(rng)) * scale
 
 
-@exercise("softmax", inputs=lambda rng: (_logits(rng, rng.randint(1, 3)),), atol=1e-6,
-          fixed=((torch.tensor([[1000.0, 0.0, -1000.0], [-1000.0, -1001.0, -1002.0]]),),),
-          hint="normalise over the last dim (dim=-1); subtract the row max first so exp cannot overflow")
+@exercise(
+    "softmax",
+    inputs=lambda rng: (_logits(rng, rng.randint(1, 3)),),
+    atol=1e-6,
+    fixed=((torch.tensor([[1000.0, 0.0, -1000.0], [-1000.0, -1001.0, -1002.0]]),),),
+    hint="normalise over the last dim (dim=-1); subtract the row max first so exp cannot overflow",
+)
 def softmax(x: torch.Tensor) -> torch.Tensor:
     """softmax(x) -> tensor of x's shape: softmax over the last dimension (rows sum to 1)."""
     return torch.softmax(x, dim=-1)
@@ -265,9 +318,14 @@ def _ce_inputs(rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
     return logits, targets
 
 
-@exercise("cross_entropy", inputs=_ce_inputs, rtol=1e-5, atol=1e-5,
-          fixed=((torch.tensor([[1000.0, 0.0, -1000.0], [0.0, 0.0, 0.0]]), torch.tensor([1, 2])),),
-          hint="use log-softmax via logsumexp (x - max) for stability, then average over the N rows")
+@exercise(
+    "cross_entropy",
+    inputs=_ce_inputs,
+    rtol=1e-5,
+    atol=1e-5,
+    fixed=((torch.tensor([[1000.0, 0.0, -1000.0], [0.0, 0.0, 0.0]]), torch.tensor([1, 2])),),
+    hint="use log-softmax via logsumexp (x - max) for stability, then average over the N rows",
+)
 def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """cross_entropy(logits (N, V), targets (N,) int64) -> scalar tensor: mean over rows of
     -log softmax(logits)[row, target]; must match torch.nn.functional.cross_entropy."""

@@ -13,6 +13,7 @@ Importing this module is cheap on purpose (no torch, no pyplot): the decisions h
 
 Left out: experiment trackers (wandb, tensorboard) and widget-based progress displays.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -155,9 +156,17 @@ def _record(kind: str, name: str, value: float, unit: str) -> float:
         raise ValueError(f"{kind} {name!r} is {number}: the run diverged or the metric is broken")
     path = os.environ.get(METRICS_ENV)
     if path:
-        record = {"notebook": os.environ.get(NOTEBOOK_ENV, ""), "kind": kind, "name": name, "value": number,
-                  "unit": unit, "size": current_size(), "lang": config.current_language(),
-                  "seed": current_seed(), "threads": _threads()}
+        record = {
+            "notebook": os.environ.get(NOTEBOOK_ENV, ""),
+            "kind": kind,
+            "name": name,
+            "value": number,
+            "unit": unit,
+            "size": current_size(),
+            "lang": config.current_language(),
+            "seed": current_seed(),
+            "threads": _threads(),
+        }
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -195,8 +204,10 @@ def headline(name: str, value: float, unit: str = "") -> None:
     print(f"headline: {name} = {_format_value(number)}{suffix}")
     target = targets.for_metric(name)
     if target is not None and config.current_language() != "en":
-        print(f"  (the targets in llmcourse/course/targets.py are set on the English texts; this run is on "
-              f"'{config.current_language()}' text)")
+        print(
+            f"  (the targets in llmcourse/course/targets.py are set on the English texts; this run is on "
+            f"'{config.current_language()}' text)"
+        )
     elif target is not None:
         print(targets.describe(target, current_size()))
 
@@ -210,7 +221,7 @@ def show_source(obj: Any) -> None:
     file = inspect.getsourcefile(obj) or "?"
     line = inspect.getsourcelines(obj)[1]
     parts = Path(file).parts
-    where = "/".join(parts[parts.index("llmcourse"):]) if "llmcourse" in parts else Path(file).name
+    where = "/".join(parts[parts.index("llmcourse") :]) if "llmcourse" in parts else Path(file).name
     header = f"# {where}, line {line}\n"
     if in_notebook():
         from IPython.display import Code, display
@@ -264,7 +275,9 @@ def mount_drive() -> bool:
 
         drive.mount(str(DRIVE_MOUNT))
     except Exception as e:  # the learner declined, or Drive is unreachable: carry on without it
-        print(f"Google Drive not mounted ({type(e).__name__}: {e}); checkpoints stay in ./checkpoints "
-              "and are lost when the runtime disconnects.")
+        print(
+            f"Google Drive not mounted ({type(e).__name__}: {e}); checkpoints stay in ./checkpoints "
+            "and are lost when the runtime disconnects."
+        )
         return False
     return DRIVE_ROOT.is_dir()

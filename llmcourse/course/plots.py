@@ -8,6 +8,7 @@ matplotlib is imported on first use, so `import llmcourse.course.plots` is free.
 PCA is done with NumPy's SVD (no scikit-learn needed); t-SNE (van der Maaten & Hinton 2008) is used
 from scikit-learn only if it is installed. Left out: interactive plots and styling themes.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -52,8 +53,14 @@ def ema(values: Sequence[float], smooth: float) -> np.ndarray:
     return np.array(out)
 
 
-def plot_history(history: Any, ax: Any = None, log_y: bool = False, smooth: float = 0.0,
-                 baselines: dict[str, float] | None = None, title: str | None = None) -> Any:
+def plot_history(
+    history: Any,
+    ax: Any = None,
+    log_y: bool = False,
+    smooth: float = 0.0,
+    baselines: dict[str, float] | None = None,
+    title: str | None = None,
+) -> Any:
     """Train and validation loss against step.
 
     `history` is the training loop's History or a dict with keys steps, train_loss, val_steps,
@@ -72,7 +79,9 @@ def plot_history(history: Any, ax: Any = None, log_y: bool = False, smooth: floa
     if val_steps and val:
         ax.plot(val_steps, val, color="C1", marker="o", markersize=3, label="validation")
     for i, (name, value) in enumerate((baselines or {}).items()):
-        ax.axhline(value, color=f"C{i + 2}", linestyle="--", linewidth=1, label=f"{name} ({value:.3g})")
+        ax.axhline(
+            value, color=f"C{i + 2}", linestyle="--", linewidth=1, label=f"{name} ({value:.3g})"
+        )
     if log_y:
         ax.set_yscale("log")
     ax.set_xlabel("step")
@@ -85,9 +94,17 @@ def plot_history(history: Any, ax: Any = None, log_y: bool = False, smooth: floa
     return ax
 
 
-def heatmap(matrix: Any, xlabels: Sequence[str] | None = None, ylabels: Sequence[str] | None = None,
-            ax: Any = None, title: str | None = None, cmap: str = "viridis", annotate: bool = False,
-            colorbar: bool = True, fmt: str = ".2f") -> Any:
+def heatmap(
+    matrix: Any,
+    xlabels: Sequence[str] | None = None,
+    ylabels: Sequence[str] | None = None,
+    ax: Any = None,
+    title: str | None = None,
+    cmap: str = "viridis",
+    annotate: bool = False,
+    colorbar: bool = True,
+    fmt: str = ".2f",
+) -> Any:
     """A matrix as colours: attention weights (rows = queries, columns = keys), confusion matrices."""
     m = _to_numpy(matrix)
     if m.ndim != 2:
@@ -102,8 +119,15 @@ def heatmap(matrix: Any, xlabels: Sequence[str] | None = None, ylabels: Sequence
         mid = (np.nanmax(m) + np.nanmin(m)) / 2
         for i in range(m.shape[0]):
             for j in range(m.shape[1]):
-                ax.text(j, i, format(m[i, j], fmt), ha="center", va="center", fontsize=8,
-                        color="black" if m[i, j] > mid else "white")
+                ax.text(
+                    j,
+                    i,
+                    format(m[i, j], fmt),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="black" if m[i, j] > mid else "white",
+                )
     if colorbar:
         ax.figure.colorbar(im, ax=ax)
     if title:
@@ -128,9 +152,15 @@ def pca_2d(vectors: Any) -> np.ndarray:
     return out
 
 
-def plot_embeddings_2d(vectors: Any, labels: Sequence[str] | None = None, method: str = "pca",
-                       ax: Any = None, highlight: Sequence[str] | None = None, seed: int = 0,
-                       title: str | None = None) -> Any:
+def plot_embeddings_2d(
+    vectors: Any,
+    labels: Sequence[str] | None = None,
+    method: str = "pca",
+    ax: Any = None,
+    highlight: Sequence[str] | None = None,
+    seed: int = 0,
+    title: str | None = None,
+) -> Any:
     """Scatter word (or sentence) vectors in 2-D with their labels; `highlight` labels drawn in red."""
     if method == "pca":
         xy = pca_2d(vectors)
@@ -138,30 +168,46 @@ def plot_embeddings_2d(vectors: Any, labels: Sequence[str] | None = None, method
         try:
             from sklearn.manifold import TSNE
         except ImportError:
-            raise ImportError("method='tsne' needs scikit-learn (pip install scikit-learn); "
-                              "or use method='pca', which needs only NumPy") from None
+            raise ImportError(
+                "method='tsne' needs scikit-learn (pip install scikit-learn); "
+                "or use method='pca', which needs only NumPy"
+            ) from None
         x = _to_numpy(vectors)
-        xy = TSNE(n_components=2, random_state=seed, perplexity=min(30.0, max(2.0, (len(x) - 1) / 3))
-                  ).fit_transform(x)
+        xy = TSNE(
+            n_components=2, random_state=seed, perplexity=min(30.0, max(2.0, (len(x) - 1) / 3))
+        ).fit_transform(x)
     else:
         raise ValueError(f"method={method!r}: use 'pca' or 'tsne'")
     ax = _new_axes(ax, figsize=(6.4, 6.0))
     hl = set(highlight or ())
-    colors = ["C3" if labels is not None and lab in hl else "C0" for lab in (labels or [None] * len(xy))]
+    colors = [
+        "C3" if labels is not None and lab in hl else "C0" for lab in (labels or [None] * len(xy))
+    ]
     ax.scatter(xy[:, 0], xy[:, 1], c=colors, s=18)
     if labels is not None:
         for (px, py), lab in zip(xy, labels):
-            ax.annotate(str(lab), (px, py), fontsize=9, xytext=(3, 3), textcoords="offset points",
-                        fontweight="bold" if lab in hl else "normal")
+            ax.annotate(
+                str(lab),
+                (px, py),
+                fontsize=9,
+                xytext=(3, 3),
+                textcoords="offset points",
+                fontweight="bold" if lab in hl else "normal",
+            )
     ax.set_title(title or f"{method.upper()} of {len(xy)} vectors")
     ax.set_xticks([])
     ax.set_yticks([])
     return ax
 
 
-def plot_memory_vs_size(sizes: Sequence[float] | None = None, curves: dict[str, Sequence[float]] | None = None,
-                        gpus: Sequence[str] = ("T4", "A100-40GB", "A100-80GB", "H100"), ax: Any = None,
-                        seq_len: int = 2048, batch: int = 1) -> Any:
+def plot_memory_vs_size(
+    sizes: Sequence[float] | None = None,
+    curves: dict[str, Sequence[float]] | None = None,
+    gpus: Sequence[str] = ("T4", "A100-40GB", "A100-80GB", "H100"),
+    ax: Any = None,
+    seq_len: int = 2048,
+    batch: int = 1,
+) -> Any:
     """GPU memory (GB) against parameter count on a log axis, with horizontal lines for GPU sizes.
 
     `curves` maps a label to GB per size; by default `llmcourse.cost.memory.curves(sizes)` (inference in
@@ -180,7 +226,9 @@ def plot_memory_vs_size(sizes: Sequence[float] | None = None, curves: dict[str, 
         by_size.setdefault(memory.GPUS[g], []).append(g)
     for gb, names in sorted(by_size.items()):
         ax.axhline(gb, color="gray", linestyle=":", linewidth=1)
-        ax.text(sizes[0], gb * 1.05, f"{' / '.join(names)} ({gb:g} GB)", fontsize=8, color="dimgray")
+        ax.text(
+            sizes[0], gb * 1.05, f"{' / '.join(names)} ({gb:g} GB)", fontsize=8, color="dimgray"
+        )
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("parameters")
@@ -191,8 +239,15 @@ def plot_memory_vs_size(sizes: Sequence[float] | None = None, curves: dict[str, 
     return ax
 
 
-def bar(values: Mapping[str, float], ax: Any = None, title: str | None = None, ylabel: str | None = None,
-        horizontal: bool = False, annotate: bool = True, fmt: str = ".3g") -> Any:
+def bar(
+    values: Mapping[str, float],
+    ax: Any = None,
+    title: str | None = None,
+    ylabel: str | None = None,
+    horizontal: bool = False,
+    annotate: bool = True,
+    fmt: str = ".3g",
+) -> Any:
     """One bar per key, labelled with its value."""
     ax = _new_axes(ax)
     names, heights = list(values), [float(v) for v in values.values()]
@@ -208,9 +263,17 @@ def bar(values: Mapping[str, float], ax: Any = None, title: str | None = None, y
     return ax
 
 
-def line(xs: Sequence[float], ys_by_label: Mapping[str, Sequence[float]], ax: Any = None,
-         title: str | None = None, xlabel: str | None = None, ylabel: str | None = None,
-         log_x: bool = False, log_y: bool = False, marker: str | None = "o") -> Any:
+def line(
+    xs: Sequence[float],
+    ys_by_label: Mapping[str, Sequence[float]],
+    ax: Any = None,
+    title: str | None = None,
+    xlabel: str | None = None,
+    ylabel: str | None = None,
+    log_x: bool = False,
+    log_y: bool = False,
+    marker: str | None = "o",
+) -> Any:
     """Several named series over the same x values."""
     ax = _new_axes(ax)
     for label, ys in ys_by_label.items():
@@ -228,8 +291,13 @@ def line(xs: Sequence[float], ys_by_label: Mapping[str, Sequence[float]], ax: An
     return ax
 
 
-def stack_diagram(columns: Mapping[str, Sequence[str]], *, changed: Mapping[str, Sequence[str]] | None = None,
-                  ax: Any = None, title: str | None = None) -> Any:
+def stack_diagram(
+    columns: Mapping[str, Sequence[str]],
+    *,
+    changed: Mapping[str, Sequence[str]] | None = None,
+    ax: Any = None,
+    title: str | None = None,
+) -> Any:
     """Architectures as columns of boxes, data flowing from the bottom box up; boxes named in
     `changed[column]` are highlighted. A diagram of a structure, e.g. a GPT-2 block next to a Llama block:
 
@@ -244,14 +312,28 @@ def stack_diagram(columns: Mapping[str, Sequence[str]], *, changed: Mapping[str,
     for col, (name, boxes) in enumerate(columns.items()):
         for row, label in enumerate(boxes):  # row 0 at the bottom: the input
             new = label in changed.get(name, ())
-            ax.add_patch(FancyBboxPatch((col * 3.2 + 0.2, row * 0.9), 2.6, 0.6, boxstyle="round,pad=0.04",
-                                        facecolor="#ffd8a8" if new else "#e7f0fa",
-                                        edgecolor="#d9480f" if new else "#4a6fa5", linewidth=1.2))
+            ax.add_patch(
+                FancyBboxPatch(
+                    (col * 3.2 + 0.2, row * 0.9),
+                    2.6,
+                    0.6,
+                    boxstyle="round,pad=0.04",
+                    facecolor="#ffd8a8" if new else "#e7f0fa",
+                    edgecolor="#d9480f" if new else "#4a6fa5",
+                    linewidth=1.2,
+                )
+            )
             ax.text(col * 3.2 + 1.5, row * 0.9 + 0.3, label, ha="center", va="center", fontsize=9)
             if row:
-                ax.annotate("", xy=(col * 3.2 + 1.5, row * 0.9), xytext=(col * 3.2 + 1.5, row * 0.9 - 0.3),
-                            arrowprops={"arrowstyle": "->", "color": "#555"})
-        ax.text(col * 3.2 + 1.5, height * 0.9 + 0.1, name, ha="center", fontsize=11, fontweight="bold")
+                ax.annotate(
+                    "",
+                    xy=(col * 3.2 + 1.5, row * 0.9),
+                    xytext=(col * 3.2 + 1.5, row * 0.9 - 0.3),
+                    arrowprops={"arrowstyle": "->", "color": "#555"},
+                )
+        ax.text(
+            col * 3.2 + 1.5, height * 0.9 + 0.1, name, ha="center", fontsize=11, fontweight="bold"
+        )
     ax.set_xlim(0, 3.2 * len(columns))
     ax.set_ylim(-0.2, height * 0.9 + 0.5)
     ax.axis("off")

@@ -15,6 +15,7 @@ padding and masks, distributed sharding.
 
 torch is imported inside the functions, so `import llmcourse.data` stays light.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
@@ -52,9 +53,9 @@ def _as_ids(ids: Any) -> torch.Tensor:
     return ids.long()
 
 
-def next_token_batches(ids: Any, block_size: int, batch_size: int,
-                       device: str | torch.device | None = None
-                       ) -> Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
+def next_token_batches(
+    ids: Any, block_size: int, batch_size: int, device: str | torch.device | None = None
+) -> Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
     """A sampler of random next-token batches from a 1-D sequence of token ids.
 
     `sample(generator)` draws `batch_size` start positions uniformly from [0, len(ids) - block_size)
@@ -94,8 +95,9 @@ class sequential_batches:  # noqa: N801 - used like a function, but must be re-i
         (2, [[[0, 1, 2], [3, 4, 5]], [[6, 7, 8]]])
     """
 
-    def __init__(self, ids: Any, block_size: int, batch_size: int,
-                 device: str | torch.device | None = None):
+    def __init__(
+        self, ids: Any, block_size: int, batch_size: int, device: str | torch.device | None = None
+    ):
         self.data = _as_ids(ids)
         if block_size < 1 or batch_size < 1:
             raise ValueError("block_size and batch_size must be >= 1")
@@ -113,7 +115,7 @@ class sequential_batches:  # noqa: N801 - used like a function, but must be re-i
         x_all = usable[:-1].view(self.n_windows, T)  # (n_windows, T)
         y_all = usable[1:].unfold(0, T, T)  # (n_windows, T): the same windows shifted by one
         for i in range(0, self.n_windows, self.batch_size):
-            x, y = x_all[i:i + self.batch_size], y_all[i:i + self.batch_size]
+            x, y = x_all[i : i + self.batch_size], y_all[i : i + self.batch_size]
             if self.device is not None:
                 x, y = x.to(self.device), y.to(self.device)
             yield x, y

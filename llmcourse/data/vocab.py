@@ -22,6 +22,7 @@ Subword tokenizers (BPE) have their own module later in the course; left out her
 normalisation beyond lower-casing, and tokenizing languages written without spaces into words
 (`simple_word_tokenize` keeps a run of Chinese characters as one "word": use `CharVocab` for them).
 """
+
 from __future__ import annotations
 
 import json
@@ -64,7 +65,7 @@ def sentences(text: str) -> list[str]:
     """
     out, start = [], 0
     for m in _SENT_END.finditer(text):
-        out.append(text[start:m.end()].strip())
+        out.append(text[start : m.end()].strip())
         start = m.end()
     out.append(text[start:].strip())
     return [s for s in out if s]
@@ -76,17 +77,26 @@ class Vocab:
     def __init__(self, itos: list[str], specials: Iterable[str] = (UNK,)):
         self.itos = list(itos)
         self.specials = list(specials)
-        if self.itos[:len(self.specials)] != self.specials:
+        if self.itos[: len(self.specials)] != self.specials:
             raise ValueError(f"specials {self.specials} must be the first tokens of itos")
         self.stoi = {t: i for i, t in enumerate(self.itos)}
         if len(self.stoi) != len(self.itos):
             raise ValueError("duplicate tokens in itos")
         self.unk_id: int | None = self.stoi.get(UNK) if UNK in self.specials else None
-        self.counts: list[int] | None = None  # training count per id, set by `build` (0 for specials)
+        self.counts: list[int] | None = (
+            None  # training count per id, set by `build` (0 for specials)
+        )
 
     @classmethod
-    def build(cls, tokens: Iterable[str], min_count: int = 1, max_size: int | None = None,
-              specials: Iterable[str] = (UNK,), *, ties: str = "alphabetical"):
+    def build(
+        cls,
+        tokens: Iterable[str],
+        min_count: int = 1,
+        max_size: int | None = None,
+        specials: Iterable[str] = (UNK,),
+        *,
+        ties: str = "alphabetical",
+    ):
         """Count `tokens`, drop those seen fewer than `min_count` times, keep the `max_size` most
         frequent (max_size counts the specials too), order them (see the module docstring).
         Equally frequent tokens are kept in alphabetical order, or with `ties="first_seen"` in the
@@ -105,8 +115,10 @@ class Vocab:
         kept = sorted((t for t, n in counts.items() if n >= min_count), key=key)
         if max_size is not None:
             if max_size < len(specials):
-                raise ValueError(f"max_size={max_size} is smaller than the {len(specials)} specials")
-            kept = kept[:max_size - len(specials)]
+                raise ValueError(
+                    f"max_size={max_size} is smaller than the {len(specials)} specials"
+                )
+            kept = kept[: max_size - len(specials)]
         vocab = cls(specials + cls._order(kept), specials)
         vocab.counts = [counts.get(t, 0) for t in vocab.itos]
         return vocab
@@ -123,13 +135,17 @@ class Vocab:
 
     def __repr__(self) -> str:
         shown = ", ".join(repr(t) for t in self.itos[:8])
-        return f"{type(self).__name__}(size={len(self)}, [{shown}{', ...' if len(self) > 8 else ''}])"
+        return (
+            f"{type(self).__name__}(size={len(self)}, [{shown}{', ...' if len(self) > 8 else ''}])"
+        )
 
     def lookup(self, token: str) -> int:
         """The token's id; an unknown token gets <unk>'s id (KeyError without an "<unk>" special)."""
         i = self.stoi.get(token, self.unk_id)
         if i is None:
-            raise KeyError(f"token {token!r} is not in the vocabulary and it has no {UNK!r} special")
+            raise KeyError(
+                f"token {token!r} is not in the vocabulary and it has no {UNK!r} special"
+            )
         return i
 
     def encode_tokens(self, tokens: Iterable[str]) -> list[int]:
@@ -144,9 +160,16 @@ class Vocab:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the vocabulary as JSON (human-readable, no pickle)."""
-        data = {"type": type(self).__name__, "itos": self.itos, "specials": self.specials,
-                **self._extra(), **({"counts": self.counts} if self.counts is not None else {})}
-        Path(path).write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        data = {
+            "type": type(self).__name__,
+            "itos": self.itos,
+            "specials": self.specials,
+            **self._extra(),
+            **({"counts": self.counts} if self.counts is not None else {}),
+        }
+        Path(path).write_text(
+            json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike):
@@ -174,8 +197,13 @@ class CharVocab(Vocab):
         return sorted(tokens)
 
     @classmethod
-    def from_text(cls, text: str, min_count: int = 1, max_size: int | None = None,
-                  specials: Iterable[str] = (UNK,)) -> CharVocab:
+    def from_text(
+        cls,
+        text: str,
+        min_count: int = 1,
+        max_size: int | None = None,
+        specials: Iterable[str] = (UNK,),
+    ) -> CharVocab:
         return cls.build(text, min_count, max_size, specials)
 
     def encode(self, text: str) -> list[int]:
@@ -195,8 +223,14 @@ class WordVocab(Vocab):
         self.lower = lower
 
     @classmethod
-    def from_text(cls, text: str, min_count: int = 1, max_size: int | None = None,
-                  specials: Iterable[str] = (UNK,), lower: bool = True) -> WordVocab:
+    def from_text(
+        cls,
+        text: str,
+        min_count: int = 1,
+        max_size: int | None = None,
+        specials: Iterable[str] = (UNK,),
+        lower: bool = True,
+    ) -> WordVocab:
         vocab = cls.build(simple_word_tokenize(text, lower), min_count, max_size, specials)
         vocab.lower = lower
         return vocab

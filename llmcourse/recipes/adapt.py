@@ -20,6 +20,7 @@ pretrained here in seconds (smoke size), or SmolLM2-135M-Instruct (full size, of
 layer), wrapped by `icl.HFCausalLM` so both follow `logits, loss = model(idx, targets)`.
 Left out: DPO after SFT (notebook 13), retrieval instead of CPT (notebook 15), tokenizer extension.
 """
+
 from __future__ import annotations
 
 import copy
@@ -39,10 +40,16 @@ from llmcourse.train import History, TrainConfig, fit
 
 @dataclass
 class CapstoneConfig(Sized):
-    domain: str = "pubmedqa"  # "pubmedqa" (Hugging Face; offline: falls back) or "apothecary" (built in)
+    domain: str = (
+        "pubmedqa"  # "pubmedqa" (Hugging Face; offline: falls back) or "apothecary" (built in)
+    )
     base: str = "smollm2-135m-instruct"  # or "course-gpt": a small course GPT pretrained here first
-    general_corpus: str = "wikitext-2"  # general text: replay, forgetting (and pretraining a course GPT)
-    general_chars: int = 2_000_000  # characters of it for training (replay; pretraining a course GPT)
+    general_corpus: str = (
+        "wikitext-2"  # general text: replay, forgetting (and pretraining a course GPT)
+    )
+    general_chars: int = (
+        2_000_000  # characters of it for training (replay; pretraining a course GPT)
+    )
     eval_chars: int = 200_000  # the next characters: held-out general text (forgetting)
     vocab_size: int = 2048  # course-gpt only: BPE ids, chat tokens included
     block_size: int = 512  # tokens per training window (course-gpt: also its context)
@@ -63,20 +70,47 @@ class CapstoneConfig(Sized):
     lora_lr: float = 2e-4
     max_answer_tokens: int = 24
     seed: int = 0
-    smoke_overrides = {"domain": "apothecary", "base": "course-gpt", "general_corpus": "lee",
-                       "general_chars": 16_000, "eval_chars": 8_000, "vocab_size": 768, "block_size": 48, "n_layer": 2, "n_head": 4,
-                       "n_embd": 96, "pretrain_steps": 200, "pretrain_lr": 3e-3, "cpt_steps": 500,
-                       "cpt_lr": 1e-2, "sft_steps": 150, "sft_lr": 3e-3, "lora_r": 8, "lora_lr": 1e-2}
+    smoke_overrides = {
+        "domain": "apothecary",
+        "base": "course-gpt",
+        "general_corpus": "lee",
+        "general_chars": 16_000,
+        "eval_chars": 8_000,
+        "vocab_size": 768,
+        "block_size": 48,
+        "n_layer": 2,
+        "n_head": 4,
+        "n_embd": 96,
+        "pretrain_steps": 200,
+        "pretrain_lr": 3e-3,
+        "cpt_steps": 500,
+        "cpt_lr": 1e-2,
+        "sft_steps": 150,
+        "sft_lr": 3e-3,
+        "lora_r": 8,
+        "lora_lr": 1e-2,
+    }
 
     def train_config(self, phase: str) -> TrainConfig:
         """The `TrainConfig` of "pretrain", "cpt", "sft" or "lora": one loop, different steps and rates."""
-        phases = {"pretrain": (self.pretrain_steps, self.pretrain_lr), "cpt": (self.cpt_steps, self.cpt_lr),
-                  "sft": (self.sft_steps, self.sft_lr), "lora": (self.sft_steps, self.lora_lr)}
+        phases = {
+            "pretrain": (self.pretrain_steps, self.pretrain_lr),
+            "cpt": (self.cpt_steps, self.cpt_lr),
+            "sft": (self.sft_steps, self.sft_lr),
+            "lora": (self.sft_steps, self.lora_lr),
+        }
         if phase not in phases:
             raise ValueError(f"phase must be one of {sorted(phases)}, got {phase!r}")
         steps, lr = phases[phase]
-        return TrainConfig(max_steps=steps, lr=lr, warmup_steps=max(1, steps // 20), eval_every=0, ckpt_every=0,
-                           log_every=max(1, steps // 50), seed=self.seed)
+        return TrainConfig(
+            max_steps=steps,
+            lr=lr,
+            warmup_steps=max(1, steps // 20),
+            eval_every=0,
+            ckpt_every=0,
+            log_every=max(1, steps // 50),
+            seed=self.seed,
+        )
 
 
 class CourseChat:
@@ -94,7 +128,9 @@ class CourseChat:
     def chat_rows(self, examples: Sequence[Example]) -> list[tuple[list[int], list[int]]]:
         return [sft.encode_example(ex, self.tokenizer) for ex in examples]
 
-    def answers(self, model: nn.Module, examples: Sequence[Example], max_new_tokens: int) -> list[str]:
+    def answers(
+        self, model: nn.Module, examples: Sequence[Example], max_new_tokens: int
+    ) -> list[str]:
         return sft.generate_answers(model, self.tokenizer, examples, max_new_tokens)
 
     @torch.no_grad()
@@ -102,13 +138,17 @@ class CourseChat:
         """Greedy plain-text continuation (no chat template)."""
         model.eval()
         ids = torch.tensor([self.encode(text)], device=next(model.parameters()).device)
-        return self.tokenizer.decode(model.generate(ids, max_new_tokens, temperature=0)[0, ids.size(1):].tolist())
+        return self.tokenizer.decode(
+            model.generate(ids, max_new_tokens, temperature=0)[0, ids.size(1) :].tolist()
+        )
 
     def with_lora(self, model: nn.Module, r: int) -> nn.Module:
         """A copy with rank-r adapters (alpha = 2r); the chat tokens' embedding rows train too (notebook 12)."""
         from llmcourse.recipes.peft_compare import make_variant
 
-        return make_variant(model, "lora", r=r, new_token_ids=list(self.tokenizer.special_tokens.values()))
+        return make_variant(
+            model, "lora", r=r, new_token_ids=list(self.tokenizer.special_tokens.values())
+        )
 
     def export(self, model: nn.Module, directory: str | Path) -> Path:
         """A plain GPT (LoRA and chat-token corrections merged) as a Hugging Face directory for
@@ -144,16 +184,23 @@ class HFChat:
 
         return [chat.encode_chat_hf(to_conversation(ex), self.tokenizer) for ex in examples]
 
-    def answers(self, model: nn.Module, examples: Sequence[Example], max_new_tokens: int) -> list[str]:
+    def answers(
+        self, model: nn.Module, examples: Sequence[Example], max_new_tokens: int
+    ) -> list[str]:
         return sft.hf_answers(model.hf, self.tokenizer, examples, max_new_tokens)
 
     @torch.no_grad()
     def complete(self, model: nn.Module, text: str, max_new_tokens: int) -> str:
         model.eval()
         ids = torch.tensor([self.encode(text)], device=next(model.parameters()).device)
-        out = model.hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                do_sample=False, pad_token_id=self.pad_id)
-        return self.tokenizer.decode(out[0, ids.size(1):], skip_special_tokens=True)
+        out = model.hf.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=self.pad_id,
+        )
+        return self.tokenizer.decode(out[0, ids.size(1) :], skip_special_tokens=True)
 
     def with_lora(self, model: nn.Module, r: int) -> nn.Module:
         out = copy.deepcopy(model)
@@ -163,9 +210,13 @@ class HFChat:
     def export(self, model: nn.Module, directory: str | Path) -> Path:
         """LoRA merged, saved with `save_pretrained` (weights and tokenizer with its chat template)."""
         hf = lora.merge_lora(copy.deepcopy(model).cpu(), unwrap=True).hf
-        if getattr(hf, "hf_quantizer", None) is not None:  # loaded from GGUF, but dequantized to float on load
+        if (
+            getattr(hf, "hf_quantizer", None) is not None
+        ):  # loaded from GGUF, but dequantized to float on load
             if not all(p.is_floating_point() for p in hf.parameters()):
-                raise ValueError("the model still holds quantized weights; dequantize it before exporting")
+                raise ValueError(
+                    "the model still holds quantized weights; dequantize it before exporting"
+                )
             hf.hf_quantizer = None  # the weights are plain floats now: save them as such
             if hasattr(hf.config, "quantization_config"):
                 del hf.config.quantization_config
@@ -178,7 +229,7 @@ class HFChat:
 def general_text(cfg: CapstoneConfig) -> tuple[str, str]:
     """(training text, held-out text) of the general corpus: its first `general_chars`, then `eval_chars`."""
     text = data.load_text(cfg.general_corpus, max_chars=cfg.general_chars + cfg.eval_chars)
-    return text[:cfg.general_chars], text[cfg.general_chars:]
+    return text[: cfg.general_chars], text[cfg.general_chars :]
 
 
 def encode_docs(lm: CourseChat | HFChat, docs: Sequence[str]) -> torch.Tensor:
@@ -186,9 +237,14 @@ def encode_docs(lm: CourseChat | HFChat, docs: Sequence[str]) -> torch.Tensor:
     return torch.tensor([i for d in docs for i in lm.encode(d) + [lm.end_id]], dtype=torch.long)
 
 
-def sampler(lm: CourseChat | HFChat, batch_size: int, rows: Sequence[tuple[list[int], list[int]]] = (),
-            text_ids: torch.Tensor | None = None, replay_ids: torch.Tensor | None = None, mix: float = 0.0
-            ) -> Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
+def sampler(
+    lm: CourseChat | HFChat,
+    batch_size: int,
+    rows: Sequence[tuple[list[int], list[int]]] = (),
+    text_ids: torch.Tensor | None = None,
+    replay_ids: torch.Tensor | None = None,
+    mix: float = 0.0,
+) -> Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
     """A `fit` sampler: each batch has round(mix * batch_size) random windows of `replay_ids` and, for
     the rest, random chat `rows` (SFT; only assistant tokens trained) or windows of `text_ids` (CPT).
     A window is a row whose every token is trained, so one padding/shift rule (`sft.sft_batch`) serves all."""
@@ -199,7 +255,7 @@ def sampler(lm: CourseChat | HFChat, batch_size: int, rows: Sequence[tuple[list[
 
     def windows(ids: torch.Tensor, n: int, g: torch.Generator) -> list[tuple[list[int], list[int]]]:
         starts = torch.randint(0, len(ids) - T - 1, (n,), generator=g).tolist()
-        return [(ids[s:s + T + 1].tolist(), [1] * (T + 1)) for s in starts]
+        return [(ids[s : s + T + 1].tolist(), [1] * (T + 1)) for s in starts]
 
     def sample(g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         n_main = batch_size - n_replay
@@ -208,42 +264,91 @@ def sampler(lm: CourseChat | HFChat, batch_size: int, rows: Sequence[tuple[list[
         else:
             main = [rows[i] for i in torch.randint(0, len(rows), (n_main,), generator=g).tolist()]
         batch = main + (windows(replay_ids, n_replay, g) if n_replay else [])
-        return sft.sft_batch(batch, lm.pad_id, T)  # (B, <= T) inputs and targets, -100 = not trained
+        return sft.sft_batch(
+            batch, lm.pad_id, T
+        )  # (B, <= T) inputs and targets, -100 = not trained
 
     return sample
 
 
-def continued_pretraining(cfg: CapstoneConfig, lm, model: nn.Module, *, domain_ids: torch.Tensor,
-                          general_ids: torch.Tensor, runtime: Runtime | None = None) -> tuple[nn.Module, History]:
+def continued_pretraining(
+    cfg: CapstoneConfig,
+    lm,
+    model: nn.Module,
+    *,
+    domain_ids: torch.Tensor,
+    general_ids: torch.Tensor,
+    runtime: Runtime | None = None,
+) -> tuple[nn.Module, History]:
     """A copy of `model` trained on the domain text, `cfg.cpt_replay` of each batch general text."""
     out = copy.deepcopy(model)
-    hist = fit(out, sampler(lm, cfg.batch_size, text_ids=domain_ids, replay_ids=general_ids, mix=cfg.cpt_replay),
-               cfg.train_config("cpt"), runtime=runtime, progress=False)
+    hist = fit(
+        out,
+        sampler(
+            lm, cfg.batch_size, text_ids=domain_ids, replay_ids=general_ids, mix=cfg.cpt_replay
+        ),
+        cfg.train_config("cpt"),
+        runtime=runtime,
+        progress=False,
+    )
     return out, hist
 
 
-def finetune(cfg: CapstoneConfig, lm, model: nn.Module, *, examples: Sequence[Example], replay_ids: torch.Tensor,
-             method: str = "full", runtime: Runtime | None = None) -> tuple[nn.Module, History]:
+def finetune(
+    cfg: CapstoneConfig,
+    lm,
+    model: nn.Module,
+    *,
+    examples: Sequence[Example],
+    replay_ids: torch.Tensor,
+    method: str = "full",
+    runtime: Runtime | None = None,
+) -> tuple[nn.Module, History]:
     """A copy of `model` fine-tuned on `examples` (full, or LoRA of rank cfg.lora_r), replaying `replay_ids`."""
     if method not in ("full", "lora"):
         raise ValueError(f"method must be 'full' or 'lora', got {method!r}")
     out = copy.deepcopy(model) if method == "full" else lm.with_lora(model, cfg.lora_r)
-    batches = sampler(lm, cfg.sft_batch_size, rows=lm.chat_rows(examples), replay_ids=replay_ids, mix=cfg.sft_replay)
-    hist = fit(out, batches, cfg.train_config("sft" if method == "full" else "lora"), runtime=runtime, progress=False)
+    batches = sampler(
+        lm,
+        cfg.sft_batch_size,
+        rows=lm.chat_rows(examples),
+        replay_ids=replay_ids,
+        mix=cfg.sft_replay,
+    )
+    hist = fit(
+        out,
+        batches,
+        cfg.train_config("sft" if method == "full" else "lora"),
+        runtime=runtime,
+        progress=False,
+    )
     return out, hist
 
 
-def evaluate_stage(lm, model: nn.Module, *, domain_ids: torch.Tensor, general_ids: torch.Tensor,
-                   test: Sequence[Example], max_new_tokens: int = 24) -> dict[str, float]:
+def evaluate_stage(
+    lm,
+    model: nn.Module,
+    *,
+    domain_ids: torch.Tensor,
+    general_ids: torch.Tensor,
+    test: Sequence[Example],
+    max_new_tokens: int = 24,
+) -> dict[str, float]:
     """Domain and general perplexity (windows of lm.block_size) and held-out exact match."""
     preds = lm.answers(model, test, max_new_tokens)
-    return {"domain ppl": evaluate.perplexity(model, domain_ids, lm.block_size),
-            "general ppl": evaluate.perplexity(model, general_ids, lm.block_size),
-            "held-out EM": sum(is_correct(ex, p) for ex, p in zip(test, preds)) / len(test)}
+    return {
+        "domain ppl": evaluate.perplexity(model, domain_ids, lm.block_size),
+        "general ppl": evaluate.perplexity(model, general_ids, lm.block_size),
+        "held-out EM": sum(is_correct(ex, p) for ex, p in zip(test, preds)) / len(test),
+    }
 
 
-def course_base(cfg: CapstoneConfig, general_text: str, background: Sequence[str], runtime: Runtime | None = None
-                ) -> tuple[nn.Module, CourseChat, History]:
+def course_base(
+    cfg: CapstoneConfig,
+    general_text: str,
+    background: Sequence[str],
+    runtime: Runtime | None = None,
+) -> tuple[nn.Module, CourseChat, History]:
     """A course GPT pretrained on general text plus `background` documents (e.g. leaflets of another domain),
     with a chat tokenizer trained on the same text: the base model that has never seen the domain."""
     from llmcourse.gpt import GPT, GPTConfig
@@ -251,13 +356,30 @@ def course_base(cfg: CapstoneConfig, general_text: str, background: Sequence[str
     # the tokenizer reads at most 300,000 characters of general text (BPE training is slow in Python)
     tok = sft.chat_tokenizer(general_text[:300_000] + "\n" + "\n".join(background), cfg.vocab_size)
     lm = CourseChat(tok, cfg.block_size)
-    ids = torch.cat([encode_docs(lm, [ln for ln in general_text.splitlines() if ln.strip()]),
-                     encode_docs(lm, background)])
+    ids = torch.cat(
+        [
+            encode_docs(lm, [ln for ln in general_text.splitlines() if ln.strip()]),
+            encode_docs(lm, background),
+        ]
+    )
     torch.manual_seed(cfg.seed)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=cfg.block_size, n_layer=cfg.n_layer,
-                          n_head=cfg.n_head, n_embd=cfg.n_embd, dropout=0.0))
-    hist = fit(model, sampler(lm, cfg.batch_size, text_ids=ids), cfg.train_config("pretrain"), runtime=runtime,
-               progress=False)
+    model = GPT(
+        GPTConfig(
+            vocab_size=tok.vocab_size,
+            block_size=cfg.block_size,
+            n_layer=cfg.n_layer,
+            n_head=cfg.n_head,
+            n_embd=cfg.n_embd,
+            dropout=0.0,
+        )
+    )
+    hist = fit(
+        model,
+        sampler(lm, cfg.batch_size, text_ids=ids),
+        cfg.train_config("pretrain"),
+        runtime=runtime,
+        progress=False,
+    )
     return model, lm, hist
 
 

@@ -18,6 +18,7 @@ whose format it learns but whose content needs more (an induction-style copying 
 Full size (a T4 in minutes) uses all five tasks and a 6-layer GPT.
 Left out: anything specific to one notebook (PEFT variants, DPO): those notebooks call `fit` directly.
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,7 +42,9 @@ from llmcourse.train import History, TrainConfig, estimate_loss, fit
 class ChatPipelineConfig(Sized):
     corpus: str = "wikitext-2"  # pretraining text (offline it falls back to "lee", with a warning)
     max_chars: int = 3_000_000  # characters of the corpus used
-    tokenizer_chars: int = 300_000  # of which the tokenizer is trained on this many (+ the instructions)
+    tokenizer_chars: int = (
+        300_000  # of which the tokenizer is trained on this many (+ the instructions)
+    )
     vocab_size: int = 2048  # BPE ids, the 5 chat special tokens included
     tasks: tuple[str, ...] = instructions.TASKS  # instruction tasks trained and evaluated
     peft_tasks: tuple[str, ...] = instructions.TASKS  # the tasks of notebook 12's method comparison
@@ -64,26 +67,66 @@ class ChatPipelineConfig(Sized):
     n_pref_train: int = 5000  # preference pairs, training split
     n_pref_test: int = 200  # preference pairs, held-out split
     seed: int = 0
-    smoke_overrides = {"corpus": "lee", "max_chars": 100_000, "tokenizer_chars": 20_000, "vocab_size": 600,
-                       "tasks": ("count", "upper"), "peft_tasks": ("count",), "n_train": 2000, "n_test": 120, "block_size": 64,
-                       "n_layer": 2, "n_head": 4, "n_embd": 64, "dropout": 0.0, "batch_size": 16,
-                       "pretrain_steps": 200, "pretrain_lr": 3e-3, "sft_steps": 450, "sft_lr": 4e-3, "peft_steps": 300,
-                       "dpo_steps": 100, "dpo_lr": 1e-4, "n_pref_train": 1000, "n_pref_test": 64}
+    smoke_overrides = {
+        "corpus": "lee",
+        "max_chars": 100_000,
+        "tokenizer_chars": 20_000,
+        "vocab_size": 600,
+        "tasks": ("count", "upper"),
+        "peft_tasks": ("count",),
+        "n_train": 2000,
+        "n_test": 120,
+        "block_size": 64,
+        "n_layer": 2,
+        "n_head": 4,
+        "n_embd": 64,
+        "dropout": 0.0,
+        "batch_size": 16,
+        "pretrain_steps": 200,
+        "pretrain_lr": 3e-3,
+        "sft_steps": 450,
+        "sft_lr": 4e-3,
+        "peft_steps": 300,
+        "dpo_steps": 100,
+        "dpo_lr": 1e-4,
+        "n_pref_train": 1000,
+        "n_pref_test": 64,
+    }
 
-    def train_config(self, phase: str, max_steps: int | None = None, lr: float | None = None) -> TrainConfig:
+    def train_config(
+        self, phase: str, max_steps: int | None = None, lr: float | None = None
+    ) -> TrainConfig:
         """The `TrainConfig` of "pretrain", "sft", "peft" or "dpo": the same loop, other steps and learning rate."""
-        phases = {"pretrain": (self.pretrain_steps, self.pretrain_lr), "sft": (self.sft_steps, self.sft_lr),
-                  "peft": (self.peft_steps, self.sft_lr), "dpo": (self.dpo_steps, self.dpo_lr)}
+        phases = {
+            "pretrain": (self.pretrain_steps, self.pretrain_lr),
+            "sft": (self.sft_steps, self.sft_lr),
+            "peft": (self.peft_steps, self.sft_lr),
+            "dpo": (self.dpo_steps, self.dpo_lr),
+        }
         if phase not in phases:
             raise ValueError(f"phase must be one of {sorted(phases)}, got {phase!r}")
         steps, peak = phases[phase]
         steps, peak = max_steps or steps, lr or peak
-        return TrainConfig(max_steps=steps, lr=peak, warmup_steps=max(1, steps // 20), eval_every=max(1, steps // 5),
-                           eval_batches=8, ckpt_every=0, log_every=max(1, steps // 50), seed=self.seed)
+        return TrainConfig(
+            max_steps=steps,
+            lr=peak,
+            warmup_steps=max(1, steps // 20),
+            eval_every=max(1, steps // 5),
+            eval_batches=8,
+            ckpt_every=0,
+            log_every=max(1, steps // 50),
+            seed=self.seed,
+        )
 
     def gpt_config(self, vocab_size: int) -> GPTConfig:
-        return GPTConfig(vocab_size=vocab_size, block_size=self.block_size, n_layer=self.n_layer,
-                         n_head=self.n_head, n_embd=self.n_embd, dropout=self.dropout)
+        return GPTConfig(
+            vocab_size=vocab_size,
+            block_size=self.block_size,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            n_embd=self.n_embd,
+            dropout=self.dropout,
+        )
 
 
 @dataclass
@@ -110,13 +153,24 @@ def prepare(cfg: ChatPipelineConfig, tokenizer=None) -> Prepared:
     if tokenizer is None:
         # the instruction texts of *all* tasks (training split only), so every task word is a token
         instr = instructions.make_instructions(1000, "train", seed=cfg.seed + 7)
-        tokenizer = chat_tokenizer(text[: cfg.tokenizer_chars] + "\n" + "\n".join(
-            f"{ex.prompt} {ex.answer}" for ex in instr), cfg.vocab_size)
+        tokenizer = chat_tokenizer(
+            text[: cfg.tokenizer_chars]
+            + "\n"
+            + "\n".join(f"{ex.prompt} {ex.answer}" for ex in instr),
+            cfg.vocab_size,
+        )
     # documents (lines) end with <|end|>, as GPT-2 separates them with <|endoftext|>: so the model has
     # learned to predict the end token before SFT asks it to end every answer with it
     end = [tokenizer.special_tokens["<|end|>"]]
-    ids = torch.tensor([i for line in text.splitlines() if line.strip()
-                        for i in tokenizer.encode_ordinary(line) + end], dtype=torch.long)
+    ids = torch.tensor(
+        [
+            i
+            for line in text.splitlines()
+            if line.strip()
+            for i in tokenizer.encode_ordinary(line) + end
+        ],
+        dtype=torch.long,
+    )
     train_ids, val_ids = data.train_val_split(ids, 0.1)
     return Prepared(tokenizer, train_ids, val_ids, train_ex, test_ex)
 
@@ -127,7 +181,9 @@ def preference_pairs(cfg: ChatPipelineConfig, split: str) -> list[tuple]:
     pool = instructions.make_preferences(n * len(instructions.TASKS) + 20, split, seed=cfg.seed)
     triples = [t for t in pool if t[0].task in cfg.tasks][:n]
     if len(triples) < n:
-        raise RuntimeError(f"only {len(triples)} {split} preference pairs for tasks {cfg.tasks}, wanted {n}")
+        raise RuntimeError(
+            f"only {len(triples)} {split} preference pairs for tasks {cfg.tasks}, wanted {n}"
+        )
     return triples
 
 
@@ -135,40 +191,74 @@ def pretrain_batches(cfg: ChatPipelineConfig, ids: torch.Tensor):
     return data.next_token_batches(ids, cfg.block_size, cfg.batch_size)
 
 
-def pretrain_val_loss(cfg: ChatPipelineConfig, model: torch.nn.Module, prep: Prepared,
-                      runtime: Runtime | None = None, n_batches: int = 8) -> float:
+def pretrain_val_loss(
+    cfg: ChatPipelineConfig,
+    model: torch.nn.Module,
+    prep: Prepared,
+    runtime: Runtime | None = None,
+    n_batches: int = 8,
+) -> float:
     """Mean next-token loss on held-out pretraining text: the same batches every call, and the same
     ones `fit` uses for its validation estimates (8 batches, seed cfg.seed + 1), so the numbers agree."""
-    return estimate_loss(model, pretrain_batches(cfg, prep.val_ids), n_batches, runtime, make_generator(cfg.seed + 1))
+    return estimate_loss(
+        model, pretrain_batches(cfg, prep.val_ids), n_batches, runtime, make_generator(cfg.seed + 1)
+    )
 
 
-def pretrain(cfg: ChatPipelineConfig, prep: Prepared, runtime: Runtime | None = None,
-             progress: bool = False) -> tuple[GPT, History]:
+def pretrain(
+    cfg: ChatPipelineConfig, prep: Prepared, runtime: Runtime | None = None, progress: bool = False
+) -> tuple[GPT, History]:
     """A fresh GPT trained on next-token prediction (the 'base model')."""
     torch.manual_seed(cfg.seed)
     model = GPT(cfg.gpt_config(prep.tokenizer.vocab_size))
-    hist = fit(model, pretrain_batches(cfg, prep.train_ids), cfg.train_config("pretrain"),
-               val_data=pretrain_batches(cfg, prep.val_ids), runtime=runtime, progress=progress)
+    hist = fit(
+        model,
+        pretrain_batches(cfg, prep.train_ids),
+        cfg.train_config("pretrain"),
+        val_data=pretrain_batches(cfg, prep.val_ids),
+        runtime=runtime,
+        progress=progress,
+    )
     return model, hist
 
 
-def supervised_finetune(cfg: ChatPipelineConfig, prep: Prepared, base: GPT, mix: float = 0.0,
-                        runtime: Runtime | None = None, progress: bool = False,
-                        steps: int | None = None) -> tuple[GPT, History]:
+def supervised_finetune(
+    cfg: ChatPipelineConfig,
+    prep: Prepared,
+    base: GPT,
+    mix: float = 0.0,
+    runtime: Runtime | None = None,
+    progress: bool = False,
+    steps: int | None = None,
+) -> tuple[GPT, History]:
     """A copy of `base` fine-tuned on the training split (only assistant tokens trained).
 
     `mix` is the share of each batch replaced by pretraining windows (see `sft.sft_sampler`).
     The History's val_loss is the pretraining validation loss, so forgetting shows while it trains.
     """
     model = copy.deepcopy(base)
-    sampler = sft_sampler(prep.sft_rows(), prep.pad_id, cfg.block_size - 1, cfg.batch_size,
-                          pretrain_ids=prep.train_ids, mix=mix)
-    hist = fit(model, sampler, cfg.train_config("sft", max_steps=steps), val_data=pretrain_batches(cfg, prep.val_ids), runtime=runtime,
-               progress=progress)
+    sampler = sft_sampler(
+        prep.sft_rows(),
+        prep.pad_id,
+        cfg.block_size - 1,
+        cfg.batch_size,
+        pretrain_ids=prep.train_ids,
+        mix=mix,
+    )
+    hist = fit(
+        model,
+        sampler,
+        cfg.train_config("sft", max_steps=steps),
+        val_data=pretrain_batches(cfg, prep.val_ids),
+        runtime=runtime,
+        progress=progress,
+    )
     return model, hist
 
 
-def save_pair(directory: str | Path, base: GPT, sft_model: GPT, tokenizer, cfg: ChatPipelineConfig) -> Path:
+def save_pair(
+    directory: str | Path, base: GPT, sft_model: GPT, tokenizer, cfg: ChatPipelineConfig
+) -> Path:
     """Write base.safetensors, sft.safetensors, tokenizer.json and pipeline.json into `directory`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -190,8 +280,9 @@ def load_pair(directory: str | Path, cfg: ChatPipelineConfig):
 
     directory = Path(directory)
     meta = directory / "pipeline.json"
-    if not meta.exists() or _model_fields(json.loads(meta.read_text(encoding="utf-8"))) != \
-            _model_fields(json.loads(json.dumps(to_dict(cfg)))):
+    if not meta.exists() or _model_fields(
+        json.loads(meta.read_text(encoding="utf-8"))
+    ) != _model_fields(json.loads(json.dumps(to_dict(cfg)))):
         return None  # nothing saved, or saved by another size/config: do not mix them
     tokenizer = Tokenizer.load(directory / "tokenizer.json")
     models = []
@@ -202,8 +293,13 @@ def load_pair(directory: str | Path, cfg: ChatPipelineConfig):
     return models[0], models[1], tokenizer
 
 
-def load_or_train(cfg: ChatPipelineConfig, directory: str | Path, runtime: Runtime | None = None,
-                  with_sft: bool = True, verbose: bool = True) -> tuple[GPT, GPT | None, Prepared]:
+def load_or_train(
+    cfg: ChatPipelineConfig,
+    directory: str | Path,
+    runtime: Runtime | None = None,
+    with_sft: bool = True,
+    verbose: bool = True,
+) -> tuple[GPT, GPT | None, Prepared]:
     """Notebook 11's base and SFT models from `directory`, or train them now.
 
     With `with_sft=False` only the base model is needed: a missing checkpoint costs just the pretraining
@@ -216,8 +312,13 @@ def load_or_train(cfg: ChatPipelineConfig, directory: str | Path, runtime: Runti
             print(f"loaded the base and SFT models of notebook 11 from {directory}")
         return base, sft_model, prepare(cfg, tokenizer)
     if verbose:
-        print("no matching checkpoint from notebook 11: pretraining" + (" and fine-tuning" if with_sft else "")
-              + f" now ({cfg.pretrain_steps}" + (f" + {cfg.sft_steps}" if with_sft else "") + " steps)")
+        print(
+            "no matching checkpoint from notebook 11: pretraining"
+            + (" and fine-tuning" if with_sft else "")
+            + f" now ({cfg.pretrain_steps}"
+            + (f" + {cfg.sft_steps}" if with_sft else "")
+            + " steps)"
+        )
     prep = prepare(cfg)
     base, _ = pretrain(cfg, prep, runtime)
     if not with_sft:

@@ -12,6 +12,7 @@ parameter. It leaves out activations, which are the same for every method here (
 runs forward and backward in all of them), so it is exactly the part the methods change.
 Left out: prefix tuning, (IA)^3, adapters between layers, and QLoRA (needs a GPU; see llmcourse.cost.memory).
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,7 +30,11 @@ from llmcourse.sft import accuracy, sft_sampler
 from llmcourse.train import TrainConfig, fit
 
 METHODS = ("full", "freeze", "prompt", "ptuning", "lora", "tokens")
-LORA_TARGETS = ("qkv", "proj", "fc")  # every Linear of a block: attention in/out and both MLP layers
+LORA_TARGETS = (
+    "qkv",
+    "proj",
+    "fc",
+)  # every Linear of a block: attention in/out and both MLP layers
 
 
 class NewTokenRows(nn.Module):
@@ -56,7 +61,9 @@ def train_token_rows(gpt: nn.Module, token_ids: Sequence[int]) -> NewTokenRows:
 
     rows = NewTokenRows(token_ids, gpt.cfg.n_embd).to(gpt.tok_emb.weight.device)
     parametrize.register_parametrization(gpt.tok_emb, "weight", rows)
-    if gpt.lm_head.weight is gpt.tok_emb.parametrizations.weight.original:  # tied: the head sees them too
+    if (
+        gpt.lm_head.weight is gpt.tok_emb.parametrizations.weight.original
+    ):  # tied: the head sees them too
         parametrize.register_parametrization(gpt.lm_head, "weight", rows)
     return rows
 
@@ -74,11 +81,23 @@ def merge_token_rows(gpt: nn.Module) -> nn.Module:
     return gpt
 
 
-CHEAP = ("prompt", "ptuning", "lora", "tokens")  # the methods that leave the embedding and final norm frozen
+CHEAP = (
+    "prompt",
+    "ptuning",
+    "lora",
+    "tokens",
+)  # the methods that leave the embedding and final norm frozen
 
 
-def make_variant(base: nn.Module, method: str, r: int = 8, n_virtual: int = 8, top_blocks: int = 1,
-                 new_token_ids: Sequence[int] = (), train_norm: bool = False) -> nn.Module:
+def make_variant(
+    base: nn.Module,
+    method: str,
+    r: int = 8,
+    n_virtual: int = 8,
+    top_blocks: int = 1,
+    new_token_ids: Sequence[int] = (),
+    train_norm: bool = False,
+) -> nn.Module:
     """A deep copy of `base` prepared for `method` (base itself is never modified).
 
     full: everything trains. freeze: the top `top_blocks` blocks, final norm and (tied) head train.
@@ -120,14 +139,29 @@ def make_variant(base: nn.Module, method: str, r: int = 8, n_virtual: int = 8, t
 def training_bytes(model: nn.Module) -> dict[str, int]:
     """Bytes of weights (all, tied once), fp32 gradients and AdamW moments (trainable only)."""
     report = trainable_report(model)
-    weights = sum(p.numel() * p.element_size() for p in {p.data_ptr(): p for p in model.parameters()}.values())
-    return {"weights": weights, "gradients": 4 * report["trainable"], "optimizer": 8 * report["trainable"],
-            "total": weights + 12 * report["trainable"]}
+    weights = sum(
+        p.numel() * p.element_size() for p in {p.data_ptr(): p for p in model.parameters()}.values()
+    )
+    return {
+        "weights": weights,
+        "gradients": 4 * report["trainable"],
+        "optimizer": 8 * report["trainable"],
+        "total": weights + 12 * report["trainable"],
+    }
 
 
-def run_variant(name: str, model: nn.Module, tokenizer, rows: Sequence[tuple[list[int], list[int]]], pad_id: int,
-                test_examples: Sequence, cfg: TrainConfig, block_size: int, batch_size: int,
-                runtime: Runtime | None = None) -> dict:
+def run_variant(
+    name: str,
+    model: nn.Module,
+    tokenizer,
+    rows: Sequence[tuple[list[int], list[int]]],
+    pad_id: int,
+    test_examples: Sequence,
+    cfg: TrainConfig,
+    block_size: int,
+    batch_size: int,
+    runtime: Runtime | None = None,
+) -> dict:
     """Train one variant with `fit` and measure it: one row of the comparison table."""
     on_gpu = runtime is not None and runtime.device.type == "cuda"
     if on_gpu:
@@ -136,15 +170,27 @@ def run_variant(name: str, model: nn.Module, tokenizer, rows: Sequence[tuple[lis
     t0 = time.perf_counter()
     hist = fit(model, sampler, cfg, runtime=runtime, progress=False)
     seconds = time.perf_counter() - t0
-    peak = torch.cuda.max_memory_allocated(runtime.device) if on_gpu else training_bytes(model)["total"]
+    peak = (
+        torch.cuda.max_memory_allocated(runtime.device)
+        if on_gpu
+        else training_bytes(model)["total"]
+    )
     report = trainable_report(model)
-    return {"method": name, "trainable": report["trainable"], "trainable %": report["percent"],
-            "memory MB": peak / 1e6, "memory kind": "cuda peak" if on_gpu else "weights+grads+AdamW",
-            "time s": seconds, "final loss": hist.train_loss[-1],
-            "accuracy": accuracy(model, tokenizer, test_examples)}
+    return {
+        "method": name,
+        "trainable": report["trainable"],
+        "trainable %": report["percent"],
+        "memory MB": peak / 1e6,
+        "memory kind": "cuda peak" if on_gpu else "weights+grads+AdamW",
+        "time s": seconds,
+        "final loss": hist.train_loss[-1],
+        "accuracy": accuracy(model, tokenizer, test_examples),
+    }
 
 
 # ------------------------------------------------------------------------- checked by notebook 12's exercises
-def lora_forward(x: torch.Tensor, W: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scaling: float) -> torch.Tensor:
+def lora_forward(
+    x: torch.Tensor, W: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scaling: float
+) -> torch.Tensor:
     """lora_forward(x (N, in), W (out, in), A (r, in), B (out, r), scaling) -> (N, out): the base output plus the scaled low-rank update."""
     return F.linear(x, W) + scaling * F.linear(F.linear(x, A), B)

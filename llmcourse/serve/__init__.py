@@ -27,6 +27,7 @@ until we know, so streamed pieces always join to the non-streamed answer.
 Left out: n > 1, logprobs, echo/suffix, presence/frequency penalties and logit_bias (rejected with 400),
 authentication (we bind to loopback), the Responses and embeddings APIs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,10 +50,19 @@ PAGE = Path(__file__).parent / "static" / "chat.html"
 class APIError(Exception):
     """An error the client caused; becomes {"error": {...}} with this status."""
 
-    def __init__(self, status: int, message: str, param: str | None = None, code: str | None = None,
-                 type: str = "invalid_request_error"):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        param: str | None = None,
+        code: str | None = None,
+        type: str = "invalid_request_error",
+    ):
         super().__init__(message)
-        self.status, self.body = status, {"message": message, "type": type, "param": param, "code": code}
+        self.status, self.body = (
+            status,
+            {"message": message, "type": type, "param": param, "code": code},
+        )
 
 
 # ---- request bodies: their JSON schemas become /openapi.json (what the schema fuzzer attacks) ----
@@ -63,7 +73,9 @@ class _Body(BaseModel):
 
 class Sampling(_Body):
     model: str
-    max_tokens: int | None = Field(None, ge=1, description="new tokens at most; default fills the context")
+    max_tokens: int | None = Field(
+        None, ge=1, description="new tokens at most; default fills the context"
+    )
     temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 = greedy")
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int | None = Field(None, ge=-1, description="vLLM extension; -1 or null = off")
@@ -80,7 +92,9 @@ class Sampling(_Body):
 
 
 class CompletionRequest(Sampling):
-    prompt: str | list[int] | list[str] = Field(description="text, a one-element list of text, or token ids")
+    prompt: str | list[int] | list[str] = Field(
+        description="text, a one-element list of text, or token ids"
+    )
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = None
@@ -138,36 +152,72 @@ class ErrorResponse(BaseModel):
     error: ErrorDetail
 
 
-ERRORS = {400: {"model": ErrorResponse, "description": "Invalid request"},
-          404: {"model": ErrorResponse, "description": "Unknown model"}}
+ERRORS = {
+    400: {"model": ErrorResponse, "description": "Invalid request"},
+    404: {"model": ErrorResponse, "description": "Unknown model"},
+}
 # a POST answers JSON, or with `stream: true` server-sent events, each {"data": a JSON chunk or "[DONE]"}
 SSE_EVENT = {"type": "object", "properties": {"data": {"type": "string"}}, "required": ["data"]}
 GENERATION = {200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}, **ERRORS}
-UNSUPPORTED = {"logprobs": None, "presence_penalty": 0.0, "frequency_penalty": 0.0, "logit_bias": None,
-               "echo": False, "suffix": None, "best_of": 1}  # field -> the only value we accept (or unset)
+UNSUPPORTED = {
+    "logprobs": None,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+    "logit_bias": None,
+    "echo": False,
+    "suffix": None,
+    "best_of": 1,
+}  # field -> the only value we accept (or unset)
 
 
 # ---- validation: request -> Job ----
 class Job:
     """One validated request: prompt ids, stop conditions and sampling settings."""
 
-    def __init__(self, req: Sampling, ids: list[int], backend: Backend, stop_ids: set[int],
-                 extra_stops: list[str] = (), tools: set[str] | None = None, default_max: int | None = None):
+    def __init__(
+        self,
+        req: Sampling,
+        ids: list[int],
+        backend: Backend,
+        stop_ids: set[int],
+        extra_stops: list[str] = (),
+        tools: set[str] | None = None,
+        default_max: int | None = None,
+    ):
         if req.model != backend.name:
-            raise APIError(404, f"The model `{req.model}` does not exist; this server has `{backend.name}`.",
-                           "model", "model_not_found")
+            raise APIError(
+                404,
+                f"The model `{req.model}` does not exist; this server has `{backend.name}`.",
+                "model",
+                "model_not_found",
+            )
         for field, ok in UNSUPPORTED.items():
             if getattr(req, field, ok) not in (ok, None):
-                raise APIError(400, f"{field} is not supported by this server", field, "unsupported_value")
-        self.stops = ([req.stop] if isinstance(req.stop, str) else list(req.stop or [])) + list(extra_stops)
+                raise APIError(
+                    400, f"{field} is not supported by this server", field, "unsupported_value"
+                )
+        self.stops = ([req.stop] if isinstance(req.stop, str) else list(req.stop or [])) + list(
+            extra_stops
+        )
         if len(self.stops) - len(extra_stops) > 4 or not all(self.stops):
             raise APIError(400, "stop: at most 4 non-empty strings", "stop", "invalid_value")
-        limit, asked = backend.context_length, getattr(req, "max_completion_tokens", None) or req.max_tokens
+        limit, asked = (
+            backend.context_length,
+            getattr(req, "max_completion_tokens", None) or req.max_tokens,
+        )
         if len(ids) >= limit or (asked is not None and len(ids) + asked > limit):
-            raise APIError(400, f"This model's maximum context length is {limit} tokens. However, you requested "
-                           f"{len(ids) + (asked or 1)} tokens ({len(ids)} in the prompt, {asked or 1} in the "
-                           "completion).", "max_tokens" if len(ids) < limit else
-                           "messages" if isinstance(req, ChatRequest) else "prompt", "context_length_exceeded")
+            raise APIError(
+                400,
+                f"This model's maximum context length is {limit} tokens. However, you requested "
+                f"{len(ids) + (asked or 1)} tokens ({len(ids)} in the prompt, {asked or 1} in the "
+                "completion).",
+                "max_tokens"
+                if len(ids) < limit
+                else "messages"
+                if isinstance(req, ChatRequest)
+                else "prompt",
+                "context_length_exceeded",
+            )
         self.ids, self.stop_ids, self.tools = ids, stop_ids, tools
         self.max_tokens = asked or min(limit - len(ids), default_max or limit)
         # Tiny values are clamped: logits / 1e-300 overflow to inf (NaN probabilities), and a top_p below
@@ -179,12 +229,18 @@ class Job:
         self.tool_calls: list[dict] = []  # filled by Engine.run when the answer calls tools
 
     def usage(self, n: int) -> dict:
-        return {"prompt_tokens": len(self.ids), "completion_tokens": n, "total_tokens": len(self.ids) + n}
+        return {
+            "prompt_tokens": len(self.ids),
+            "completion_tokens": n,
+            "total_tokens": len(self.ids) + n,
+        }
 
 
 def _utf8(text: str, param: str) -> str:
     try:
-        text.encode("utf-8")  # JSON can smuggle in lone surrogates ("\ud800"): no tokenizer takes those
+        text.encode(
+            "utf-8"
+        )  # JSON can smuggle in lone surrogates ("\ud800"): no tokenizer takes those
     except UnicodeEncodeError:
         raise APIError(400, f"{param} is not valid UTF-8 text", param, "invalid_value") from None
     return text
@@ -197,14 +253,20 @@ def completion_job(req: CompletionRequest, backend: Backend) -> Job:
             raise APIError(400, "send exactly one prompt per request", "prompt", "invalid_value")
         prompt = prompt[0]
     if isinstance(prompt, str):
-        ids = backend.encode(_utf8(prompt, "prompt")) or sorted(backend.eos_ids)[:1]  # "" starts at <eos>
+        ids = (
+            backend.encode(_utf8(prompt, "prompt")) or sorted(backend.eos_ids)[:1]
+        )  # "" starts at <eos>
     elif prompt and all(0 <= i < backend.vocab_size for i in prompt):
         ids = list(prompt)
     else:
-        raise APIError(400, f"prompt token ids must be in [0, {backend.vocab_size})", "prompt", "invalid_value")
+        raise APIError(
+            400, f"prompt token ids must be in [0, {backend.vocab_size})", "prompt", "invalid_value"
+        )
     if not ids:
         raise APIError(400, "prompt is empty", "prompt", "invalid_value")
-    return Job(req, ids, backend, backend.eos_ids, default_max=16)  # 16: OpenAI's default max_tokens
+    return Job(
+        req, ids, backend, backend.eos_ids, default_max=16
+    )  # 16: OpenAI's default max_tokens
 
 
 def chat_job(req: ChatRequest, backend: Backend) -> Job:
@@ -213,14 +275,24 @@ def chat_job(req: ChatRequest, backend: Backend) -> Job:
         if isinstance(m.get("content"), list):  # [{"type": "text", "text": ...}, ...] -> one string
             m["content"] = "".join(part["text"] for part in m["content"])
         m["content"] = _utf8(m.get("content") or "", "messages")
-        for call in m.get("tool_calls", []):  # chat templates want arguments as an object, not JSON text
+        for call in m.get(
+            "tool_calls", []
+        ):  # chat templates want arguments as an object, not JSON text
             call["function"]["arguments"] = _maybe_json(call["function"]["arguments"])
-    tools = [t.model_dump(exclude_none=True) for t in req.tools] if req.tools and req.tool_choice != "none" else None
+    tools = (
+        [t.model_dump(exclude_none=True) for t in req.tools]
+        if req.tools and req.tool_choice != "none"
+        else None
+    )
     try:
         ids, extra_stops = backend.chat_ids(messages, tools)
     except Exception as exc:  # e.g. a jinja2 TemplateError: the template refuses these messages
-        raise APIError(400, f"the chat template cannot render these messages: {exc}", "messages",
-                       "invalid_value") from None
+        raise APIError(
+            400,
+            f"the chat template cannot render these messages: {exc}",
+            "messages",
+            "invalid_value",
+        ) from None
     names = {t["function"]["name"] for t in tools} if tools else None
     return Job(req, ids, backend, backend.chat_stop_ids, extra_stops, tools=names)
 
@@ -241,7 +313,9 @@ def _maybe_json(arguments: str):
 def _error(status: int, message: str, param=None, code=None, type="invalid_request_error"):
     from fastapi.responses import JSONResponse
 
-    return JSONResponse({"error": {"message": message, "type": type, "param": param, "code": code}}, status)
+    return JSONResponse(
+        {"error": {"message": message, "type": type, "param": param, "code": code}}, status
+    )
 
 
 def create_app(backend: Backend):
@@ -273,14 +347,27 @@ def create_app(backend: Backend):
         # FastAPI says 422; OpenAI (and its clients) say 400, with the offending field as `param`
         err = (exc.errors() or [{"msg": "invalid request"}])[0]
         if err.get("type") == "json_invalid":
-            return _error(400, f"the body is not valid JSON: {err.get('ctx', {}).get('error')}", None, "invalid_json")
+            return _error(
+                400,
+                f"the body is not valid JSON: {err.get('ctx', {}).get('error')}",
+                None,
+                "invalid_json",
+            )
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
-        return _error(400, f"{'.'.join(loc) or 'body'}: {err.get('msg')}", loc[0] if loc else None, "invalid_value")
+        return _error(
+            400,
+            f"{'.'.join(loc) or 'body'}: {err.get('msg')}",
+            loc[0] if loc else None,
+            "invalid_value",
+        )
 
     @app.exception_handler(HTTPException)
     async def _http(request, exc: HTTPException):
-        return _error(exc.status_code, str(exc.detail), type="not_found_error" if exc.status_code == 404 else
-                      "invalid_request_error")
+        return _error(
+            exc.status_code,
+            str(exc.detail),
+            type="not_found_error" if exc.status_code == 404 else "invalid_request_error",
+        )
 
     @app.exception_handler(Exception)
     async def _crash(request, exc: Exception):  # a bug of ours: still JSON, never a stack trace
@@ -295,8 +382,13 @@ def create_app(backend: Backend):
         return {"status": "ok"}
 
     def card() -> dict:
-        return {"id": backend.name, "object": "model", "created": created, "owned_by": "llmcourse",
-                "max_model_len": backend.context_length}
+        return {
+            "id": backend.name,
+            "object": "model",
+            "created": created,
+            "owned_by": "llmcourse",
+            "max_model_len": backend.context_length,
+        }
 
     @app.get("/v1/models")
     async def models() -> dict:
@@ -305,34 +397,59 @@ def create_app(backend: Backend):
     @app.get("/v1/models/{model_id}", responses={404: ERRORS[404]})
     async def model(model_id: str = PathParam(examples=[backend.name])) -> dict:
         if model_id != backend.name:
-            raise APIError(404, f"The model `{model_id}` does not exist.", "model", "model_not_found")
+            raise APIError(
+                404, f"The model `{model_id}` does not exist.", "model", "model_not_found"
+            )
         return card()
 
     # the examples name the served model, so /docs and the schema fuzzer get past "unknown model"
     @app.post("/v1/completions", responses=GENERATION)
-    async def completions(req: CompletionRequest = Body(examples=[
-            {"model": backend.name, "prompt": "Once upon a time", "max_tokens": 16}])):
+    async def completions(
+        req: CompletionRequest = Body(
+            examples=[{"model": backend.name, "prompt": "Once upon a time", "max_tokens": 16}]
+        ),
+    ):
         return await respond(req, completion_job(req, backend), chat=False)
 
     @app.post("/v1/chat/completions", responses=GENERATION)
-    async def chat_completions(req: ChatRequest = Body(examples=[
-            {"model": backend.name, "messages": [{"role": "user", "content": "Hello!"}], "max_tokens": 16}])):
+    async def chat_completions(
+        req: ChatRequest = Body(
+            examples=[
+                {
+                    "model": backend.name,
+                    "messages": [{"role": "user", "content": "Hello!"}],
+                    "max_tokens": 16,
+                }
+            ]
+        ),
+    ):
         return await respond(req, chat_job(req, backend), chat=True)
 
     async def respond(req: Sampling, job: Job, chat: bool):
         kind = "chat.completion" if chat else "text_completion"
-        head = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{secrets.token_hex(12)}", "created": int(time.time()),
-                "model": backend.name}
+        head = {
+            "id": f"{'chatcmpl' if chat else 'cmpl'}-{secrets.token_hex(12)}",
+            "created": int(time.time()),
+            "model": backend.name,
+        }
 
         def calls() -> list[dict]:
-            return [{"id": f"call_{secrets.token_hex(8)}", "type": "function", "function": c} for c in job.tool_calls]
+            return [
+                {"id": f"call_{secrets.token_hex(8)}", "type": "function", "function": c}
+                for c in job.tool_calls
+            ]
 
         if not req.stream:
             pieces, reason, n = [], None, 0
             async for piece, reason, n in engine.run(job):  # noqa: B007 (the last reason and n are the answer's)
                 pieces.append(piece)
             if not chat:
-                choice = {"index": 0, "text": "".join(pieces), "logprobs": None, "finish_reason": reason}
+                choice = {
+                    "index": 0,
+                    "text": "".join(pieces),
+                    "logprobs": None,
+                    "finish_reason": reason,
+                }
             else:
                 message = {"role": "assistant", "content": "".join(pieces)}
                 if job.tool_calls:
@@ -342,13 +459,25 @@ def create_app(backend: Backend):
             return {**head, "object": kind, "choices": [choice], "usage": job.usage(n)}
 
         def sse(choices: list[dict], **extra) -> str:
-            return _event({**head, "object": kind + (".chunk" if chat else ""), "choices": choices, **extra})
+            return _event(
+                {**head, "object": kind + (".chunk" if chat else ""), "choices": choices, **extra}
+            )
 
         def chunk(piece: str | None, reason: str | None = None, delta: dict | None = None) -> str:
             if chat:
-                return sse([{"index": 0, "delta": {"content": piece} if delta is None else delta,
-                             "logprobs": None, "finish_reason": reason}])
-            return sse([{"index": 0, "text": piece or "", "logprobs": None, "finish_reason": reason}])
+                return sse(
+                    [
+                        {
+                            "index": 0,
+                            "delta": {"content": piece} if delta is None else delta,
+                            "logprobs": None,
+                            "finish_reason": reason,
+                        }
+                    ]
+                )
+            return sse(
+                [{"index": 0, "text": piece or "", "logprobs": None, "finish_reason": reason}]
+            )
 
         async def events():
             try:
@@ -358,17 +487,32 @@ def create_app(backend: Backend):
                     if piece:
                         yield chunk(piece)
                 if job.tool_calls:
-                    yield chunk(None, delta={"tool_calls": [{"index": i, **c} for i, c in enumerate(calls())]})
+                    yield chunk(
+                        None,
+                        delta={"tool_calls": [{"index": i, **c} for i, c in enumerate(calls())]},
+                    )
                     reason = "tool_calls"
                 yield chunk(None, reason, {} if chat else None)
                 if (req.stream_options or {}).get("include_usage"):
                     yield sse([], usage=job.usage(n))
-            except Exception as exc:  # the 200 header is already sent: report the failure in the stream
-                yield _event({"error": {"message": f"internal error: {type(exc).__name__}", "type": "server_error",
-                                        "param": None, "code": None}})
+            except (
+                Exception
+            ) as exc:  # the 200 header is already sent: report the failure in the stream
+                yield _event(
+                    {
+                        "error": {
+                            "message": f"internal error: {type(exc).__name__}",
+                            "type": "server_error",
+                            "param": None,
+                            "code": None,
+                        }
+                    }
+                )
             yield "data: [DONE]\n\n"
 
-        return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return StreamingResponse(
+            events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
 
     return app
 
@@ -389,7 +533,9 @@ class BackgroundServer:
         self.url = f"http://{host}:{self.sock.getsockname()[1]}"
         config = uvicorn.Config(create_app(backend), log_level="warning", lifespan="off")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
         self.thread.start()
         deadline = time.monotonic() + 30
         while not self.server.started:
@@ -410,21 +556,34 @@ class BackgroundServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m llmcourse.serve", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m llmcourse.serve", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--model", required=True, help="Hugging Face-format model directory (local)")
-    p.add_argument("--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 exposes it to your network")
+    p.add_argument(
+        "--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 exposes it to your network"
+    )
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--name", default=None, help="model id clients must send (default: the directory name)")
+    p.add_argument(
+        "--name", default=None, help="model id clients must send (default: the directory name)"
+    )
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
-    p.add_argument("--engine", default="course", choices=ENGINES,
-                   help="course: our GPT / Llama (model_type gpt2 or llama); transformers: any causal LM")
+    p.add_argument(
+        "--engine",
+        default="course",
+        choices=ENGINES,
+        help="course: our GPT / Llama (model_type gpt2 or llama); transformers: any causal LM",
+    )
     args = p.parse_args(argv)
     import uvicorn
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # serving reads local files only
     backend = load_backend(args.model, args.name, args.device, engine=args.engine)
-    print(f"serving {backend.name!r} (context {backend.context_length} tokens) at "
-          f"http://{args.host}:{args.port}/v1 ; chat page at http://{args.host}:{args.port}/", flush=True)
+    print(
+        f"serving {backend.name!r} (context {backend.context_length} tokens) at "
+        f"http://{args.host}:{args.port}/v1 ; chat page at http://{args.host}:{args.port}/",
+        flush=True,
+    )
     uvicorn.run(create_app(backend), host=args.host, port=args.port, log_level="warning")
 
 

@@ -24,6 +24,7 @@ needs: calls to tools the request did not offer, and replies the parser rejects,
 only produces calls if it was trained to (SmolLM2-Instruct does); a random model never will.
 Left out: batching several requests into one forward pass, quantized weights, logprobs.
 """
+
 from __future__ import annotations
 
 import json
@@ -35,22 +36,40 @@ import torch
 
 from llmcourse import chat
 from llmcourse.generate import sample_next_token
-from llmcourse.tools import (TOOL_CALL_OPEN, Tool, ToolCallError, split_reply, template_supports_tools,
-                             to_template_messages, with_tools_listing)
+from llmcourse.tools import (
+    TOOL_CALL_OPEN,
+    Tool,
+    ToolCallError,
+    split_reply,
+    template_supports_tools,
+    to_template_messages,
+    with_tools_listing,
+)
 
 
 class Backend:
     """A tokenizer and a model that streams next-token ids. Subclasses implement `stream`."""
 
     def __init__(self, model, tokenizer, name: str, context_length: int, *, generation_config=None):
-        self.model, self.tokenizer, self.name, self.context_length = model, tokenizer, name, context_length
+        self.model, self.tokenizer, self.name, self.context_length = (
+            model,
+            tokenizer,
+            name,
+            context_length,
+        )
         self.device = next(model.parameters()).device
         # end-of-answer ids: the tokenizer's eos, plus those of the checkpoint's generation config
         # (a transformers model carries its own; our converted GPT / Llama are handed the original's)
-        self.eos_ids = _eos_ids(generation_config or getattr(model, "generation_config", None), tokenizer)
-        end = tokenizer.convert_tokens_to_ids(chat.END) if chat.END in tokenizer.get_vocab() else None
+        self.eos_ids = _eos_ids(
+            generation_config or getattr(model, "generation_config", None), tokenizer
+        )
+        end = (
+            tokenizer.convert_tokens_to_ids(chat.END) if chat.END in tokenizer.get_vocab() else None
+        )
         # with the course template a turn ends at <|end|>; it is a stop token for chat requests
-        self.chat_stop_ids = self.eos_ids | ({end} if end is not None and not self.has_template else set())
+        self.chat_stop_ids = self.eos_ids | (
+            {end} if end is not None and not self.has_template else set()
+        )
 
     @property
     def has_template(self) -> bool:
@@ -66,43 +85,59 @@ class Backend:
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
 
-    def stream(self, ids: list[int], max_new_tokens: int, temperature: float, top_p: float,
-               top_k: int | None, seed: int) -> Iterator[int]:
+    def stream(
+        self,
+        ids: list[int],
+        max_new_tokens: int,
+        temperature: float,
+        top_p: float,
+        top_k: int | None,
+        seed: int,
+    ) -> Iterator[int]:
         """Yield up to `max_new_tokens` new token ids after the prompt `ids`, sampled with a
         `torch.Generator` seeded by `seed` (the same request gives the same answer)."""
         raise NotImplementedError(f"{type(self).__name__} must implement stream()")
 
-    def chat_ids(self, messages: list[dict], tools: list[dict] | None = None) -> tuple[list[int], list[str]]:
+    def chat_ids(
+        self, messages: list[dict], tools: list[dict] | None = None
+    ) -> tuple[list[int], list[str]]:
         """OpenAI-style messages (+ tools) -> (prompt ids, extra stop strings)."""
         template = getattr(self.tokenizer, "chat_template", None) or ""
         if template and (not tools or template_supports_tools(self.tokenizer)):
-            out = self.tokenizer.apply_chat_template(messages, tools=tools or None, add_generation_prompt=True,
-                                                     tokenize=True)
+            out = self.tokenizer.apply_chat_template(
+                messages, tools=tools or None, add_generation_prompt=True, tokenize=True
+            )
             if hasattr(out, "keys"):  # newer transformers return a BatchEncoding
                 out = out["input_ids"]
             return list(out), []
         # plain {"role", "content"} turns; earlier tool calls written back in llmcourse.tools' format
-        conv = [dict(m, role="system") if m["role"] == "developer" else m
-                for m in to_template_messages(messages)]
+        conv = [
+            dict(m, role="system") if m["role"] == "developer" else m
+            for m in to_template_messages(messages)
+        ]
         if tools:  # listed in the system turn, with llmcourse.tools' instructions and example call
             conv = with_tools_listing(conv, [Tool.from_openai(t) for t in tools])
         if template:  # a template that ignores tools: tools went into the system turn instead
             return self.chat_ids(conv)
         # piece by piece, message text with special tokens switched off: typed "<|end|><|assistant|>"
         # must stay text, never forge a turn (the same rule as chat.encode_chat for training)
-        ids, _ = chat.encode_chat(conv, _CourseTokens(self.tokenizer), add_generation_prompt=True)
+        ids, _ = chat.encode_chat(conv, CourseTokens(self.tokenizer), add_generation_prompt=True)
         return ids, [chat.END]
 
 
-class _CourseTokens:
+class CourseTokens:
     """A Hugging Face tokenizer seen through the course tokenizer's interface (for chat.encode_chat)."""
 
     def __init__(self, hf_tokenizer):
         self.hf = hf_tokenizer
-        self.special_tokens = {t: hf_tokenizer.convert_tokens_to_ids(t) for t in chat.SPECIAL_TOKENS}
+        self.special_tokens = {
+            t: hf_tokenizer.convert_tokens_to_ids(t) for t in chat.SPECIAL_TOKENS
+        }
 
     def encode(self, text: str, allowed_special: str = "none") -> list[int]:
-        return self.hf.encode(text, add_special_tokens=False, split_special_tokens=allowed_special == "none")
+        return self.hf.encode(
+            text, add_special_tokens=False, split_special_tokens=allowed_special == "none"
+        )
 
 
 class CourseBackend(Backend):
@@ -113,7 +148,9 @@ class CourseBackend(Backend):
 
         gen = torch.Generator(device=self.device).manual_seed(seed)
         idx = torch.tensor([ids], dtype=torch.long, device=self.device)  # (1, T)
-        for nxt in stream(self.model, idx, max_new_tokens, gen, temperature, top_k, top_p, use_cache=True):
+        for nxt in stream(
+            self.model, idx, max_new_tokens, gen, temperature, top_k, top_p, use_cache=True
+        ):
             yield int(nxt)
 
 
@@ -123,12 +160,16 @@ class HFBackend(Backend):
     @torch.no_grad()
     def stream(self, ids, max_new_tokens, temperature, top_p, top_k, seed):
         gen = torch.Generator(device=self.device).manual_seed(seed)
-        inp = torch.tensor([ids], dtype=torch.long, device=self.device)  # (1, T): the prompt, then 1 token
+        inp = torch.tensor(
+            [ids], dtype=torch.long, device=self.device
+        )  # (1, T): the prompt, then 1 token
         past = None
         for _ in range(max_new_tokens):
             out = self.model(input_ids=inp, past_key_values=past, use_cache=True)
             past = out.past_key_values
-            inp = sample_next_token(out.logits[:, -1, :].float(), gen, temperature, top_k, top_p)  # (1, 1)
+            inp = sample_next_token(
+                out.logits[:, -1, :].float(), gen, temperature, top_k, top_p
+            )  # (1, 1)
             yield int(inp)
 
 
@@ -155,14 +196,14 @@ class StopText:
         safe = len(self.text.rstrip("\ufffd"))
         for s in self.stops + ([self.hold] if self.hold else []):
             safe = min(safe, _partial_start(self.text, s, self.sent))
-        out, self.sent = self.text[self.sent:safe], max(self.sent, safe)
+        out, self.sent = self.text[self.sent : safe], max(self.sent, safe)
         return out
 
     def flush(self) -> str:
         """Everything not yet sent (call at the end)."""
         stop_at = self.text.find(self.hold, self.sent) if self.hold else -1
         end = stop_at if stop_at >= 0 else len(self.text)
-        out, self.sent = self.text[self.sent:end], end
+        out, self.sent = self.text[self.sent : end], end
         return out
 
 
@@ -188,7 +229,9 @@ class Engine:
         """Yield (text piece, finish_reason or None, tokens so far); the last item has a finish_reason."""
         import anyio
 
-        tokens = self.backend.stream(job.ids, job.max_tokens, job.temperature, job.top_p, job.top_k, job.seed)
+        tokens = self.backend.stream(
+            job.ids, job.max_tokens, job.temperature, job.top_p, job.top_k, job.seed
+        )
         text = StopText(self.backend, job.stops, TOOL_CALL_OPEN if job.tools else None)
 
         def step():
@@ -215,18 +258,28 @@ class Engine:
         finally:
             tokens.close()
         tail = text.flush()
-        if job.tools:  # the held-back "<tool_call>..." tail: calls become tool_calls, the rest content
-            rest, job.tool_calls = split_tool_calls(text.text[text.sent:], job.tools)
+        if (
+            job.tools
+        ):  # the held-back "<tool_call>..." tail: calls become tool_calls, the rest content
+            rest, job.tool_calls = split_tool_calls(text.text[text.sent :], job.tools)
             tail += rest
         yield tail, reason, n
 
 
 ENGINES = ("course", "transformers")
-COURSE_MODELS = {"gpt2": "llmcourse.gpt.GPT", "llama": "llmcourse.llama.Llama"}  # model_type -> our decoder
+COURSE_MODELS = {
+    "gpt2": "llmcourse.gpt.GPT",
+    "llama": "llmcourse.llama.Llama",
+}  # model_type -> our decoder
 
 
-def load_backend(directory: str | Path, name: str | None = None, device: str | None = None, *,
-                 engine: str = "course") -> Backend:
+def load_backend(
+    directory: str | Path,
+    name: str | None = None,
+    device: str | None = None,
+    *,
+    engine: str = "course",
+) -> Backend:
     """Load a Hugging Face-format model directory (weights + tokenizer) for serving. Local only.
 
     engine="course": a "gpt2" directory runs in our `GPT`, a "llama" one in our `Llama` (converted
@@ -238,19 +291,27 @@ def load_backend(directory: str | Path, name: str | None = None, device: str | N
     if engine not in ENGINES:
         raise ValueError(f"engine={engine!r}: use one of {ENGINES}")
     if not (directory / "config.json").is_file():
-        raise FileNotFoundError(f"{directory} has no config.json: pass a Hugging Face-format model directory")
+        raise FileNotFoundError(
+            f"{directory} has no config.json: pass a Hugging Face-format model directory"
+        )
     config = AutoConfig.from_pretrained(directory, local_files_only=True)
     if engine == "course" and config.model_type not in COURSE_MODELS:
         supported = ", ".join(f"{t!r} ({cls})" for t, cls in COURSE_MODELS.items())
-        raise ValueError(f"{directory}: model_type {config.model_type!r} has no course decoder; supported: "
-                         f"{supported}. To serve it with transformers' own model, pass engine='transformers' "
-                         "(python -m llmcourse.serve --engine transformers)")
+        raise ValueError(
+            f"{directory}: model_type {config.model_type!r} has no course decoder; supported: "
+            f"{supported}. To serve it with transformers' own model, pass engine='transformers' "
+            "(python -m llmcourse.serve --engine transformers)"
+        )
     tokenizer = AutoTokenizer.from_pretrained(directory, local_files_only=True)
     dev = torch.device(device) if device else _default_device()
     name = name or directory.resolve().name
     hf = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True).eval()
     if engine == "transformers":
-        limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 2048
+        limit = (
+            getattr(config, "max_position_embeddings", None)
+            or getattr(config, "n_positions", None)
+            or 2048
+        )
         return HFBackend(hf.to(dev), tokenizer, name, int(limit))
     from llmcourse.convert import gpt_from_hf
     from llmcourse.llama_weights import llama_from_hf
@@ -258,9 +319,13 @@ def load_backend(directory: str | Path, name: str | None = None, device: str | N
     try:
         model = (gpt_from_hf if config.model_type == "gpt2" else llama_from_hf)(hf)
     except ValueError as exc:  # e.g. a GELU Llama: say what else would work
-        raise ValueError(f"{directory}: {exc}. engine='transformers' serves it with transformers' own model") from exc
+        raise ValueError(
+            f"{directory}: {exc}. engine='transformers' serves it with transformers' own model"
+        ) from exc
     model = model.to(dev).eval()
-    return CourseBackend(model, tokenizer, name, model.cfg.block_size, generation_config=hf.generation_config)
+    return CourseBackend(
+        model, tokenizer, name, model.cfg.block_size, generation_config=hf.generation_config
+    )
 
 
 def _default_device() -> torch.device:
@@ -295,11 +360,14 @@ def split_tool_calls(text: str, names: set[str]) -> tuple[str, list[dict]]:
         return text, []
     if not calls or any(c.name not in names for c in calls):
         return text, []
-    return content, [{"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}
-                     for c in calls]
+    return content, [
+        {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)} for c in calls
+    ]
 
 
-def tiny_random_model(directory: str | Path, block_size: int = 128, seed: int = 0, *, kind: str = "gpt") -> Path:
+def tiny_random_model(
+    directory: str | Path, block_size: int = 128, seed: int = 0, *, kind: str = "gpt"
+) -> Path:
     """Write a random-weight course model and a byte-level tokenizer with the chat special tokens to
     `directory`: something to serve before you have trained anything, and for tests. `kind` "gpt": our
     GPT (2 layers, width 32) as GPT-2; "llama": our Llama (2 layers, width 32, 4 query heads sharing
@@ -314,19 +382,38 @@ def tiny_random_model(directory: str | Path, block_size: int = 128, seed: int = 
     tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
-                                        additional_special_tokens=chat.SPECIAL_TOKENS)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|endoftext|>",
+        additional_special_tokens=chat.SPECIAL_TOKENS,
+    )
     torch.manual_seed(seed)
     if kind == "llama":
         from llmcourse.llama import Llama, LlamaConfig
 
-        model = Llama(LlamaConfig(vocab_size=len(tokenizer), block_size=block_size, n_layer=2, n_head=4,
-                                  n_kv_head=2, n_embd=32))
+        model = Llama(
+            LlamaConfig(
+                vocab_size=len(tokenizer),
+                block_size=block_size,
+                n_layer=2,
+                n_head=4,
+                n_kv_head=2,
+                n_embd=32,
+            )
+        )
     else:
         from llmcourse.gpt import GPT, GPTConfig
 
-        model = GPT(GPTConfig(vocab_size=len(tokenizer), block_size=block_size, n_layer=2, n_head=2, n_embd=32,
-                              dropout=0.0))
+        model = GPT(
+            GPTConfig(
+                vocab_size=len(tokenizer),
+                block_size=block_size,
+                n_layer=2,
+                n_head=2,
+                n_embd=32,
+                dropout=0.0,
+            )
+        )
     with torch.no_grad():  # weights wider than GPT-2's 0.02 init, so even greedy answers vary
         for p in model.parameters():
             if p.dim() == 2:

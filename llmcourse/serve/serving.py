@@ -19,6 +19,7 @@ what a serving engine such as vLLM adds. Notebook 14 uses it with `llmcourse.ser
 Left out: prefill cost (every step counts as one decoded token per busy slot), prefix sharing and
 copy-on-write blocks, preemption/swapping, and the memory the activations and the CUDA context take.
 """
+
 from __future__ import annotations
 
 import heapq
@@ -44,9 +45,14 @@ def export_chat_model(model, tokenizer, directory: str | Path) -> Path:
 
     missing = [s for s in SPECIAL_TOKENS if s not in getattr(tokenizer, "special_tokens", {})]
     if missing:
-        raise ValueError(f"the tokenizer lacks the chat tokens {missing}: build it with sft.chat_tokenizer")
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=to_hf_tokenizer(tokenizer), pad_token=END,
-                                     additional_special_tokens=[s for s in SPECIAL_TOKENS if s != END])
+        raise ValueError(
+            f"the tokenizer lacks the chat tokens {missing}: build it with sft.chat_tokenizer"
+        )
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=to_hf_tokenizer(tokenizer),
+        pad_token=END,
+        additional_special_tokens=[s for s in SPECIAL_TOKENS if s != END],
+    )
     assert len(hf_tok) == tokenizer.vocab_size, "the Hugging Face tokenizer must have the same ids"
     return export_gpt2(model, directory, hf_tok)
 
@@ -59,8 +65,13 @@ def chat_request(model: str, system: str, user: str, max_tokens: int, stream: bo
     >>> chat_request("m", "Be brief.", "Hi", 8, False)["messages"][1]
     {'role': 'user', 'content': 'Hi'}
     """
-    return {"model": model, "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-            "max_tokens": max_tokens, "temperature": 0.0, "stream": stream}
+    return {
+        "model": model,
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        "max_tokens": max_tokens,
+        "temperature": 0.0,
+        "stream": stream,
+    }
 
 
 def sse_events(body: str) -> list[dict]:
@@ -71,7 +82,9 @@ def sse_events(body: str) -> list[dict]:
     """
     out = []
     for block in body.replace("\r\n", "\n").split("\n\n"):
-        data = "\n".join(line[5:].removeprefix(" ") for line in block.split("\n") if line.startswith("data:"))
+        data = "\n".join(
+            line[5:].removeprefix(" ") for line in block.split("\n") if line.startswith("data:")
+        )
         if not data:
             continue
         if data == "[DONE]":
@@ -103,8 +116,13 @@ def reserved_tokens(length: int, max_len: int, block_tokens: int | None = None) 
     return max_len if block_tokens is None else math.ceil(length / block_tokens) * block_tokens
 
 
-def sequences_that_fit(budget_bytes: float, bytes_per_token: int, lengths: Sequence[int], max_len: int,
-                       block_tokens: int | None = None) -> int:
+def sequences_that_fit(
+    budget_bytes: float,
+    bytes_per_token: int,
+    lengths: Sequence[int],
+    max_len: int,
+    block_tokens: int | None = None,
+) -> int:
     """How many of `lengths` (admitted in order) have their KV caches in memory at once.
 
     >>> sequences_that_fit(10 * 2048, 1, [100] * 50, 2048), sequences_that_fit(10 * 2048, 1, [100] * 50, 2048, 16)
@@ -136,7 +154,7 @@ def batch_steps(lengths: Sequence[int], batch_size: int, continuous: bool) -> in
     if batch_size < 1 or any(n < 1 for n in lengths):
         raise ValueError("batch_size and every length must be >= 1")
     if not continuous:
-        return sum(max(lengths[i:i + batch_size]) for i in range(0, len(lengths), batch_size))
+        return sum(max(lengths[i : i + batch_size]) for i in range(0, len(lengths), batch_size))
     slots = [0] * min(batch_size, len(lengths))  # a heap: the step at which each slot becomes free
     for n in lengths:  # each request, in order, takes the slot that frees first
         heapq.heapreplace(slots, slots[0] + n)

@@ -19,6 +19,7 @@ license-free). `load_arc_easy(n)` reads the public ARC-Easy test split (Clark et
 `datasets` and falls back to `BUILTIN` with a warning when offline.
 Left out: few-shot benchmark prompts, calibration, contamination detection (n-gram overlap).
 """
+
 from __future__ import annotations
 
 import os
@@ -39,30 +40,78 @@ class MCItem:
 
 
 _B = [  # question, correct, distractors; options are shuffled deterministically below
-    ("What do plants need from the air to make their food?", "carbon dioxide", ["oxygen", "nitrogen", "smoke"]),
+    (
+        "What do plants need from the air to make their food?",
+        "carbon dioxide",
+        ["oxygen", "nitrogen", "smoke"],
+    ),
     ("Which planet is closest to the Sun?", "Mercury", ["Venus", "Mars", "Jupiter"]),
     ("Water freezes at what temperature in degrees Celsius?", "0", ["100", "10", "-40"]),
-    ("What is the largest ocean on Earth?", "the Pacific Ocean", ["the Atlantic Ocean", "the Indian Ocean", "the Arctic Ocean"]),
-    ("Which gas do humans breathe out that plants use?", "carbon dioxide", ["helium", "oxygen", "hydrogen"]),
+    (
+        "What is the largest ocean on Earth?",
+        "the Pacific Ocean",
+        ["the Atlantic Ocean", "the Indian Ocean", "the Arctic Ocean"],
+    ),
+    (
+        "Which gas do humans breathe out that plants use?",
+        "carbon dioxide",
+        ["helium", "oxygen", "hydrogen"],
+    ),
     ("How many legs does a spider have?", "eight", ["six", "four", "ten"]),
     ("What force pulls objects toward the ground?", "gravity", ["magnetism", "friction", "wind"]),
-    ("Which organ pumps blood through the body?", "the heart", ["the lungs", "the liver", "the stomach"]),
-    ("What is the main source of energy for life on Earth?", "the Sun", ["the Moon", "volcanoes", "the wind"]),
+    (
+        "Which organ pumps blood through the body?",
+        "the heart",
+        ["the lungs", "the liver", "the stomach"],
+    ),
+    (
+        "What is the main source of energy for life on Earth?",
+        "the Sun",
+        ["the Moon", "volcanoes", "the wind"],
+    ),
     ("What state of matter has a fixed shape?", "solid", ["liquid", "gas", "steam"]),
     ("Which animal is a mammal?", "a whale", ["a shark", "a trout", "a frog"]),
     ("What do bees collect from flowers to make honey?", "nectar", ["sand", "leaves", "bark"]),
-    ("Which instrument measures temperature?", "a thermometer", ["a barometer", "a ruler", "a compass"]),
-    ("What is the boiling point of water at sea level in degrees Celsius?", "100", ["50", "0", "212"]),
-    ("Which part of the plant takes in water from the soil?", "the roots", ["the flowers", "the leaves", "the seeds"]),
-    ("The Moon shines at night because it", "reflects light from the Sun", ["makes its own light", "is on fire", "absorbs starlight"]),
+    (
+        "Which instrument measures temperature?",
+        "a thermometer",
+        ["a barometer", "a ruler", "a compass"],
+    ),
+    (
+        "What is the boiling point of water at sea level in degrees Celsius?",
+        "100",
+        ["50", "0", "212"],
+    ),
+    (
+        "Which part of the plant takes in water from the soil?",
+        "the roots",
+        ["the flowers", "the leaves", "the seeds"],
+    ),
+    (
+        "The Moon shines at night because it",
+        "reflects light from the Sun",
+        ["makes its own light", "is on fire", "absorbs starlight"],
+    ),
     ("Which of these is a renewable source of energy?", "wind", ["coal", "oil", "natural gas"]),
     ("What is the capital of France?", "Paris", ["Lyon", "Berlin", "Madrid"]),
     ("How many days are there in a leap year?", "366", ["365", "364", "360"]),
     ("What is the chemical symbol for water?", "H2O", ["CO2", "O2", "NaCl"]),
-    ("If you drop a glass on a stone floor, it will most likely", "break", ["float", "melt", "grow"]),
-    ("You put on a coat because it is", "cold outside", ["sunny and hot", "a holiday", "dinner time"]),
+    (
+        "If you drop a glass on a stone floor, it will most likely",
+        "break",
+        ["float", "melt", "grow"],
+    ),
+    (
+        "You put on a coat because it is",
+        "cold outside",
+        ["sunny and hot", "a holiday", "dinner time"],
+    ),
     ("Ice cream left in the sun will", "melt", ["freeze", "grow larger", "turn into stone"]),
-    ("To see in a dark room you should", "turn on a light", ["close your eyes", "open the fridge", "eat a snack"]),
+    (
+        "To see in a dark room you should",
+        "turn on a light",
+        ["close your eyes", "open the fridge", "eat a snack"],
+    ),
     ("A person who is thirsty wants to", "drink water", ["take a nap", "read a book", "buy a hat"]),
     ("Which is the longest?", "a kilometre", ["a metre", "a centimetre", "a millimetre"]),
     ("What comes after Tuesday?", "Wednesday", ["Monday", "Friday", "Sunday"]),
@@ -75,7 +124,11 @@ _B = [  # question, correct, distractors; options are shuffled deterministically
     ("What shape has three sides?", "a triangle", ["a square", "a circle", "a hexagon"]),
     ("Which is a source of protein?", "beans", ["sugar", "butter", "salt"]),
     ("Sound travels fastest through", "solids", ["a vacuum", "gases", "empty space"]),
-    ("Why do we wear seat belts in cars?", "to stay safe in a crash", ["to look smart", "to keep warm", "to drive faster"]),
+    (
+        "Why do we wear seat belts in cars?",
+        "to stay safe in a crash",
+        ["to look smart", "to keep warm", "to drive faster"],
+    ),
     ("What do you call a baby cat?", "a kitten", ["a puppy", "a calf", "a foal"]),
     ("What is 7 times 8?", "56", ["54", "48", "64"]),
     ("Which direction does the Sun rise in?", "the east", ["the west", "the north", "the south"]),
@@ -88,7 +141,9 @@ def _shuffled(q: str, correct: str, wrong: list[str], rng: random.Random) -> MCI
     return MCItem(q, tuple(options), options.index(correct))
 
 
-BUILTIN: tuple[MCItem, ...] = tuple(_shuffled(q, c, w, random.Random(i)) for i, (q, c, w) in enumerate(_B))
+BUILTIN: tuple[MCItem, ...] = tuple(
+    _shuffled(q, c, w, random.Random(i)) for i, (q, c, w) in enumerate(_B)
+)
 
 
 @dataclass(frozen=True)
@@ -111,7 +166,9 @@ def render(item: MCItem, fmt: MCFormat = FORMATS[0]) -> str:
     return fmt.template.format(question=item.question, choices=choices)
 
 
-def score_options(model, encode: Callable[[str], list[int]], context: str, options: Sequence[str]) -> dict:
+def score_options(
+    model, encode: Callable[[str], list[int]], context: str, options: Sequence[str]
+) -> dict:
     """`multiple_choice` for models with a short context: the context is cropped from the left so that
     context + option fits the model's `cfg.block_size` (when it has one). Returns scores, choice,
     choice_norm and the options' token counts."""
@@ -120,28 +177,42 @@ def score_options(model, encode: Callable[[str], list[int]], context: str, optio
     scores, lengths = [], []
     for opt in options:
         toks = encode(opt)
-        keep = ctx if limit is None else ctx[max(0, len(ctx) - (limit + 1 - len(toks))):]
+        keep = ctx if limit is None else ctx[max(0, len(ctx) - (limit + 1 - len(toks))) :]
         scores.append(continuation_logprob(model, keep, toks))
         lengths.append(len(toks))
     per_token = [s / n for s, n in zip(scores, lengths)]
     best = lambda xs: max(range(len(xs)), key=xs.__getitem__)  # noqa: E731
-    return {"scores": scores, "lengths": lengths, "choice": best(scores), "choice_norm": best(per_token)}
+    return {
+        "scores": scores,
+        "lengths": lengths,
+        "choice": best(scores),
+        "choice_norm": best(per_token),
+    }
 
 
-def score_items(model, encode: Callable[[str], list[int]], items: Sequence[MCItem], fmt: MCFormat = FORMATS[0]) -> dict:
+def score_items(
+    model, encode: Callable[[str], list[int]], items: Sequence[MCItem], fmt: MCFormat = FORMATS[0]
+) -> dict:
     """acc, acc_norm, and how often each rule picked the shortest option (in tokens) — the length bias."""
     if not items:
         raise ValueError("no items to score")
     acc = acc_norm = short = short_norm = 0
     for item in items:
-        out = score_options(model, encode, render(item, fmt), [fmt.option_prefix + o for o in item.options])
+        out = score_options(
+            model, encode, render(item, fmt), [fmt.option_prefix + o for o in item.options]
+        )
         shortest = min(out["lengths"])
         acc += out["choice"] == item.answer
         acc_norm += out["choice_norm"] == item.answer
         short += out["lengths"][out["choice"]] == shortest
         short_norm += out["lengths"][out["choice_norm"]] == shortest
     n = len(items)
-    return {"acc": acc / n, "acc_norm": acc_norm / n, "picks_shortest": short / n, "picks_shortest_norm": short_norm / n}
+    return {
+        "acc": acc / n,
+        "acc_norm": acc_norm / n,
+        "picks_shortest": short / n,
+        "picks_shortest_norm": short_norm / n,
+    }
 
 
 def load_arc_easy(n: int = 300, seed: int = 0) -> list[MCItem]:
@@ -154,7 +225,10 @@ def load_arc_easy(n: int = 300, seed: int = 0) -> list[MCItem]:
 
         ds = load_dataset("allenai/ai2_arc", "ARC-Easy", split="test")
     except Exception as exc:  # network, hub or format trouble: say what happened, keep going
-        warnings.warn(f"could not load ARC-Easy ({type(exc).__name__}: {exc}); using the built-in items", stacklevel=2)
+        warnings.warn(
+            f"could not load ARC-Easy ({type(exc).__name__}: {exc}); using the built-in items",
+            stacklevel=2,
+        )
         return list(BUILTIN)
     rows = list(ds)
     random.Random(seed).shuffle(rows)
@@ -162,7 +236,9 @@ def load_arc_easy(n: int = 300, seed: int = 0) -> list[MCItem]:
     for r in rows:
         labels, texts = r["choices"]["label"], r["choices"]["text"]
         if r["answerKey"] in labels:
-            out.append(MCItem(r["question"], tuple(texts), labels.index(r["answerKey"]), "ARC-Easy"))
+            out.append(
+                MCItem(r["question"], tuple(texts), labels.index(r["answerKey"]), "ARC-Easy")
+            )
         if len(out) == n:
             break
     return out

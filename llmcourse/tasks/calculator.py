@@ -11,6 +11,7 @@ denial of service (`9 ** 9 ** 9` has 370 million digits), so exponents and resul
 Reference: Python's `ast` module documentation (node types). Left out: functions (sqrt, sin),
 variables, units, and exact decimals (floats behave as floats: 0.1 + 0.2 != 0.3).
 """
+
 from __future__ import annotations
 
 import ast
@@ -22,8 +23,15 @@ class CalculatorError(ValueError):
     """An expression the safe calculator refuses or cannot evaluate."""
 
 
-_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
+_BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+    ast.Pow: operator.pow,
+}
 _UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
 MAX_EXPRESSION_CHARS = 200  # also bounds the syntax tree's depth
 MAX_EXPONENT = 1000  # |b| in a ** b
@@ -61,13 +69,21 @@ def _eval(node: ast.AST) -> int | float:
         except OverflowError:
             raise CalculatorError("the result is too large") from None
         if isinstance(out, complex):
-            raise CalculatorError("the result is not a real number (negative base, fractional exponent)")
+            raise CalculatorError(
+                "the result is not a real number (negative base, fractional exponent)"
+            )
         if _too_big(out):
-            raise CalculatorError(f"the result is too large (limit 10**{MAX_DIGITS}, finite floats)")
+            raise CalculatorError(
+                f"the result is too large (limit 10**{MAX_DIGITS}, finite floats)"
+            )
         return out
     what = type(node).__name__
-    hint = {"Name": "names/variables", "Attribute": "attributes", "Call": "function calls",
-            "Subscript": "indexing"}.get(what, what)
+    hint = {
+        "Name": "names/variables",
+        "Attribute": "attributes",
+        "Call": "function calls",
+        "Subscript": "indexing",
+    }.get(what, what)
     raise CalculatorError(f"{hint} are not allowed: only numbers, parentheses and + - * / // % **")
 
 

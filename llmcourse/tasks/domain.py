@@ -29,6 +29,7 @@ cache folder. Offline (or on any failure) the built-in domain is used after one
 `data.OfflineFallbackWarning`, as for every full-size corpus.
 Left out: free-text answers (judged by people or by another model), retrieval (notebook 15).
 """
+
 from __future__ import annotations
 
 import json
@@ -79,15 +80,36 @@ NEIGHBOUR = (  # Brindleford, the next town: background reading for a base model
 # sentences are also the answers, and each puts the value a few words after the remedy's name, the
 # pattern a tiny model picks up first.
 STYLES = (
-    ("", {"treats": "{name} treats {treats}.", "dose": "A dose of {name} is {dose}.",
-          "schedule": "{name} is taken {schedule}.", "source": "{name} is made from {source}.",
-          "avoid": "{name} clashes with {avoid}."}),
-    ("About {name}.", {"treats": "People with {treats} take it.", "dose": "One takes {dose} of it.",
-                       "schedule": "The apothecary says to use it {schedule}.", "source": "{Source} is its base.",
-                       "avoid": "Keep it apart from {avoid}."}),
-    ("", {"treats": "For {treats}, the apothecary gives {name}.", "dose": "Take {dose} of {name} each time.",
-          "schedule": "{Schedule}, patients take {name}.", "source": "The apothecary brews {name} from {source}.",
-          "avoid": "Never mix {name} with {avoid}."}),
+    (
+        "",
+        {
+            "treats": "{name} treats {treats}.",
+            "dose": "A dose of {name} is {dose}.",
+            "schedule": "{name} is taken {schedule}.",
+            "source": "{name} is made from {source}.",
+            "avoid": "{name} clashes with {avoid}.",
+        },
+    ),
+    (
+        "About {name}.",
+        {
+            "treats": "People with {treats} take it.",
+            "dose": "One takes {dose} of it.",
+            "schedule": "The apothecary says to use it {schedule}.",
+            "source": "{Source} is its base.",
+            "avoid": "Keep it apart from {avoid}.",
+        },
+    ),
+    (
+        "",
+        {
+            "treats": "For {treats}, the apothecary gives {name}.",
+            "dose": "Take {dose} of {name} each time.",
+            "schedule": "{Schedule}, patients take {name}.",
+            "source": "The apothecary brews {name} from {source}.",
+            "avoid": "Never mix {name} with {avoid}.",
+        },
+    ),
 )
 # Every question starts with the remedy's name: a tiny model finds it there without having to search.
 QUESTIONS = {
@@ -95,7 +117,10 @@ QUESTIONS = {
     "dose": ("{name}: what is its dose?", "{name}: how much of it is taken?"),
     "schedule": ("{name}: when is it taken?", "{name}: at what time is it used?"),
     "source": ("{name}: what is it made from?", "{name}: what is its base?"),
-    "avoid": ("{name}: what must it never be combined with?", "{name}: which remedy clashes with it?"),
+    "avoid": (
+        "{name}: what must it never be combined with?",
+        "{name}: which remedy clashes with it?",
+    ),
 }
 
 
@@ -125,7 +150,10 @@ def facts(table=REMEDIES) -> list[Fact]:
 def render(fact: Fact, template: str) -> str:
     """`template` filled with the fact's name and value ("{Value}" capitalised)."""
     key = fact.attribute
-    return template.format(name=fact.name, **{key: fact.value, key.capitalize(): fact.value[:1].upper() + fact.value[1:]})
+    return template.format(
+        name=fact.name,
+        **{key: fact.value, key.capitalize(): fact.value[:1].upper() + fact.value[1:]},
+    )
 
 
 def answer(fact: Fact) -> str:
@@ -157,8 +185,13 @@ def leaflets(table=REMEDIES, passes: int = 6, seed: int = 0) -> list[str]:
             fs = [Fact(row[0], a, v) for a, v in zip(ATTRIBUTES, row[1:])]
             body = [render(f, templates[f.attribute]) for f in fs[:-1]]
             rng.shuffle(body)
-            batch.append(" ".join(([header.format(name=row[0])] if header else []) + body +
-                                  [render(fs[-1], templates["avoid"])]))
+            batch.append(
+                " ".join(
+                    ([header.format(name=row[0])] if header else [])
+                    + body
+                    + [render(fs[-1], templates["avoid"])]
+                )
+            )
         rng.shuffle(batch)
         docs += batch
     return docs
@@ -166,15 +199,26 @@ def leaflets(table=REMEDIES, passes: int = 6, seed: int = 0) -> list[str]:
 
 def questions(fs: list[Fact], which: tuple[int, ...] = (0, 1)) -> list[Example]:
     """Question-answer examples for the facts, one per question template in `which`."""
-    return [Example(f.attribute, render(f, QUESTIONS[f.attribute][q]), answer(f)) for f in fs for q in which]
+    return [
+        Example(f.attribute, render(f, QUESTIONS[f.attribute][q]), answer(f))
+        for f in fs
+        for q in which
+    ]
 
 
 def apothecary(seed: int = 0, passes: int = 6, held_out: float = 0.25) -> Domain:
     """The built-in fictional domain, deterministic given `seed`: 60 facts, a quarter held out
     (each asked both ways in `test`), the rest asked both ways in `train`."""
     train_f, test_f = split_facts(facts(REMEDIES), held_out, seed)
-    return Domain("apothecary", leaflets(REMEDIES, passes, seed), leaflets(REMEDIES, len(STYLES), seed + 1000), questions(train_f), questions(test_f),
-                  "the invented remedies of a fictional apothecary (not medical information)", "MIT (this course)")
+    return Domain(
+        "apothecary",
+        leaflets(REMEDIES, passes, seed),
+        leaflets(REMEDIES, len(STYLES), seed + 1000),
+        questions(train_f),
+        questions(test_f),
+        "the invented remedies of a fictional apothecary (not medical information)",
+        "MIT (this course)",
+    )
 
 
 def background(seed: int = 0, passes: int = 6) -> list[str]:
@@ -198,13 +242,21 @@ def _pubmedqa_rows(config: str, n: int | None) -> list[dict]:
 
     ds = load_dataset(PUBMEDQA, config, split="train", streaming=n is not None)
     rows = ds.take(n) if n is not None else ds
-    out = [{"question": r["question"], "abstract": " ".join(list(r["context"]["contexts"]) + [r["long_answer"]]),
-            "answer": r.get("final_decision") or ""} for r in rows]
+    out = [
+        {
+            "question": r["question"],
+            "abstract": " ".join(list(r["context"]["contexts"]) + [r["long_answer"]]),
+            "answer": r.get("final_decision") or "",
+        }
+        for r in rows
+    ]
     write_atomic(cached, "\n".join(json.dumps(r) for r in out).encode("utf-8"))
     return out
 
 
-def pubmedqa(n_test: int = 200, n_extra_docs: int = 5000, n_eval_docs: int = 200, seed: int = 0) -> Domain:
+def pubmedqa(
+    n_test: int = 200, n_extra_docs: int = 5000, n_eval_docs: int = 200, seed: int = 0
+) -> Domain:
     """PubMedQA as a `Domain`: the 1,000 expert-labelled questions (answers yes / no / maybe) split into
     train and `n_test` held-out; documents = all their abstracts (the held-out ones too: their content is
     read, never asked, in training) + `n_extra_docs` unlabelled abstracts; eval_docs = `n_eval_docs`
@@ -212,22 +264,33 @@ def pubmedqa(n_test: int = 200, n_extra_docs: int = 5000, n_eval_docs: int = 200
     try:
         labelled = _pubmedqa_rows("pqa_labeled", None)
         extra = _pubmedqa_rows("pqa_unlabeled", n_extra_docs + n_eval_docs)
-    except Exception as exc:  # offline, no `datasets`, hub or format trouble: say so once, keep going
-        warnings.warn(f"PubMedQA ({PUBMEDQA}) is not available ({type(exc).__name__}: {exc}); using the built-in "
-                      "fictional domain 'apothecary' instead; results will differ from the full-size run.",
-                      data.OfflineFallbackWarning, stacklevel=2)
+    except (
+        Exception
+    ) as exc:  # offline, no `datasets`, hub or format trouble: say so once, keep going
+        warnings.warn(
+            f"PubMedQA ({PUBMEDQA}) is not available ({type(exc).__name__}: {exc}); using the built-in "
+            "fictional domain 'apothecary' instead; results will differ from the full-size run.",
+            data.OfflineFallbackWarning,
+            stacklevel=2,
+        )
         return apothecary(seed)
     order = list(range(len(labelled)))
     random.Random(f"pubmedqa-{seed}").shuffle(order)
     examples = [Example("pubmedqa", labelled[i]["question"], labelled[i]["answer"]) for i in order]
     docs = [r["abstract"] for r in labelled] + [r["abstract"] for r in extra[:n_extra_docs]]
-    return Domain("pubmedqa", docs, [r["abstract"] for r in extra[n_extra_docs:]],
-                  examples[n_test:], examples[:n_test],
-                  "PubMedQA: biomedical research questions answered yes / no / maybe (Jin et al. 2019)", "MIT")
+    return Domain(
+        "pubmedqa",
+        docs,
+        [r["abstract"] for r in extra[n_extra_docs:]],
+        examples[n_test:],
+        examples[:n_test],
+        "PubMedQA: biomedical research questions answered yes / no / maybe (Jin et al. 2019)",
+        "MIT",
+    )
 
 
 def load_domain(name: str, seed: int = 0) -> Domain:
-    """"apothecary" (built in) or "pubmedqa" (Hugging Face; the built-in domain when offline)."""
+    """ "apothecary" (built in) or "pubmedqa" (Hugging Face; the built-in domain when offline)."""
     if name == "apothecary":
         return apothecary(seed)
     if name == "pubmedqa":
@@ -243,6 +306,9 @@ def _words(text: str) -> list[str]:
 def contaminated(tests: list[str], train_text: str, n: int) -> list[int]:
     """contaminated(tests, train_text, n) -> indices of the test texts that share a run of n consecutive
     words with train_text (words: lower-cased runs of letters and digits). GPT-3 checked 13-grams."""
-    seen = {tuple(w[i:i + n]) for w in [_words(train_text)] for i in range(len(w) - n + 1)}
-    return [k for k, t in enumerate(tests)
-            if any(tuple(w[i:i + n]) in seen for w in [_words(t)] for i in range(len(w) - n + 1))]
+    seen = {tuple(w[i : i + n]) for w in [_words(train_text)] for i in range(len(w) - n + 1)}
+    return [
+        k
+        for k, t in enumerate(tests)
+        if any(tuple(w[i : i + n]) in seen for w in [_words(t)] for i in range(len(w) - n + 1))
+    ]

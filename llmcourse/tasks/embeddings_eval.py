@@ -18,6 +18,7 @@ family, body parts) lie closer together than words of different groups?
 Left out: 3CosMul (Levy & Goldberg 2014), and the "dummy4unknown" option (OOV counted as wrong).
 References: Finkelstein et al. 2002 (WordSim-353); Hill et al. 2015 (SimLex-999).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -65,12 +66,16 @@ class KeyedVectors:
         top = np.argsort(-scores, kind="stable")[:topn]
         return [(self.words[i], float(scores[i])) for i in top]
 
-    def most_similar(self, word: str, topn: int = 10, restrict_vocab: int | None = None) -> list[tuple[str, float]]:
+    def most_similar(
+        self, word: str, topn: int = 10, restrict_vocab: int | None = None
+    ) -> list[tuple[str, float]]:
         """The `topn` nearest words by cosine, the word itself excluded."""
         i = self.index[word]
         return self._top(self.unit[i], [i], topn, restrict_vocab)
 
-    def analogy(self, a: str, b: str, c: str, topn: int = 1, restrict_vocab: int | None = None) -> list[tuple[str, float]]:
+    def analogy(
+        self, a: str, b: str, c: str, topn: int = 1, restrict_vocab: int | None = None
+    ) -> list[tuple[str, float]]:
         """a : b :: c : ?  by 3CosAdd, excluding a, b, c. Scores are cosines with the unit-normed b - a + c."""
         ia, ib, ic = self.index[a], self.index[b], self.index[c]
         query = self.unit[ib] - self.unit[ia] + self.unit[ic]
@@ -144,18 +149,26 @@ def evaluate_similarity(
         human.append(float(score))
         model.append(float(kv.unit[a] @ kv.unit[b]))
     if len(human) < 2:
-        return SimilarityResult(float("nan"), float("nan"), len(human) / max(n_total, 1), len(human), n_total)
-    return SimilarityResult(spearman(model, human), pearson(model, human), len(human) / n_total, len(human), n_total)
+        return SimilarityResult(
+            float("nan"), float("nan"), len(human) / max(n_total, 1), len(human), n_total
+        )
+    return SimilarityResult(
+        spearman(model, human), pearson(model, human), len(human) / n_total, len(human), n_total
+    )
 
 
 @dataclass
 class AnalogyResult:
-    accuracy: float  # correct / evaluated (questions with all four words in the restricted vocabulary)
+    accuracy: (
+        float  # correct / evaluated (questions with all four words in the restricted vocabulary)
+    )
     coverage: float  # evaluated / all questions
     correct: int
     evaluated: int
     n_total: int
-    sections: dict[str, tuple[int, int]] = field(default_factory=dict)  # name -> (correct, evaluated)
+    sections: dict[str, tuple[int, int]] = field(
+        default_factory=dict
+    )  # name -> (correct, evaluated)
 
 
 def evaluate_analogies(
@@ -190,7 +203,14 @@ def evaluate_analogies(
         per_section[name] = (correct, len(q_idx))
     correct = sum(c for c, _ in per_section.values())
     evaluated = sum(n for _, n in per_section.values())
-    return AnalogyResult(correct / max(evaluated, 1), evaluated / max(n_total, 1), correct, evaluated, n_total, per_section)
+    return AnalogyResult(
+        correct / max(evaluated, 1),
+        evaluated / max(n_total, 1),
+        correct,
+        evaluated,
+        n_total,
+        per_section,
+    )
 
 
 # Groups for `evaluate_groups`, chosen from words that both the news (lee) and Shakespeare use often.
@@ -213,7 +233,9 @@ class GroupResult:
     per_group: dict[str, float] = field(default_factory=dict)  # the accuracy of each group's words
 
 
-def evaluate_groups(kv: KeyedVectors, groups: Mapping[str, Sequence[str]], min_words: int = 3) -> GroupResult:
+def evaluate_groups(
+    kv: KeyedVectors, groups: Mapping[str, Sequence[str]], min_words: int = 3
+) -> GroupResult:
     """How well cosine similarity sorts words into hand-made groups (numbers, family, ...).
 
     For every word w, every other word u of its group and every word x of another group, count

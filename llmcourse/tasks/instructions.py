@@ -15,14 +15,17 @@ split by a hash), so accuracy measures generalisation rather than memory.
 Preference pairs (for DPO) pair the correct answer (chosen) with a plausible wrong one (rejected).
 `load_alpaca()` reads a public instruction set for the full size through the data layer.
 """
+
 from __future__ import annotations
 
 import random
 import zlib
 from dataclasses import dataclass
 
-WORDS = ("red blue green cat dog fox bird fish tree river stone cloud rain sun moon star ship road "
-         "book lamp door milk bread salt gold iron wind snow leaf seed hill lake bell coat ring").split()
+WORDS = (
+    "red blue green cat dog fox bird fish tree river stone cloud rain sun moon star ship road "
+    "book lamp door milk bread salt gold iron wind snow leaf seed hill lake bell coat ring"
+).split()
 TASKS = ("add", "reverse", "upper", "count", "sort")
 
 
@@ -52,12 +55,17 @@ def _make(task: str, rng: random.Random) -> tuple[Example, str]:
         return Example(task, f"How many words are in: {text}?", str(len(words))), text
     if task == "sort":
         nums = [rng.randint(0, 99) for _ in range(rng.randint(3, 5))]
-        return Example(task, f"Sort these numbers: {' '.join(map(str, nums))}",
-                       " ".join(map(str, sorted(nums)))), " ".join(map(str, nums))
+        return Example(
+            task,
+            f"Sort these numbers: {' '.join(map(str, nums))}",
+            " ".join(map(str, sorted(nums))),
+        ), " ".join(map(str, nums))
     raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
 
 
-def make_instructions(n: int, split: str = "train", tasks: tuple[str, ...] = TASKS, seed: int = 0) -> list[Example]:
+def make_instructions(
+    n: int, split: str = "train", tasks: tuple[str, ...] = TASKS, seed: int = 0
+) -> list[Example]:
     """`n` examples from `split` ("train" or "test"), tasks mixed evenly, deterministic given seed."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -132,16 +140,25 @@ def load_alpaca(max_examples: int | None = None) -> list[Example]:
     import warnings
 
     if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
-        warnings.warn("offline: using the built-in instruction tasks instead of tatsu-lab/alpaca", stacklevel=2)
+        warnings.warn(
+            "offline: using the built-in instruction tasks instead of tatsu-lab/alpaca",
+            stacklevel=2,
+        )
         return make_instructions(max_examples or 2000)
     try:
         from datasets import load_dataset
 
         ds = load_dataset("tatsu-lab/alpaca", split="train")
     except Exception as exc:  # network, hub or format trouble: say what happened, keep going
-        warnings.warn(f"could not load tatsu-lab/alpaca ({type(exc).__name__}: {exc}); using built-in tasks",
-                      stacklevel=2)
+        warnings.warn(
+            f"could not load tatsu-lab/alpaca ({type(exc).__name__}: {exc}); using built-in tasks",
+            stacklevel=2,
+        )
         return make_instructions(max_examples or 2000)
     rows = ds if max_examples is None else ds.select(range(min(max_examples, len(ds))))
-    return [Example("alpaca", (r["instruction"] + ("\n\n" + r["input"] if r["input"] else "")), r["output"])
-            for r in rows]
+    return [
+        Example(
+            "alpaca", (r["instruction"] + ("\n\n" + r["input"] if r["input"] else "")), r["output"]
+        )
+        for r in rows
+    ]

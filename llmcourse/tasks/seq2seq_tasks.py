@@ -34,6 +34,7 @@ course's `forward(src, tgt_in, targets)` format.
 Elliott et al. 2016, through `datasets`), with an offline fall-back to the generated dates task.
 Left out: subword tokenisation of the real corpus (see llmcourse.bpe), BLEU.
 """
+
 from __future__ import annotations
 
 import calendar
@@ -52,16 +53,47 @@ from llmcourse.data.vocab import CharVocab
 
 TASKS = ("dates", "numbers", "reverse")
 SPLITS = ("train", "test", "unseen_years", "long")
-TEST_YEARS = frozenset({1907, 1919, 1926, 1938, 1943, 1955, 1962, 1974, 1981, 1993,
-                        2006, 2018, 2025, 2037, 2044, 2059, 2063, 2071, 2088, 2096})
+TEST_YEARS = frozenset(
+    {
+        1907,
+        1919,
+        1926,
+        1938,
+        1943,
+        1955,
+        1962,
+        1974,
+        1981,
+        1993,
+        2006,
+        2018,
+        2025,
+        2037,
+        2044,
+        2059,
+        2063,
+        2071,
+        2088,
+        2096,
+    }
+)
 YEARS = (1900, 2099)  # inclusive range of generated years
 
-_ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-         "fifteen sixteen seventeen eighteen nineteen").split()
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen"
+).split()
 _TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 _SCALES = ((10**9, "billion"), (10**6, "million"), (10**3, "thousand"))
-_ORD = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth",
-        "nine": "ninth", "twelve": "twelfth"}
+_ORD = {
+    "one": "first",
+    "two": "second",
+    "three": "third",
+    "five": "fifth",
+    "eight": "eighth",
+    "nine": "ninth",
+    "twelve": "twelfth",
+}
 
 
 # ------------------------------------------------------------------------------------ numbers
@@ -160,7 +192,7 @@ def _sample_reverse(rng: random.Random, split: str, max_digits: int) -> tuple[st
 
 
 # -------------------------------------------------------------------------------------- dates
-def _date_formats(d: dt.date) -> list[str]:
+def date_formats(d: dt.date) -> list[str]:
     """Every way the generator writes d (day/month order is British: 03/04/1997 is 3 April)."""
     month, mon = calendar.month_name[d.month], calendar.month_abbr[d.month]
     weekday = calendar.day_name[d.weekday()]
@@ -183,21 +215,29 @@ def _sample_date(rng: random.Random, split: str) -> tuple[str, str]:
         raise ValueError("the dates task has no 'long' split (its lengths are set by the format)")
     while True:
         year = rng.randint(*YEARS)
-        d = dt.date(year, 1, 1) + dt.timedelta(days=rng.randrange(366 if calendar.isleap(year) else 365))
+        d = dt.date(year, 1, 1) + dt.timedelta(
+            days=rng.randrange(366 if calendar.isleap(year) else 365)
+        )
         if split == "unseen_years":
             ok = year in TEST_YEARS
         else:  # train and test: other years, split by a hash of the day number
             ok = year not in TEST_YEARS and _is_test_number(d.toordinal()) == (split == "test")
         if ok:
-            return rng.choice(_date_formats(d)), d.isoformat()
+            return rng.choice(date_formats(d)), d.isoformat()
 
 
 _SAMPLERS = {"dates": _sample_date, "numbers": _sample_number}
 
 
-def make_dataset(task: str, n: int, seed: int = 0, split: str = "train",
-                 min_len: int | None = None, max_len: int | None = None,
-                 max_digits: int = 20) -> list[tuple[str, str]]:
+def make_dataset(
+    task: str,
+    n: int,
+    seed: int = 0,
+    split: str = "train",
+    min_len: int | None = None,
+    max_len: int | None = None,
+    max_digits: int = 20,
+) -> list[tuple[str, str]]:
     """n distinct (source, target) string pairs of `task` from `split`.
 
     min_len/max_len bound the source length in characters (for accuracy-against-length plots).
@@ -257,13 +297,15 @@ def encode_pairs(pairs: list[tuple[str, str]], vocab: CharVocab) -> dict[str, to
     src = [vocab.encode(s) for s, _ in pairs]
     tgt = [vocab.encode(t) for _, t in pairs]
     S, T = max(map(len, src)), max(map(len, tgt)) + 1
-    out = {"src": torch.full((len(pairs), S), PAD_ID, dtype=torch.long),
-           "tgt_in": torch.full((len(pairs), T), PAD_ID, dtype=torch.long),
-           "targets": torch.full((len(pairs), T), -100, dtype=torch.long)}
+    out = {
+        "src": torch.full((len(pairs), S), PAD_ID, dtype=torch.long),
+        "tgt_in": torch.full((len(pairs), T), PAD_ID, dtype=torch.long),
+        "targets": torch.full((len(pairs), T), -100, dtype=torch.long),
+    }
     for i, (s, t) in enumerate(zip(src, tgt)):
-        out["src"][i, :len(s)] = torch.tensor(s)
-        out["tgt_in"][i, :len(t) + 1] = torch.tensor([BOS_ID] + t)
-        out["targets"][i, :len(t) + 1] = torch.tensor(t + [EOS_ID])
+        out["src"][i, : len(s)] = torch.tensor(s)
+        out["tgt_in"][i, : len(t) + 1] = torch.tensor([BOS_ID] + t)
+        out["targets"][i, : len(t) + 1] = torch.tensor(t + [EOS_ID])
     return out
 
 
@@ -281,7 +323,7 @@ def batch_sampler(data: dict[str, torch.Tensor], batch_size: int):
 def decode_output(ids: torch.Tensor | list[int], vocab: CharVocab) -> str:
     """Model output ids -> string, stopping at <eos> and skipping <pad>/<bos>."""
     chars = []
-    for i in (ids.tolist() if isinstance(ids, torch.Tensor) else ids):
+    for i in ids.tolist() if isinstance(ids, torch.Tensor) else ids:
         if i == EOS_ID:
             break
         if i not in (PAD_ID, BOS_ID):
@@ -318,8 +360,9 @@ def exact_match(outputs: torch.Tensor, pairs: list[tuple[str, str]], vocab: Char
 PARALLEL_CORPORA = {"multi30k": ("bentrevett/multi30k", "en", "de")}  # name -> (hub id, src, tgt)
 
 
-def load_parallel_corpus(name: str = "multi30k", split: str = "train", max_pairs: int | None = None
-                         ) -> list[tuple[str, str]]:
+def load_parallel_corpus(
+    name: str = "multi30k", split: str = "train", max_pairs: int | None = None
+) -> list[tuple[str, str]]:
     """(source, target) sentence pairs of a small real parallel corpus, via `datasets`.
 
     Multi30k (Elliott et al. 2016): ~29k English-German image-caption pairs. Offline (or when the
@@ -341,6 +384,9 @@ def load_parallel_corpus(name: str = "multi30k", split: str = "train", max_pairs
             reason = f"{type(err).__name__}: {err}"
     from llmcourse.data import OfflineFallbackWarning
 
-    warnings.warn(f"{name} unavailable ({reason}); using the generated 'dates' task instead",
-                  OfflineFallbackWarning, stacklevel=2)
+    warnings.warn(
+        f"{name} unavailable ({reason}); using the generated 'dates' task instead",
+        OfflineFallbackWarning,
+        stacklevel=2,
+    )
     return make_dataset("dates", max_pairs or 2_000, split="train" if split == "train" else "test")

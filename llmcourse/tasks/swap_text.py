@@ -6,6 +6,7 @@ Notebook 03 trains its char-LSTM on it at smoke size. On real English an LSTM ne
 characters back, beyond any N-gram's context, so what a recurrent state buys shows within seconds.
 `swap_check` counts which repeats a sample gets right. Left out: any other generated language.
 """
+
 from __future__ import annotations
 
 import random
@@ -41,7 +42,9 @@ def swap_check(text: str) -> dict[str, tuple[int, int]]:
     "second verb" (W == V) and "last animal" (D == A). A sample's unfinished last line is skipped."""
     pattern = re.compile(r"the (\w+) (\w+) the (\w+), so the (\w+) (\w+) the (\w+)\.$")
     rows = [m.groups() for line in text.splitlines() if (m := pattern.match(line.strip()))]
-    ok = {"second B": sum(c == b for _, _, b, c, _, _ in rows),
-          "second verb": sum(w == v for _, v, _, _, w, _ in rows),
-          "last animal": sum(d == a for a, _, _, _, _, d in rows)}
+    ok = {
+        "second B": sum(c == b for _, _, b, c, _, _ in rows),
+        "second verb": sum(w == v for _, v, _, _, w, _ in rows),
+        "last animal": sum(d == a for a, _, _, _, _, d in rows),
+    }
     return {part: (n, len(rows)) for part, n in ok.items()}

@@ -4,6 +4,7 @@
 function that does the job, imported from its topic module; a function defined here exists only for
 its exercise.
 """
+
 from __future__ import annotations
 
 import random
@@ -26,9 +27,13 @@ def memory_inference(n_params: int, precision: str) -> int:
     return int(n_params * BYTES_PER_PARAM[precision])
 
 
-register("00.memory_inference", memory_inference, compare="exact",
-         inputs=lambda rng: (_param_count(rng), rng.choice(sorted(BYTES_PER_PARAM))),
-         fixed=tuple((7_000_000_000, p) for p in BYTES_PER_PARAM))
+register(
+    "00.memory_inference",
+    memory_inference,
+    compare="exact",
+    inputs=lambda rng: (_param_count(rng), rng.choice(sorted(BYTES_PER_PARAM))),
+    fixed=tuple((7_000_000_000, p) for p in BYTES_PER_PARAM),
+)
 
 
 def adam_state_bytes(n_params: int, master_weights: bool) -> int:
@@ -38,26 +43,42 @@ def adam_state_bytes(n_params: int, master_weights: bool) -> int:
     return n_params * (8 + (4 if master_weights else 0))
 
 
-register("00.adam_state_bytes", adam_state_bytes, compare="exact",
-         inputs=lambda rng: (_param_count(rng), rng.random() < 0.5),
-         fixed=((1_000_000, False), (1_000_000, True)))
+register(
+    "00.adam_state_bytes",
+    adam_state_bytes,
+    compare="exact",
+    inputs=lambda rng: (_param_count(rng), rng.random() < 0.5),
+    fixed=((1_000_000, False), (1_000_000, True)),
+)
 
 
 # ---------------------------------------------------------------- llmcourse/cost/memory.py
 def _shape_inputs(rng: random.Random) -> tuple[int, int, int, int, bool]:
-    return (rng.randint(1, 12), 16 * rng.randint(1, 32), rng.randint(50, 50_000), 2 ** rng.randint(4, 11),
-            rng.random() < 0.5)
+    return (
+        rng.randint(1, 12),
+        16 * rng.randint(1, 32),
+        rng.randint(50, 50_000),
+        2 ** rng.randint(4, 11),
+        rng.random() < 0.5,
+    )
 
 
-def _gpt_params_exercise(n_layer: int, n_embd: int, vocab_size: int, block_size: int, tied: bool) -> int:
+def _gpt_params_exercise(
+    n_layer: int, n_embd: int, vocab_size: int, block_size: int, tied: bool
+) -> int:
     """gpt_params(n_layer, n_embd, vocab_size, block_size, tied) -> int: the parameters of a
     GPT-2-style decoder (biases, learned positions, LayerNorms, a 4x MLP, a final LayerNorm), whose
     output head shares the token embedding when `tied` is True and is a separate V x d matrix if not."""
     return gpt_params(n_layer, n_embd, vocab_size, block_size, tied)
 
 
-register("00.gpt_params", _gpt_params_exercise, inputs=_shape_inputs, compare="exact",
-         fixed=((12, 768, 50257, 1024, True), (1, 2, 3, 4, False)),
-         hint="per block: attention q,k,v (d*3d + 3d) and output (d*d + d), MLP d*4d + 4d and 4d*d + d, two "
-         "LayerNorms (2d each); then token and position embeddings, the final LayerNorm (2d), and V*d "
-         "more when the head is not tied")
+register(
+    "00.gpt_params",
+    _gpt_params_exercise,
+    inputs=_shape_inputs,
+    compare="exact",
+    fixed=((12, 768, 50257, 1024, True), (1, 2, 3, 4, False)),
+    hint="per block: attention q,k,v (d*3d + 3d) and output (d*d + d), MLP d*4d + 4d and 4d*d + d, two "
+    "LayerNorms (2d each); then token and position embeddings, the final LayerNorm (2d), and V*d "
+    "more when the head is not tied",
+)

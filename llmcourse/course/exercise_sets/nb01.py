@@ -4,6 +4,7 @@
 function that does the job, imported from its topic module; a function defined here exists only for
 its exercise.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,10 +20,19 @@ def add_k_prob(count_hw: int, count_h: int, vocab_size: int, k: float) -> float:
     return (count_hw + k) / (count_h + k * vocab_size)
 
 
-register("01.add_k_prob", add_k_prob,
-         inputs=lambda r: (r.randint(0, 9), r.randint(10, 99), r.randint(2, 999), r.choice([1.0, 0.5, 0.01])),
-         rtol=1e-9, atol=0.0,
-         hint="every one of the V words gets k extra counts, so the context total grows by k * V")
+register(
+    "01.add_k_prob",
+    add_k_prob,
+    inputs=lambda r: (
+        r.randint(0, 9),
+        r.randint(10, 99),
+        r.randint(2, 999),
+        r.choice([1.0, 0.5, 0.01]),
+    ),
+    rtol=1e-9,
+    atol=0.0,
+    hint="every one of the V words gets k extra counts, so the context total grows by k * V",
+)
 
 
 def perplexity_of(probs: list[float]) -> float:
@@ -31,8 +41,14 @@ def perplexity_of(probs: list[float]) -> float:
     return math.exp(-sum(math.log(p) for p in probs) / len(probs))
 
 
-register("01.perplexity", perplexity_of, inputs=lambda r: ([r.uniform(1e-4, 1.0) for _ in range(r.randint(1, 20))],),
-         rtol=1e-9, atol=0.0, hint="average the log-probabilities first, then exponentiate the negative")
+register(
+    "01.perplexity",
+    perplexity_of,
+    inputs=lambda r: ([r.uniform(1e-4, 1.0) for _ in range(r.randint(1, 20))],),
+    rtol=1e-9,
+    atol=0.0,
+    hint="average the log-probabilities first, then exponentiate the negative",
+)
 
 
 def _bigram_inputs(r: random.Random) -> tuple[list[tuple[str, str]], str]:
@@ -46,5 +62,10 @@ def continuation_count(bigrams: list[tuple[str, str]], word: str) -> int:
     return len({a for a, b in bigrams if b == word})
 
 
-register("01.continuation_count", continuation_count, inputs=_bigram_inputs, compare="exact",
-         hint="count distinct left neighbours: a set of the bigrams' first words, not a list")
+register(
+    "01.continuation_count",
+    continuation_count,
+    inputs=_bigram_inputs,
+    compare="exact",
+    hint="count distinct left neighbours: a set of the bigrams' first words, not a list",
+)

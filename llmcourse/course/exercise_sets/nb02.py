@@ -4,6 +4,7 @@
 function that does the job, imported from its topic module; a function defined here exists only for
 its exercise.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,13 @@ def three_cos_add(vectors: np.ndarray, a: int, b: int, c: int) -> int:
     return int(scores.argmax())
 
 
-register("02.three_cos_add", three_cos_add, inputs=_analogy_inputs, compare="exact",
-         hint="normalise the rows first, and never answer a, b or c")
+register(
+    "02.three_cos_add",
+    three_cos_add,
+    inputs=_analogy_inputs,
+    compare="exact",
+    hint="normalise the rows first, and never answer a, b or c",
+)
 
 
 # ---------------------------------------------------------------- llmcourse/word2vec.py
@@ -44,9 +50,14 @@ def keep_probability(count: int, total: int, sample: float) -> float:
     return min(1.0, math.sqrt(sample / f) + sample / f)
 
 
-register("02.keep_probability", keep_probability,
-         inputs=lambda r: (r.randint(1, 10**6), 10**6, r.choice([1e-3, 1e-4, 1e-5])),
-         rtol=1e-9, atol=0.0, hint="f = count / total; the result is never above 1")
+register(
+    "02.keep_probability",
+    keep_probability,
+    inputs=lambda r: (r.randint(1, 10**6), 10**6, r.choice([1e-3, 1e-4, 1e-5])),
+    rtol=1e-9,
+    atol=0.0,
+    hint="f = count / total; the result is never above 1",
+)
 
 
 def _sgns_inputs(r):
@@ -61,5 +72,11 @@ def sgns_loss(v: torch.Tensor, u_pos: torch.Tensor, u_neg: torch.Tensor) -> torc
     return -F.logsigmoid(u_pos @ v) - F.logsigmoid(-(u_neg @ v)).sum()
 
 
-register("02.sgns_loss", sgns_loss, inputs=_sgns_inputs, rtol=1e-5, atol=1e-6,
-         hint="-log σ(x) is softplus(-x); the negatives' scores enter with a minus sign")
+register(
+    "02.sgns_loss",
+    sgns_loss,
+    inputs=_sgns_inputs,
+    rtol=1e-5,
+    atol=1e-6,
+    hint="-log σ(x) is softplus(-x); the negatives' scores enter with a minus sign",
+)

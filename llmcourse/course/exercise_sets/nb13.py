@@ -4,6 +4,7 @@
 function that does the job, imported from its topic module; a function defined here exists only for
 its exercise.
 """
+
 from __future__ import annotations
 
 import torch
@@ -19,13 +20,32 @@ def _metric_inputs(rng) -> tuple:
     return (*(torch.randn(B, generator=g) * 5 - 10 for _ in range(4)), rng.choice([0.1, 0.5, 1.0]))
 
 
-register("13.reward_metrics", reward_metrics, inputs=_metric_inputs, compare="allclose", rtol=1e-5, atol=1e-5,
-         fixed=((torch.tensor([-4.0, -6.0]), torch.tensor([-6.0, -5.0]), torch.tensor([-3.0, -6.0]),
-                 torch.tensor([-6.0, -6.0]), 0.5),  # pair 1: the policy prefers chosen, its reward does not
-                (torch.tensor([-2.0, -3.0]), torch.tensor([-4.0, -1.0]), torch.tensor([-2.0, -3.0]),
-                 torch.tensor([-4.0, -1.0]), 0.1)),  # policy = reference: every margin is 0
-         hint="implicit reward r = beta * (log pi - log ref) for each answer; accuracy = share of r_chosen > "
-              "r_rejected (strictly), margin = mean of r_chosen - r_rejected")
+register(
+    "13.reward_metrics",
+    reward_metrics,
+    inputs=_metric_inputs,
+    compare="allclose",
+    rtol=1e-5,
+    atol=1e-5,
+    fixed=(
+        (
+            torch.tensor([-4.0, -6.0]),
+            torch.tensor([-6.0, -5.0]),
+            torch.tensor([-3.0, -6.0]),
+            torch.tensor([-6.0, -6.0]),
+            0.5,
+        ),  # pair 1: the policy prefers chosen, its reward does not
+        (
+            torch.tensor([-2.0, -3.0]),
+            torch.tensor([-4.0, -1.0]),
+            torch.tensor([-2.0, -3.0]),
+            torch.tensor([-4.0, -1.0]),
+            0.1,
+        ),
+    ),  # policy = reference: every margin is 0
+    hint="implicit reward r = beta * (log pi - log ref) for each answer; accuracy = share of r_chosen > "
+    "r_rejected (strictly), margin = mean of r_chosen - r_rejected",
+)
 
 
 def _logprob_inputs(rng) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -37,11 +57,23 @@ def _logprob_inputs(rng) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return logits, torch.randint(0, V, (B, T), generator=g), mask
 
 
-register("13.sequence_logprob", sequence_logprob, inputs=_logprob_inputs, compare="allclose", rtol=1e-4, atol=1e-4,
-         fixed=((torch.tensor([[[1000.0, 0.0], [0.0, 1000.0], [5.0, 5.0], [0.0, 1000.0], [0.0, 0.0]]]),
-                 torch.tensor([[0, 0, 1, 0, 0]]), torch.tensor([[0, 1, 1, 1, 1]])),),  # 0 + 0 - log 2 - 1000
-         hint="logits[:, t] predict idx[:, t+1]: gather log_softmax(logits[:, :-1]) at idx[:, 1:], multiply by "
-              "mask[:, 1:], sum over t")
+register(
+    "13.sequence_logprob",
+    sequence_logprob,
+    inputs=_logprob_inputs,
+    compare="allclose",
+    rtol=1e-4,
+    atol=1e-4,
+    fixed=(
+        (
+            torch.tensor([[[1000.0, 0.0], [0.0, 1000.0], [5.0, 5.0], [0.0, 1000.0], [0.0, 0.0]]]),
+            torch.tensor([[0, 0, 1, 0, 0]]),
+            torch.tensor([[0, 1, 1, 1, 1]]),
+        ),
+    ),  # 0 + 0 - log 2 - 1000
+    hint="logits[:, t] predict idx[:, t+1]: gather log_softmax(logits[:, :-1]) at idx[:, 1:], multiply by "
+    "mask[:, 1:], sum over t",
+)
 
 
 # ---------------------------------------------------------------- llmcourse/sft.py
@@ -51,12 +83,32 @@ def _dpo_inputs(rng) -> tuple:
     return (*(torch.randn(B, generator=g) * 5 - 10 for _ in range(4)), rng.choice([0.1, 0.5, 1.0]))
 
 
-def dpo_loss_exercise(policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,
-                      ref_rejected: torch.Tensor, beta: float) -> torch.Tensor:
+def dpo_loss_exercise(
+    policy_chosen: torch.Tensor,
+    policy_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
     """dpo_loss(policy_chosen (B,), policy_rejected (B,), ref_chosen (B,), ref_rejected (B,), beta) -> scalar mean DPO loss."""
     return dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)[0]
 
 
-register("13.dpo_loss", dpo_loss_exercise, inputs=_dpo_inputs, compare="allclose", rtol=1e-5, atol=1e-6,
-         fixed=((torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]), 0.5),),
-         hint="loss = mean of -log sigmoid(beta * ((pc - rc) - (pr - rr))); use F.logsigmoid for stability")
+register(
+    "13.dpo_loss",
+    dpo_loss_exercise,
+    inputs=_dpo_inputs,
+    compare="allclose",
+    rtol=1e-5,
+    atol=1e-6,
+    fixed=(
+        (
+            torch.tensor([-1.0]),
+            torch.tensor([-3.0]),
+            torch.tensor([-2.0]),
+            torch.tensor([-2.0]),
+            0.5,
+        ),
+    ),
+    hint="loss = mean of -log sigmoid(beta * ((pc - rc) - (pr - rr))); use F.logsigmoid for stability",
+)

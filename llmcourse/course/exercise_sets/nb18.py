@@ -4,6 +4,7 @@
 function that does the job, imported from its topic module; a function defined here exists only for
 its exercise.
 """
+
 from __future__ import annotations
 
 import random
@@ -17,13 +18,21 @@ from llmcourse.tasks.domain import contaminated
 def _em_inputs(rng: random.Random) -> tuple[list[str], list[str]]:
     words = ["yes", "no", "maybe", "Dravilex treats ember cough", "two drops"]
     answers = [rng.choice(words) for _ in range(rng.randint(1, 6))]
-    noisy = [rng.choice([a, a.upper(), f"  {a}. ", a.replace(" ", "  "), rng.choice(words)]) for a in answers]
+    noisy = [
+        rng.choice([a, a.upper(), f"  {a}. ", a.replace(" ", "  "), rng.choice(words)])
+        for a in answers
+    ]
     return noisy, answers
 
 
-register("18.exact_match", exact_match, inputs=_em_inputs, compare="allclose",
-         fixed=((["Yes.", " no", "It is maybe"], ["yes", "no", "maybe"]),),
-         hint="compare after normalising: strip spaces and a final '.', collapse inner spaces, lower-case")
+register(
+    "18.exact_match",
+    exact_match,
+    inputs=_em_inputs,
+    compare="allclose",
+    fixed=((["Yes.", " no", "It is maybe"], ["yes", "no", "maybe"]),),
+    hint="compare after normalising: strip spaces and a final '.', collapse inner spaces, lower-case",
+)
 
 
 def _ppl_inputs(rng: random.Random) -> tuple[list[float], list[int]]:
@@ -31,21 +40,42 @@ def _ppl_inputs(rng: random.Random) -> tuple[list[float], list[int]]:
     return [c * rng.uniform(0.5, 4.0) for c in counts], counts
 
 
-register("18.pooled_perplexity", pooled_perplexity, inputs=_ppl_inputs, compare="allclose", rtol=1e-9, atol=0.0,
-         fixed=(([2.0, 30.0], [1, 10]),),
-         hint="exp(total nats / total tokens): pool first, exponentiate once; do not average per-window perplexities")
+register(
+    "18.pooled_perplexity",
+    pooled_perplexity,
+    inputs=_ppl_inputs,
+    compare="allclose",
+    rtol=1e-9,
+    atol=0.0,
+    fixed=(([2.0, 30.0], [1, 10]),),
+    hint="exp(total nats / total tokens): pool first, exponentiate once; do not average per-window perplexities",
+)
 
 
 # ---------------------------------------------------------------- llmcourse/tasks/domain.py
 def _overlap_inputs(rng: random.Random) -> tuple[list[str], str, int]:
-    vocab = "the dose of dravilex is two drops ember cough treats at noon one spoon river clay".split()
+    vocab = (
+        "the dose of dravilex is two drops ember cough treats at noon one spoon river clay".split()
+    )
     train = " ".join(rng.choice(vocab) for _ in range(rng.randint(5, 40)))
-    tests = [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 12))) for _ in range(rng.randint(1, 5))]
-    tests += [" ".join(train.split()[2:9]).upper() + "?"] if rng.random() < 0.5 else []  # a copied span
+    tests = [
+        " ".join(rng.choice(vocab) for _ in range(rng.randint(1, 12)))
+        for _ in range(rng.randint(1, 5))
+    ]
+    tests += (
+        [" ".join(train.split()[2:9]).upper() + "?"] if rng.random() < 0.5 else []
+    )  # a copied span
     return tests, train, rng.randint(2, 5)
 
 
-register("18.contaminated", contaminated, inputs=_overlap_inputs, compare="exact",
-         fixed=((["What does Dravilex treat?", "For EMBER cough, now."], "Dravilex treats ember cough.", 2),
-                (["a b"], "a b", 3)),
-         hint="lower-case, split into words (letters and digits), and compare sets of n consecutive words")
+register(
+    "18.contaminated",
+    contaminated,
+    inputs=_overlap_inputs,
+    compare="exact",
+    fixed=(
+        (["What does Dravilex treat?", "For EMBER cough, now."], "Dravilex treats ember cough.", 2),
+        (["a b"], "a b", 3),
+    ),
+    hint="lower-case, split into words (letters and digits), and compare sets of n consecutive words",
+)

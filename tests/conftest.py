@@ -1,0 +1,18 @@
+"""Shared fixtures for the unit tests (the repository-root conftest.py holds the notebooks' hooks).
+
+The tiny model configs themselves live in tests/tiny.py, so that a test module can use them at import
+time (in a parametrize list, a module constant) with `from tiny import TINY_GPT`; pytest puts this
+folder on sys.path because this conftest.py is here. The fixtures below hand out fresh models built
+from them.
+"""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def tiny_gpt_model():
+    """A fresh GPT of tiny.TINY_GPT's sizes, seeded (0) and in eval mode; tests may change it freely."""
+    import tiny
+
+    return tiny.tiny_gpt()
