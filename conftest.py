@@ -8,6 +8,7 @@ each one we set
 When `LLMCOURSE_METRICS_FILE` is set (scripts/test.sh sets it), each notebook's outcome is appended
 there too, so `tests/check_headlines.py` knows which notebooks ran and checks their headlines.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,9 @@ from pathlib import Path
 import pytest
 
 
-_METRICS_FILE = os.environ.get("LLMCOURSE_METRICS_FILE", "")  # as scripts/test.sh set it, before any test ran
+_METRICS_FILE = os.environ.get(
+    "LLMCOURSE_METRICS_FILE", ""
+)  # as scripts/test.sh set it, before any test ran
 
 
 def _is_notebook(item) -> bool:
@@ -34,7 +37,9 @@ def pytest_runtest_setup(item):
     item._llmcourse_ckpt = tempfile.mkdtemp(prefix=f"llmcourse-ckpt-{stem}-")
     os.environ["LLMCOURSE_NOTEBOOK"] = stem
     os.environ["LLMCOURSE_CKPT_DIR"] = item._llmcourse_ckpt
-    os.environ["LLMCOURSE_METRICS_FILE"] = _METRICS_FILE  # whatever a unit test in this worker did to it
+    os.environ["LLMCOURSE_METRICS_FILE"] = (
+        _METRICS_FILE  # whatever a unit test in this worker did to it
+    )
 
 
 def pytest_runtest_teardown(item):
@@ -48,7 +53,11 @@ def pytest_runtest_logreport(report):
     path = _METRICS_FILE
     if not path or report.when != "call" or not report.nodeid.split("::")[0].endswith(".ipynb"):
         return
-    record = {"notebook": Path(report.nodeid.split("::")[0]).stem, "kind": "ran", "outcome": report.outcome,
-              "seconds": round(report.duration, 1)}
+    record = {
+        "notebook": Path(report.nodeid.split("::")[0]).stem,
+        "kind": "ran",
+        "outcome": report.outcome,
+        "seconds": round(report.duration, 1),
+    }
     with open(path, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")

@@ -23,12 +23,13 @@ if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null 
     echo "test: no Chromium found: the chat-page browser test is skipped (install chromium, or set LLMCOURSE_CHROMIUM)"
   fi
 fi
-# Style first (seconds): the package, scripts and benchmarks are ruff-formatted and pass ruff's checks
-# (configuration in pyproject.toml; `ruff format llmcourse scripts benchmarks` fixes the formatting).
+# Style first (seconds): the package, tests, scripts and benchmarks are ruff-formatted and pass ruff's
+# checks (configuration in pyproject.toml; `ruff format` with the same paths fixes the formatting).
+style_paths=(llmcourse tests conftest.py scripts benchmarks)
 if [ "$#" = 0 ]; then
-  ruff format --check --quiet llmcourse scripts benchmarks \
-    || { echo "test: run 'ruff format llmcourse scripts benchmarks'"; exit 1; }
-  ruff check --quiet llmcourse scripts benchmarks
+  ruff format --check --quiet "${style_paths[@]}" \
+    || { echo "test: run 'ruff format ${style_paths[*]}'"; exit 1; }
+  ruff check --quiet "${style_paths[@]}"
 fi
 workers="${LLMCOURSE_TEST_WORKERS:-2}"
 # Each notebook records its headline (and the baseline it must beat) here; conftest.py gives each one

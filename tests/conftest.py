@@ -5,6 +5,7 @@ time (in a parametrize list, a module constant) with `from tiny import TINY_GPT`
 folder on sys.path because this conftest.py is here. The fixtures below hand out fresh models built
 from them.
 """
+
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,5 @@
 """The capstone's stages: batches, copies, evaluation, export, for the course GPT and a Hugging Face model."""
+
 import math
 
 import pytest
@@ -14,9 +15,11 @@ from llmcourse.tasks.instructions import Example
 from llmcourse.runtime import detect
 from llmcourse.sft import chat_tokenizer
 
-QA = [Example("t", "Dravilex: what does it treat?", "Dravilex treats ember cough."),
-      Example("t", "Ombrisol: what is its dose?", "A dose of Ombrisol is one spoon."),
-      Example("t", "Brastik: when is it taken?", "Brastik is taken before bed.")]
+QA = [
+    Example("t", "Dravilex: what does it treat?", "Dravilex treats ember cough."),
+    Example("t", "Ombrisol: what is its dose?", "A dose of Ombrisol is one spoon."),
+    Example("t", "Brastik: when is it taken?", "Brastik is taken before bed."),
+]
 TEXT = " ".join(e.prompt + " " + e.answer for e in QA) * 3
 
 
@@ -25,17 +28,25 @@ def course():
     tok = chat_tokenizer(TEXT, 256 + 60 + len(SPECIAL_TOKENS))
     lm = adapt.CourseChat(tok, block_size=40)
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=40, n_layer=1, n_head=2, n_embd=32, dropout=0.0))
+    model = GPT(
+        GPTConfig(
+            vocab_size=tok.vocab_size, block_size=40, n_layer=1, n_head=2, n_embd=32, dropout=0.0
+        )
+    )
     return lm, model
 
 
 def test_sampler_mixes_chat_rows_and_replay_windows(course):
     lm, _ = course
     replay = adapt.encode_docs(lm, [TEXT])
-    x, y = adapt.sampler(lm, 8, rows=lm.chat_rows(QA), replay_ids=replay, mix=0.25)(torch.Generator().manual_seed(0))
+    x, y = adapt.sampler(lm, 8, rows=lm.chat_rows(QA), replay_ids=replay, mix=0.25)(
+        torch.Generator().manual_seed(0)
+    )
     assert x.shape == y.shape and x.shape[0] == 8 and x.shape[1] <= lm.block_size
     masked = (y == IGNORE).sum(1)
-    assert (masked[:6] > 0).all() and ((y[:6] != IGNORE).sum(1) > 0).all()  # chat rows: only the answer trained
+    assert (masked[:6] > 0).all() and (
+        (y[:6] != IGNORE).sum(1) > 0
+    ).all()  # chat rows: only the answer trained
     assert (masked[6:] == 0).all()  # 2 replay windows: every position trained
     assert torch.equal(x[6:, 1:], y[6:, :-1])  # next-token targets
 
@@ -43,9 +54,15 @@ def test_sampler_mixes_chat_rows_and_replay_windows(course):
 def test_sampler_for_continued_pretraining_is_next_token_windows(course):
     lm, _ = course
     ids = adapt.encode_docs(lm, [TEXT, TEXT[::-1]])
-    assert ids[-1].item() == lm.end_id and (ids == lm.end_id).sum() == 2  # documents end with the end id
+    assert (
+        ids[-1].item() == lm.end_id and (ids == lm.end_id).sum() == 2
+    )  # documents end with the end id
     x, y = adapt.sampler(lm, 4, text_ids=ids)(torch.Generator().manual_seed(1))
-    assert x.shape == (4, lm.block_size) and not (y == IGNORE).any() and torch.equal(x[:, 1:], y[:, :-1])
+    assert (
+        x.shape == (4, lm.block_size)
+        and not (y == IGNORE).any()
+        and torch.equal(x[:, 1:], y[:, :-1])
+    )
     with pytest.raises(ValueError, match="either"):
         adapt.sampler(lm, 4, rows=lm.chat_rows(QA), text_ids=ids)
 
@@ -54,14 +71,22 @@ def test_stages_return_copies_and_learn_the_answers(course):
     """SFT on three questions: exact match goes 0 -> 1 on them, the input model is left untouched, and
     the same evaluation gives 0 for the untrained model. (A learning test: the loss must fall.)"""
     lm, model = course
-    cfg = adapt.CapstoneConfig.for_size("smoke", sft_steps=120, sft_lr=1e-2, sft_batch_size=6, seed=0)
+    cfg = adapt.CapstoneConfig.for_size(
+        "smoke", sft_steps=120, sft_lr=1e-2, sft_batch_size=6, seed=0
+    )
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ids = adapt.encode_docs(lm, [TEXT])
-    tuned, hist = adapt.finetune(cfg, lm, model, examples=QA, replay_ids=ids, method="full", runtime=detect("cpu"))
+    tuned, hist = adapt.finetune(
+        cfg, lm, model, examples=QA, replay_ids=ids, method="full", runtime=detect("cpu")
+    )
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     assert hist.train_loss[-1] < 0.3 * hist.train_loss[0]
-    after = adapt.evaluate_stage(lm, tuned, domain_ids=ids, general_ids=ids, test=QA, max_new_tokens=16)
-    start = adapt.evaluate_stage(lm, model, domain_ids=ids, general_ids=ids, test=QA, max_new_tokens=16)
+    after = adapt.evaluate_stage(
+        lm, tuned, domain_ids=ids, general_ids=ids, test=QA, max_new_tokens=16
+    )
+    start = adapt.evaluate_stage(
+        lm, model, domain_ids=ids, general_ids=ids, test=QA, max_new_tokens=16
+    )
     assert after["held-out EM"] == 1.0 and start["held-out EM"] == 0.0
     assert 1.0 < after["domain ppl"] < start["domain ppl"] and math.isfinite(after["general ppl"])
 
@@ -71,8 +96,15 @@ def test_lora_stage_trains_adapters_only_and_exports_merged(course, tmp_path):
 
     lm, model = course
     cfg = adapt.CapstoneConfig.for_size("smoke", sft_steps=3, lora_r=2)
-    tuned, _ = adapt.finetune(cfg, lm, model, examples=QA, replay_ids=adapt.encode_docs(lm, [TEXT]), method="lora",
-                               runtime=detect("cpu"))
+    tuned, _ = adapt.finetune(
+        cfg,
+        lm,
+        model,
+        examples=QA,
+        replay_ids=adapt.encode_docs(lm, [TEXT]),
+        method="lora",
+        runtime=detect("cpu"),
+    )
     assert lora.lora_layers(tuned) and not lora.lora_layers(model)
     report = lora.trainable_report(tuned)
     assert 0 < report["trainable"] < 0.25 * report["total"]
@@ -83,7 +115,9 @@ def test_lora_stage_trains_adapters_only_and_exports_merged(course, tmp_path):
     assert isinstance(backend, CourseBackend)
     idx = torch.tensor([lm.chat_rows(QA[:1])[0][0]])
     with torch.no_grad():
-        torch.testing.assert_close(backend.model(idx)[0], tuned.eval()(idx)[0], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            backend.model(idx)[0], tuned.eval()(idx)[0], atol=1e-4, rtol=1e-4
+        )
 
 
 def test_config_phases():
@@ -109,12 +143,22 @@ def tiny_hf():
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
-    hf_tok.chat_template = ("{% for m in messages %}<{{ m.role }}>{{ m.content }}<eos>{% endfor %}"
-                            "{% if add_generation_prompt %}<assistant>{% endif %}")
+    hf_tok.chat_template = (
+        "{% for m in messages %}<{{ m.role }}>{{ m.content }}<eos>{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(hf_tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=128,
-                      eos_token_id=hf_tok.eos_token_id, pad_token_id=hf_tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(hf_tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=128,
+        eos_token_id=hf_tok.eos_token_id,
+        pad_token_id=hf_tok.pad_token_id,
+    )
     return HFCausalLM(LlamaForCausalLM(cfg).eval()), adapt.HFChat(hf_tok, block_size=32)
 
 
@@ -125,19 +169,29 @@ def test_hf_chat_model_goes_through_the_same_stages(tiny_hf, tmp_path):
     model, lm = tiny_hf
     ids, mask = lm.chat_rows(QA[:1])[0]
     answer = lm.tokenizer.decode([i for i, m in zip(ids, mask) if m])
-    assert answer == QA[0].answer + "<eos>"  # the assistant's words and its end token are trained, nothing else
+    assert (
+        answer == QA[0].answer + "<eos>"
+    )  # the assistant's words and its end token are trained, nothing else
     text_ids = adapt.encode_docs(lm, [TEXT])
     cfg = adapt.CapstoneConfig.for_size("smoke", cpt_steps=2, sft_steps=2, lora_r=2, block_size=32)
-    cpt, _ = adapt.continued_pretraining(cfg, lm, model, domain_ids=text_ids, general_ids=text_ids, runtime=detect("cpu"))
-    tuned, hist = adapt.finetune(cfg, lm, cpt, examples=QA, replay_ids=text_ids, method="lora", runtime=detect("cpu"))
+    cpt, _ = adapt.continued_pretraining(
+        cfg, lm, model, domain_ids=text_ids, general_ids=text_ids, runtime=detect("cpu")
+    )
+    tuned, hist = adapt.finetune(
+        cfg, lm, cpt, examples=QA, replay_ids=text_ids, method="lora", runtime=detect("cpu")
+    )
     assert all(math.isfinite(x) for x in hist.train_loss)
-    row = adapt.evaluate_stage(lm, tuned, domain_ids=text_ids, general_ids=text_ids, test=QA[:2], max_new_tokens=4)
+    row = adapt.evaluate_stage(
+        lm, tuned, domain_ids=text_ids, general_ids=text_ids, test=QA[:2], max_new_tokens=4
+    )
     assert math.isfinite(row["domain ppl"]) and row["held-out EM"] in (0.0, 0.5, 1.0)
     assert isinstance(lm.complete(tuned, "Dravilex", 3), str)
     backend = load_backend(lm.export(tuned, tmp_path / "hf"), device="cpu")
-    assert isinstance(backend, CourseBackend) and isinstance(backend.model, Llama)  # served by our own Llama
+    assert isinstance(backend, CourseBackend) and isinstance(
+        backend.model, Llama
+    )  # served by our own Llama
     served, _ = backend.chat_ids([{"role": "user", "content": QA[0].prompt}])
-    assert ids[:len(served)] == served  # the server builds the prompt SFT trained on
+    assert ids[: len(served)] == served  # the server builds the prompt SFT trained on
 
 
 # ----------------------------------------------------------------------------------------- exercises
@@ -148,20 +202,38 @@ def _em(predictions, answers):
     return sum(norm(p) == norm(a) for p, a in zip(predictions, answers)) / len(answers)
 
 
-@pytest.mark.parametrize("name, fn", [
-    ("18.exact_match", _em),
-    ("18.pooled_perplexity", lambda nll, n: math.exp(sum(nll) / sum(n))),
-])
+@pytest.mark.parametrize(
+    "name, fn",
+    [
+        ("18.exact_match", _em),
+        ("18.pooled_perplexity", lambda nll, n: math.exp(sum(nll) / sum(n))),
+    ],
+)
 def test_exercises_accept_correct_solutions(name, fn):
     exercises.check(name, fn, trials=20)
 
 
-@pytest.mark.parametrize("name, wrong", [
-    ("18.exact_match", lambda p, a: sum(x == y for x, y in zip(p, a)) / len(a)),  # no normalising
-    ("18.exact_match", lambda p, a: sum(x.lower() == y.lower() for x, y in zip(p, a)) / len(a)),  # case only
-    ("18.pooled_perplexity", lambda nll, n: sum(math.exp(s / c) for s, c in zip(nll, n)) / len(n)),  # mean of ppls
-    ("18.pooled_perplexity", lambda nll, n: math.exp(sum(nll) / len(n))),  # per window, not per token
-])
+@pytest.mark.parametrize(
+    "name, wrong",
+    [
+        (
+            "18.exact_match",
+            lambda p, a: sum(x == y for x, y in zip(p, a)) / len(a),
+        ),  # no normalising
+        (
+            "18.exact_match",
+            lambda p, a: sum(x.lower() == y.lower() for x, y in zip(p, a)) / len(a),
+        ),  # case only
+        (
+            "18.pooled_perplexity",
+            lambda nll, n: sum(math.exp(s / c) for s, c in zip(nll, n)) / len(n),
+        ),  # mean of ppls
+        (
+            "18.pooled_perplexity",
+            lambda nll, n: math.exp(sum(nll) / len(n)),
+        ),  # per window, not per token
+    ],
+)
 def test_exercises_reject_typical_mistakes(name, wrong):
     with pytest.raises(ExerciseError):
         exercises.check(name, wrong, trials=20, seed=3)

@@ -1,4 +1,5 @@
 """Attention written out vs torch's fused function and nn.MultiheadAttention; masks; causality."""
+
 import math
 
 import pytest
@@ -77,8 +78,15 @@ def test_dropout_is_reproducible_and_unbiased_in_expectation():
 
 
 def test_masks_golden():
-    assert causal_mask(3).tolist() == [[True, False, False], [True, True, False], [True, True, True]]
-    assert padding_mask(torch.tensor([1, 3]), 3).tolist() == [[True, False, False], [True, True, True]]
+    assert causal_mask(3).tolist() == [
+        [True, False, False],
+        [True, True, False],
+        [True, True, True],
+    ]
+    assert padding_mask(torch.tensor([1, 3]), 3).tolist() == [
+        [True, False, False],
+        [True, True, True],
+    ]
     m = combine_masks(causal_mask(3), padding_mask([2, 3], 3))
     assert m.shape == (2, 1, 3, 3) and m[0, 0, 2].tolist() == [True, True, False]
 
@@ -127,8 +135,12 @@ def test_mha_causal_self_with_padding_equals_torch():
 
 
 @settings(max_examples=25, deadline=None)
-@given(T=st.integers(2, 8), t=st.integers(0, 7), n_head=st.sampled_from([1, 2, 4]),
-       seed=st.integers(0, 2**16))
+@given(
+    T=st.integers(2, 8),
+    t=st.integers(0, 7),
+    n_head=st.sampled_from([1, 2, 4]),
+    seed=st.integers(0, 2**16),
+)
 def test_causal_mask_hides_the_future(T, t, n_head, seed):
     """Perturbing inputs at positions > t never changes outputs at positions <= t."""
     t = t % T
@@ -137,11 +149,11 @@ def test_causal_mask_hides_the_future(T, t, n_head, seed):
     mha = MultiHeadAttention(8, n_head).eval()
     x = torch.randn(2, T, 8, generator=g)
     x2 = x.clone()
-    x2[:, t + 1:] += 10 * torch.randn(2, T - t - 1, 8, generator=g)
+    x2[:, t + 1 :] += 10 * torch.randn(2, T - t - 1, 8, generator=g)
     y, y2 = mha(x, attn_mask=causal_mask(T)), mha(x2, attn_mask=causal_mask(T))
-    torch.testing.assert_close(y[:, :t + 1], y2[:, :t + 1], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(y[:, : t + 1], y2[:, : t + 1], atol=1e-6, rtol=1e-6)
     if t + 1 < T:  # and the future does matter without the mask (the test can fail)
-        assert not torch.allclose(mha(x)[:, :t + 1], mha(x2)[:, :t + 1])
+        assert not torch.allclose(mha(x)[:, : t + 1], mha(x2)[:, : t + 1])
 
 
 def test_exercises():
@@ -166,9 +178,15 @@ def test_exercises():
 def test_exercise_padding_mask_catches_off_by_one():
     from llmcourse.course import exercises
 
-    exercises.check("04.padding_mask", lambda lengths, T: torch.arange(T)[None] < lengths[:, None], trials=10)
-    with pytest.raises(exercises.ExerciseError, match="case 1 of .*wrong values"):  # <=: one pad too many
-        exercises.check("04.padding_mask", lambda lengths, T: torch.arange(T)[None] <= lengths[:, None])
+    exercises.check(
+        "04.padding_mask", lambda lengths, T: torch.arange(T)[None] < lengths[:, None], trials=10
+    )
+    with pytest.raises(
+        exercises.ExerciseError, match="case 1 of .*wrong values"
+    ):  # <=: one pad too many
+        exercises.check(
+            "04.padding_mask", lambda lengths, T: torch.arange(T)[None] <= lengths[:, None]
+        )
 
 
 def test_exercise_split_heads_catches_view_without_transpose():
@@ -179,6 +197,8 @@ def test_exercise_split_heads_catches_view_without_transpose():
 
     x = torch.arange(24.0).view(1, 3, 8)
     assert split_heads(x, 2)[0, 0].tolist() == [[0, 1, 2, 3], [8, 9, 10, 11], [16, 17, 18, 19]]
-    exercises.check("04.split_heads", lambda x, h: x.unflatten(-1, (h, -1)).permute(0, 2, 1, 3), trials=10)
+    exercises.check(
+        "04.split_heads", lambda x, h: x.unflatten(-1, (h, -1)).permute(0, 2, 1, 3), trials=10
+    )
     with pytest.raises(exercises.ExerciseError, match="case 1 of .*wrong values"):
         exercises.check("04.split_heads", lambda x, h: x.reshape(x.shape[0], h, x.shape[1], -1))

@@ -1,4 +1,5 @@
 """Multiple-choice items, formats, scoring (the length bias), and the 16.choose_normalised exercise."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -33,7 +34,10 @@ def test_builtin_items_are_well_formed():
 def test_formats_render():
     item = MCItem("2+2?", ("3", "4"), 1)
     assert [benchmarks.render(item, f) for f in FORMATS] == [
-        "Question: 2+2?\nAnswer:", "2+2?", "2+2?\nChoices:\n- 3\n- 4\nThe correct choice is:"]
+        "Question: 2+2?\nAnswer:",
+        "2+2?",
+        "2+2?\nChoices:\n- 3\n- 4\nThe correct choice is:",
+    ]
 
 
 def test_raw_sum_prefers_short_options():
@@ -77,10 +81,19 @@ def test_score_options_matches_multiple_choice_and_crops_for_short_contexts():
     from llmcourse.gpt import GPT, GPTConfig
 
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=128, block_size=16, n_layer=1, n_head=2, n_embd=16, dropout=0.0))
+    model = GPT(
+        GPTConfig(vocab_size=128, block_size=16, n_layer=1, n_head=2, n_embd=16, dropout=0.0)
+    )
     out = benchmarks.score_options(model, encode, "short q", [" ab", " abcd"])
     ref = multiple_choice(model, encode, "short q", [" ab", " abcd"])
-    assert out["scores"] == pytest.approx(ref["scores"], abs=1e-5) and out["choice_norm"] == ref["choice_norm"]
-    long = benchmarks.score_options(model, encode, "x" * 40, [" ab", " abcd"])  # 40 + 5 > 16: cropped
-    cropped = multiple_choice(model, encode, "x" * 12, [" abcd"])["scores"][0]  # 12 + 5 = 16 + 1 ids
+    assert (
+        out["scores"] == pytest.approx(ref["scores"], abs=1e-5)
+        and out["choice_norm"] == ref["choice_norm"]
+    )
+    long = benchmarks.score_options(
+        model, encode, "x" * 40, [" ab", " abcd"]
+    )  # 40 + 5 > 16: cropped
+    cropped = multiple_choice(model, encode, "x" * 12, [" abcd"])["scores"][
+        0
+    ]  # 12 + 5 = 16 + 1 ids
     assert long["scores"][1] == pytest.approx(cropped, abs=1e-5)

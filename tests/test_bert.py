@@ -1,5 +1,6 @@
 """The course BERT: shapes and tying, bidirectional attention, padding, exact Hugging Face
 equivalence, parameter arithmetic for BERT-Base/Large, and a tiny MLM that learns."""
+
 import math
 
 import pytest
@@ -10,10 +11,24 @@ from transformers import BertForPreTraining as HFBertForPreTraining
 from transformers import BertForSequenceClassification as HFBertForSequenceClassification
 from transformers import BertModel as HFBertModel
 
-from llmcourse.bert import (BertConfig, BertForMaskedLM, BertForPreTraining, BertForSequenceClassification,
-                            BertModel, PreTrainingLogits, bert_param_breakdown, bert_params)
+from llmcourse.bert import (
+    BertConfig,
+    BertForMaskedLM,
+    BertForPreTraining,
+    BertForSequenceClassification,
+    BertModel,
+    PreTrainingLogits,
+    bert_param_breakdown,
+    bert_params,
+)
 from llmcourse.convert import bert_from_hf
-from llmcourse.mlm import SpecialTokens, fixed_batches, mlm_accuracy, pretraining_batches, unigram_baseline
+from llmcourse.mlm import (
+    SpecialTokens,
+    fixed_batches,
+    mlm_accuracy,
+    pretraining_batches,
+    unigram_baseline,
+)
 from llmcourse.runtime import detect
 
 from tiny import TINY_BERT, tiny_bert
@@ -94,12 +109,16 @@ def test_bert_attention_agrees_with_the_course_multi_head_attention():
     torch.manual_seed(0)
     ours = BertSelfAttention(TINY_BERT).eval()
     mha = MultiHeadAttention(TINY_BERT.n_embd, TINY_BERT.n_head).eval()
-    mha.load_state_dict(ours.state_dict())  # q_proj, k_proj, v_proj, out_proj: the same names and shapes
+    mha.load_state_dict(
+        ours.state_dict()
+    )  # q_proj, k_proj, v_proj, out_proj: the same names and shapes
     x = torch.randn(3, 16, TINY_BERT.n_embd)
     _, _, mask = padded_batch()
     torch.testing.assert_close(ours(x), mha(x))
     torch.testing.assert_close(ours(x, key_padding_mask(mask)), mha(x, key_mask=mask.bool()))
-    assert not torch.allclose(ours(x, key_padding_mask(mask))[1, 0], ours(x)[1, 0])  # the mask matters
+    assert not torch.allclose(
+        ours(x, key_padding_mask(mask))[1, 0], ours(x)[1, 0]
+    )  # the mask matters
 
 
 def _random_hf(cls, hc):
@@ -112,8 +131,14 @@ def _random_hf(cls, hc):
     return hf
 
 
-HF_TINY = dict(vocab_size=101, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-               intermediate_size=48, max_position_embeddings=24)
+HF_TINY = dict(
+    vocab_size=101,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=48,
+    max_position_embeddings=24,
+)
 
 
 @pytest.mark.parametrize("hf_cls", [HFBertForMaskedLM, HFBertForPreTraining])
@@ -141,20 +166,36 @@ def test_conversion_refuses_other_variants():
         bert_from_hf(HFBertModel(HFBertConfig(**HF_TINY)))
 
 
-BASE = BertConfig(vocab_size=30522, max_position=512, n_layer=12, n_head=12, n_embd=768, intermediate=3072)
-LARGE = BertConfig(vocab_size=30522, max_position=512, n_layer=24, n_head=16, n_embd=1024, intermediate=4096)
+BASE = BertConfig(
+    vocab_size=30522, max_position=512, n_layer=12, n_head=12, n_embd=768, intermediate=3072
+)
+LARGE = BertConfig(
+    vocab_size=30522, max_position=512, n_layer=24, n_head=16, n_embd=1024, intermediate=4096
+)
 
 
 def _hf_config(cfg):
-    return HFBertConfig(vocab_size=cfg.vocab_size, max_position_embeddings=cfg.max_position,
-                        num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head, hidden_size=cfg.n_embd,
-                        intermediate_size=cfg.intermediate, type_vocab_size=cfg.type_vocab_size)
+    return HFBertConfig(
+        vocab_size=cfg.vocab_size,
+        max_position_embeddings=cfg.max_position,
+        num_hidden_layers=cfg.n_layer,
+        num_attention_heads=cfg.n_head,
+        hidden_size=cfg.n_embd,
+        intermediate_size=cfg.intermediate,
+        type_vocab_size=cfg.type_vocab_size,
+    )
 
 
 @pytest.mark.parametrize("cfg", [BASE, LARGE], ids=["base", "large"])
-@pytest.mark.parametrize("head, hf_cls", [("encoder", HFBertModel), ("mlm", HFBertForMaskedLM),
-                                          ("pretraining", HFBertForPreTraining),
-                                          ("classifier", HFBertForSequenceClassification)])
+@pytest.mark.parametrize(
+    "head, hf_cls",
+    [
+        ("encoder", HFBertModel),
+        ("mlm", HFBertForMaskedLM),
+        ("pretraining", HFBertForPreTraining),
+        ("classifier", HFBertForSequenceClassification),
+    ],
+)
 def test_param_count_equals_hugging_face_exactly(cfg, head, hf_cls):
     with torch.device("meta"):  # shapes only: no memory, no initialisation time
         hf = hf_cls(_hf_config(cfg))
@@ -166,9 +207,15 @@ def test_bert_base_and_large_are_the_papers_110m_and_340m():
     assert abs(bert_params(LARGE) / 340e6 - 1) < 0.02  # 335,141,888: the paper rounds to "340M"
 
 
-@pytest.mark.parametrize("cls, head", [(BertModel, "encoder"), (BertForMaskedLM, "mlm"),
-                                       (BertForPreTraining, "pretraining"),
-                                       (BertForSequenceClassification, "classifier")])
+@pytest.mark.parametrize(
+    "cls, head",
+    [
+        (BertModel, "encoder"),
+        (BertForMaskedLM, "mlm"),
+        (BertForPreTraining, "pretraining"),
+        (BertForSequenceClassification, "classifier"),
+    ],
+)
 def test_param_count_equals_our_models(cls, head):
     model = cls(TINY_BERT)
     assert bert_params(TINY_BERT, head) == sum(p.numel() for p in model.parameters())
@@ -196,15 +243,25 @@ def test_learning_happens_mlm_beats_the_unigram_baseline():
     def sentence():
         k = int(torch.randint(10, (1,), generator=g))
         return [5 + k, 15 + k, 25 + 2 * k + int(torch.randint(2, (1,), generator=g))]
+
     docs = [[sentence() for _ in range(6)] for _ in range(60)]
     train_docs, val_docs = docs[:50], docs[50:]
-    cfg = BertConfig(vocab_size=45, max_position=20, n_layer=2, n_head=2, n_embd=32, intermediate=64, dropout=0.0)
+    cfg = BertConfig(
+        vocab_size=45, max_position=20, n_layer=2, n_head=2, n_embd=32, intermediate=64, dropout=0.0
+    )
     torch.manual_seed(0)
     model = BertForMaskedLM(cfg)
     train = pretraining_batches(train_docs, batch_size=16, max_len=20, special=sp, nsp=False)
     val = fixed_batches(pretraining_batches(val_docs, 16, 20, sp, nsp=False), 4)
-    tc = TrainConfig(max_steps=150, lr=1e-2, warmup_steps=10, eval_every=0, eval_batches=2, ckpt_every=0,
-                     weight_decay=0.0)
+    tc = TrainConfig(
+        max_steps=150,
+        lr=1e-2,
+        warmup_steps=10,
+        eval_every=0,
+        eval_batches=2,
+        ckpt_every=0,
+        weight_decay=0.0,
+    )
     fit(model, train, tc, runtime=detect("cpu"), progress=False)
     train_ids = [t for d in train_docs for s in d for t in s]
     base = unigram_baseline(train_ids, val, 45, sp)
@@ -216,8 +273,19 @@ def test_learning_happens_mlm_beats_the_unigram_baseline():
 def test_exercise_accepts_a_correct_count_and_rejects_a_missing_pooler():
     from llmcourse.course import exercises
 
-    def mine(V, P, L, C, I):
-        return (V + P + 2) * C + 2 * C + L * (4 * C * C + 4 * C + 2 * C * I + I + C + 4 * C) + C * C + C
+    def mine(V, P, L, C, I):  # noqa: E741 (the exercise's own names)
+        return (
+            (V + P + 2) * C
+            + 2 * C
+            + L * (4 * C * C + 4 * C + 2 * C * I + I + C + 4 * C)
+            + C * C
+            + C
+        )
+
     exercises.check("07.bert_encoder_params", mine, seed=0)
     with pytest.raises(exercises.ExerciseError, match="wrong value"):
-        exercises.check("07.bert_encoder_params", lambda V, P, L, C, I: mine(V, P, L, C, I) - C * C - C, seed=0)
+        exercises.check(
+            "07.bert_encoder_params",
+            lambda V, P, L, C, I: mine(V, P, L, C, I) - C * C - C,  # noqa: E741
+            seed=0,
+        )

@@ -1,5 +1,6 @@
 """Byte-level BPE: golden case, round trip, naive == incremental training, Hugging Face `tokenizers`
 reference, special tokens, determinism, save/load."""
+
 import doctest
 import random
 
@@ -18,7 +19,9 @@ tokenizers = pytest.importorskip("tokenizers")  # a dependency of transformers: 
 SPECIALS = ["<|endoftext|>", "<|user|>", "<|assistant|>"]
 # any Unicode text Python can encode: every category except surrogates (UTF-8 cannot hold them)
 any_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=60)
-HYP = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+HYP = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,12 @@ def trained(corpus):
     regex_tok.train(corpus, vocab_size=256 + 300 + len(SPECIALS))
     gpt2_tok = RegexBPE(pattern=GPT2_SPLIT_PATTERN)
     gpt2_tok.train(corpus, vocab_size=256 + 200)
-    return {"Tokenizer": base, "ByteBPE": byte_tok, "RegexBPE": regex_tok, "RegexBPE-gpt2": gpt2_tok}
+    return {
+        "Tokenizer": base,
+        "ByteBPE": byte_tok,
+        "RegexBPE": regex_tok,
+        "RegexBPE-gpt2": gpt2_tok,
+    }
 
 
 def test_doctests():
@@ -67,8 +75,21 @@ def test_golden_aaabdaaabac(naive):
 
 
 @pytest.mark.parametrize("name", ["Tokenizer", "ByteBPE", "RegexBPE", "RegexBPE-gpt2"])
-@pytest.mark.parametrize("text", ["", "a", " ", "hello world", "😀👍🏽👨‍👩‍👧", "你好，世界。", "Привет мир 123",
-                                  "\x00\x01\x1b\t\r\n\x7f\u200b\ufeff", "a<|endoftext|>b", "  \n\n  1234567 ..."])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "a",
+        " ",
+        "hello world",
+        "😀👍🏽👨‍👩‍👧",
+        "你好，世界。",
+        "Привет мир 123",
+        "\x00\x01\x1b\t\r\n\x7f\u200b\ufeff",
+        "a<|endoftext|>b",
+        "  \n\n  1234567 ...",
+    ],
+)
 def test_round_trip_tricky(trained, name, text):
     tok = trained[name]
     assert tok.decode(tok.encode(text)) == text
@@ -149,7 +170,10 @@ def test_special_tokens_are_one_id_and_follow_the_merges(trained):
         assert tok.encode(s, allowed_special="none") != [tok.special_tokens[s]]
         assert tok.special_tokens[s] not in tok.encode(s, allowed_special="none")
     ids = tok.encode("hi<|user|>yo<|endoftext|>", allowed_special={"<|user|>"})
-    assert ids.count(tok.special_tokens["<|user|>"]) == 1 and tok.special_tokens["<|endoftext|>"] not in ids
+    assert (
+        ids.count(tok.special_tokens["<|user|>"]) == 1
+        and tok.special_tokens["<|endoftext|>"] not in ids
+    )
     user = tok.special_tokens["<|user|>"]
     assert ids == tok.encode("hi") + [user] + tok.encode("yo<|endoftext|>", allowed_special="none")
     with pytest.raises(ValueError):
@@ -158,7 +182,9 @@ def test_special_tokens_are_one_id_and_follow_the_merges(trained):
     assert not any(b"<|" in tok.vocab[i] for i in tok.merges.values())
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.one_of(any_text, st.sampled_from(SPECIALS)), max_size=8))
 def test_special_tokens_never_split(trained, pieces):
     tok = trained["RegexBPE"]
@@ -179,7 +205,10 @@ def test_regex_merges_never_cross_a_letter_boundary():
     regex_tok.train(text, 256 + 40)
 
     def n_crossing(tok):
-        return sum(bool(crossing.search(tok.vocab[i].decode("utf-8", "ignore"))) for i in tok.merges.values())
+        return sum(
+            bool(crossing.search(tok.vocab[i].decode("utf-8", "ignore")))
+            for i in tok.merges.values()
+        )
 
     assert n_crossing(byte_tok) > 0 and n_crossing(regex_tok) == 0
 
@@ -203,10 +232,14 @@ def test_load_rejects_unknown_version_and_format(trained, tmp_path):
     path = tmp_path / "tok.json"
     trained["RegexBPE"].save(path)
     text = path.read_text(encoding="utf-8")
-    (tmp_path / "v99.json").write_text(text.replace('"version": 1', '"version": 99'), encoding="utf-8")
+    (tmp_path / "v99.json").write_text(
+        text.replace('"version": 1', '"version": 99'), encoding="utf-8"
+    )
     with pytest.raises(ValueError, match="version 99 is not supported"):
         Tokenizer.load(tmp_path / "v99.json")
-    (tmp_path / "other.json").write_text('{"format": "something-else", "version": 1}', encoding="utf-8")
+    (tmp_path / "other.json").write_text(
+        '{"format": "something-else", "version": 1}', encoding="utf-8"
+    )
     with pytest.raises(ValueError, match="not an llmcourse-bpe file"):
         Tokenizer.load(tmp_path / "other.json")
 

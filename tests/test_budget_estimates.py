@@ -1,5 +1,6 @@
 """benchmarks/budget_estimates.py: parameter counts equal the real models', FLOPs follow 6·N·D, the
 LSTM obeys the 6·N-per-token rule it assumes, and the README table has one row per notebook."""
+
 from dataclasses import replace
 
 import pytest
@@ -23,9 +24,20 @@ def test_reported_parameters_equal_the_instantiated_models():
     char = gpt.GPT(replace(gpt.GPTConfig.for_size("full"), vocab_size=65))
     assert runs[0].n_params == sum(p.numel() for p in char.parameters()) == char.num_params()
     assert [r.n_params for r in runs[2:]] == [
-        sum(p.numel() for p in gpt.GPT(replace(gpt.GPTConfig.for_size("full"), vocab_size=65, n_layer=L, n_embd=d,
-                                               n_head=max(1, d // 64))).parameters())
-        for L, d in ((2, 64), (3, 128), (4, 192), (6, 384))]
+        sum(
+            p.numel()
+            for p in gpt.GPT(
+                replace(
+                    gpt.GPTConfig.for_size("full"),
+                    vocab_size=65,
+                    n_layer=L,
+                    n_embd=d,
+                    n_head=max(1, d // 64),
+                )
+            ).parameters()
+        )
+        for L, d in ((2, 64), (3, 128), (4, 192), (6, 384))
+    ]
 
 
 def test_flops_are_6_n_d():
@@ -52,7 +64,11 @@ def test_recurrent_training_costs_6_flops_per_weight_per_token(kind):
     x = torch.randint(0, 20, (B, T))
     with FlopCounterMode(display=False) as counter:
         model(x, x)[1].backward()
-    matrices = sum(p.numel() for n, p in model.named_parameters() if p.dim() == 2 and not n.startswith("tok_emb"))
+    matrices = sum(
+        p.numel()
+        for n, p in model.named_parameters()
+        if p.dim() == 2 and not n.startswith("tok_emb")
+    )
     rule = 6 * matrices * B * T
     assert rule * (1 - 1 / T) <= counter.get_total_flops() <= rule
 
@@ -77,7 +93,9 @@ def test_every_notebook_is_listed_or_excused():
 
 def test_notebook_config_reads_the_notebook_and_fails_loudly():
     run = be.notebook_config("08_gpt_pretraining", "RunConfig")
-    assert type(run).for_size("smoke").batch_size < run.batch_size  # the full size, with its smoke overrides
+    assert (
+        type(run).for_size("smoke").batch_size < run.batch_size
+    )  # the full size, with its smoke overrides
     with pytest.raises(LookupError):
         be.notebook_config("08_gpt_pretraining", "NoSuchConfig")
 
@@ -95,13 +113,20 @@ def test_llama_and_lora_counts_match_transformers():
     from llmcourse import lora
 
     for s in be.SMOLLM2.values():
-        cfg = LlamaConfig(vocab_size=s["vocab"], hidden_size=s["d"], intermediate_size=s["ffn"],
-                          num_hidden_layers=s["n_layer"], num_attention_heads=s["n_head"],
-                          num_key_value_heads=s["n_kv"], tie_word_embeddings=True)
+        cfg = LlamaConfig(
+            vocab_size=s["vocab"],
+            hidden_size=s["d"],
+            intermediate_size=s["ffn"],
+            num_hidden_layers=s["n_layer"],
+            num_attention_heads=s["n_head"],
+            num_key_value_heads=s["n_kv"],
+            tie_word_embeddings=True,
+        )
         with torch.device("meta"):
             model = LlamaForCausalLM(cfg)
             assert sum(p.numel() for p in model.parameters()) == be.llama_params(**s)
             lora.apply_lora(model, ["q_proj", "v_proj"], r=8, alpha=16)
         kv = s["n_kv"] * s["d"] // s["n_head"]
-        assert sum(p.numel() for p in model.parameters() if p.requires_grad) == \
-            be.lora_params(s["n_layer"], 8, [(s["d"], s["d"]), (s["d"], kv)])
+        assert sum(p.numel() for p in model.parameters() if p.requires_grad) == be.lora_params(
+            s["n_layer"], 8, [(s["d"], s["d"]), (s["d"], kv)]
+        )

@@ -1,4 +1,5 @@
 """The base -> SFT pipeline shared by notebooks 11-13: config, data, forgetting, save/load."""
+
 import dataclasses
 
 import pytest
@@ -10,9 +11,23 @@ from llmcourse.sft import accuracy
 
 def tiny_cfg(**changes):
     cfg = cp.ChatPipelineConfig.for_size("smoke")
-    return dataclasses.replace(cfg, max_chars=20_000, tokenizer_chars=5_000, vocab_size=400, tasks=("count",),
-                               n_train=300, n_test=20, block_size=32, n_layer=1, n_head=2, n_embd=32,
-                               pretrain_steps=20, sft_steps=120, sft_lr=5e-3, **changes)
+    return dataclasses.replace(
+        cfg,
+        max_chars=20_000,
+        tokenizer_chars=5_000,
+        vocab_size=400,
+        tasks=("count",),
+        n_train=300,
+        n_test=20,
+        block_size=32,
+        n_layer=1,
+        n_head=2,
+        n_embd=32,
+        pretrain_steps=20,
+        sft_steps=120,
+        sft_lr=5e-3,
+        **changes,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +56,9 @@ def test_sft_learns_and_forgets(trained):
     """Learning happens: held-out accuracy on 'count' goes from 0 to at least 60 %, while the loss on
     pretraining text rises (catastrophic forgetting) when no pretraining data is replayed."""
     cfg, prep, base, hist, sft_model, _ = trained
-    assert hist.val_loss[-1] < torch.log(torch.tensor(400.0)).item()  # pretraining beat uniform guessing
+    assert (
+        hist.val_loss[-1] < torch.log(torch.tensor(400.0)).item()
+    )  # pretraining beat uniform guessing
     assert accuracy(base, prep.tokenizer, prep.test_examples) == 0.0
     assert accuracy(sft_model, prep.tokenizer, prep.test_examples) >= 0.6
     assert cp.pretrain_val_loss(cfg, sft_model, prep) > cp.pretrain_val_loss(cfg, base, prep) + 0.1
@@ -55,8 +72,12 @@ def test_save_and_load_pair_only_with_the_same_config(trained, tmp_path):
     _, s2, tok2 = loaded
     idx = torch.randint(0, 400, (1, 10))
     torch.testing.assert_close(s2.eval()(idx)[0], sft_model.eval()(idx)[0])
-    assert tok2.encode("How many words are in: red fox?") == prep.tokenizer.encode("How many words are in: red fox?")
-    assert cp.load_pair(tmp_path, dataclasses.replace(cfg, sft_steps=7)) is None  # another config: retrain
+    assert tok2.encode("How many words are in: red fox?") == prep.tokenizer.encode(
+        "How many words are in: red fox?"
+    )
+    assert (
+        cp.load_pair(tmp_path, dataclasses.replace(cfg, sft_steps=7)) is None
+    )  # another config: retrain
     assert cp.load_pair(tmp_path / "nothing", cfg) is None
 
 

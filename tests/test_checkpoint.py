@@ -1,5 +1,6 @@
 """Checkpoints: exact round trips (weights, tied weights, optimizer, RNGs), atomic writes, and a
 clear CheckpointError for every kind of damage (truncation, garbage, another model's weights)."""
+
 import json
 import random
 
@@ -41,7 +42,9 @@ def trained(seed: int = 0, width: int = 4):
 
 def save(tmp_path, step=3):
     model, opt, gen = trained()
-    return checkpoint.save_checkpoint(tmp_path, step, model, opt, None, gen, {"steps": [1]}, {"lr": 0.1})
+    return checkpoint.save_checkpoint(
+        tmp_path, step, model, opt, None, gen, {"steps": [1]}, {"lr": 0.1}
+    )
 
 
 def test_tied_weights_round_trip_stored_once(tmp_path):
@@ -49,7 +52,11 @@ def test_tied_weights_round_trip_stored_once(tmp_path):
     with pytest.raises(RuntimeError):  # why we dedupe: plain safetensors refuses shared tensors
         save_file(model.state_dict(), str(tmp_path / "plain.safetensors"))
     checkpoint.save_model(model, tmp_path / "w.safetensors")
-    assert sorted(load_file(str(tmp_path / "w.safetensors"))) == ["norm.bias", "norm.weight", "tok_emb.weight"]
+    assert sorted(load_file(str(tmp_path / "w.safetensors"))) == [
+        "norm.bias",
+        "norm.weight",
+        "tok_emb.weight",
+    ]
     fresh = Tied()
     checkpoint.load_model_weights(fresh, tmp_path / "w.safetensors")
     assert fresh.lm_head.weight is fresh.tok_emb.weight  # still tied after loading
@@ -59,7 +66,10 @@ def test_tied_weights_round_trip_stored_once(tmp_path):
 
 def test_checkpoint_restores_optimizer_and_every_rng(tmp_path):
     model, opt, gen = trained()
-    path = checkpoint.save_checkpoint(tmp_path, 7, model, opt, None, gen, {"steps": [7]}, {"lr": 0.1})
+    path = checkpoint.save_checkpoint(
+        tmp_path, 7, model, opt, None, gen, {"steps": [7]}, {"lr": 0.1}
+    )
+
     def draws(g):
         return torch.rand(3, generator=g), torch.rand(3), np.random.rand(3), random.random()
 
@@ -84,28 +94,36 @@ def test_leftover_temporary_folder_is_ignored_and_cleaned_up(tmp_path):
     assert checkpoint.latest_checkpoint(tmp_path).name == "step_00000003"
     assert checkpoint.load_checkpoint(tmp_path, Tied())["step"] == 3
     save(tmp_path, step=4)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000004"]  # old one and leftover gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "step_00000004"
+    ]  # old one and leftover gone
     assert checkpoint.latest_checkpoint(tmp_path / "nowhere") is None
 
 
 def test_latest_is_the_highest_step_not_the_last_name(tmp_path):
     for name in ["step_9", "step_10", ".tmp-step_11", "step_12.txt"]:
         (tmp_path / name).mkdir()
-    assert checkpoint.latest_checkpoint(tmp_path).name == "step_10"  # 10 > 9, though "step_9" > "step_10"
+    assert (
+        checkpoint.latest_checkpoint(tmp_path).name == "step_10"
+    )  # 10 > 9, though "step_9" > "step_10"
 
 
 def test_truncated_weights_raise_checkpoint_error(tmp_path):
     path = save(tmp_path)
     data = (path / "model.safetensors").read_bytes()
     (path / "model.safetensors").write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match=r"model\.safetensors: has \d+ bytes.*incomplete(.|\n)*Delete"):
+    with pytest.raises(
+        CheckpointError, match=r"model\.safetensors: has \d+ bytes.*incomplete(.|\n)*Delete"
+    ):
         checkpoint.load_checkpoint(path, Tied())
     # same size but garbage: the size check passes, safetensors fails, we still say which file
     (path / "model.safetensors").write_bytes(b"\xff" * len(data))
     with pytest.raises(CheckpointError, match=r"model\.safetensors: cannot read it"):
         checkpoint.load_checkpoint(path, Tied())
     (path / "optimizer.safetensors").unlink()
-    with pytest.raises(CheckpointError, match=r"optimizer\.safetensors: has 0 bytes, \d+ expected: .* missing"):
+    with pytest.raises(
+        CheckpointError, match=r"optimizer\.safetensors: has 0 bytes, \d+ expected: .* missing"
+    ):
         checkpoint.load_checkpoint(path, Tied())
 
 
@@ -123,7 +141,9 @@ def test_other_models_weights_raise_before_anything_is_changed(tmp_path):
     path = save(tmp_path)
     wide = Tied(width=6)
     before = wide.tok_emb.weight.clone()
-    with pytest.raises(CheckpointError, match=r"wrong shapes: tok_emb\.weight \(10, 4\) in the file vs \(10, 6\)"):
+    with pytest.raises(
+        CheckpointError, match=r"wrong shapes: tok_emb\.weight \(10, 4\) in the file vs \(10, 6\)"
+    ):
         checkpoint.load_checkpoint(path, wide)
     assert torch.equal(wide.tok_emb.weight, before)
     with pytest.raises(CheckpointError, match=r"missing keys: \['extra'\]"):

@@ -1,4 +1,5 @@
 """The code map (docs/CODEMAP.md and the notebooks' "Modules taught" lines) is generated and current."""
+
 import json
 from pathlib import Path
 
@@ -25,17 +26,31 @@ def test_every_notebook_and_every_top_level_module_appears():
 
 
 def test_imports_are_resolved_to_modules_and_magics_are_skipped():
-    cells = ["%pip install x\nfrom llmcourse import gpt", "import torch\nfrom llmcourse import gpt, data",
-             "from llmcourse.cost.memory import GB\nfrom llmcourse.course import notebook, plots",
-             "from llmcourse.serve import BackgroundServer\nimport llmcourse.lora as L\nimport llmcourse"]
-    nb = {"cells": [{"cell_type": "code", "source": c} for c in cells] + [
-        {"cell_type": "markdown", "source": "from llmcourse import rnn"}]}
+    cells = [
+        "%pip install x\nfrom llmcourse import gpt",
+        "import torch\nfrom llmcourse import gpt, data",
+        "from llmcourse.cost.memory import GB\nfrom llmcourse.course import notebook, plots",
+        "from llmcourse.serve import BackgroundServer\nimport llmcourse.lora as L\nimport llmcourse",
+    ]
+    nb = {
+        "cells": [{"cell_type": "code", "source": c} for c in cells]
+        + [{"cell_type": "markdown", "source": "from llmcourse import rnn"}]
+    }
     found = codemap.imports(nb)
-    assert found == {"llmcourse.gpt", "llmcourse.data", "llmcourse.cost.memory", "llmcourse.course.notebook",
-                     "llmcourse.course.plots", "llmcourse.serve", "llmcourse.lora"}
+    assert found == {
+        "llmcourse.gpt",
+        "llmcourse.data",
+        "llmcourse.cost.memory",
+        "llmcourse.course.notebook",
+        "llmcourse.course.plots",
+        "llmcourse.serve",
+        "llmcourse.lora",
+    }
     taught, helpers = codemap.split(found)
     assert taught == ["llmcourse.gpt", "llmcourse.lora"]
-    assert "llmcourse.config" not in codemap.split({"llmcourse.config"})[0]  # a foundation, not a lesson
+    assert (
+        "llmcourse.config" not in codemap.split({"llmcourse.config"})[0]
+    )  # a foundation, not a lesson
 
 
 def test_modules_taught_line_goes_after_the_prerequisites_and_is_replaced_not_repeated():
@@ -43,7 +58,10 @@ def test_modules_taught_line_goes_after_the_prerequisites_and_is_replaced_not_re
     once = codemap.with_taught_line(intro, "**Modules taught:** A")
     assert once == intro.replace("and 09.\n\n", "and 09.\n\n**Modules taught:** A\n\n")
     assert codemap.with_taught_line(once, "**Modules taught:** B").count("**Modules taught:**") == 1
-    assert codemap.with_taught_line("# T\n\ntext", "**Modules taught:** A") == "# T\n\ntext\n\n**Modules taught:** A"
+    assert (
+        codemap.with_taught_line("# T\n\ntext", "**Modules taught:** A")
+        == "# T\n\ntext\n\n**Modules taught:** A"
+    )
 
 
 def test_first_cells_link_taught_modules_absolutely():

@@ -1,4 +1,5 @@
 """Sizes, presets and CLI parsing: the contract every notebook and script relies on."""
+
 import dataclasses
 import warnings
 from pathlib import Path
@@ -64,8 +65,16 @@ def test_json_round_trip(tmp_path):
 
 
 def test_from_cli_types():
-    cfg = config.from_cli(Demo(), ["--n-layer=4", "--lr", "1e-3", "--compile=true", "--limit=none", "--out=x"])
-    assert (cfg.n_layer, cfg.lr, cfg.compile, cfg.limit, cfg.out) == (4, 1e-3, True, None, Path("x"))
+    cfg = config.from_cli(
+        Demo(), ["--n-layer=4", "--lr", "1e-3", "--compile=true", "--limit=none", "--out=x"]
+    )
+    assert (cfg.n_layer, cfg.lr, cfg.compile, cfg.limit, cfg.out) == (
+        4,
+        1e-3,
+        True,
+        None,
+        Path("x"),
+    )
     assert config.from_cli(Demo(), ["--limit=5"]).limit == 5
     with pytest.raises(ValueError, match="expected int"):
         config.from_cli(Demo(), ["--n_layer=four"])
@@ -82,7 +91,10 @@ class Lang(Sized):
     corpus: str = "wikitext-2"
     steps: int = 100
     smoke_overrides = {"corpus": "lee", "steps": 2}
-    language_overrides = {"zh": {"corpus": "wiki-zh", "steps": 120}, "zh/smoke": {"corpus": "tiny-zh"}}
+    language_overrides = {
+        "zh": {"corpus": "wiki-zh", "steps": 120},
+        "zh/smoke": {"corpus": "tiny-zh"},
+    }
 
 
 def test_language_from_env(monkeypatch):
@@ -100,11 +112,15 @@ def test_language_overrides_order(monkeypatch):
     monkeypatch.delenv("LLMCOURSE_LANG", raising=False)
     assert Lang.for_size("smoke") == Lang("en", "lee", 2)
     assert Lang.for_size("full", language="zh") == Lang("zh", "wiki-zh", 120)
-    assert Lang.for_size("smoke", language="zh") == Lang("zh", "tiny-zh", 120)  # zh beats smoke's steps
+    assert Lang.for_size("smoke", language="zh") == Lang(
+        "zh", "tiny-zh", 120
+    )  # zh beats smoke's steps
     assert Lang.for_size("smoke", language="zh", steps=7) == Lang("zh", "tiny-zh", 7)
     monkeypatch.setenv("LLMCOURSE_LANG", "zh")
-    assert Lang.for_size("full").corpus == "wiki-zh"      # the environment picks the language
-    assert Demo.for_size("smoke") == Demo.for_size("smoke", language="en")  # no overrides, no language field
+    assert Lang.for_size("full").corpus == "wiki-zh"  # the environment picks the language
+    assert Demo.for_size("smoke") == Demo.for_size(
+        "smoke", language="en"
+    )  # no overrides, no language field
     with pytest.raises(ValueError, match="language='de'"):
         Lang.for_size("full", language="de")
 
@@ -134,6 +150,7 @@ def test_hub_from_env(monkeypatch):
 def rc():
     """Restore matplotlib's rcParams and the warn-once flag after a font test."""
     import matplotlib
+
     saved = matplotlib.rcParams.copy()
     yield matplotlib
     matplotlib.rcParams.update(saved)
@@ -142,8 +159,11 @@ def rc():
 
 def test_cjk_font_missing_warns_once_and_silences_glyph_warnings(rc, monkeypatch):
     from matplotlib import font_manager
+
     no_cjk = [f for f in font_manager.fontManager.ttflist if f.name not in config.CJK_FONTS]
-    monkeypatch.setattr(font_manager.fontManager, "ttflist", no_cjk)  # as on Colab or a bare CI machine
+    monkeypatch.setattr(
+        font_manager.fontManager, "ttflist", no_cjk
+    )  # as on Colab or a bare CI machine
     monkeypatch.setattr(font_manager, "findSystemFonts", lambda: [])
     monkeypatch.setattr(config, "_cjk_warned", False)
     family = list(rc.rcParams["font.family"])
@@ -151,36 +171,48 @@ def test_cjk_font_missing_warns_once_and_silences_glyph_warnings(rc, monkeypatch
         assert config.use_cjk_font() is None
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert config.use_cjk_font() is None              # the second call is silent
-    assert list(rc.rcParams["font.family"]) == family      # nothing changed
+        assert config.use_cjk_font() is None  # the second call is silent
+    assert list(rc.rcParams["font.family"]) == family  # nothing changed
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots()
     ax.set_title("语言模型")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fig.canvas.draw()
-    assert any("Glyph" in str(w.message) for w in caught)  # matplotlib's own warning, one per glyph ...
+    assert any(
+        "Glyph" in str(w.message) for w in caught
+    )  # matplotlib's own warning, one per glyph ...
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         assert config.use_cjk_font() is None
-        fig.canvas.draw()                                 # ... silenced: no crash, boxes, no flood
+        fig.canvas.draw()  # ... silenced: no crash, boxes, no flood
     assert not caught
     plt.close(fig)
 
 
 def test_cjk_font_found_is_appended_as_fallback(rc, monkeypatch):
     from matplotlib import font_manager
-    fake = font_manager.FontEntry(fname="/nonexistent/NotoSansCJK-Regular.ttc", name="Noto Sans CJK JP")
-    monkeypatch.setattr(font_manager.fontManager, "ttflist", [*font_manager.fontManager.ttflist, fake])
+
+    fake = font_manager.FontEntry(
+        fname="/nonexistent/NotoSansCJK-Regular.ttc", name="Noto Sans CJK JP"
+    )
+    monkeypatch.setattr(
+        font_manager.fontManager, "ttflist", [*font_manager.fontManager.ttflist, fake]
+    )
     rc.rcParams["font.family"] = ["sans-serif"]
     assert config.use_cjk_font() == "Noto Sans CJK JP"
-    assert list(rc.rcParams["font.family"]) == ["sans-serif", "Noto Sans CJK JP"]  # Latin text keeps its font
+    assert list(rc.rcParams["font.family"]) == [
+        "sans-serif",
+        "Noto Sans CJK JP",
+    ]  # Latin text keeps its font
     assert config.use_cjk_font() == "Noto Sans CJK JP"
     assert list(rc.rcParams["font.family"]) == ["sans-serif", "Noto Sans CJK JP"]  # not added twice
 
 
 def test_docstring_examples(monkeypatch):
     import doctest
+
     monkeypatch.delenv("LLMCOURSE_LANG", raising=False)
     result = doctest.testmod(config)
     assert result.attempted >= 6 and result.failed == 0

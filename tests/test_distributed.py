@@ -1,4 +1,5 @@
 """Data parallelism: 2 CPU processes under torchrun train exactly like 1 process with the same global batch."""
+
 import os
 import subprocess
 import sys
@@ -46,14 +47,33 @@ def _weights(path):
 
 @pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
-    common = ["-m", "llmcourse.cli.pretrain", "--size=smoke", "--train.max_steps=6", "--batch_size=8",
-              "--train.grad_accum_steps=2", "--resume=false"]
+    common = [
+        "-m",
+        "llmcourse.cli.pretrain",
+        "--size=smoke",
+        "--train.max_steps=6",
+        "--batch_size=8",
+        "--train.grad_accum_steps=2",
+        "--resume=false",
+    ]
     _run([sys.executable, *common, f"--out_dir={tmp_path / 'one'}"], tmp_path)
-    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *common,
-          f"--out_dir={tmp_path / 'two'}"], tmp_path)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            *common,
+            f"--out_dir={tmp_path / 'two'}",
+        ],
+        tmp_path,
+    )
     one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
     seed_all(TrainConfig.for_size("smoke").seed)  # the CLI's initial weights, before training
-    start = GPT(GPTConfig.for_size("smoke", vocab_size=len(CharVocab.load(tmp_path / "one" / "vocab.json"))))
+    start = GPT(
+        GPTConfig.for_size("smoke", vocab_size=len(CharVocab.load(tmp_path / "one" / "vocab.json")))
+    )
     moved = 0
     for key in one:
         # same result up to the order of floating-point sums (all-reduce vs one big batch)
@@ -74,7 +94,9 @@ def test_sampler_indices_exercise_rejects_contiguous_slices():
         per_rank = -(-n // world_size)  # ceil(n / world_size)
         return [(rank + j * world_size) % n for j in range(per_rank)]
 
-    def contiguous(n, world_size, rank):  # what `shard` does to a batch, but not what the sampler does
+    def contiguous(
+        n, world_size, rank
+    ):  # what `shard` does to a batch, but not what the sampler does
         per_rank = -(-n // world_size)
         return [i % n for i in range(rank * per_rank, (rank + 1) * per_rank)]
 
@@ -97,7 +119,9 @@ def test_micro_batch_plan():
             micro -= 1
         return micro, per_gpu // micro
 
-    def capped(global_batch, n_gpus, max_micro_batch):  # the slip: the cap need not divide the share
+    def capped(
+        global_batch, n_gpus, max_micro_batch
+    ):  # the slip: the cap need not divide the share
         micro = min(global_batch // n_gpus, max_micro_batch)
         return micro, global_batch // (n_gpus * micro)
 

@@ -1,4 +1,5 @@
 """The capstone's domain: a fact table rendered into documents and checkable, leak-free questions."""
+
 import json
 import warnings
 
@@ -18,8 +19,15 @@ def _fact_key(ex):
 
 def test_deterministic_given_the_seed():
     a, b, c = domain.apothecary(0), domain.apothecary(0), domain.apothecary(1)
-    assert (a.documents, a.eval_docs, a.train, a.test) == (b.documents, b.eval_docs, b.train, b.test)
-    assert {_fact_key(e) for e in a.test} != {_fact_key(e) for e in c.test}  # the seed moves the split
+    assert (a.documents, a.eval_docs, a.train, a.test) == (
+        b.documents,
+        b.eval_docs,
+        b.train,
+        b.test,
+    )
+    assert {_fact_key(e) for e in a.test} != {
+        _fact_key(e) for e in c.test
+    }  # the seed moves the split
     assert a.documents != c.documents
 
 
@@ -27,7 +35,9 @@ def test_deterministic_given_the_seed():
 def test_held_out_facts_are_in_the_documents_but_never_asked_in_training(seed):
     d = domain.apothecary(seed)
     corpus = "\n".join(d.documents)
-    assert all(ex.answer in corpus for ex in d.test)  # the documents state every held-out fact verbatim
+    assert all(
+        ex.answer in corpus for ex in d.test
+    )  # the documents state every held-out fact verbatim
     assert not {_fact_key(e) for e in d.test} & {_fact_key(e) for e in d.train}
     assert not {e.answer for e in d.test} & {e.answer for e in d.train}
     assert not {e.prompt for e in d.test} & {e.prompt for e in d.train}
@@ -54,7 +64,9 @@ def test_answers_are_checkable_by_exact_match():
     assert len(set(answers)) == len(facts)  # one answer sentence per fact
     d = domain.apothecary(0)
     for ex in d.test:
-        assert is_correct(ex, ex.answer) and is_correct(ex, "  " + ex.answer.upper().rstrip(".") + " ")
+        assert is_correct(ex, ex.answer) and is_correct(
+            ex, "  " + ex.answer.upper().rstrip(".") + " "
+        )
         name = _fact_key(ex)[0]
         other = next(f for f in facts if f.attribute == ex.task and f.name == name)
         wrong = next(f for f in facts if f.attribute == ex.task and f.value != other.value)
@@ -84,15 +96,19 @@ def test_pubmedqa_offline_falls_back_with_one_warning(monkeypatch, tmp_path):
         warnings.simplefilter("always")
         d = domain.load_domain("pubmedqa")
     fallbacks = [w for w in caught if issubclass(w.category, data.OfflineFallbackWarning)]
-    assert d.name == "apothecary" and len(fallbacks) == 1 and "apothecary" in str(fallbacks[0].message)
+    assert (
+        d.name == "apothecary" and len(fallbacks) == 1 and "apothecary" in str(fallbacks[0].message)
+    )
 
 
 def test_pubmedqa_from_the_cache(monkeypatch, tmp_path):
     """Cached rows (what a first online run writes) are read offline and split into a Domain."""
     monkeypatch.setenv("LLMCOURSE_CACHE", str(tmp_path))
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    labelled = [{"question": f"q{i}?", "abstract": f"abstract {i}", "answer": ["yes", "no", "maybe"][i % 3]}
-                for i in range(10)]
+    labelled = [
+        {"question": f"q{i}?", "abstract": f"abstract {i}", "answer": ["yes", "no", "maybe"][i % 3]}
+        for i in range(10)
+    ]
     extra = [{"question": f"u{i}?", "abstract": f"unlabelled {i}", "answer": ""} for i in range(6)]
     folder = data.cache_dir()
     folder.mkdir(parents=True)
@@ -103,8 +119,12 @@ def test_pubmedqa_from_the_cache(monkeypatch, tmp_path):
         d = domain.pubmedqa(n_test=3, n_extra_docs=4, n_eval_docs=2, seed=0)
     assert d.name == "pubmedqa" and len(d.test) == 3 and len(d.train) == 7
     assert {e.prompt for e in d.test}.isdisjoint(e.prompt for e in d.train)
-    assert d.documents == [r["abstract"] for r in labelled] + ["unlabelled 0", "unlabelled 1", "unlabelled 2",
-                                                                "unlabelled 3"]
+    assert d.documents == [r["abstract"] for r in labelled] + [
+        "unlabelled 0",
+        "unlabelled 1",
+        "unlabelled 2",
+        "unlabelled 3",
+    ]
     assert d.eval_docs == ["unlabelled 4", "unlabelled 5"]
     assert all(e.answer in ("yes", "no", "maybe") for e in d.test + d.train)
 
@@ -129,7 +149,7 @@ def _ngram_solution(tests, train_text, n):
 
     def grams(text):
         w = re.findall(r"[a-z0-9]+", text.lower())
-        return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
+        return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
 
     seen = grams(train_text)
     return [i for i, t in enumerate(tests) if grams(t) & seen]
@@ -139,11 +159,20 @@ def test_contamination_exercise_accepts_a_correct_solution():
     exercises.check("18.contaminated", _ngram_solution, trials=20)
 
 
-@pytest.mark.parametrize("wrong", [
-    lambda tests, train, n: [i for i, t in enumerate(tests) if t.lower() in train.lower()],  # whole-text substring
-    lambda tests, train, n: _ngram_solution([t.lower() for t in tests], train, n + 1),  # off by one in n
-    lambda tests, train, n: [i for i, t in enumerate(tests) if set(t.split()) & set(train.split())],  # any shared word
-])
+@pytest.mark.parametrize(
+    "wrong",
+    [
+        lambda tests, train, n: [
+            i for i, t in enumerate(tests) if t.lower() in train.lower()
+        ],  # whole-text substring
+        lambda tests, train, n: _ngram_solution(
+            [t.lower() for t in tests], train, n + 1
+        ),  # off by one in n
+        lambda tests, train, n: [
+            i for i, t in enumerate(tests) if set(t.split()) & set(train.split())
+        ],  # any shared word
+    ],
+)
 def test_contamination_exercise_rejects_typical_mistakes(wrong):
     with pytest.raises(ExerciseError):
         exercises.check("18.contaminated", wrong, trials=20, seed=1)

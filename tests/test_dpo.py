@@ -1,4 +1,5 @@
 """DPO: the loss against a direct evaluation of the formula, sequence log-probs, and learning."""
+
 import math
 
 import pytest
@@ -13,8 +14,13 @@ def test_loss_equals_the_formula_on_hand_made_numbers():
     pair 1: policy (-4, -9), reference (-5, -7): margin = 0.2*((-4+5) - (-9+7)) = 0.2*3 = 0.6
     pair 2: policy (-6, -5), reference (-6, -6): margin = 0.2*((0) - (1)) = -0.2
     loss = mean(-log sigmoid(0.6), -log sigmoid(-0.2)) = mean(log(1+e^-0.6), log(1+e^0.2))."""
-    loss, m = dpo_loss(torch.tensor([-4.0, -6.0]), torch.tensor([-9.0, -5.0]),
-                       torch.tensor([-5.0, -6.0]), torch.tensor([-7.0, -6.0]), beta=0.2)
+    loss, m = dpo_loss(
+        torch.tensor([-4.0, -6.0]),
+        torch.tensor([-9.0, -5.0]),
+        torch.tensor([-5.0, -6.0]),
+        torch.tensor([-7.0, -6.0]),
+        beta=0.2,
+    )
     expected = (math.log(1 + math.exp(-0.6)) + math.log(1 + math.exp(0.2))) / 2
     assert abs(loss.item() - expected) < 1e-6
     assert m["accuracy"].item() == 0.5
@@ -39,14 +45,18 @@ def test_sequence_logprobs_sum_only_masked_positions(tiny_gpt_model):
 
 def test_dpo_training_raises_preference_accuracy_and_margin():
     torch.manual_seed(0)
-    policy = GPT(GPTConfig(vocab_size=12, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.0))
+    policy = GPT(
+        GPTConfig(vocab_size=12, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.0)
+    )
     dpo = DPOModel(policy, beta=0.5)
     assert all(not p.requires_grad for p in dpo.reference[0].parameters())
     assert all(n.startswith("policy.") for n, _ in dpo.named_parameters())
     prompt = torch.randint(0, 12, (16, 4))
-    batch = {"chosen_idx": torch.cat([prompt, torch.full((16, 2), 3)], 1),
-             "rejected_idx": torch.cat([prompt, torch.full((16, 2), 7)], 1),
-             "chosen_mask": torch.tensor([[0, 0, 0, 0, 1, 1]]).repeat(16, 1)}
+    batch = {
+        "chosen_idx": torch.cat([prompt, torch.full((16, 2), 3)], 1),
+        "rejected_idx": torch.cat([prompt, torch.full((16, 2), 7)], 1),
+        "chosen_mask": torch.tensor([[0, 0, 0, 0, 1, 1]]).repeat(16, 1),
+    }
     batch["rejected_mask"] = batch["chosen_mask"]
     opt = torch.optim.Adam(dpo.parameters(), lr=1e-2)
     first, loss0 = dpo(**batch)
@@ -56,7 +66,9 @@ def test_dpo_training_raises_preference_accuracy_and_margin():
         loss.backward()
         opt.step()
     assert abs(loss0.item() - math.log(2)) < 1e-5  # policy == reference at the start
-    assert loss.item() < 0.3 and metrics["accuracy"].item() == 1.0 and metrics["margin"].item() > 1.0
+    assert (
+        loss.item() < 0.3 and metrics["accuracy"].item() == 1.0 and metrics["margin"].item() > 1.0
+    )
 
 
 def test_answer_logprobs_from_full_logits_equal_sequence_logprobs(tiny_gpt_model):
@@ -65,7 +77,9 @@ def test_answer_logprobs_from_full_logits_equal_sequence_logprobs(tiny_gpt_model
     idx, mask = torch.randint(0, model.cfg.vocab_size, (3, 7)), torch.randint(0, 2, (3, 7))
     with torch.no_grad():
         full, _ = model(idx)
-        assert torch.allclose(answer_logprobs(full, idx, mask), sequence_logprobs(model, idx, mask), atol=1e-5)
+        assert torch.allclose(
+            answer_logprobs(full, idx, mask), sequence_logprobs(model, idx, mask), atol=1e-5
+        )
 
 
 def test_dpo_exercises_accept_solutions_and_reject_classic_bugs():
@@ -74,8 +88,11 @@ def test_dpo_exercises_accept_solutions_and_reject_classic_bugs():
     def metrics(pc, pr, rc, rr, beta, policy_only=False):
         margin = beta * (pc - pr) if policy_only else beta * ((pc - rc) - (pr - rr))
         return (margin > 0).float().mean().item(), margin.mean().item()
+
     exercises.check("13.reward_metrics", metrics, trials=20)
-    with pytest.raises(exercises.ExerciseError, match="case 1 of"):  # the policy's preference is not the reward's
+    with pytest.raises(
+        exercises.ExerciseError, match="case 1 of"
+    ):  # the policy's preference is not the reward's
         exercises.check("13.reward_metrics", lambda *a: metrics(*a, policy_only=True))
 
     def logprob(logits, idx, mask, shift=True):
@@ -83,8 +100,13 @@ def test_dpo_exercises_accept_solutions_and_reject_classic_bugs():
         if not shift:  # the classic off-by-one: position t's logits scored against token t itself
             return (logp.gather(-1, idx[..., None])[..., 0] * mask).sum(-1)
         return (logp[:, :-1].gather(-1, idx[:, 1:, None])[..., 0] * mask[:, 1:]).sum(-1)
+
     exercises.check("13.sequence_logprob", logprob, trials=20)
     with pytest.raises(exercises.ExerciseError, match="wrong values"):
         exercises.check("13.sequence_logprob", lambda *a: logprob(*a, shift=False))
-    with pytest.raises(exercises.ExerciseError, match="case 1 of"):  # softmax then log underflows to -inf
-        exercises.check("13.sequence_logprob", lambda lg, idx, m: logprob(lg.softmax(-1).log(), idx, m))
+    with pytest.raises(
+        exercises.ExerciseError, match="case 1 of"
+    ):  # softmax then log underflows to -inf
+        exercises.check(
+            "13.sequence_logprob", lambda lg, idx, m: logprob(lg.softmax(-1).log(), idx, m)
+        )

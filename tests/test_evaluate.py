@@ -1,11 +1,18 @@
 """Evaluation helpers against hand computations and a model whose probabilities we control."""
+
 import math
 
 import pytest
 import torch
 
 from llmcourse.course import exercises
-from llmcourse.evaluate import compare_models, continuation_logprob, exact_match, multiple_choice, perplexity
+from llmcourse.evaluate import (
+    compare_models,
+    continuation_logprob,
+    exact_match,
+    multiple_choice,
+    perplexity,
+)
 
 
 class FixedModel(torch.nn.Module):
@@ -41,7 +48,9 @@ def test_continuation_logprob_and_multiple_choice():
     res = multiple_choice(model, encode, "q", ["short", "long"])
     # sum: log .1 = -2.30 vs 4 log .7 = -1.43 -> long; per token: -2.30 vs -0.36 -> long
     assert res["choice"] == 1 and res["choice_norm"] == 1
-    res = multiple_choice(model, {"q": [1], "a": [0, 0, 0, 0, 0, 0, 0], "b": [1]}.__getitem__, "q", ["a", "b"])
+    res = multiple_choice(
+        model, {"q": [1], "a": [0, 0, 0, 0, 0, 0, 0], "b": [1]}.__getitem__, "q", ["a", "b"]
+    )
     # sum: 7 log .7 = -2.50 < log .2 = -1.61 -> b; per token: -0.36 > -1.61 -> a (length bias shown)
     assert res["choice"] == 1 and res["choice_norm"] == 0
 
@@ -53,19 +62,32 @@ def test_exact_match_normalises():
 
 
 def test_compare_models_table():
-    table = compare_models({"u": FixedModel([0.5, 0.5]), "s": FixedModel([0.9, 0.1])},
-                           {"ppl": lambda m: perplexity(m, torch.zeros(11, dtype=torch.long), 5)})
+    table = compare_models(
+        {"u": FixedModel([0.5, 0.5]), "s": FixedModel([0.9, 0.1])},
+        {"ppl": lambda m: perplexity(m, torch.zeros(11, dtype=torch.long), 5)},
+    )
     assert [r["model"] for r in table] == ["u", "s"]
-    assert table[0]["ppl"] == pytest.approx(2.0, rel=1e-4) and table[1]["ppl"] == pytest.approx(1 / 0.9, rel=1e-4)
+    assert table[0]["ppl"] == pytest.approx(2.0, rel=1e-4) and table[1]["ppl"] == pytest.approx(
+        1 / 0.9, rel=1e-4
+    )
 
 
 def test_masked_perplexity_exercise_rejects_padding_and_mean_of_row_means():
-    exercises.check("16.masked_perplexity", lambda nll, mask: nll[mask].mean().exp().item(), trials=20)
+    exercises.check(
+        "16.masked_perplexity", lambda nll, mask: nll[mask].mean().exp().item(), trials=20
+    )
     with pytest.raises(exercises.ExerciseError, match="wrong value"):  # padding counted as tokens
-        exercises.check("16.masked_perplexity", lambda nll, mask: (nll * mask).mean().exp().item(), seed=0)
-    with pytest.raises(exercises.ExerciseError, match="wrong value"):  # short rows weigh as much as long ones
-        exercises.check("16.masked_perplexity", lambda nll, mask: math.exp(
-            ((nll * mask).sum(1) / mask.sum(1)).mean().item()), seed=0)
+        exercises.check(
+            "16.masked_perplexity", lambda nll, mask: (nll * mask).mean().exp().item(), seed=0
+        )
+    with pytest.raises(
+        exercises.ExerciseError, match="wrong value"
+    ):  # short rows weigh as much as long ones
+        exercises.check(
+            "16.masked_perplexity",
+            lambda nll, mask: math.exp(((nll * mask).sum(1) / mask.sum(1)).mean().item()),
+            seed=0,
+        )
     with pytest.raises(exercises.ExerciseError, match="expected a number"):  # a tensor, not a float
         exercises.check("16.masked_perplexity", lambda nll, mask: nll[mask].mean().exp(), seed=0)
 
@@ -78,7 +100,8 @@ def test_continuation_logprob_exercise_matches_the_model_version_and_rejects_off
     ids = torch.tensor([1, 0, 2])
     logits, _ = model(ids[None])
     assert continuation_logprob_from_logits(logits[0], ids, 1) == pytest.approx(
-        continuation_logprob(model, [1], [0, 2]), abs=1e-6)
+        continuation_logprob(model, [1], [0, 2]), abs=1e-6
+    )
 
     def correct(logits, ids, n_context):
         logp = torch.log_softmax(logits, dim=-1)
@@ -91,6 +114,13 @@ def test_continuation_logprob_exercise_matches_the_model_version_and_rejects_off
     exercises.check("16.continuation_logprob", correct, trials=20)
     with pytest.raises(exercises.ExerciseError, match="wrong value"):
         exercises.check("16.continuation_logprob", same_position, seed=0)
-    with pytest.raises(exercises.ExerciseError, match="wrong value"):  # log of softmax: -inf for huge logits
-        exercises.check("16.continuation_logprob", lambda lg, ids, c: sum(
-            torch.softmax(lg, -1)[t - 1, ids[t]].log().item() for t in range(c, len(ids))), seed=0)
+    with pytest.raises(
+        exercises.ExerciseError, match="wrong value"
+    ):  # log of softmax: -inf for huge logits
+        exercises.check(
+            "16.continuation_logprob",
+            lambda lg, ids, c: sum(
+                torch.softmax(lg, -1)[t - 1, ids[t]].log().item() for t in range(c, len(ids))
+            ),
+            seed=0,
+        )

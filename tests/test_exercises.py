@@ -1,4 +1,5 @@
 """llmcourse.course.exercises: correct solutions pass; each kind of mistake gets a message that names it."""
+
 from __future__ import annotations
 
 import ast
@@ -34,7 +35,9 @@ def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 CORRECT = {
     "softmax": _stable_softmax,
     "cross_entropy": _cross_entropy,
-    "00.memory_inference": lambda n, p: n * {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1, "int4": 0.5}[p],
+    "00.memory_inference": lambda n, p: (
+        n * {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1, "int4": 0.5}[p]
+    ),
     "00.adam_state_bytes": lambda n, master: 2 * 4 * n + (4 * n if master else 0),
 }
 
@@ -88,7 +91,9 @@ def test_wrong_type_and_missing_return():
 
 def test_exact_comparison_names_both_values():
     with pytest.raises(ExerciseError, match=r"wrong value: expected \d+, got \d+"):
-        exercises.check("00.adam_state_bytes", lambda n, master: 8 * n)  # forgets the master weights
+        exercises.check(
+            "00.adam_state_bytes", lambda n, master: 8 * n
+        )  # forgets the master weights
 
 
 def test_learner_exception_is_reported_with_its_message():
@@ -111,9 +116,13 @@ def test_student_stub_gets_a_friendly_message():
 def test_inputs_are_fresh_and_replayable():
     def inputs_seen(seed: int | None) -> list[list[float]]:
         seen: list[list[float]] = []
-        exercises.check("softmax", lambda x: seen.append(x.flatten().tolist()) or _stable_softmax(x),
-                        trials=2, seed=seed)
-        return seen[len(exercises.get("softmax").fixed):]  # the random cases only
+        exercises.check(
+            "softmax",
+            lambda x: seen.append(x.flatten().tolist()) or _stable_softmax(x),
+            trials=2,
+            seed=seed,
+        )
+        return seen[len(exercises.get("softmax").fixed) :]  # the random cases only
 
     assert inputs_seen(None) != inputs_seen(None)  # new random inputs on each call
     assert inputs_seen(7) == inputs_seen(7)  # a seed replays them
@@ -149,10 +158,15 @@ def test_registering_a_topic_exercise():
 
     try:
         assert "99.causal_mask" in exercises.names()
-        assert causal_mask(2).tolist() == [[True, False], [True, True]]  # the decorator returns the function
+        assert causal_mask(2).tolist() == [
+            [True, False],
+            [True, True],
+        ]  # the decorator returns the function
         exercises.check("99.causal_mask", lambda t: torch.ones(t, t, dtype=torch.bool).tril())
         with pytest.raises(ExerciseError, match="wrong values"):
-            exercises.check("99.causal_mask", lambda t: torch.ones(t, t, dtype=torch.bool).triu(), trials=20)
+            exercises.check(
+                "99.causal_mask", lambda t: torch.ones(t, t, dtype=torch.bool).triu(), trials=20
+            )
         with pytest.raises(ValueError, match="already registered"):
             exercises.register("99.causal_mask", _stable_softmax, _inputs)
     finally:
@@ -168,11 +182,14 @@ def test_unknown_name_and_bad_comparison():
 
 def test_describe_prints_the_task(capsys):
     exercises.describe("cross_entropy")
-    assert capsys.readouterr().out.startswith("cross_entropy: cross_entropy(logits (N, V), targets (N,)")
+    assert capsys.readouterr().out.startswith(
+        "cross_entropy: cross_entropy(logits (N, V), targets (N,)"
+    )
 
 
 def test_exact_comparison_of_tensors():
     """An int32 answer equals an int64 reference; a float answer that truncates to it does not."""
+
     def _inputs(rng: random.Random) -> tuple[int]:
         return (rng.randint(2, 6),)
 
@@ -187,10 +204,16 @@ def test_exact_comparison_of_tensors():
 
 def test_matching_infinities_are_not_blamed():
     """Masked logits are -inf on both sides: the message must point at the real difference."""
-    exercises.register("test.masked", lambda x: x.masked_fill(x < 0, float("-inf")),
-                       inputs=lambda rng: (torch.tensor([-1.0, 2.0, 3.0]),), replace=True)
+    exercises.register(
+        "test.masked",
+        lambda x: x.masked_fill(x < 0, float("-inf")),
+        inputs=lambda rng: (torch.tensor([-1.0, 2.0, 3.0]),),
+        replace=True,
+    )
     with pytest.raises(ExerciseError) as info:
-        exercises.check("test.masked", lambda x: x.masked_fill(x < 0, float("-inf")) + torch.tensor([0, 0, 1.0]))
+        exercises.check(
+            "test.masked", lambda x: x.masked_fill(x < 0, float("-inf")) + torch.tensor([0, 0, 1.0])
+        )
     msg = str(info.value)
     assert "at index (2,) expected 3, got 4" in msg and "NaN/inf" not in msg
 
@@ -204,7 +227,12 @@ def _notebook_exercise_names() -> set[str]:
     names: set[str] = set()
     for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         for cell in json.loads(nb.read_text(encoding="utf-8"))["cells"]:
-            names |= set(re.findall(r"""exercises\.(?:check|describe|get)\(\s*["']([^"']+)["']""", "".join(cell["source"])))
+            names |= set(
+                re.findall(
+                    r"""exercises\.(?:check|describe|get)\(\s*["']([^"']+)["']""",
+                    "".join(cell["source"]),
+                )
+            )
     return names
 
 
@@ -222,13 +250,22 @@ def test_every_notebook_exercise_loads_lazily_in_a_fresh_interpreter():
         f"for name in {names!r}:\n"
         "    ex = exercises.get(name)\n"
         "    out[name] = [ex.reference.__module__, ex.task != '']\n"
-        "print(json.dumps(out))\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+        "print(json.dumps(out))\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     found = json.loads(run.stdout.strip().splitlines()[-1])
     assert sorted(found) == names
-    assert all(has_task for _, has_task in found.values()), "every exercise needs a docstring (its task)"
+    assert all(has_task for _, has_task in found.values()), (
+        "every exercise needs a docstring (its task)"
+    )
 
 
 def test_names_lists_every_notebooks_exercises():
@@ -243,7 +280,9 @@ def test_each_exercise_is_registered_in_its_notebooks_module():
     for name in exercises.names():
         if re.fullmatch(r"\d\d\.\w+", name) and not name.startswith("99."):
             nn = name[:2]
-            text = (ROOT / "llmcourse/course/exercise_sets" / f"nb{nn}.py").read_text(encoding="utf-8")
+            text = (ROOT / "llmcourse/course/exercise_sets" / f"nb{nn}.py").read_text(
+                encoding="utf-8"
+            )
             assert re.search(rf'register\(\s*"{re.escape(name)}",', text), name
 
 
@@ -260,12 +299,18 @@ def test_topic_modules_do_not_import_the_exercises():
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, ast.ImportFrom) and node.module and "exercise" in node.module:
                 offenders.append(f"{rel}:{node.lineno} from {node.module} import ...")
-            elif isinstance(node, ast.ImportFrom) and node.module == "llmcourse.course" and \
-                    any(a.name.startswith("exercise") for a in node.names):
+            elif (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "llmcourse.course"
+                and any(a.name.startswith("exercise") for a in node.names)
+            ):
                 offenders.append(f"{rel}:{node.lineno} from llmcourse.course import exercises")
             elif isinstance(node, ast.Import) and any("exercise" in a.name for a in node.names):
                 offenders.append(f"{rel}:{node.lineno} import ...exercises")
-        names_elsewhere += [f"{rel}: {m}" for m in re.findall(r"""["'](\d\d\.[a-z_0-9]+)["']""", text)
-                            if m in set(exercises.names())]
+        names_elsewhere += [
+            f"{rel}: {m}"
+            for m in re.findall(r"""["'](\d\d\.[a-z_0-9]+)["']""", text)
+            if m in set(exercises.names())
+        ]
     assert not offenders, offenders
     assert not names_elsewhere, names_elsewhere

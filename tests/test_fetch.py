@@ -1,5 +1,6 @@
 """Hub resolution (Hugging Face, its mirrors, ModelScope): which id, subset, endpoint and URL each
 setting picks. Offline by construction: nothing here downloads, and `modelscope` is not needed."""
+
 import subprocess
 import sys
 
@@ -17,10 +18,18 @@ def _default_hub(monkeypatch):
 
 def test_default_is_the_hugging_face_hub():
     src = hub_source("Salesforce/wikitext", subset="wikitext-2-raw-v1")
-    assert src == HubSource("huggingface", "dataset", "Salesforce/wikitext", "wikitext-2-raw-v1",
-                            "https://huggingface.co")
+    assert src == HubSource(
+        "huggingface",
+        "dataset",
+        "Salesforce/wikitext",
+        "wikitext-2-raw-v1",
+        "https://huggingface.co",
+    )
     assert src.url() == "https://huggingface.co/datasets/Salesforce/wikitext"
-    assert hub_source("gpt2", "model").url("config.json") == "https://huggingface.co/gpt2/resolve/main/config.json"
+    assert (
+        hub_source("gpt2", "model").url("config.json")
+        == "https://huggingface.co/gpt2/resolve/main/config.json"
+    )
 
 
 def test_hf_endpoint_mirror_is_used_for_every_url(monkeypatch):
@@ -28,25 +37,38 @@ def test_hf_endpoint_mirror_is_used_for_every_url(monkeypatch):
     assert fetch.hf_endpoint() == "https://hf-mirror.com"
     src = hub_source("xmj2002/tang_poems")
     assert src.endpoint == "https://hf-mirror.com"
-    assert src.url("README.md", revision="abc") == "https://hf-mirror.com/datasets/xmj2002/tang_poems/resolve/abc/README.md"
-    assert hub_source("HuggingFaceTB/SmolLM2-135M-Instruct", "model").url() == \
-        "https://hf-mirror.com/HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert (
+        src.url("README.md", revision="abc")
+        == "https://hf-mirror.com/datasets/xmj2002/tang_poems/resolve/abc/README.md"
+    )
+    assert (
+        hub_source("HuggingFaceTB/SmolLM2-135M-Instruct", "model").url()
+        == "https://hf-mirror.com/HuggingFaceTB/SmolLM2-135M-Instruct"
+    )
 
 
-@pytest.mark.parametrize("kind, hf_id, ms_id", [
-    ("dataset", "Salesforce/wikitext", "modelscope/wikitext"),
-    ("dataset", "roneneldan/TinyStories", "AI-ModelScope/TinyStories"),
-    ("dataset", "wikimedia/wikipedia", "AI-ModelScope/wikipedia"),
-    ("model", "gpt2", "AI-ModelScope/gpt2"),                      # a short legacy name
-    ("model", "openai-community/gpt2", "AI-ModelScope/gpt2"),
-    ("model", "bert-base-uncased", "AI-ModelScope/bert-base-uncased"),
-    ("model", "HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct"),
-])
+@pytest.mark.parametrize(
+    "kind, hf_id, ms_id",
+    [
+        ("dataset", "Salesforce/wikitext", "modelscope/wikitext"),
+        ("dataset", "roneneldan/TinyStories", "AI-ModelScope/TinyStories"),
+        ("dataset", "wikimedia/wikipedia", "AI-ModelScope/wikipedia"),
+        ("model", "gpt2", "AI-ModelScope/gpt2"),  # a short legacy name
+        ("model", "openai-community/gpt2", "AI-ModelScope/gpt2"),
+        ("model", "bert-base-uncased", "AI-ModelScope/bert-base-uncased"),
+        ("model", "HuggingFaceTB/SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct"),
+    ],
+)
 def test_modelscope_ids(monkeypatch, kind, hf_id, ms_id):
     monkeypatch.setenv("LLMCOURSE_HUB", "modelscope")
-    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.com")     # irrelevant on ModelScope
+    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.com")  # irrelevant on ModelScope
     src = hub_source(hf_id, kind, subset="s")
-    assert (src.hub, src.repo_id, src.subset, src.endpoint) == ("modelscope", ms_id, "s", fetch.MODELSCOPE_ENDPOINT)
+    assert (src.hub, src.repo_id, src.subset, src.endpoint) == (
+        "modelscope",
+        ms_id,
+        "s",
+        fetch.MODELSCOPE_ENDPOINT,
+    )
     assert src.url("f.txt") == f"https://www.modelscope.cn/{kind}s/{ms_id}/resolve/master/f.txt"
 
 
@@ -57,18 +79,22 @@ def test_no_modelscope_copy_names_the_fix(monkeypatch):
     message = str(err.value)
     assert "'xmj2002/tang_poems'" in message and "LLMCOURSE_HUB=huggingface" in message
     assert "HF_ENDPOINT=https://hf-mirror.com" in message and "MODELSCOPE_IDS" in message
-    assert "Salesforce/wikitext" in message                      # what does have a copy
+    assert "Salesforce/wikitext" in message  # what does have a copy
     with pytest.raises(NoModelScopeCopy, match="model 'tatsu-lab/alpaca'"):
-        hub_source("tatsu-lab/alpaca", "model")                   # kinds are separate tables
-    assert hub_source("xmj2002/tang_poems", hub="huggingface").hub == "huggingface"  # an explicit hub wins
+        hub_source("tatsu-lab/alpaca", "model")  # kinds are separate tables
+    assert (
+        hub_source("xmj2002/tang_poems", hub="huggingface").hub == "huggingface"
+    )  # an explicit hub wins
     with pytest.raises(ValueError, match="kind"):
         hub_source("gpt2", "space")
 
 
 def test_resolution_needs_neither_network_nor_modelscope():
-    code = ("import sys, os; os.environ['LLMCOURSE_HUB'] = 'modelscope'; from llmcourse.data import fetch; "
-            "fetch.hub_source('gpt2', 'model'); fetch.hub_source('Salesforce/wikitext'); "
-            "print(sorted({'modelscope', 'datasets', 'huggingface_hub', 'torch'} & set(sys.modules)))")
+    code = (
+        "import sys, os; os.environ['LLMCOURSE_HUB'] = 'modelscope'; from llmcourse.data import fetch; "
+        "fetch.hub_source('gpt2', 'model'); fetch.hub_source('Salesforce/wikitext'); "
+        "print(sorted({'modelscope', 'datasets', 'huggingface_hub', 'torch'} & set(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
@@ -82,7 +108,7 @@ def test_model_path_on_hugging_face_is_the_id(monkeypatch):
 def test_modelscope_without_the_package_says_how_to_install(monkeypatch):
     monkeypatch.setenv("LLMCOURSE_HUB", "modelscope")
     monkeypatch.setattr(fetch, "probe_host", lambda url: None)
-    monkeypatch.setitem(sys.modules, "modelscope", None)          # import fails, as when not installed
+    monkeypatch.setitem(sys.modules, "modelscope", None)  # import fails, as when not installed
     with pytest.raises(ImportError, match="pip install modelscope"):
         fetch.hub_model_path("gpt2")
     with pytest.raises(ImportError, match="pip install modelscope"):
@@ -118,7 +144,7 @@ def test_endpoint_set_after_import_is_an_error(monkeypatch):
     constants = type(sys)("huggingface_hub.constants")
     constants.ENDPOINT = "https://huggingface.co"
     monkeypatch.setitem(sys.modules, "huggingface_hub.constants", constants)
-    fetch.check_hf_endpoint()                                      # same endpoint: fine
+    fetch.check_hf_endpoint()  # same endpoint: fine
     monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.com")
     with pytest.raises(RuntimeError, match="set HF_ENDPOINT first.*restart"):
         fetch.check_hf_endpoint()

@@ -1,4 +1,5 @@
 """Sampling rules, the KV cache, and cached == uncached decoding."""
+
 import pytest
 import torch
 
@@ -18,7 +19,9 @@ from llmcourse.gpt import GPT, GPTConfig
 
 def tiny(seed=0):
     torch.manual_seed(seed)
-    return GPT(GPTConfig(vocab_size=50, block_size=24, n_layer=2, n_head=2, n_embd=32, dropout=0.0)).eval()
+    return GPT(
+        GPTConfig(vocab_size=50, block_size=24, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
+    ).eval()
 
 
 def test_greedy_is_argmax_and_deterministic():
@@ -42,7 +45,9 @@ def test_top_p_keeps_the_smallest_set_reaching_p():
     assert {sample_next_token(logits, g, top_p=0.7).item() for _ in range(300)} == {0, 1}
     assert {sample_next_token(logits, g, top_p=0.85).item() for _ in range(400)} == {0, 1, 2}
     assert {sample_next_token(logits, g, top_p=0.01).item() for _ in range(50)} == {0}
-    assert sample_next_token(logits, g, top_p=5e-324).item() == 0  # rounds to 0 in float32: still one token
+    assert (
+        sample_next_token(logits, g, top_p=5e-324).item() == 0
+    )  # rounds to 0 in float32: still one token
 
 
 def test_tiny_temperature_is_greedy_not_nan():
@@ -64,7 +69,9 @@ def test_bad_sampling_arguments():
         sample_next_token(torch.randn(1, 5), top_p=0.0)
 
 
-@pytest.mark.parametrize("prompt_len,new", [(1, 10), (5, 19), (8, 40)])  # the last one slides past block_size
+@pytest.mark.parametrize(
+    "prompt_len,new", [(1, 10), (5, 19), (8, 40)]
+)  # the last one slides past block_size
 def test_cached_and_uncached_greedy_decoding_agree(prompt_len, new):
     model = tiny()
     idx = torch.randint(0, 50, (2, prompt_len))
@@ -81,7 +88,7 @@ def test_cached_logits_equal_full_forward():
     full, _ = model(idx)
     cache = KVCache.for_model(model, batch_size=2)
     first, _ = model(idx[:, :7], kv_cache=cache)
-    steps = [model(idx[:, t:t + 1], kv_cache=cache)[0] for t in range(7, 12)]
+    steps = [model(idx[:, t : t + 1], kv_cache=cache)[0] for t in range(7, 12)]
     torch.testing.assert_close(torch.cat([first, *steps], dim=1), full, atol=1e-5, rtol=1e-5)
     assert cache.get_pos() == 12
 
@@ -109,13 +116,20 @@ def test_top_k_filter_golden_and_exercise():
     largest are kept, as `logits < kth` drops only what is strictly smaller): probabilities 1/2, 0, 1/2, 0.
     k >= V keeps all."""
     inf = float("inf")
-    assert torch.equal(top_k_filter(torch.tensor([[2.0, 1.0, 2.0, 0.5]]), 1), torch.tensor([[2.0, -inf, 2.0, -inf]]))
+    assert torch.equal(
+        top_k_filter(torch.tensor([[2.0, 1.0, 2.0, 0.5]]), 1),
+        torch.tensor([[2.0, -inf, 2.0, -inf]]),
+    )
     assert torch.equal(top_k_filter(torch.tensor([[0.3, -1.0]]), 5), torch.tensor([[0.3, -1.0]]))
-    assert torch.equal(top_k_probs(torch.tensor([[2.0, 1.0, 2.0, 0.5]]), 1), torch.tensor([[0.5, 0.0, 0.5, 0.0]]))
+    assert torch.equal(
+        top_k_probs(torch.tensor([[2.0, 1.0, 2.0, 0.5]]), 1), torch.tensor([[0.5, 0.0, 0.5, 0.0]])
+    )
 
     def correct(logits, k):
-        kth = logits.sort(dim=-1, descending=True).values[:, min(k, logits.size(-1)) - 1:][:, :1]
-        e = torch.where(logits >= kth, (logits - logits.amax(-1, keepdim=True)).exp(), torch.zeros_like(logits))
+        kth = logits.sort(dim=-1, descending=True).values[:, min(k, logits.size(-1)) - 1 :][:, :1]
+        e = torch.where(
+            logits >= kth, (logits - logits.amax(-1, keepdim=True)).exp(), torch.zeros_like(logits)
+        )
         return e / e.sum(-1, keepdim=True)
 
     def drops_ties(logits, k):  # keeps exactly k indices from topk: a tie with the k-th is lost
@@ -126,7 +140,9 @@ def test_top_k_filter_golden_and_exercise():
         kth = logits.topk(k, dim=-1).values[:, -1:]
         return logits.masked_fill(logits < kth, -inf).softmax(-1)
 
-    def not_renormalised(logits, k):  # softmax first, then zero the tail: the rows no longer sum to 1
+    def not_renormalised(
+        logits, k
+    ):  # softmax first, then zero the tail: the rows no longer sum to 1
         kth = logits.topk(min(k, logits.size(-1)), dim=-1).values[:, -1:]
         return logits.softmax(-1).masked_fill(logits < kth, 0.0)
 
@@ -143,10 +159,14 @@ def _nucleus_before_issue_15(logits, top_p):
     drop = probs.cumsum(dim=-1) - probs >= top_p
     drop[..., 0] = False
     sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
-    return torch.softmax(torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits), dim=-1)
+    return torch.softmax(
+        torch.full_like(logits, float("-inf")).scatter(-1, order, sorted_logits), dim=-1
+    )
 
 
-@pytest.mark.parametrize("p", [5e-324, 0.1, 0.5, 0.9, 0.99])  # the sampler skips the filter at p = 1
+@pytest.mark.parametrize(
+    "p", [5e-324, 0.1, 0.5, 0.9, 0.99]
+)  # the sampler skips the filter at p = 1
 def test_top_p_filter_is_the_samplers_old_nucleus(p):
     """One nucleus for the sampler and notebook 09: same kept set and probabilities as the sampler's old
     inline code and the same draws for a seeded generator."""
@@ -175,7 +195,9 @@ def test_top_p_filter_golden():
 
 
 def test_cache_speedup_is_the_median_of_paired_ratios():
-    model = GPT(GPTConfig(vocab_size=50, block_size=200, n_layer=2, n_head=2, n_embd=32, dropout=0.0)).eval()
+    model = GPT(
+        GPTConfig(vocab_size=50, block_size=200, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
+    ).eval()
     prompt = torch.randint(0, 50, (1, 4), generator=torch.Generator().manual_seed(0))
     r = cache_speedup(model, prompt, 150, repeats=3)
     assert len(r["ratios"]) == 3 and sorted(r["ratios"])[1] == r["speedup"]
@@ -184,7 +206,9 @@ def test_cache_speedup_is_the_median_of_paired_ratios():
     # on a shared machine can fail for no reason. Asserted instead: the work each way does. The cached
     # run feeds the model the prompt once and then one position per step; the uncached one, everything.
     seen = []
-    hook = model.register_forward_pre_hook(lambda m, args, kwargs: seen.append(args[0].size(1)), with_kwargs=True)
+    hook = model.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.append(args[0].size(1)), with_kwargs=True
+    )
     generate(model, prompt, 10, temperature=0.0, use_cache=True)
     cached, seen[:] = seen[:], []
     generate(model, prompt, 10, temperature=0.0, use_cache=False)

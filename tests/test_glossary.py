@@ -6,6 +6,7 @@ the terms the "Classroom edition" issue names are there with their Chinese, ever
 Chinese in it, every "introduced in" cell links only to notebooks that exist, and every notebook is
 linked at least once. Each check is also run on a broken copy, which it must reject.
 """
+
 from __future__ import annotations
 
 import re
@@ -20,8 +21,14 @@ HEADER = ["English", "中文", "Definition", "Introduced in"]
 MIN_TERMS = 90
 
 # The issue's own list: Chinese term -> the English term of its row (parenthetical abbreviations ignored).
-NAMED = {"预训练": "pretraining", "微调": "fine-tuning", "监督微调": "supervised fine-tuning",
-         "偏好对齐": "preference alignment", "注意力": "attention", "困惑度": "perplexity"}
+NAMED = {
+    "预训练": "pretraining",
+    "微调": "fine-tuning",
+    "监督微调": "supervised fine-tuning",
+    "偏好对齐": "preference alignment",
+    "注意力": "attention",
+    "困惑度": "perplexity",
+}
 
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 NB_LINK = re.compile(r"\[(\d{2})\]\(\.\./notebooks/((\d{2})_[a-z0-9]+(?:_[a-z0-9]+)*\.ipynb)\)")
@@ -63,9 +70,12 @@ def parse(text: str) -> list[Row]:
         start = i + 1
         if _cells(lines[i]) != HEADER:
             raise GlossaryError(f"line {start}: a table must have the header {' | '.join(HEADER)}")
-        if i + 1 >= len(lines) or not re.fullmatch(r"\|?(\s*:?-{3,}:?\s*\|){3}\s*:?-{3,}:?\s*\|?",
-                                                   lines[i + 1].strip()):
-            raise GlossaryError(f"line {start + 1}: the header must be followed by a |---| separator row")
+        if i + 1 >= len(lines) or not re.fullmatch(
+            r"\|?(\s*:?-{3,}:?\s*\|){3}\s*:?-{3,}:?\s*\|?", lines[i + 1].strip()
+        ):
+            raise GlossaryError(
+                f"line {start + 1}: the header must be followed by a |---| separator row"
+            )
         i += 2
         while i < len(lines) and lines[i].lstrip().startswith("|"):
             cells = _cells(lines[i])
@@ -89,6 +99,7 @@ def chinese_terms(cell: str) -> set[str]:
 
 # ---------------------------------------------------------------------------- the checks
 
+
 def check_duplicates(rows: list[Row]) -> list[str]:
     seen: dict[str, int] = {}
     problems = []
@@ -107,13 +118,18 @@ def check_named_terms(rows: list[Row]) -> list[str]:
         if not matching:
             problems.append(f"no row for {en!r} ({zh})")
         elif not any(zh in chinese_terms(r.chinese) for r in matching):
-            problems.append(f"the row {en!r} does not give {zh} as its Chinese: {matching[0].chinese!r}")
+            problems.append(
+                f"the row {en!r} does not give {zh} as its Chinese: {matching[0].chinese!r}"
+            )
     return problems
 
 
 def check_chinese(rows: list[Row]) -> list[str]:
-    return [f"line {r.line}: the 中文 cell of {r.english!r} has no Chinese character: {r.chinese!r}"
-            for r in rows if not CJK.search(r.chinese)]
+    return [
+        f"line {r.line}: the 中文 cell of {r.english!r} has no Chinese character: {r.chinese!r}"
+        for r in rows
+        if not CJK.search(r.chinese)
+    ]
 
 
 def check_links(rows: list[Row], notebooks: Path) -> list[str]:
@@ -122,9 +138,13 @@ def check_links(rows: list[Row], notebooks: Path) -> list[str]:
         links = NB_LINK.findall(r.introduced)
         rest = NB_LINK.sub("", r.introduced)
         if not links:
-            problems.append(f"line {r.line}: {r.english!r}: no [NN](../notebooks/NN_topic.ipynb) link")
+            problems.append(
+                f"line {r.line}: {r.english!r}: no [NN](../notebooks/NN_topic.ipynb) link"
+            )
         if re.sub(r"[\s,→·]", "", rest):
-            problems.append(f"line {r.line}: {r.english!r}: unlinked text in 'Introduced in': {rest.strip()!r}")
+            problems.append(
+                f"line {r.line}: {r.english!r}: unlinked text in 'Introduced in': {rest.strip()!r}"
+            )
         for text, name, number in links:
             if text != number:
                 problems.append(f"line {r.line}: link text [{text}] does not match {name}")
@@ -135,18 +155,27 @@ def check_links(rows: list[Row], notebooks: Path) -> list[str]:
 
 def check_every_notebook_linked(rows: list[Row], notebooks: Path) -> list[str]:
     linked = {name for r in rows for _, name, _ in NB_LINK.findall(r.introduced)}
-    return [f"no glossary term is introduced in {p.name}: add its key terms"
-            for p in sorted(notebooks.glob("*.ipynb")) if p.name not in linked]
+    return [
+        f"no glossary term is introduced in {p.name}: add its key terms"
+        for p in sorted(notebooks.glob("*.ipynb"))
+        if p.name not in linked
+    ]
 
 
 def check_anchors(text: str) -> list[str]:
     def slug(heading: str) -> str:  # GitHub's rule: lower case, drop punctuation, spaces -> '-'
         return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
     anchors = {slug(h) for h in re.findall(r"^#{1,6} (.+)$", text, re.M)}
-    return [f"link to #{a} matches no heading" for a in re.findall(r"\]\(#([^)]+)\)", text) if a not in anchors]
+    return [
+        f"link to #{a} matches no heading"
+        for a in re.findall(r"\]\(#([^)]+)\)", text)
+        if a not in anchors
+    ]
 
 
 # ---------------------------------------------------------------------------- the glossary
+
 
 @pytest.fixture(scope="module")
 def text() -> str:
@@ -209,8 +238,15 @@ Parts: [Basics](#basics-notebook-01)
 
 @pytest.fixture
 def fake_notebooks(tmp_path: Path) -> Path:
-    for name in ("00_start_here", "01_ngram", "04_attention", "07_bert", "08_gpt_pretraining", "11_sft",
-                 "13_dpo"):
+    for name in (
+        "00_start_here",
+        "01_ngram",
+        "04_attention",
+        "07_bert",
+        "08_gpt_pretraining",
+        "11_sft",
+        "13_dpo",
+    ):
         (tmp_path / f"{name}.ipynb").write_text("{}")
     return tmp_path
 
@@ -219,7 +255,9 @@ def test_checks_pass_on_a_good_sample(fake_notebooks):
     rows = parse(GOOD)
     assert len(rows) == 6 and rows[1].introduced.count("](") == 2
     assert check_duplicates(rows) == check_named_terms(rows) == check_chinese(rows) == []
-    assert check_links(rows, fake_notebooks) == check_every_notebook_linked(rows, fake_notebooks) == []
+    assert (
+        check_links(rows, fake_notebooks) == check_every_notebook_linked(rows, fake_notebooks) == []
+    )
     assert check_anchors(GOOD) == []
     assert chinese_terms("微调（又作 精调、调优）") == {"微调", "精调", "调优"}
 
@@ -228,11 +266,14 @@ def _row(english: str, chinese: str, introduced: str = "[01](../notebooks/01_ngr
     return f"| {english} | {chinese} | Something. | {introduced} |\n"
 
 
-@pytest.mark.parametrize("bad_line, message", [
-    ("| attention | 注意力 | A weighted average. |\n", "3 cells"),
-    ("| attention | 注意力 |  | [04](../notebooks/04_attention.ipynb) |\n", "empty cell"),
-    ("| attention | 注意力 | a | b | [04](../notebooks/04_attention.ipynb) |\n", "5 cells"),
-])
+@pytest.mark.parametrize(
+    "bad_line, message",
+    [
+        ("| attention | 注意力 | A weighted average. |\n", "3 cells"),
+        ("| attention | 注意力 |  | [04](../notebooks/04_attention.ipynb) |\n", "empty cell"),
+        ("| attention | 注意力 | a | b | [04](../notebooks/04_attention.ipynb) |\n", "5 cells"),
+    ],
+)
 def test_parse_rejects_malformed_rows(bad_line, message):
     with pytest.raises(GlossaryError, match=message):
         parse(GOOD + bad_line)
@@ -253,14 +294,20 @@ def test_checks_catch_violations(fake_notebooks):
     wrong_zh = parse(GOOD.replace("| 困惑度 |", "| 混乱度 |"))
     assert any("困惑度" in p for p in check_named_terms(wrong_zh))
     assert check_chinese(parse(GOOD + _row("KV cache", "KV cache")))
-    assert check_links(parse(GOOD + _row("token", "词元", "[06](../notebooks/06_tokenization.ipynb)")),
-                       fake_notebooks)  # notebook does not exist
+    assert check_links(
+        parse(GOOD + _row("token", "词元", "[06](../notebooks/06_tokenization.ipynb)")),
+        fake_notebooks,
+    )  # notebook does not exist
     assert check_links(parse(GOOD + _row("token", "词元", "notebook 06")), fake_notebooks)
-    assert check_links(parse(GOOD + _row("token", "词元", "[07](../notebooks/01_ngram.ipynb)")),
-                       fake_notebooks)  # text and target disagree
-    assert check_links(parse(GOOD + _row("token", "词元", "[01](../notebooks/01_ngram.ipynb) and 06")),
-                       fake_notebooks)
+    assert check_links(
+        parse(GOOD + _row("token", "词元", "[07](../notebooks/01_ngram.ipynb)")), fake_notebooks
+    )  # text and target disagree
+    assert check_links(
+        parse(GOOD + _row("token", "词元", "[01](../notebooks/01_ngram.ipynb) and 06")),
+        fake_notebooks,
+    )
     (fake_notebooks / "17_many_gpus.ipynb").write_text("{}")
     assert check_every_notebook_linked(parse(GOOD), fake_notebooks) == [
-        "no glossary term is introduced in 17_many_gpus.ipynb: add its key terms"]
+        "no glossary term is introduced in 17_many_gpus.ipynb: add its key terms"
+    ]
     assert check_anchors(GOOD.replace("(#basics-notebook-01)", "(#basics)"))

@@ -1,4 +1,5 @@
 """The course GPT: shapes, causality, loss masking, learning, and exact interop with HF GPT-2."""
+
 import math
 
 import pytest
@@ -46,7 +47,9 @@ def test_masked_targets_are_ignored():
     targets = idx.clone()
     targets[:, :6] = -100
     logits, loss = model(idx, targets)
-    manual = torch.nn.functional.cross_entropy(logits[:, 6:].reshape(-1, 97), idx[:, 6:].reshape(-1))
+    manual = torch.nn.functional.cross_entropy(
+        logits[:, 6:].reshape(-1, 97), idx[:, 6:].reshape(-1)
+    )
     torch.testing.assert_close(loss, manual)
 
 
@@ -77,8 +80,16 @@ def test_bad_config_is_rejected():
 
 def test_hf_gpt2_to_ours_same_logits():
     torch.manual_seed(1)
-    hf_cfg = GPT2Config(vocab_size=97, n_positions=32, n_embd=32, n_layer=2, n_head=4,
-                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    hf_cfg = GPT2Config(
+        vocab_size=97,
+        n_positions=32,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
     hf = GPT2LMHeadModel(hf_cfg).eval()
     # HF's init leaves LayerNorms at 1/0 and biases at 0: randomise everything so every weight matters
     with torch.no_grad():
@@ -117,14 +128,25 @@ def test_export_needs_biases():
         gpt_to_hf(tiny_gpt(bias=False))
 
 
-
-@pytest.mark.parametrize("vocab_size, block_size, n_layer, n_head, n_embd", [
-    (65, 256, 6, 6, 384), (97, 32, 2, 4, 32), (5, 8, 1, 2, 16), (1000, 64, 3, 1, 8)])
-def test_num_params_exercise_reference_counts_the_model(vocab_size, block_size, n_layer, n_head, n_embd):
+@pytest.mark.parametrize(
+    "vocab_size, block_size, n_layer, n_head, n_embd",
+    [(65, 256, 6, 6, 384), (97, 32, 2, 4, 32), (5, 8, 1, 2, 16), (1000, 64, 3, 1, 8)],
+)
+def test_num_params_exercise_reference_counts_the_model(
+    vocab_size, block_size, n_layer, n_head, n_embd
+):
     """V·C + T·C + L(12C² + 13C) + 2C: e.g. nanoGPT's shape with biases, 10,770,816 parameters."""
     from llmcourse.gpt import gpt_num_params
-    model = GPT(GPTConfig(vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_head=n_head,
-                          n_embd=n_embd))
+
+    model = GPT(
+        GPTConfig(
+            vocab_size=vocab_size,
+            block_size=block_size,
+            n_layer=n_layer,
+            n_head=n_head,
+            n_embd=n_embd,
+        )
+    )
     assert gpt_num_params(vocab_size, block_size, n_layer, n_embd) == model.num_params()
 
 
@@ -132,6 +154,14 @@ def test_num_params_exercise_rejects_an_untied_head():
     from llmcourse.course import exercises
     from llmcourse.gpt import gpt_num_params
 
-    exercises.check("08.num_params", lambda v, t, n, c: v * c + t * c + n * (12 * c * c + 13 * c) + 2 * c, seed=0)
-    with pytest.raises(exercises.ExerciseError, match="08.num_params"):  # counts the tied head twice
-        exercises.check("08.num_params", lambda v, t, n, c: gpt_num_params(v, t, n, c) + v * c, seed=0)
+    exercises.check(
+        "08.num_params",
+        lambda v, t, n, c: v * c + t * c + n * (12 * c * c + 13 * c) + 2 * c,
+        seed=0,
+    )
+    with pytest.raises(
+        exercises.ExerciseError, match="08.num_params"
+    ):  # counts the tied head twice
+        exercises.check(
+            "08.num_params", lambda v, t, n, c: gpt_num_params(v, t, n, c) + v * c, seed=0
+        )

@@ -1,4 +1,5 @@
 """Few-shot prompts, demonstration sampling, label scoring, and the Hugging Face adapter."""
+
 import random
 
 import pytest
@@ -8,7 +9,9 @@ import torch.nn as nn
 from llmcourse import icl
 from llmcourse.icl import Labeled, PromptFormat
 
-POOL = [Labeled(f"good {i}", "pos") for i in range(6)] + [Labeled(f"bad {i}", "neg") for i in range(4)]
+POOL = [Labeled(f"good {i}", "pos") for i in range(6)] + [
+    Labeled(f"bad {i}", "neg") for i in range(4)
+]
 
 
 def encode(text: str) -> list[int]:
@@ -30,9 +33,13 @@ class FavoursChar(nn.Module):
 
 def test_prompt_layout_golden():
     fmt = PromptFormat("Classify.", "Q: {text}\nA:", "\n\n")
-    prompt = icl.few_shot_prompt([Labeled("x", "pos"), Labeled("y", "neg")], "z", fmt, {"pos": "yes", "neg": "no"})
+    prompt = icl.few_shot_prompt(
+        [Labeled("x", "pos"), Labeled("y", "neg")], "z", fmt, {"pos": "yes", "neg": "no"}
+    )
     assert prompt == "Classify.\n\nQ: x\nA: yes\n\nQ: y\nA: no\n\nQ: z\nA:"
-    assert icl.few_shot_prompt([], "z", PromptFormat("", "Q: {text}\nA:")) == "Q: z\nA:"  # zero-shot, no instruction
+    assert (
+        icl.few_shot_prompt([], "z", PromptFormat("", "Q: {text}\nA:")) == "Q: z\nA:"
+    )  # zero-shot, no instruction
 
 
 @pytest.mark.parametrize("k", [0, 1, 2, 3, 5, 8])
@@ -64,7 +71,9 @@ def test_classify_picks_the_likelier_label():
 def test_constant_model_accuracy_is_the_label_share():
     """A model that always answers 'pos' scores the share of positives, for every k and draw (spread 0)."""
     test = [Labeled("a", "pos"), Labeled("b", "pos"), Labeled("c", "neg"), Labeled("d", "pos")]
-    curve = icl.accuracy_vs_k(FavoursChar("p"), encode, POOL, test, ["neg", "pos"], ks=(0, 2, 4), n_draws=2)
+    curve = icl.accuracy_vs_k(
+        FavoursChar("p"), encode, POOL, test, ["neg", "pos"], ks=(0, 2, 4), n_draws=2
+    )
     assert curve.ks == [0, 2, 4] and curve.mean == [0.75] * 3 and curve.std == [0.0] * 3
     assert [len(d) for d in curve.draws] == [1, 2, 2]  # k = 0 has a single prompt
 
@@ -78,7 +87,9 @@ def test_hf_adapter_matches_the_course_gpt(tiny_gpt_model):
     idx = torch.randint(0, gpt.cfg.vocab_size, (2, 10))
     ref_logits, ref_loss = gpt(idx, idx)
     logits, loss = wrapped(idx, idx)
-    assert torch.allclose(logits, ref_logits, atol=1e-5) and torch.allclose(loss, ref_loss, atol=1e-5)
+    assert torch.allclose(logits, ref_logits, atol=1e-5) and torch.allclose(
+        loss, ref_loss, atol=1e-5
+    )
     assert wrapped(idx)[1] is None
 
 
@@ -87,7 +98,9 @@ def test_single_token_labels_take_one_pass_and_agree_with_multiple_choice():
     scores of `multiple_choice`, which runs prompt + label through the model once per label."""
     from llmcourse.evaluate import multiple_choice
 
-    words = {w: i for i, w in enumerate("review good bad film sentiment : positive negative".split())}
+    words = {
+        w: i for i, w in enumerate("review good bad film sentiment : positive negative".split())
+    }
 
     def word_encode(text):
         return [words[w] for w in text.replace(":", " :").split()]
@@ -95,7 +108,9 @@ def test_single_token_labels_take_one_pass_and_agree_with_multiple_choice():
     torch.manual_seed(0)
     from llmcourse.gpt import GPT, GPTConfig
 
-    model = GPT(GPTConfig(vocab_size=len(words), block_size=32, n_layer=1, n_head=2, n_embd=16, dropout=0.0))
+    model = GPT(
+        GPTConfig(vocab_size=len(words), block_size=32, n_layer=1, n_head=2, n_embd=16, dropout=0.0)
+    )
     prompt = "review good film sentiment:"
     choice, scores = icl.classify(model, word_encode, prompt, ["negative", "positive"])
     ref = multiple_choice(model, word_encode, prompt, [" negative", " positive"])
@@ -106,8 +121,13 @@ def _hand_prompts():
     """Two prompts with one example each: "3 7>3; 5 5>5" (first) and "2 8>8; 6 1>6" (max)."""
     x = torch.tensor([[[3, 7], [5, 5]], [[2, 8], [6, 1]]])
     answers = torch.tensor([[3, 5], [8, 6]])
-    return icl.DigitPrompts(idx=torch.zeros(2, 8, dtype=torch.long), targets=torch.zeros(2, 8, dtype=torch.long),
-                            task=torch.tensor([0, 2]), x=x, answers=answers)
+    return icl.DigitPrompts(
+        idx=torch.zeros(2, 8, dtype=torch.long),
+        targets=torch.zeros(2, 8, dtype=torch.long),
+        task=torch.tensor([0, 2]),
+        x=x,
+        answers=answers,
+    )
 
 
 def test_fixed_task_baseline_by_hand():
@@ -126,10 +146,12 @@ def test_digit_prompts_layout():
     p = icl.digit_prompts(torch.Generator().manual_seed(0), 8, max_k=3)
     assert p.idx.shape == p.targets.shape == (8, 4 * 5 - 2)
     answers = icl.digit_task_answers(p.x).gather(-1, p.task[:, None, None].expand(8, 4, 1))[..., 0]
-    assert torch.equal(answers, p.answers) and torch.equal(p.targets[p.targets != -100].view(8, 4), p.answers)
+    assert torch.equal(answers, p.answers) and torch.equal(
+        p.targets[p.targets != -100].view(8, 4), p.answers
+    )
     for k in range(4):  # the text of a k-shot prompt encodes to the first tokens of the sequence
         ids = icl.encode_digits(p.text(3, k))
-        assert p.idx[3, :len(ids)].tolist() == ids and ids[-1] == 10  # ends at ">"
+        assert p.idx[3, : len(ids)].tolist() == ids and ids[-1] == 10  # ends at ">"
 
 
 def test_tiny_gpt_learns_in_context():

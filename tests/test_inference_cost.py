@@ -1,4 +1,5 @@
 """KV-cache bytes equal the real cache, decode_speed checks tokens, top-p matches the sampler, exercises."""
+
 import pytest
 import torch
 
@@ -10,7 +11,9 @@ from llmcourse.cost.inference_cost import decode_speed, kv_cache_bytes, time_cal
 
 def tiny():
     torch.manual_seed(0)
-    return GPT(GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0)).eval()
+    return GPT(
+        GPTConfig(vocab_size=20, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.0)
+    ).eval()
 
 
 def test_formula_equals_the_allocated_cache():
@@ -34,10 +37,13 @@ def test_decode_speed_reports_and_checks():
 
 def test_top_p_filter_golden_and_agrees_with_sampler():
     # 0.6 < 0.7 so the 0.3 token joins; then 0.9 >= 0.7 and the 0.1 token is dropped: [0, 2/3, 1/3]
-    torch.testing.assert_close(top_p_filter(torch.tensor([[0.1, 0.6, 0.3]]), 0.7),
-                               torch.tensor([[0.0, 2 / 3, 1 / 3]]))
+    torch.testing.assert_close(
+        top_p_filter(torch.tensor([[0.1, 0.6, 0.3]]), 0.7), torch.tensor([[0.0, 2 / 3, 1 / 3]])
+    )
     probs = torch.tensor([[0.05, 0.4, 0.25, 0.2, 0.1]])
-    kept = top_p_filter(probs, 0.8)  # 0.4, 0.25, 0.2 (0.65 < 0.8 before 0.2; 0.85 >= 0.8 before 0.1)
+    kept = top_p_filter(
+        probs, 0.8
+    )  # 0.4, 0.25, 0.2 (0.65 < 0.8 before 0.2; 0.85 >= 0.8 before 0.1)
     allowed = set(kept.nonzero()[:, 1].tolist())
     assert allowed == {1, 2, 3}
     g = torch.Generator().manual_seed(0)

@@ -1,12 +1,21 @@
 """Generated instruction tasks: answers are right, splits are disjoint, preferences are wrong on purpose."""
+
 import random
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse.tasks.instructions import (TASKS, Example, is_correct, load_alpaca, make_instructions, make_preferences,
-                                    to_conversation, wrong_answer)
+from llmcourse.tasks.instructions import (
+    TASKS,
+    Example,
+    is_correct,
+    load_alpaca,
+    make_instructions,
+    make_preferences,
+    to_conversation,
+    wrong_answer,
+)
 
 
 def check_answer(ex: Example) -> bool:

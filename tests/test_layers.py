@@ -1,4 +1,5 @@
 """Layers vs torch.nn, and hand-derivable values of the positional encodings."""
+
 import math
 
 import pytest
@@ -37,7 +38,9 @@ def test_rmsnorm_equals_torch():
 @pytest.mark.parametrize("approximate", ["none", "tanh"])
 def test_gelu_equals_torch(approximate):
     x = torch.linspace(-6, 6, 101)
-    torch.testing.assert_close(layers.GELU(approximate)(x), F.gelu(x, approximate=approximate), **TOL)
+    torch.testing.assert_close(
+        layers.GELU(approximate)(x), F.gelu(x, approximate=approximate), **TOL
+    )
 
 
 def test_gelu_golden():

@@ -1,5 +1,6 @@
 """The course Llama: equal to Hugging Face's LlamaForCausalLM (random odd configs), RoPE equal to HF's
 rotary embedding, GPT-2 as a special case, cached decoding, clear refusals, and learning."""
+
 import math
 from dataclasses import replace
 
@@ -9,18 +10,38 @@ from transformers import LlamaConfig as HFLlamaConfig
 from transformers import LlamaForCausalLM
 
 from llmcourse.generate import KVCache, generate
-from llmcourse.llama import (Llama, LlamaConfig, RMSNorm, apply_rope, gpt2_like, repeat_kv, rms_norm,
-                             rope_cos_sin, rope_frequencies)
+from llmcourse.llama import (
+    Llama,
+    LlamaConfig,
+    RMSNorm,
+    apply_rope,
+    gpt2_like,
+    repeat_kv,
+    rms_norm,
+    rope_cos_sin,
+    rope_frequencies,
+)
 from llmcourse.llama_weights import config_from_hf, config_to_hf, llama_from_hf, llama_to_hf
 
 from tiny import TINY_GPT, TINY_LLAMA, tiny_gpt
 
 
 def hf_random(seed: int, **kw) -> LlamaForCausalLM:
-    defaults = dict(vocab_size=97, hidden_size=36, intermediate_size=70, num_hidden_layers=2,
-                    num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=40,
-                    rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=None, eos_token_id=None,
-                    pad_token_id=None, rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    defaults = dict(
+        vocab_size=97,
+        hidden_size=36,
+        intermediate_size=70,
+        num_hidden_layers=2,
+        num_attention_heads=6,
+        num_key_value_heads=2,
+        max_position_embeddings=40,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+    )
     torch.manual_seed(seed)
     hf = LlamaForCausalLM(HFLlamaConfig(**{**defaults, **kw})).eval()
     with torch.no_grad():  # random norm weights too, so a swapped norm cannot hide
@@ -34,13 +55,33 @@ ODD_CONFIGS = [  # (seed, overrides): GQA, odd vocabulary and widths, tied and u
     (0, {}),
     (1, dict(tie_word_embeddings=True, vocab_size=131)),
     (2, dict(num_attention_heads=4, num_key_value_heads=1, hidden_size=40, intermediate_size=33)),
-    (3, dict(num_attention_heads=3, num_key_value_heads=3, hidden_size=30, num_hidden_layers=3,
-             rope_parameters={"rope_type": "default", "rope_theta": 500.0})),
+    (
+        3,
+        dict(
+            num_attention_heads=3,
+            num_key_value_heads=3,
+            hidden_size=30,
+            num_hidden_layers=3,
+            rope_parameters={"rope_type": "default", "rope_theta": 500.0},
+        ),
+    ),
     (4, dict(attention_bias=True, mlp_bias=True, rms_norm_eps=1e-2)),
-    (5, dict(rope_parameters={"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0,
-                              "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                              "original_max_position_embeddings": 16}, hidden_size=48, num_attention_heads=3,
-             num_key_value_heads=1)),
+    (
+        5,
+        dict(
+            rope_parameters={
+                "rope_type": "llama3",
+                "rope_theta": 500000.0,
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 16,
+            },
+            hidden_size=48,
+            num_attention_heads=3,
+            num_key_value_heads=1,
+        ),
+    ),
 ]
 
 
@@ -48,7 +89,9 @@ ODD_CONFIGS = [  # (seed, overrides): GQA, odd vocabulary and widths, tied and u
 def test_logits_equal_hf_llama(seed, overrides):
     hf = hf_random(seed, **overrides)
     ours = llama_from_hf(hf)
-    idx = torch.randint(0, hf.config.vocab_size, (3, 29), generator=torch.Generator().manual_seed(seed))
+    idx = torch.randint(
+        0, hf.config.vocab_size, (3, 29), generator=torch.Generator().manual_seed(seed)
+    )
     with torch.no_grad():
         want = hf(input_ids=idx).logits
         got, _ = ours(idx)
@@ -86,15 +129,31 @@ def test_rope_equals_hf_rotary_embedding(kind):
 
     rope = {"rope_type": "default", "rope_theta": 10000.0}
     if kind == "llama3":
-        rope = {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0,
-                "high_freq_factor": 4.0, "original_max_position_embeddings": 64}
-    hc = HFLlamaConfig(hidden_size=128, num_attention_heads=2, max_position_embeddings=256, rope_parameters=rope)
+        rope = {
+            "rope_type": "llama3",
+            "rope_theta": 500000.0,
+            "factor": 8.0,
+            "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0,
+            "original_max_position_embeddings": 64,
+        }
+    hc = HFLlamaConfig(
+        hidden_size=128, num_attention_heads=2, max_position_embeddings=256, rope_parameters=rope
+    )
     hf_rope = LlamaRotaryEmbedding(hc)
     cfg = config_from_hf(hc)
-    inv = rope_frequencies(64, cfg.rope_theta, factor=cfg.rope_factor, low_freq_factor=cfg.rope_low_freq_factor,
-                           high_freq_factor=cfg.rope_high_freq_factor, original_context=cfg.rope_original_context)
+    inv = rope_frequencies(
+        64,
+        cfg.rope_theta,
+        factor=cfg.rope_factor,
+        low_freq_factor=cfg.rope_low_freq_factor,
+        high_freq_factor=cfg.rope_high_freq_factor,
+        original_context=cfg.rope_original_context,
+    )
     torch.testing.assert_close(inv, hf_rope.inv_freq)
-    if kind == "llama3":  # the scaling really acts: long wavelengths slowed 8x, short ones untouched
+    if (
+        kind == "llama3"
+    ):  # the scaling really acts: long wavelengths slowed 8x, short ones untouched
         plain = rope_frequencies(64, 500000.0)
         assert inv[0] == plain[0] and torch.isclose(inv[-1], plain[-1] / 8)
     q, k = torch.randn(2, 2, 200, 64), torch.randn(2, 2, 200, 64)
@@ -114,7 +173,10 @@ def test_rope_scores_depend_on_distance_only():
     q, k = torch.randn(1, 1, 1, 16), torch.randn(1, 1, 1, 16)
 
     def score(m, n):
-        return (apply_rope(q, cos[m:m + 1], sin[m:m + 1]) * apply_rope(k, cos[n:n + 1], sin[n:n + 1])).sum()
+        return (
+            apply_rope(q, cos[m : m + 1], sin[m : m + 1])
+            * apply_rope(k, cos[n : n + 1], sin[n : n + 1])
+        ).sum()
 
     torch.testing.assert_close(score(7, 3), score(40, 36), rtol=1e-4, atol=1e-4)
     assert not torch.isclose(score(7, 3), score(7, 5))
@@ -125,7 +187,7 @@ def test_rms_norm_module_and_exercise_reference():
     norm = RMSNorm(8, eps=1e-6)
     with torch.no_grad():
         norm.weight.copy_(w)
-    want = w * x / torch.sqrt((x ** 2).mean(-1, keepdim=True) + 1e-6)
+    want = w * x / torch.sqrt((x**2).mean(-1, keepdim=True) + 1e-6)
     torch.testing.assert_close(norm(x), want)
     torch.testing.assert_close(rms_norm(x, w, 1e-6), want)
     torch.testing.assert_close(norm(x), torch.nn.functional.rms_norm(x, (8,), w, eps=1e-6))
@@ -141,8 +203,15 @@ def test_gpt2_switches_reproduce_the_course_gpt():
     """Every switch at GPT-2's value: our Llama computes what gpt.GPT computes, weight for weight."""
     gpt = tiny_gpt()
     t = TINY_GPT
-    cfg = gpt2_like(LlamaConfig(vocab_size=t.vocab_size, block_size=t.block_size, n_layer=t.n_layer, n_head=t.n_head,
-                                n_embd=t.n_embd))
+    cfg = gpt2_like(
+        LlamaConfig(
+            vocab_size=t.vocab_size,
+            block_size=t.block_size,
+            n_layer=t.n_layer,
+            n_head=t.n_head,
+            n_embd=t.n_embd,
+        )
+    )
     llama = Llama(cfg).eval()
     src = gpt.state_dict()
     state = {k: v for k, v in src.items() if not k.startswith("blocks")}
@@ -154,9 +223,16 @@ def test_gpt2_switches_reproduce_the_course_gpt():
                 state[f"{b}{ours}.{p}"] = src[f"{b}{theirs}.{p}"]
         for p in ("weight", "bias"):
             q, k, v = src[f"{b}attn.qkv.{p}"].split(C, dim=0)
-            state.update({f"{b}attn.q_proj.{p}": q, f"{b}attn.k_proj.{p}": k, f"{b}attn.v_proj.{p}": v,
-                          f"{b}attn.o_proj.{p}": src[f"{b}attn.proj.{p}"],
-                          f"{b}mlp.up_proj.{p}": src[f"{b}mlp.fc.{p}"], f"{b}mlp.down_proj.{p}": src[f"{b}mlp.proj.{p}"]})
+            state.update(
+                {
+                    f"{b}attn.q_proj.{p}": q,
+                    f"{b}attn.k_proj.{p}": k,
+                    f"{b}attn.v_proj.{p}": v,
+                    f"{b}attn.o_proj.{p}": src[f"{b}attn.proj.{p}"],
+                    f"{b}mlp.up_proj.{p}": src[f"{b}mlp.fc.{p}"],
+                    f"{b}mlp.down_proj.{p}": src[f"{b}mlp.proj.{p}"],
+                }
+            )
     llama.load_state_dict(state, strict=True)
     idx = torch.randint(0, t.vocab_size, (2, t.block_size))
     torch.testing.assert_close(llama(idx)[0], gpt(idx)[0])
@@ -192,15 +268,23 @@ def test_parameter_budget_matches_gpt2_per_rung():
     assert abs(swiglu - gelu) / gelu < 0.01
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("hidden_act", "gelu", "hidden_act"),
-    ("head_dim", 12, "head_dim"),
-    ("rope_parameters", {"rope_type": "yarn", "rope_theta": 1e4, "factor": 2.0}, "rope_type"),
-    ("attention_bias", True, "attention_bias"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("hidden_act", "gelu", "hidden_act"),
+        ("head_dim", 12, "head_dim"),
+        ("rope_parameters", {"rope_type": "yarn", "rope_theta": 1e4, "factor": 2.0}, "rope_type"),
+        ("attention_bias", True, "attention_bias"),
+    ],
+)
 def test_unrepresentable_hf_configs_are_refused_by_name(field, value, match):
-    hc = HFLlamaConfig(hidden_size=32, num_attention_heads=4, intermediate_size=40, num_hidden_layers=1,
-                       vocab_size=50)
+    hc = HFLlamaConfig(
+        hidden_size=32,
+        num_attention_heads=4,
+        intermediate_size=40,
+        num_hidden_layers=1,
+        vocab_size=50,
+    )
     setattr(hc, field, value)
     with pytest.raises(ValueError, match=match):
         config_from_hf(hc)
@@ -213,8 +297,14 @@ def test_gpt2_switches_cannot_be_exported_to_hf_llama():
         config_to_hf(replace(TINY_LLAMA, n_expert=4))
 
 
-@pytest.mark.parametrize("kw,match", [(dict(n_kv_head=4), "n_kv_head"), (dict(norm="batch"), "norm"),
-                                      (dict(n_embd=42, n_head=6), "head_dim")])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(n_kv_head=4), "n_kv_head"),
+        (dict(norm="batch"), "norm"),
+        (dict(n_embd=42, n_head=6), "head_dim"),
+    ],
+)
 def test_bad_configs_name_the_field(kw, match):
     with pytest.raises(ValueError, match=match):
         replace(TINY_LLAMA, **kw)
@@ -225,13 +315,22 @@ def test_learns_a_repeating_pattern_below_uniform():
     from llmcourse.train import TrainConfig, fit
 
     torch.manual_seed(0)
-    model = Llama(replace(TINY_LLAMA, vocab_size=16, block_size=32, n_embd=32, n_head=4, n_kv_head=2))
-    stream = torch.arange(2000) % 7 + torch.arange(2000) // 700  # a slowly shifting period-7 pattern
+    model = Llama(
+        replace(TINY_LLAMA, vocab_size=16, block_size=32, n_embd=32, n_head=4, n_kv_head=2)
+    )
+    stream = (
+        torch.arange(2000) % 7 + torch.arange(2000) // 700
+    )  # a slowly shifting period-7 pattern
 
     def batch(g: torch.Generator):
         i = torch.randint(0, len(stream) - 33, (8,), generator=g)
-        x = torch.stack([stream[j:j + 33] for j in i.tolist()])
+        x = torch.stack([stream[j : j + 33] for j in i.tolist()])
         return x[:, :-1], x[:, 1:]
 
-    hist = fit(model, batch, TrainConfig(max_steps=120, lr=3e-3, warmup_steps=10, log_every=10), progress=False)
+    hist = fit(
+        model,
+        batch,
+        TrainConfig(max_steps=120, lr=3e-3, warmup_steps=10, log_every=10),
+        progress=False,
+    )
     assert hist.train_loss[-1] < 0.3 * math.log(16)

@@ -1,11 +1,12 @@
 """SmolLM2-135M-Instruct's real weights, from the offline GGUF file, in our own Llama: the same logits
 and the same greedy text as Hugging Face's LlamaForCausalLM loading the same file."""
+
 import numpy as np
 import pytest
 import torch
 
 from llmcourse.data import data_path
-from llmcourse.llama_weights import llama_from_gguf, llama_from_hf, read_gguf, unpermute
+from llmcourse.llama_weights import llama_from_gguf, llama_from_hf, unpermute
 
 pytest.importorskip("gguf", reason="the gguf package is a test dependency (pyproject [test])")
 
@@ -38,15 +39,22 @@ def test_gguf_loader_reads_the_weights_transformers_reads(smollm2):
 def test_real_weights_logits_and_greedy_text_equal_hf(smollm2):
     ours, hf, tok = smollm2
     chat = [{"role": "user", "content": "Write a short story about a robot who learns to paint."}]
-    ids = tok.apply_chat_template(chat, add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    ids = tok.apply_chat_template(
+        chat, add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )["input_ids"]
     with torch.no_grad():
         diff = (ours(ids)[0] - hf(input_ids=ids).logits).abs().max().item()
     assert diff <= 1e-3
     from llmcourse.generate import generate
 
-    want = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=64, do_sample=False,
-                       pad_token_id=tok.eos_token_id)
+    want = hf.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=64,
+        do_sample=False,
+        pad_token_id=tok.eos_token_id,
+    )
     got = generate(ours, ids, 64, temperature=0.0, stop_token=tok.eos_token_id)
     assert want.size(1) == ids.size(1) + 64, "the reply should be long enough to compare 64 tokens"
     assert torch.equal(got, want)
-    assert "robot" in tok.decode(got[0, ids.size(1):]).lower()
+    assert "robot" in tok.decode(got[0, ids.size(1) :]).lower()

@@ -1,4 +1,5 @@
 """LoRA from scratch: peft's contract, checked against peft itself on a tiny random HF model."""
+
 import copy
 
 import pytest
@@ -23,8 +24,15 @@ from tiny import TINY_GPT
 
 def tiny_llama(seed=0):
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=32)
+    cfg = LlamaConfig(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=32,
+    )
     return LlamaForCausalLM(cfg).eval()
 
 
@@ -43,14 +51,23 @@ def test_matches_peft_with_the_same_A_and_B():
     targets = ["q_proj", "v_proj"]
     wrapped = apply_lora(ours, targets, r=4, alpha=12, dropout=0.0)
     assert len(wrapped) == 4
-    peft_model = get_peft_model(ref, LoraConfig(r=4, lora_alpha=12, lora_dropout=0.0, target_modules=targets)).eval()
-    peft_layers = {n: m for n, m in peft_model.named_modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")}
+    peft_model = get_peft_model(
+        ref, LoraConfig(r=4, lora_alpha=12, lora_dropout=0.0, target_modules=targets)
+    ).eval()
+    peft_layers = {
+        n: m
+        for n, m in peft_model.named_modules()
+        if hasattr(m, "lora_A") and hasattr(m, "base_layer")
+    }
     assert len(peft_layers) == 4
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
         for name in wrapped:
             layer = ours.get_submodule(name)
-            A, B = torch.randn(layer.lora_A.shape, generator=g), torch.randn(layer.lora_B.shape, generator=g)
+            A, B = (
+                torch.randn(layer.lora_A.shape, generator=g),
+                torch.randn(layer.lora_B.shape, generator=g),
+            )
             layer.lora_A.copy_(A)
             layer.lora_B.copy_(B)
             pl = next(m for n, m in peft_layers.items() if n.endswith(name))
@@ -60,8 +77,13 @@ def test_matches_peft_with_the_same_A_and_B():
     idx = torch.randint(0, 64, (2, 10))
     with torch.no_grad():
         torch.testing.assert_close(ours(idx).logits, peft_model(idx).logits, atol=1e-5, rtol=1e-5)
-        assert not torch.allclose(ours(idx).logits, tiny_llama()(idx).logits, atol=1e-3)  # the adapters matter
-    ours_n, peft_n = trainable_report(ours)["trainable"], sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+        assert not torch.allclose(
+            ours(idx).logits, tiny_llama()(idx).logits, atol=1e-3
+        )  # the adapters matter
+    ours_n, peft_n = (
+        trainable_report(ours)["trainable"],
+        sum(p.numel() for p in peft_model.parameters() if p.requires_grad),
+    )
     assert ours_n == peft_n == 4 * 4 * (32 + 32)
 
 
@@ -102,7 +124,9 @@ def test_only_lora_parameters_train_and_report_counts():
 def test_dropout_applies_to_the_lora_path_only():
     torch.manual_seed(0)
     base = torch.nn.Linear(8, 8)
-    lora = LoRALinear(copy.deepcopy(base), r=2, dropout=0.9).train()  # B == 0: the LoRA path adds nothing
+    lora = LoRALinear(
+        copy.deepcopy(base), r=2, dropout=0.9
+    ).train()  # B == 0: the LoRA path adds nothing
     x = torch.randn(4, 8)
     torch.testing.assert_close(lora(x), base(x))
 
@@ -118,11 +142,20 @@ def test_typo_in_target_names_is_a_clear_error():
 def test_lora_param_count_equals_what_apply_lora_trains():
     """The exercise's count, on the course GPT's real layer names and shapes, equals the parameters that
     apply_lora makes trainable; the hand count: r * (in + out) = 4 * (32 + 96) for one qkv layer."""
-    assert lora_param_count([("blocks.0.attn.qkv", 96, 32), ("blocks.0.attn.proj", 32, 32)], ["qkv"], 4) == 512
+    assert (
+        lora_param_count(
+            [("blocks.0.attn.qkv", 96, 32), ("blocks.0.attn.proj", 32, 32)], ["qkv"], 4
+        )
+        == 512
+    )
     for targets in (["qkv"], ["proj"], ["attn.proj", "fc"]):
         torch.manual_seed(0)
         model = GPT(TINY_GPT)
-        layers = [(n, m.out_features, m.in_features) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)]
+        layers = [
+            (n, m.out_features, m.in_features)
+            for n, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear)
+        ]
         apply_lora(model, targets, r=4)
         assert lora_param_count(layers, targets, 4) == trainable_report(model)["trainable"]
 
@@ -132,27 +165,38 @@ def test_merged_weight_equals_the_merged_layer():
     layer = LoRALinear(torch.nn.Linear(6, 5, bias=False), r=3, alpha=12.0)
     with torch.no_grad():
         layer.lora_B.normal_()
-    expected = merged_weight(layer.base.weight.detach().clone(), layer.lora_A.detach(), layer.lora_B.detach(), 12.0)
+    expected = merged_weight(
+        layer.base.weight.detach().clone(), layer.lora_A.detach(), layer.lora_B.detach(), 12.0
+    )
     layer.merge()
     torch.testing.assert_close(layer.base.weight.detach(), expected)
 
 
 def test_lora_exercises_accept_solutions_and_catch_classic_mistakes():
     def count(layers, targets, r):
-        return sum(r * (i + o) for n, o, i in layers if any(n.split(".")[-len(t.split(".")):] == t.split(".")
-                                                                for t in targets))
+        return sum(
+            r * (i + o)
+            for n, o, i in layers
+            if any(n.split(".")[-len(t.split(".")) :] == t.split(".") for t in targets)
+        )
 
     def count_substring(layers, targets, r):  # "proj" in "attn.c_proj": matches a different layer
         return sum(r * (i + o) for n, o, i in layers if any(t in n for t in targets))
 
-    def count_full_matrix(layers, targets, r):  # r * in * out: the size of the update, not of A and B
-        return sum(r * i * o for n, o, i in layers if any(n == t or n.endswith("." + t) for t in targets))
+    def count_full_matrix(
+        layers, targets, r
+    ):  # r * in * out: the size of the update, not of A and B
+        return sum(
+            r * i * o for n, o, i in layers if any(n == t or n.endswith("." + t) for t in targets)
+        )
 
     exercises.check("12.lora_param_count", count, trials=20)
     for wrong in (count_substring, count_full_matrix):
         with pytest.raises(exercises.ExerciseError):
             exercises.check("12.lora_param_count", wrong, seed=0)
 
-    exercises.check("12.merged_weight", lambda W, A, B, alpha: W + alpha / A.shape[0] * B @ A, trials=20)
+    exercises.check(
+        "12.merged_weight", lambda W, A, B, alpha: W + alpha / A.shape[0] * B @ A, trials=20
+    )
     with pytest.raises(exercises.ExerciseError):  # scaled by alpha, not alpha / r
         exercises.check("12.merged_weight", lambda W, A, B, alpha: W + alpha * B @ A, seed=0)

@@ -1,4 +1,5 @@
 """GPU-memory estimates: exact golden cases derived by hand, the course notes' 6B figures, properties."""
+
 import math
 
 import pytest
@@ -7,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmcourse.cost import memory
-from llmcourse.cost.memory import GB, fits, gpt_params, inference_memory, model_shape_guess, training_memory
+from llmcourse.cost.memory import (
+    GB,
+    fits,
+    gpt_params,
+    inference_memory,
+    model_shape_guess,
+    training_memory,
+)
 
 
 def test_gpt2_small_parameter_count_exact():
@@ -22,21 +30,36 @@ def test_gpt2_small_parameter_count_exact():
 def test_gpt_params_matches_a_torch_model(n_layer, n_embd, vocab, block):
     """Count the parameters of an actual GPT-2-shaped torch module built from nn layers."""
     d = n_embd
-    blocks = [torch.nn.ModuleList([torch.nn.LayerNorm(d), torch.nn.Linear(d, 3 * d), torch.nn.Linear(d, d),
-                                   torch.nn.LayerNorm(d), torch.nn.Linear(d, 4 * d), torch.nn.Linear(4 * d, d)])
-              for _ in range(n_layer)]
-    model = torch.nn.ModuleList([torch.nn.Embedding(vocab, d), torch.nn.Embedding(block, d),
-                                 *blocks, torch.nn.LayerNorm(d)])
+    blocks = [
+        torch.nn.ModuleList(
+            [
+                torch.nn.LayerNorm(d),
+                torch.nn.Linear(d, 3 * d),
+                torch.nn.Linear(d, d),
+                torch.nn.LayerNorm(d),
+                torch.nn.Linear(d, 4 * d),
+                torch.nn.Linear(4 * d, d),
+            ]
+        )
+        for _ in range(n_layer)
+    ]
+    model = torch.nn.ModuleList(
+        [torch.nn.Embedding(vocab, d), torch.nn.Embedding(block, d), *blocks, torch.nn.LayerNorm(d)]
+    )
     assert sum(p.numel() for p in model.parameters()) == gpt_params(n_layer, d, vocab, block)
 
 
-@pytest.mark.parametrize("n_layer,n_embd,vocab,block", [(2, 32, 65, 16), (1, 8, 1000, 64), (3, 48, 5, 8)])
+@pytest.mark.parametrize(
+    "n_layer,n_embd,vocab,block", [(2, 32, 65, 16), (1, 8, 1000, 64), (3, 48, 5, 8)]
+)
 def test_one_parameter_formula_for_the_course_gpt(n_layer, n_embd, vocab, block):
     """`gpt_params` is the one counter: the course GPT's own count, and notebook 08's `gpt_num_params`
     (other argument order) returns exactly what it does."""
     from llmcourse.gpt import GPT, GPTConfig, gpt_num_params
 
-    model = GPT(GPTConfig(vocab_size=vocab, block_size=block, n_layer=n_layer, n_head=2, n_embd=n_embd))
+    model = GPT(
+        GPTConfig(vocab_size=vocab, block_size=block, n_layer=n_layer, n_head=2, n_embd=n_embd)
+    )
     count = gpt_params(n_layer, n_embd, vocab, block)
     assert model.num_params() == count == gpt_num_params(vocab, block, n_layer, n_embd)
 
@@ -119,7 +142,9 @@ def test_monotone_and_ordered(n, seq, batch):
     assert inference_memory(n, batch=batch, seq_len=seq + 1).total > base
     assert inference_memory(n, batch=batch + 1, seq_len=seq).total > base
     kw = dict(batch=batch, seq_len=seq)
-    full, lora, qlora = (training_memory(n, method=m, **kw).total for m in ("full", "lora", "qlora"))
+    full, lora, qlora = (
+        training_memory(n, method=m, **kw).total for m in ("full", "lora", "qlora")
+    )
     assert qlora <= lora <= full
     assert training_memory(n, gradient_checkpointing=True, **kw).total <= full
     n_layer, n_embd = model_shape_guess(n)
@@ -140,7 +165,9 @@ class _Block(torch.nn.Module):
     def forward(self, x):
         b, t, d = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)
-        q, k, v = (z.view(b, t, self.n_head, d // self.n_head).transpose(1, 2) for z in (q, k, v))  # (b,h,t,dh)
+        q, k, v = (
+            z.view(b, t, self.n_head, d // self.n_head).transpose(1, 2) for z in (q, k, v)
+        )  # (b,h,t,dh)
         y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
         x = x + self.proj(y.transpose(1, 2).reshape(b, t, d))
         return x + self.out(torch.nn.functional.gelu(self.fc(self.ln2(x))))
@@ -164,7 +191,10 @@ def test_activation_formula_against_autograd_saved_tensors():
             saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
 
-    with sdpa_kernel(SDPBackend.FLASH_ATTENTION), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with (
+        sdpa_kernel(SDPBackend.FLASH_ATTENTION),
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t),
+    ):
         block(x)
     measured = sum(saved.values())
     assert 32 * b * s * d <= measured <= 33 * b * s * d
@@ -182,7 +212,9 @@ def test_exercise_gpt_params():
         return V * d + T * d + L * (12 * d * d + 13 * d) + 2 * d + (0 if tied else V * d)
 
     exercises.check("00.gpt_params", mine, trials=10)
-    with pytest.raises(exercises.ExerciseError, match="case 1 of .*expected 124439808, got 124438272"):
+    with pytest.raises(
+        exercises.ExerciseError, match="case 1 of .*expected 124439808, got 124438272"
+    ):
         exercises.check("00.gpt_params", lambda L, d, V, T, tied: mine(L, d, V, T, tied) - 2 * d)
     with pytest.raises(exercises.ExerciseError, match="case 1 of .*wrong value"):
         exercises.check("00.gpt_params", lambda L, d, V, T, tied: mine(L, d, V, T, False))

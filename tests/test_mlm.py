@@ -1,5 +1,6 @@
 """BERT's batch builders: masked-LM corruption (15% chosen, 80/10/10, specials and padding never
 chosen) as properties, sentence pairs for NSP, padding, and the unigram baseline by hand."""
+
 import math
 
 import pytest
@@ -7,8 +8,17 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llmcourse.mlm import (IGNORE, SpecialTokens, corrupt, mask_tokens, pack_pair, pad_batch, pretraining_batches,
-                           sentence_pair, unigram_baseline)
+from llmcourse.mlm import (
+    IGNORE,
+    SpecialTokens,
+    corrupt,
+    mask_tokens,
+    pack_pair,
+    pad_batch,
+    pretraining_batches,
+    sentence_pair,
+    unigram_baseline,
+)
 from llmcourse.runtime import make_generator
 from llmcourse.data.vocab import WordVocab
 
@@ -28,7 +38,7 @@ def batches(draw):
     for b in range(B):
         n_pad = int(torch.randint(0, T, (1,), generator=g))
         if n_pad:
-            ids[b, T - n_pad:] = SP.pad
+            ids[b, T - n_pad :] = SP.pad
     return ids
 
 
@@ -43,8 +53,9 @@ def test_masking_invariants(ids, seed):
     assert torch.equal(y[chosen], ids[chosen]), "targets must hold the original tokens"
     assert torch.equal(x[~chosen], ids[~chosen]), "only chosen positions may change"
     changed = chosen & (x != ids)
-    assert ((x[changed] == SP.mask) | ~torch.isin(x[changed], torch.tensor(SP.ids))).all(), \
+    assert ((x[changed] == SP.mask) | ~torch.isin(x[changed], torch.tensor(SP.ids))).all(), (
         "a chosen token becomes [MASK] or an ordinary token, never another special"
+    )
     n = (~special).sum(dim=1)
     expected = torch.where(n > 0, torch.clamp(torch.round(n * 0.15), min=1), 0)
     assert torch.equal(chosen.sum(dim=1), expected)  # exactly round(15%) per row, at least 1
@@ -71,8 +82,11 @@ def test_masking_rates_80_10_10():
     assert N == 256 * round(512 * 0.15)
     xs, orig = x[chosen], ids[chosen]
     p_mask, p_same = 0.8, 0.1 + 0.1 / (V - 5)
-    for rate, p in [((xs == sp.mask).float().mean(), p_mask), ((xs == orig).float().mean(), p_same),
-                    (((xs != sp.mask) & (xs != orig)).float().mean(), 1 - p_mask - p_same)]:
+    for rate, p in [
+        ((xs == sp.mask).float().mean(), p_mask),
+        ((xs == orig).float().mean(), p_same),
+        (((xs != sp.mask) & (xs != orig)).float().mean(), 1 - p_mask - p_same),
+    ]:
         assert abs(float(rate) - p) < 5 * math.sqrt(p * (1 - p) / N), (float(rate), p)
 
 
@@ -116,13 +130,15 @@ def test_sentence_pairs_are_what_their_label_says(seed, max_len):
     ids, types, label = sentence_pair(_docs(), max_len, SP, make_generator(seed))
     assert len(ids) == len(types) <= max_len and ids[0] == SP.cls and ids[-1] == SP.sep
     first_b = types.index(1)
-    a, b = ids[1:first_b - 1], ids[first_b:-1]
+    a, b = ids[1 : first_b - 1], ids[first_b:-1]
     assert ids[first_b - 1] == SP.sep and all(t == 1 for t in types[first_b:])
     da, sa = divmod(a[-1] - 5, 10)
     db, sb = divmod(b[0] - 5, 10)
     if label == 0:  # B continues A's document after A (truncation only ever cuts a segment's end)
         assert db == da and sb > sa
-        if len(a) % 3 == 0 and len(a) + len(b) < max_len - 3:  # nothing was cut: B starts right after A
+        if (
+            len(a) % 3 == 0 and len(a) + len(b) < max_len - 3
+        ):  # nothing was cut: B starts right after A
             assert sb == sa + 1
     else:
         assert db != da
@@ -133,7 +149,9 @@ def test_nsp_labels_are_balanced_and_batches_are_well_formed():
     batch = sample(make_generator(0))
     assert set(batch) == {"input_ids", "token_type_ids", "attention_mask", "targets", "nsp_targets"}
     assert all(v.shape == (400, 16) for k, v in batch.items() if k != "nsp_targets")
-    assert abs(batch["nsp_targets"].float().mean().item() - 0.5) < 5 * 0.025  # sd of a coin over 400
+    assert (
+        abs(batch["nsp_targets"].float().mean().item() - 0.5) < 5 * 0.025
+    )  # sd of a coin over 400
     pad = batch["attention_mask"] == 0
     assert (batch["targets"][pad] == IGNORE).all() and (batch["input_ids"][pad] == SP.pad).all()
     again = sample(make_generator(0))
@@ -141,14 +159,20 @@ def test_nsp_labels_are_balanced_and_batches_are_well_formed():
 
 
 def test_mlm_only_batches_and_a_word_vocab():
-    vocab = WordVocab.from_text("the cat sat on the mat . the dog sat too .",
-                                specials=("[PAD]", "<unk>", "[CLS]", "[SEP]", "[MASK]"))
+    vocab = WordVocab.from_text(
+        "the cat sat on the mat . the dog sat too .",
+        specials=("[PAD]", "<unk>", "[CLS]", "[SEP]", "[MASK]"),
+    )
     sp = SpecialTokens.from_vocab(vocab)
     assert (sp.pad, sp.cls, sp.sep, sp.mask, sp.ids) == (0, 2, 3, 4, (0, 1, 2, 3, 4))
     docs = [[vocab.encode("the cat sat on the mat .")], [vocab.encode("the dog sat too .")]]
-    batch = pretraining_batches(docs, batch_size=8, max_len=12, special=sp, nsp=False)(make_generator(1))
+    batch = pretraining_batches(docs, batch_size=8, max_len=12, special=sp, nsp=False)(
+        make_generator(1)
+    )
     assert "nsp_targets" not in batch and (batch["input_ids"][:, 0] == sp.cls).all()
-    assert (batch["token_type_ids"] == 0).all() and (batch["targets"] != IGNORE).sum(dim=1).min() >= 1
+    assert (batch["token_type_ids"] == 0).all() and (batch["targets"] != IGNORE).sum(
+        dim=1
+    ).min() >= 1
 
 
 def test_pad_batch():
@@ -175,6 +199,7 @@ def test_pack_pair_exercise():
         while len(a) + len(b) > max_len - 3:
             (a if len(a) >= len(b) else b).pop()
         return [2] + a + [3] + b + [3], [0] * (len(a) + 2) + [1] * (len(b) + 1)
+
     exercises.check("07.pack_pair", mine, seed=0)
 
     def from_the_front(a, b, max_len):  # a typical slip: truncating the start of a segment
@@ -182,6 +207,7 @@ def test_pack_pair_exercise():
         while len(a) + len(b) > max_len - 3:
             (a if len(a) >= len(b) else b).pop(0)
         return [2] + a + [3] + b + [3], [0] * (len(a) + 2) + [1] * (len(b) + 1)
+
     with pytest.raises(exercises.ExerciseError, match="wrong"):
         exercises.check("07.pack_pair", from_the_front, seed=0)
 
@@ -205,10 +231,14 @@ def test_masked_accuracy_exercise():
     def mine(logits, targets):
         sel = targets != -100
         return (logits.argmax(-1)[sel] == targets[sel]).float().mean().item()
+
     exercises.check("07.masked_accuracy", mine, trials=20)
 
-    def over_all_positions(logits, targets):  # the classic slip: -100 positions count as wrong answers
+    def over_all_positions(
+        logits, targets
+    ):  # the classic slip: -100 positions count as wrong answers
         return (logits.argmax(-1) == targets).float().mean().item()
+
     with pytest.raises(exercises.ExerciseError, match="wrong value"):
         exercises.check("07.masked_accuracy", over_all_positions)
 
@@ -220,14 +250,19 @@ def _mask_row_solution(ids, scores, u, random_ids, skip_specials=True):
     order = scores.masked_fill(~candidate, 2.0).argsort()
     chosen = torch.zeros_like(candidate)
     chosen[order[:k]] = True
-    out = torch.where(chosen & (u < 0.8), 4, torch.where(chosen & (u >= 0.8) & (u < 0.9), random_ids, ids))
+    out = torch.where(
+        chosen & (u < 0.8), 4, torch.where(chosen & (u >= 0.8) & (u < 0.9), random_ids, ids)
+    )
     return out, torch.where(chosen, ids, -100)
 
 
 def test_mask_row_exercise_accepts_a_solution_and_rejects_masking_specials():
     from llmcourse.course import exercises
+
     exercises.check("07.mask_row", _mask_row_solution, trials=20)
-    with pytest.raises(exercises.ExerciseError, match="case 1 of"):  # the first fixed row chooses [CLS]
+    with pytest.raises(
+        exercises.ExerciseError, match="case 1 of"
+    ):  # the first fixed row chooses [CLS]
         exercises.check("07.mask_row", lambda *a: _mask_row_solution(*a, skip_specials=False))
 
 
@@ -244,8 +279,14 @@ def test_corrupt_with_given_draws_is_what_mask_tokens_does():
 
 
 # ---------------------------------------------------------------- the generated corpus of notebook 07
-from llmcourse.mlm import (CUES, NEGATIVE, POSITIVE, SEEN_WORDS,  # noqa: E402
-                           generated_corpus, sentiment_sentences)
+from llmcourse.mlm import (  # noqa: E402
+    CUES,
+    NEGATIVE,
+    POSITIVE,
+    SEEN_WORDS,
+    generated_corpus,
+    sentiment_sentences,
+)
 
 
 def _words(text: str) -> set[str]:
@@ -271,10 +312,14 @@ def test_sentiment_sentences_split_the_adjectives(seen):
     rows = sentiment_sentences(200, seen=seen, seed=1)
     assert [y for _, y in rows] == [i % 2 for i in range(200)]  # balanced, 1 = positive
     cue_words = set().union(*(_words(f.format(t="", a="")) for frames in CUES for f in frames))
-    allowed = {1: set(POSITIVE[:SEEN_WORDS] if seen else POSITIVE[SEEN_WORDS:]),
-               0: set(NEGATIVE[:SEEN_WORDS] if seen else NEGATIVE[SEEN_WORDS:])}
+    allowed = {
+        1: set(POSITIVE[:SEEN_WORDS] if seen else POSITIVE[SEEN_WORDS:]),
+        0: set(NEGATIVE[:SEEN_WORDS] if seen else NEGATIVE[SEEN_WORDS:]),
+    }
     for text, label in rows:
         words = _words(text)
         adjectives = words & (set(POSITIVE) | set(NEGATIVE))
         assert len(adjectives) == 1 and adjectives <= allowed[label], (text, label)
-        assert not words & (cue_words - {"The", "the", "it", "is", "was", "so", "I"}), "a polar cue leaked"
+        assert not words & (cue_words - {"The", "the", "it", "is", "was", "so", "I"}), (
+            "a polar cue leaked"
+        )

@@ -1,5 +1,6 @@
 """Mixture of experts: equal to Hugging Face's Mixtral block with copied weights, the Switch
 Transformer load-balancing loss equal to Mixtral's, and the balancing loss doing its job."""
+
 import math
 from dataclasses import replace
 
@@ -11,7 +12,9 @@ import torch.nn.functional as F
 from llmcourse.llama import MLP, Llama, LlamaConfig
 from llmcourse.moe import MoE, load_balancing_loss
 
-CFG = LlamaConfig(vocab_size=50, block_size=16, n_layer=1, n_head=2, n_kv_head=1, n_embd=24, ffn_hidden=20)
+CFG = LlamaConfig(
+    vocab_size=50, block_size=16, n_layer=1, n_head=2, n_kv_head=1, n_embd=24, ffn_hidden=20
+)
 
 
 def test_moe_equals_mixtral_sparse_block():
@@ -19,7 +22,9 @@ def test_moe_equals_mixtral_sparse_block():
     from transformers.models.mixtral.modeling_mixtral import MixtralSparseMoeBlock
 
     torch.manual_seed(0)
-    hc = MixtralConfig(hidden_size=24, intermediate_size=20, num_local_experts=5, num_experts_per_tok=2)
+    hc = MixtralConfig(
+        hidden_size=24, intermediate_size=20, num_local_experts=5, num_experts_per_tok=2
+    )
     theirs = MixtralSparseMoeBlock(hc).eval()
     for p in theirs.parameters():
         nn.init.normal_(p, std=0.3)
@@ -27,7 +32,9 @@ def test_moe_equals_mixtral_sparse_block():
     with torch.no_grad():
         ours.router.weight.copy_(theirs.gate.weight)
         for e, expert in enumerate(ours.experts):
-            gate, up = theirs.experts.gate_up_proj[e].chunk(2, dim=0)  # (2·hidden, C) -> (hidden, C) each
+            gate, up = theirs.experts.gate_up_proj[e].chunk(
+                2, dim=0
+            )  # (2·hidden, C) -> (hidden, C) each
             expert.gate_proj.weight.copy_(gate)
             expert.up_proj.weight.copy_(up)
             expert.down_proj.weight.copy_(theirs.experts.down_proj[e])

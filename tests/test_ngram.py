@@ -1,4 +1,5 @@
 """Tests for llmcourse.ngram and llmcourse.smoothing: nltk.lm reference, properties, hand-derived KN."""
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,9 @@ def zipf_corpus(seed: int, n_sent: int, alphabet: int = 12) -> list[list[str]]:
 def padded_everygrams(sent: list[str], n: int) -> list[tuple[str, ...]]:
     """The n-grams of every order 1..n ending at each token our model predicts (words and `</s>`)."""
     padded = [BOS] * (n - 1) + sent + [EOS]
-    return [tuple(padded[i - m + 1: i + 1]) for i in range(n - 1, len(padded)) for m in range(1, n + 1)]
+    return [
+        tuple(padded[i - m + 1 : i + 1]) for i in range(n - 1, len(padded)) for m in range(1, n + 1)
+    ]
 
 
 def make_nltk(cls, model: NGramLM, train: list[list[str]], **kw):
@@ -83,7 +86,9 @@ def test_matches_nltk(n, kind):
         test_ngrams = [g for s in test for g in padded_everygrams(s, n) if len(g) == n]
         test_no_oov = [s for s in test if all(t in ours.vocab.stoi for t in s)]
         ngrams_no_oov = [g for s in test_no_oov for g in padded_everygrams(s, n) if len(g) == n]
-        assert ours.perplexity(test_no_oov) == pytest.approx(ref.perplexity(ngrams_no_oov), rel=1e-9)
+        assert ours.perplexity(test_no_oov) == pytest.approx(
+            ref.perplexity(ngrams_no_oov), rel=1e-9
+        )
         assert len(test_ngrams) > len(ngrams_no_oov) > 0
 
 
@@ -102,8 +107,13 @@ contexts = st.lists(st.sampled_from(["a", "b", "c", "d", "e", "zz", BOS, UNK]), 
 
 
 @settings(max_examples=60, deadline=None)
-@given(corpus=corpora, n=st.integers(1, 4), min_count=st.integers(1, 2),
-       method=st.sampled_from(sorted(METHODS)), ctxs=st.lists(contexts, min_size=1, max_size=4))
+@given(
+    corpus=corpora,
+    n=st.integers(1, 4),
+    min_count=st.integers(1, 2),
+    method=st.sampled_from(sorted(METHODS)),
+    ctxs=st.lists(contexts, min_size=1, max_size=4),
+)
 def test_distributions_sum_to_one(corpus, n, min_count, method, ctxs):
     """Every method, every context (seen, unseen, OOV, shorter than n-1): a distribution over V."""
     lm = METHODS[method](n, min_count).fit(corpus)
@@ -146,9 +156,16 @@ def test_kneser_ney_by_hand():
     lm = KneserNey(2, discount=0.5).fit([["a", "b"], ["b", "b"], ["a", "c"]])
     F = Fraction
     expected = {
-        (("b",), EOS): F(62, 105), (("b",), "b"): F(32, 105), (("b",), "a"): F(3, 70),
-        (("b",), "c"): F(3, 70), (("b",), UNK): F(2, 105), ((BOS,), "a"): F(19, 35),
-        (("zzz",), "b"): F(29, 70), (("zzz",), EOS): F(19, 70), ((), "a"): F(9, 70), ((), UNK): F(4, 70),
+        (("b",), EOS): F(62, 105),
+        (("b",), "b"): F(32, 105),
+        (("b",), "a"): F(3, 70),
+        (("b",), "c"): F(3, 70),
+        (("b",), UNK): F(2, 105),
+        ((BOS,), "a"): F(19, 35),
+        (("zzz",), "b"): F(29, 70),
+        (("zzz",), EOS): F(19, 70),
+        ((), "a"): F(9, 70),
+        ((), UNK): F(4, 70),
     }
     for (ctx, w), p in expected.items():
         assert lm.prob(w, ctx) == pytest.approx(float(p), rel=1e-12), (ctx, w)
@@ -209,7 +226,9 @@ def test_unk_mapping():
     lm = AddK(2, k=0.5, min_count=2).fit(corpus)
     assert lm.counts(1)[(UNK,)] == 3  # dog, a, ran
     assert lm.prob("zebra", ["the"]) == lm.prob(UNK, ["the"]) == lm.prob("dog", ["the"])
-    assert lm.prob("sat", ["dog"]) == lm.prob("sat", [UNK]) == pytest.approx((1 + 0.5) / (3 + 0.5 * 5))
+    assert (
+        lm.prob("sat", ["dog"]) == lm.prob("sat", [UNK]) == pytest.approx((1 + 0.5) / (3 + 0.5 * 5))
+    )
 
 
 def test_mle_and_config():
@@ -225,11 +244,18 @@ def test_exercises_registered():
     from llmcourse.course import exercises
     from llmcourse.course.exercise_sets.nb01 import add_k_prob, continuation_count, perplexity_of
 
-    for name, fn in [("01.add_k_prob", add_k_prob), ("01.perplexity", perplexity_of),
-                     ("01.continuation_count", continuation_count)]:
+    for name, fn in [
+        ("01.add_k_prob", add_k_prob),
+        ("01.perplexity", perplexity_of),
+        ("01.continuation_count", continuation_count),
+    ]:
         exercises.check(name, fn, trials=3, seed=0)
-    with pytest.raises(exercises.ExerciseError):  # counting bigram tokens instead of distinct left words
-        exercises.check("01.continuation_count", lambda b, w: sum(x == w for _, x in b), trials=5, seed=0)
+    with pytest.raises(
+        exercises.ExerciseError
+    ):  # counting bigram tokens instead of distinct left words
+        exercises.check(
+            "01.continuation_count", lambda b, w: sum(x == w for _, x in b), trials=5, seed=0
+        )
 
 
 def test_ngram_vocab_is_the_course_vocab_with_the_old_ids():
@@ -239,7 +265,14 @@ def test_ngram_vocab_is_the_course_vocab_with_the_old_ids():
 
     corpus = [["b", "a", "<s>", "c"], ["a", "b", "</s>", "<unk>", "d", "c"]]
     vocab = NGramVocab.from_sentences(corpus)
-    assert isinstance(vocab, Vocab) and vocab.itos == [UNK, EOS, "b", "a", "c", "d"]  # most_common order
+    assert isinstance(vocab, Vocab) and vocab.itos == [
+        UNK,
+        EOS,
+        "b",
+        "a",
+        "c",
+        "d",
+    ]  # most_common order
     assert vocab.counts == [0, 0, 2, 2, 2, 1] and len(vocab) == 6 and vocab.bos_id == 6
     assert [vocab.lookup(t) for t in (BOS, "zebra", "d")] == [6, 0, 5]
     assert NGramLM(2).fit(corpus).vocab.itos == vocab.itos

@@ -4,6 +4,7 @@ Each check is a function `(path, nb) -> list of problems`; every notebook gets o
 so a failure names both. The checks themselves are tested at the bottom on a scaffold notebook
 (scripts/new_notebook.py), which must pass them all, and on broken copies of it, which must not.
 """
+
 from __future__ import annotations
 
 import copy
@@ -39,9 +40,12 @@ def _markdown(nb: dict) -> list[str]:
 
 # ---------------------------------------------------------------------------- the checks
 
+
 def check_name(path: Path, nb: dict) -> list[str]:
     ok = re.fullmatch(r"\d{2}_[a-z0-9]+(_[a-z0-9]+)*\.ipynb", path.name)
-    return [] if ok else [f"{path.name}: name it NN_topic.ipynb (two digits, lower_snake_case topic)"]
+    return (
+        [] if ok else [f"{path.name}: name it NN_topic.ipynb (two digits, lower_snake_case topic)"]
+    )
 
 
 def check_intro_cell(path: Path, nb: dict) -> list[str]:
@@ -66,7 +70,9 @@ def check_glossary_link(path: Path, nb: dict) -> list[str]:
     first = next((_src(c) for c in nb["cells"] if c["cell_type"] == "markdown"), "")
     if GLOSSARY_LINK.search(first):
         return []
-    return [f"the first markdown cell must link the glossary, e.g. the line\n{scaffold.GLOSSARY_LINK}"]
+    return [
+        f"the first markdown cell must link the glossary, e.g. the line\n{scaffold.GLOSSARY_LINK}"
+    ]
 
 
 def check_setup_cell(path: Path, nb: dict) -> list[str]:
@@ -79,13 +85,21 @@ def check_setup_cell(path: Path, nb: dict) -> list[str]:
 def check_start(path: Path, nb: dict) -> list[str]:
     code = _code(nb)
     cell = code[1] if len(code) > 1 else ""
-    if re.search(r"^\s*(from llmcourse\b|import llmcourse\b)", cell, re.M) and "notebook.start(" in cell:
+    if (
+        re.search(r"^\s*(from llmcourse\b|import llmcourse\b)", cell, re.M)
+        and "notebook.start(" in cell
+    ):
         return []
     return ["the code cell after the setup cell must import llmcourse and call notebook.start("]
 
 
 def check_sections(path: Path, nb: dict) -> list[str]:
-    headings = [line.strip() for text in _markdown(nb) for line in text.splitlines() if line.startswith("## ")]
+    headings = [
+        line.strip()
+        for text in _markdown(nb)
+        for line in text.splitlines()
+        if line.startswith("## ")
+    ]
     problems = []
     if not any(re.match(r"## 1\. \S", h) for h in headings):
         problems.append("no numbered section '## 1. ...'")
@@ -101,9 +115,16 @@ def check_sections(path: Path, nb: dict) -> list[str]:
 
 
 def check_no_outputs(path: Path, nb: dict) -> list[str]:
-    bad = [i + 1 for i, c in enumerate(nb["cells"])
-           if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)]
-    return [f"cells {bad} store outputs or execution counts; clear them before committing"] if bad else []
+    bad = [
+        i + 1
+        for i, c in enumerate(nb["cells"])
+        if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count") is not None)
+    ]
+    return (
+        [f"cells {bad} store outputs or execution counts; clear them before committing"]
+        if bad
+        else []
+    )
 
 
 def check_solution_markers(path: Path, nb: dict) -> list[str]:
@@ -114,8 +135,10 @@ def check_solution_markers(path: Path, nb: dict) -> list[str]:
     return []
 
 
-ABSOLUTE_PATH = re.compile(r"(?<![\w.:/])(/(home|Users|work|tmp|root|mnt|private|var/folders)/"
-                           r"|[A-Za-z]:\\{1,2}(Users|Documents and Settings|Windows|Program Files)\b)")
+ABSOLUTE_PATH = re.compile(
+    r"(?<![\w.:/])(/(home|Users|work|tmp|root|mnt|private|var/folders)/"
+    r"|[A-Za-z]:\\{1,2}(Users|Documents and Settings|Windows|Program Files)\b)"
+)
 
 
 def check_no_machine_paths(path: Path, nb: dict) -> list[str]:
@@ -123,7 +146,9 @@ def check_no_machine_paths(path: Path, nb: dict) -> list[str]:
     for i, cell in enumerate(nb["cells"]):
         m = ABSOLUTE_PATH.search(_src(cell))
         if m:
-            problems.append(f"cell {i + 1}: machine-specific path near {_src(cell)[m.start():m.start() + 40]!r}")
+            problems.append(
+                f"cell {i + 1}: machine-specific path near {_src(cell)[m.start() : m.start() + 40]!r}"
+            )
     m = ABSOLUTE_PATH.search(json.dumps(nb.get("metadata", {})))
     if m:
         problems.append("notebook metadata contains a machine-specific path")
@@ -131,13 +156,25 @@ def check_no_machine_paths(path: Path, nb: dict) -> list[str]:
 
 
 def check_cell_length(path: Path, nb: dict) -> list[str]:
-    return [f"cell {i + 1} has {n} lines (max {MAX_CODE_LINES}): split it"
-            for i, c in enumerate(nb["cells"])
-            if c["cell_type"] == "code" and (n := len(_src(c).splitlines())) > MAX_CODE_LINES]
+    return [
+        f"cell {i + 1} has {n} lines (max {MAX_CODE_LINES}): split it"
+        for i, c in enumerate(nb["cells"])
+        if c["cell_type"] == "code" and (n := len(_src(c).splitlines())) > MAX_CODE_LINES
+    ]
 
 
-CHECKS = [check_name, check_intro_cell, check_glossary_link, check_setup_cell, check_start, check_sections,
-          check_no_outputs, check_solution_markers, check_no_machine_paths, check_cell_length]
+CHECKS = [
+    check_name,
+    check_intro_cell,
+    check_glossary_link,
+    check_setup_cell,
+    check_start,
+    check_sections,
+    check_no_outputs,
+    check_solution_markers,
+    check_no_machine_paths,
+    check_cell_length,
+]
 
 
 def all_problems(path: Path, nb: dict) -> list[str]:
@@ -145,6 +182,7 @@ def all_problems(path: Path, nb: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- the notebooks
+
 
 def test_there_are_notebooks():
     assert len(NOTEBOOKS) >= 1, "notebooks/*.ipynb found nothing"
@@ -159,6 +197,7 @@ def test_notebook_convention(path: Path, check):
 
 
 # ---------------------------------------------------------------------------- the checks themselves
+
 
 @pytest.fixture
 def good(tmp_path: Path) -> tuple[Path, dict]:
@@ -189,10 +228,15 @@ def test_checks_catch_violations(good):
     intro = _src(nb["cells"][0])
     assert scaffold.GLOSSARY_LINK in intro
     assert check_glossary_link(path, _broken(nb, 0, intro.replace(scaffold.GLOSSARY_LINK, "")))
-    assert check_glossary_link(path, _broken(nb, 0, intro.replace("GLOSSARY.md)", "CONVENTIONS.md)")))
-    assert check_glossary_link(path, _broken(nb, 0, intro.replace(f"({scaffold.GLOSSARY_URL})", "")))  # no link
-    assert not check_glossary_link(path, _broken(nb, 0, intro.replace(
-        scaffold.GLOSSARY_URL, "../docs/GLOSSARY.md#evaluation")))  # a relative link with an anchor is fine too
+    assert check_glossary_link(
+        path, _broken(nb, 0, intro.replace("GLOSSARY.md)", "CONVENTIONS.md)"))
+    )
+    assert check_glossary_link(
+        path, _broken(nb, 0, intro.replace(f"({scaffold.GLOSSARY_URL})", ""))
+    )  # no link
+    assert not check_glossary_link(
+        path, _broken(nb, 0, intro.replace(scaffold.GLOSSARY_URL, "../docs/GLOSSARY.md#evaluation"))
+    )  # a relative link with an anchor is fine too
     assert check_setup_cell(path, _broken(nb, 1, SETUP_TEMPLATE.replace("-q", "")))
     assert check_start(path, _broken(nb, 2, "import torch"))
     assert check_sections(path, _broken(nb, 5, "## Recap"))
@@ -202,6 +246,8 @@ def test_checks_catch_violations(good):
     assert check_solution_markers(path, _broken(nb, 8, "# BEGIN SOLUTION\nx = 1\n"))
     assert check_no_machine_paths(path, _broken(nb, 4, "data = open('/home/ann/data.txt')"))
     assert check_no_machine_paths(path, _broken(nb, 4, r"p = 'C:\Users\ann\data.txt'"))
-    assert not check_no_machine_paths(path, _broken(nb, 4, "# see https://example.org/home/x and /content/drive"))
+    assert not check_no_machine_paths(
+        path, _broken(nb, 4, "# see https://example.org/home/x and /content/drive")
+    )
     assert not check_no_machine_paths(path, _broken(nb, 4, 'print(f"a:\\t{x}")'))
     assert check_cell_length(path, _broken(nb, 4, "x = 1\n" * (MAX_CODE_LINES + 1)))

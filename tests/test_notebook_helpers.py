@@ -1,4 +1,5 @@
 """llmcourse.course.notebook (start, headline, checkpoints, sources) and scripts/make_student_edition.py."""
+
 from __future__ import annotations
 
 import json
@@ -23,6 +24,7 @@ student = load_script("make_student_edition")
 
 # ---------------------------------------------------------------------------- notebook.py
 
+
 def test_import_is_cheap():
     """Importing the module must not import torch or pyplot (a notebook's first cell returns at once)."""
     code = "import sys, llmcourse.course.notebook; print('torch' in sys.modules, 'matplotlib.pyplot' in sys.modules)"
@@ -45,7 +47,9 @@ def test_start_returns_runtime_and_seeds_deterministically(capsys, monkeypatch):
     notebook.start(seed=124)
     assert _draws() != first
     out = capsys.readouterr().out
-    assert "size:    smoke (automatic: running under pytest/nbmake)" in out  # PYTEST_CURRENT_TEST is set
+    assert (
+        "size:    smoke (automatic: running under pytest/nbmake)" in out
+    )  # PYTEST_CURRENT_TEST is set
     assert f"torch {torch.__version__}" in out and "precision=float32" in out
 
 
@@ -60,7 +64,10 @@ def test_start_reports_language_and_hub(capsys, monkeypatch):
     monkeypatch.setenv("LLMCOURSE_LANG", "zh")
     monkeypatch.setenv("LLMCOURSE_HUB", "modelscope")
     notebook.start()
-    assert "text:    zh (LLMCOURSE_LANG) | downloads from modelscope (LLMCOURSE_HUB)" in capsys.readouterr().out
+    assert (
+        "text:    zh (LLMCOURSE_LANG) | downloads from modelscope (LLMCOURSE_HUB)"
+        in capsys.readouterr().out
+    )
 
 
 def test_start_styles_matplotlib():
@@ -77,12 +84,27 @@ def test_headline_appends_json_lines(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("LLMCOURSE_NOTEBOOK", "03_bigram")
     notebook.headline("toy_loss", torch.tensor(2.5), unit="nats")
     notebook.headline("params", 124_439_808)
-    assert capsys.readouterr().out.splitlines() == ["headline: toy_loss = 2.5 nats", "headline: params = 124,439,808"]
+    assert capsys.readouterr().out.splitlines() == [
+        "headline: toy_loss = 2.5 nats",
+        "headline: params = 124,439,808",
+    ]
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
     keep = ("notebook", "kind", "name", "value", "unit")
     assert [{k: r[k] for k in keep} for r in records] == [
-        {"notebook": "03_bigram", "kind": "headline", "name": "toy_loss", "value": 2.5, "unit": "nats"},
-        {"notebook": "03_bigram", "kind": "headline", "name": "params", "value": 124439808.0, "unit": ""},
+        {
+            "notebook": "03_bigram",
+            "kind": "headline",
+            "name": "toy_loss",
+            "value": 2.5,
+            "unit": "nats",
+        },
+        {
+            "notebook": "03_bigram",
+            "kind": "headline",
+            "name": "params",
+            "value": 124439808.0,
+            "unit": "",
+        },
     ]
     assert records[0]["size"] == "smoke" and records[0]["seed"] == notebook.current_seed()
     assert records[0]["threads"] >= 1
@@ -98,11 +120,15 @@ def test_metric_records_a_baseline_beside_the_headline(tmp_path, monkeypatch, ca
     notebook.headline("best_kn_val_ppl", 91.5)
     out = capsys.readouterr().out
     # the banner says what to compare with and what the full size gives, from llmcourse.course.targets
-    assert out.startswith("best_addk_val_ppl = 180.2\nheadline: best_kn_val_ppl = 91.5\n  baseline: the best add-k")
+    assert out.startswith(
+        "best_addk_val_ppl = 180.2\nheadline: best_kn_val_ppl = 91.5\n  baseline: the best add-k"
+    )
     assert "what you should see at full size" in out and "measured: 102.9" in out
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
-    assert [(r["kind"], r["name"], r["seed"]) for r in records] == [("metric", "best_addk_val_ppl", 3),
-                                                                   ("headline", "best_kn_val_ppl", 3)]
+    assert [(r["kind"], r["name"], r["seed"]) for r in records] == [
+        ("metric", "best_addk_val_ppl", 3),
+        ("headline", "best_kn_val_ppl", 3),
+    ]
 
 
 def test_seed_comes_from_the_environment(monkeypatch, capsys):
@@ -166,6 +192,7 @@ def test_outside_notebooks(capsys):
 
 # ---------------------------------------------------------------------------- student edition
 
+
 def _nb(*cells: tuple[str, str]) -> dict:
     out = []
     for kind, source in cells:
@@ -181,8 +208,10 @@ def _sources(nb: dict) -> list[str]:
 
 
 def test_student_edition_replaces_solutions():
-    code = ("def f(x):\n    y = x + 1\n    # BEGIN SOLUTION\n    z = y * 2\n    return z\n    # END SOLUTION\n\n"
-            "# BEGIN SOLUTION\nanswer = f(3)\n# END SOLUTION\nprint('done')")
+    code = (
+        "def f(x):\n    y = x + 1\n    # BEGIN SOLUTION\n    z = y * 2\n    return z\n    # END SOLUTION\n\n"
+        "# BEGIN SOLUTION\nanswer = f(3)\n# END SOLUTION\nprint('done')"
+    )
     md = "**Q1.** Why?\n\n<!-- BEGIN SOLUTION -->\nBecause.\n<!-- END SOLUTION -->\n\n**Q2.** <!-- BEGIN SOLUTION -->Yes<!-- END SOLUTION -->"
     out = student.student_notebook(_nb(("code", code), ("markdown", md)), "09_x.ipynb")
     stub = 'raise NotImplementedError("Exercise: write your solution here")'
@@ -204,19 +233,28 @@ def test_student_edition_without_markers_is_unchanged(tmp_path):
 
 def test_student_edition_clears_outputs():
     nb = _nb(("code", "1 + 1"))
-    nb["cells"][0].update(execution_count=3, outputs=[{"output_type": "execute_result", "data": {}}])
+    nb["cells"][0].update(
+        execution_count=3, outputs=[{"output_type": "execute_result", "data": {}}]
+    )
     cell = student.student_notebook(nb)["cells"][0]
     assert cell["outputs"] == [] and cell["execution_count"] is None
 
 
-@pytest.mark.parametrize("kind, source, message", [
-    ("code", "# BEGIN SOLUTION\nx = 1", "never closed"),
-    ("code", "x = 1\n# END SOLUTION", "without a BEGIN"),
-    ("code", "# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION\n# END SOLUTION", "inside the block"),
-    ("code", "if x:\n# BEGIN SOLUTION\n    y = 1\n# END SOLUTION", "not valid Python"),
-    ("markdown", "<!-- BEGIN SOLUTION -->\nanswer", "never closed"),
-    ("markdown", "answer <!-- END SOLUTION -->", "without a BEGIN"),
-])
+@pytest.mark.parametrize(
+    "kind, source, message",
+    [
+        ("code", "# BEGIN SOLUTION\nx = 1", "never closed"),
+        ("code", "x = 1\n# END SOLUTION", "without a BEGIN"),
+        (
+            "code",
+            "# BEGIN SOLUTION\n# BEGIN SOLUTION\n# END SOLUTION\n# END SOLUTION",
+            "inside the block",
+        ),
+        ("code", "if x:\n# BEGIN SOLUTION\n    y = 1\n# END SOLUTION", "not valid Python"),
+        ("markdown", "<!-- BEGIN SOLUTION -->\nanswer", "never closed"),
+        ("markdown", "answer <!-- END SOLUTION -->", "without a BEGIN"),
+    ],
+)
 def test_student_edition_rejects_bad_markers(kind, source, message):
     nb = _nb(("markdown", "# Title"), (kind, source))
     with pytest.raises(student.MarkerError, match=message) as info:

@@ -1,4 +1,5 @@
 """PEFT comparison: what each method trains (hand-counted), memory accounting, new-token rows, exercise."""
+
 import pytest
 import torch
 
@@ -27,8 +28,12 @@ def test_trainable_counts_by_hand(base):
         assert trainable_report(pc.make_variant(base, "lora", r=r))["trainable"] == L * 16 * r * C
     assert trainable_report(pc.make_variant(base, "prompt", n_virtual=3))["trainable"] == 3 * C
     # P-Tuning: the prompt plus an MLP C -> 2C -> C with biases
-    assert trainable_report(pc.make_variant(base, "ptuning", n_virtual=3))["trainable"] == 3 * C + (C * 2 * C + 2 * C) + (2 * C * C + C)
-    rows = trainable_report(pc.make_variant(base, "lora", r=2, new_token_ids=[5, 7, 7]))["trainable"]
+    assert trainable_report(pc.make_variant(base, "ptuning", n_virtual=3))["trainable"] == 3 * C + (
+        C * 2 * C + 2 * C
+    ) + (2 * C * C + C)
+    rows = trainable_report(pc.make_variant(base, "lora", r=2, new_token_ids=[5, 7, 7]))[
+        "trainable"
+    ]
     assert rows == L * 16 * 2 * C + 2 * C  # duplicates count once
     with pytest.raises(ValueError):
         pc.make_variant(base, "adapter")
@@ -64,7 +69,9 @@ def test_new_token_rows_change_only_their_rows_in_embedding_and_tied_head(base):
         rows.delta.fill_(1.0)
     diff = model.tok_emb.weight - base.tok_emb.weight
     assert torch.equal(diff.abs().sum(1).nonzero().flatten(), torch.tensor([3, 9]))
-    assert torch.equal(model.lm_head.weight, model.tok_emb.weight)  # the tied head sees the same rows
+    assert torch.equal(
+        model.lm_head.weight, model.tok_emb.weight
+    )  # the tied head sees the same rows
     idx = torch.randint(0, V, (2, 8))
     with torch.no_grad():
         for layer in lora.lora_layers(model):
@@ -80,8 +87,12 @@ def test_training_bytes_golden(base):
     n = base.num_params()
     assert pc.training_bytes(pc.make_variant(base, "full"))["total"] == 4 * n + 12 * n
     frozen = pc.make_variant(base, "prompt", n_virtual=2)
-    assert pc.training_bytes(frozen) == {"weights": 4 * (n + 2 * C), "gradients": 4 * 2 * C,
-                                         "optimizer": 8 * 2 * C, "total": 4 * (n + 2 * C) + 12 * 2 * C}
+    assert pc.training_bytes(frozen) == {
+        "weights": 4 * (n + 2 * C),
+        "gradients": 4 * 2 * C,
+        "optimizer": 8 * 2 * C,
+        "total": 4 * (n + 2 * C) + 12 * 2 * C,
+    }
 
 
 def test_lora_forward_exercise():

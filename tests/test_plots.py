@@ -1,4 +1,5 @@
 """Plots: each function returns an Axes holding the expected artists (Agg backend, no display)."""
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -45,7 +46,9 @@ def test_plot_history_smoothing_and_missing_validation():
 
 def test_heatmap_labels_and_annotations():
     m = torch.softmax(torch.randn(3, 4), dim=-1)
-    ax = plots.heatmap(m, xlabels=list("abcd"), ylabels=["x", "y", "z"], annotate=True, title="attn")
+    ax = plots.heatmap(
+        m, xlabels=list("abcd"), ylabels=["x", "y", "z"], annotate=True, title="attn"
+    )
     assert [t.get_text() for t in ax.get_xticklabels()] == list("abcd")
     assert [t.get_text() for t in ax.get_yticklabels()] == ["x", "y", "z"]
     assert len(ax.texts) == 12 and ax.get_title() == "attn"
@@ -62,7 +65,9 @@ def test_pca_of_points_on_a_line_is_collinear():
     x = 3.0 + t[:, None] * direction[None, :]
     xy = plots.pca_2d(x)
     np.testing.assert_allclose(xy[:, 1], 0, atol=1e-9)
-    np.testing.assert_allclose(np.abs(xy[:, 0] - xy[0, 0]), np.abs(t - t[0]) * np.linalg.norm(direction))
+    np.testing.assert_allclose(
+        np.abs(xy[:, 0] - xy[0, 0]), np.abs(t - t[0]) * np.linalg.norm(direction)
+    )
 
 
 def test_pca_matches_covariance_eigenvectors():

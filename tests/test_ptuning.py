@@ -1,4 +1,5 @@
 """Freeze and prompt tuning: what trains, what stays fixed, and that the cheap methods still learn."""
+
 import copy
 import math
 
@@ -18,7 +19,9 @@ def tiny(seed=0):
 def test_freeze_trains_only_the_top_blocks_and_head():
     model = tiny()
     names = freeze(model, train_top_blocks=1)
-    assert names and all(n.startswith(("blocks.2.", "final_norm", "tok_emb", "lm_head")) for n in names)
+    assert names and all(
+        n.startswith(("blocks.2.", "final_norm", "tok_emb", "lm_head")) for n in names
+    )
     assert not any(n.startswith(("blocks.0.", "blocks.1.")) for n in names)
     with pytest.raises(ValueError):
         freeze(model, train_top_blocks=4)
@@ -36,14 +39,19 @@ def test_prefix_embeddings_change_outputs_but_not_shapes():
     assert not torch.allclose(with_prefix, plain)
     with pytest.raises(ValueError, match="block_size"):
         tuned(torch.zeros(1, 21, dtype=torch.long))  # 4 virtual + 21 real > 24
-    assert "prefix_emb" not in GPT.forward.__code__.co_varnames  # the wrapper, not the model, knows about it
+    assert (
+        "prefix_emb" not in GPT.forward.__code__.co_varnames
+    )  # the wrapper, not the model, knows about it
 
 
 def test_virtual_tokens_equal_to_real_embeddings_give_the_models_own_logits():
     """Virtual vectors copied from the token embeddings of ids v: the wrapper's logits (and loss) are the
     plain GPT's on v followed by idx, at idx's positions. So the wrapper runs exactly the GPT's forward."""
     model = tiny().eval()
-    v, idx = torch.tensor([3, 7, 7, 1]), torch.randint(0, 30, (2, 10), generator=torch.Generator().manual_seed(1))
+    v, idx = (
+        torch.tensor([3, 7, 7, 1]),
+        torch.randint(0, 30, (2, 10), generator=torch.Generator().manual_seed(1)),
+    )
     tuned = PromptTuned(model, n_virtual=4, init_from_ids=v.tolist())
     full, _ = model(torch.cat([v.expand(2, -1), idx], dim=1))
     ours, loss = tuned(idx, idx)
@@ -59,7 +67,9 @@ def copy_first_model():
     Prompt tuning cannot do much with a random frozen model (its attention carries no useful
     function), so we give it a model with a skill to steer, as a pretrained LM has."""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=30, block_size=24, n_layer=2, n_head=2, n_embd=32, dropout=0.0))
+    model = GPT(
+        GPTConfig(vocab_size=30, block_size=24, n_layer=2, n_head=2, n_embd=32, dropout=0.0)
+    )
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(0)
     for _ in range(150):
@@ -102,10 +112,20 @@ def test_prepend_virtual_tokens_is_what_peft_feeds_the_model():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    base = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                        num_attention_heads=4, num_key_value_heads=4,
-                                        max_position_embeddings=32)).eval()
-    model = get_peft_model(base, PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=3))
+    base = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=64,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=4,
+            max_position_embeddings=32,
+        )
+    ).eval()
+    model = get_peft_model(
+        base, PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=3)
+    )
     seen, forward = {}, base.forward
 
     def spy(*args, **kwargs):
@@ -118,7 +138,9 @@ def test_prepend_virtual_tokens_is_what_peft_feeds_the_model():
     labels = ids.masked_fill(mask == 0, -100)
     with torch.no_grad():
         model(input_ids=ids, attention_mask=mask, labels=labels)
-        mine = prepend_virtual_tokens(model.get_prompt(batch_size=1)[0], base.get_input_embeddings()(ids), mask, labels)
+        mine = prepend_virtual_tokens(
+            model.get_prompt(batch_size=1)[0], base.get_input_embeddings()(ids), mask, labels
+        )
     for name, ours in zip(("inputs_embeds", "attention_mask", "labels"), mine):
         assert torch.equal(ours, seen[name].to(ours.dtype)), name
 
@@ -126,18 +148,29 @@ def test_prepend_virtual_tokens_is_what_peft_feeds_the_model():
 def test_prepend_virtual_tokens_exercise():
     def correct(prompt, embeds, mask, labels):
         B, P = embeds.shape[0], prompt.shape[0]
-        return (torch.cat([prompt.repeat(B, 1, 1), embeds], 1), torch.cat([torch.ones(B, P, dtype=mask.dtype), mask], 1),
-                torch.cat([torch.full((B, P), -100), labels], 1))
+        return (
+            torch.cat([prompt.repeat(B, 1, 1), embeds], 1),
+            torch.cat([torch.ones(B, P, dtype=mask.dtype), mask], 1),
+            torch.cat([torch.full((B, P), -100), labels], 1),
+        )
 
-    def labels_zero(prompt, embeds, mask, labels):  # label 0 is a real token: the loss would train on it
+    def labels_zero(
+        prompt, embeds, mask, labels
+    ):  # label 0 is a real token: the loss would train on it
         B, P = embeds.shape[0], prompt.shape[0]
-        return (torch.cat([prompt.repeat(B, 1, 1), embeds], 1), torch.cat([torch.ones(B, P, dtype=mask.dtype), mask], 1),
-                torch.cat([torch.zeros(B, P, dtype=labels.dtype), labels], 1))
+        return (
+            torch.cat([prompt.repeat(B, 1, 1), embeds], 1),
+            torch.cat([torch.ones(B, P, dtype=mask.dtype), mask], 1),
+            torch.cat([torch.zeros(B, P, dtype=labels.dtype), labels], 1),
+        )
 
     def appended(prompt, embeds, mask, labels):  # after the text instead of before it
         B, P = embeds.shape[0], prompt.shape[0]
-        return (torch.cat([embeds, prompt.repeat(B, 1, 1)], 1), torch.cat([mask, torch.ones(B, P, dtype=mask.dtype)], 1),
-                torch.cat([labels, torch.full((B, P), -100)], 1))
+        return (
+            torch.cat([embeds, prompt.repeat(B, 1, 1)], 1),
+            torch.cat([mask, torch.ones(B, P, dtype=mask.dtype)], 1),
+            torch.cat([labels, torch.full((B, P), -100)], 1),
+        )
 
     exercises.check("12.prepend_virtual_tokens", correct, trials=20)
     for wrong in (labels_zero, appended):

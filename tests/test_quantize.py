@@ -1,4 +1,5 @@
 """int8 absmax quantization: error bound, memory saving, model outputs stay close."""
+
 import copy
 
 import pytest
@@ -19,7 +20,12 @@ from llmcourse.quantize import (
 
 
 @settings(max_examples=30, deadline=None)
-@given(rows=st.integers(1, 8), cols=st.integers(1, 16), seed=st.integers(0, 10_000), spread=st.floats(1e-3, 1e3))
+@given(
+    rows=st.integers(1, 8),
+    cols=st.integers(1, 16),
+    seed=st.integers(0, 10_000),
+    spread=st.floats(1e-3, 1e3),
+)
 def test_dequantised_weights_within_half_a_step(rows, cols, seed, spread):
     w = torch.randn(rows, cols, generator=torch.Generator().manual_seed(seed)) * spread
     q, s = quantize_absmax(w)
@@ -49,7 +55,9 @@ def test_int8_linear_matches_float_linear_closely():
 
 def test_quantized_gpt_is_smaller_and_predicts_nearly_the_same():
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=64, dropout=0.0)).eval()
+    model = GPT(
+        GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=64, dropout=0.0)
+    ).eval()
     qmodel = quantize_model(copy.deepcopy(model))
     n_int8 = sum(isinstance(m, Int8Linear) for m in qmodel.modules())
     assert n_int8 == 2 * 4  # qkv, proj, fc, mlp.proj per block; lm_head skipped (tied)

@@ -1,4 +1,5 @@
 """RNN/LSTM/GRU written out vs torch.nn, the char LM's convention and learning, the gradient probe."""
+
 import math
 
 import pytest
@@ -64,8 +65,12 @@ def test_gradients_equal_torch():
     x = torch.randn(2, 6, 3)
     ref(x)[0].pow(2).sum().backward()
     ours(x)[0].pow(2).sum().backward()
-    torch.testing.assert_close(ours.cells[0].weight_ih.grad, ref.weight_ih_l0.grad, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(ours.cells[1].bias_hh.grad, ref.bias_hh_l1.grad, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        ours.cells[0].weight_ih.grad, ref.weight_ih_l0.grad, atol=1e-5, rtol=1e-5
+    )
+    torch.testing.assert_close(
+        ours.cells[1].bias_hh.grad, ref.bias_hh_l1.grad, atol=1e-5, rtol=1e-5
+    )
 
 
 def test_rnn_cell_golden():
@@ -73,7 +78,12 @@ def test_rnn_cell_golden():
     h1 = tanh(1) = 0.761594; h2 = tanh(0.5 * 0.761594) = tanh(0.380797) = 0.363400."""
     cell = rnn.RNNCell(1, 1)
     with torch.no_grad():
-        cell.weight_ih.fill_(1.0), cell.weight_hh.fill_(0.5), cell.bias_ih.zero_(), cell.bias_hh.zero_()
+        (
+            cell.weight_ih.fill_(1.0),
+            cell.weight_hh.fill_(0.5),
+            cell.bias_ih.zero_(),
+            cell.bias_hh.zero_(),
+        )
     h1 = cell(torch.tensor([[1.0]]))
     h2 = cell(torch.tensor([[0.0]]), h1)
     assert abs(h1.item() - 0.761594) < 1e-5 and abs(h2.item() - 0.363400) < 1e-5
@@ -121,7 +131,8 @@ def test_config_sizes():
     unfused = rnn.CharRNNLM.from_config(rnn.CharRNNConfig(fused=False), vocab_size=7)
     assert isinstance(unfused.rnn, rnn.LSTM)
     assert sum(p.numel() for p in unfused.parameters()) == sum(
-        p.numel() for p in rnn.CharRNNLM.from_config(rnn.CharRNNConfig(), vocab_size=7).parameters())
+        p.numel() for p in rnn.CharRNNLM.from_config(rnn.CharRNNConfig(), vocab_size=7).parameters()
+    )
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
@@ -150,14 +161,25 @@ def test_swap_text_needs_more_memory_than_an_ngram_has():
 
     text = swap_text.swap_sentences(600, seed=1)
     lines = text.splitlines()
-    assert swap_text.swap_check(text) == {part: (600, 600) for part in ("second B", "second verb", "last animal")}
+    assert swap_text.swap_check(text) == {
+        part: (600, 600) for part in ("second B", "second verb", "last animal")
+    }
     assert swap_text.swap_check("the cat saw the dog, so the cat hit the dog.") == {
-        "second B": (0, 1), "second verb": (0, 1), "last animal": (0, 1)}
-    assert swap_text.swap_sentences(50, seed=3) == swap_text.swap_sentences(50, seed=3) != swap_text.swap_sentences(50, seed=4)
+        "second B": (0, 1),
+        "second verb": (0, 1),
+        "last animal": (0, 1),
+    }
+    assert (
+        swap_text.swap_sentences(50, seed=3)
+        == swap_text.swap_sentences(50, seed=3)
+        != swap_text.swap_sentences(50, seed=4)
+    )
     kn = KneserNey(7).fit([list(ln) for ln in lines[:500]])
     held = [list(ln) for ln in lines[500:]]
     ctx, words = kn.ngrams(held)
-    bits = -torch.tensor(kn.score_ids(ctx, words)).log2().view(len(held), -1)  # all lines have 44 chars
+    bits = (
+        -torch.tensor(kn.score_ids(ctx, words)).log2().view(len(held), -1)
+    )  # all lines have 44 chars
     b2 = lines[0].index(", so the ") + len(", so the ")
     assert bits[:, b2].mean() > 2.5  # log2(9) = 3.17 when nothing about B is known
     assert bits[:, :4].mean() < 0.1  # "the " at the line start
@@ -256,11 +278,15 @@ def test_exercise_rnn_forward():
         return torch.stack(out, dim=1)
 
     def no_carry(x, h0, W_ih, W_hh, b):  # the classic slip: every step starts again from h0
-        return torch.stack([torch.tanh(x[:, t] @ W_ih.T + h0 @ W_hh.T + b) for t in range(x.shape[1])], dim=1)
+        return torch.stack(
+            [torch.tanh(x[:, t] @ W_ih.T + h0 @ W_hh.T + b) for t in range(x.shape[1])], dim=1
+        )
 
     exercises.check("03.rnn_forward", mine, trials=5)
     with pytest.raises(exercises.ExerciseError, match="wrong values"):
-        exercises.check("03.rnn_forward", no_carry, trials=0)  # the fixed case (T=3) alone catches it
+        exercises.check(
+            "03.rnn_forward", no_carry, trials=0
+        )  # the fixed case (T=3) alone catches it
 
 
 def test_exercise_gru_step_matches_torch_and_catches_cho_form():
@@ -277,12 +303,14 @@ def test_exercise_gru_step_matches_torch_and_catches_cho_form():
         x_r, x_z, x_n = (x @ W_ih.T + b_ih).chunk(3, -1)
         h_r, h_z, _ = (h @ W_hh.T + b_hh).chunk(3, -1)
         r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
-        n = torch.tanh(x_n + (r * h) @ W_hh[2 * H:].T + b_hh[2 * H:])
+        n = torch.tanh(x_n + (r * h) @ W_hh[2 * H :].T + b_hh[2 * H :])
         return (1 - z) * n + z * h
 
     def torch_gru_step(x, h, W_ih, W_hh, b_ih, b_hh):
         cell = nn.GRUCell(x.shape[1], h.shape[1])
-        cell.load_state_dict({"weight_ih": W_ih, "weight_hh": W_hh, "bias_ih": b_ih, "bias_hh": b_hh})
+        cell.load_state_dict(
+            {"weight_ih": W_ih, "weight_hh": W_hh, "bias_ih": b_ih, "bias_hh": b_hh}
+        )
         with torch.no_grad():
             return cell(x, h)
 

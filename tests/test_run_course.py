@@ -1,4 +1,5 @@
 """scripts/run_course.py: runs a notebook in a kernel, keeps its outputs, measures time and peak memory."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """Runtime decisions: device, precision rule (T4 -> fp16 + scaler), seeding, platform detection."""
+
 import subprocess
 import sys
 
@@ -8,9 +9,16 @@ import torch
 from llmcourse import runtime
 
 
-@pytest.mark.parametrize("cap,expected", [((7, 5), torch.float16), ((7, 0), torch.float16),
-                                          ((8, 0), torch.bfloat16), ((8, 6), torch.bfloat16),
-                                          ((9, 0), torch.bfloat16)])
+@pytest.mark.parametrize(
+    "cap,expected",
+    [
+        ((7, 5), torch.float16),
+        ((7, 0), torch.float16),
+        ((8, 0), torch.bfloat16),
+        ((8, 6), torch.bfloat16),
+        ((9, 0), torch.bfloat16),
+    ],
+)
 def test_precision_rule_by_compute_capability(cap, expected):
     assert runtime.pick_dtype(torch.device("cuda"), capability=cap) == expected
 
@@ -26,9 +34,13 @@ def test_cpu_runtime_is_fp32_without_scaler():
 
 
 def test_fp16_runtime_asks_for_a_scaler():
-    rt = runtime.Runtime(device=torch.device("cuda"), dtype=torch.float16, platform="colab", device_name="Tesla T4")
+    rt = runtime.Runtime(
+        device=torch.device("cuda"), dtype=torch.float16, platform="colab", device_name="Tesla T4"
+    )
     assert rt.use_grad_scaler and rt.amp
-    bf = runtime.Runtime(device=torch.device("cuda"), dtype=torch.bfloat16, platform="local", device_name="A100")
+    bf = runtime.Runtime(
+        device=torch.device("cuda"), dtype=torch.bfloat16, platform="local", device_name="A100"
+    )
     assert not bf.use_grad_scaler
 
 

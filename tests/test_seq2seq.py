@@ -1,4 +1,5 @@
 """RNN encoder-decoder: additive attention, padding invariance, step-by-step == teacher-forced, learning."""
+
 import math
 
 import pytest

@@ -1,5 +1,6 @@
 """Generated seq2seq tasks: every target is the right normalisation (checked by independent
 parsers written here), splits are disjoint, lengths controllable, tensors well-formed."""
+
 import datetime as dt
 import re
 import warnings
@@ -12,11 +13,21 @@ from hypothesis import strategies as st
 from llmcourse.tasks import seq2seq_tasks as tasks
 
 # ------------------------------------------------------------ independent parsers (test oracles)
-_SMALL = {w: i for i, w in enumerate(
-    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
-    "sixteen seventeen eighteen nineteen".split())}
-_SMALL.update({w: 10 * i for i, w in enumerate(
-    "twenty thirty forty fifty sixty seventy eighty ninety".split(), start=2)})
+_SMALL = {
+    w: i
+    for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+        "sixteen seventeen eighteen nineteen".split()
+    )
+}
+_SMALL.update(
+    {
+        w: 10 * i
+        for i, w in enumerate(
+            "twenty thirty forty fifty sixty seventy eighty ninety".split(), start=2
+        )
+    }
+)
 _MULT = {"thousand": 10**3, "million": 10**6, "billion": 10**9}
 
 
@@ -39,8 +50,17 @@ def words_to_number(text: str) -> int:
     return total + group
 
 
-_ORDINALS = {"first": 1, "second": 2, "third": 3, "fifth": 5, "eighth": 8, "ninth": 9,
-             "twelfth": 12, "twentieth": 20, "thirtieth": 30}
+_ORDINALS = {
+    "first": 1,
+    "second": 2,
+    "third": 3,
+    "fifth": 5,
+    "eighth": 8,
+    "ninth": 9,
+    "twelfth": 12,
+    "twentieth": 20,
+    "thirtieth": 30,
+}
 
 
 def _ordinal_to_int(w: str) -> int:
@@ -67,8 +87,15 @@ def parse_date(text: str) -> dt.date:
         month = dt.datetime.strptime(m.group(2), "%B").month
         return dt.date(_spoken_year(m.group(3).split()), month, _ordinal_to_int(m.group(1)))
     text = re.sub(r"(\d+)(st|nd|rd|th)", r"\1", text).replace("the ", "").replace(" of ", " ")
-    for fmt in ("%d %B %Y", "%B %d, %Y", "%d %B, %Y", "%d/%m/%Y", "%d/%m/%y", "%b %d %Y",
-                "%A, %d %B %Y"):
+    for fmt in (
+        "%d %B %Y",
+        "%B %d, %Y",
+        "%d %B, %Y",
+        "%d/%m/%Y",
+        "%d/%m/%y",
+        "%b %d %Y",
+        "%A, %d %B %Y",
+    ):
         try:
             return dt.datetime.strptime(text, fmt).date()
         except ValueError:
@@ -84,12 +111,33 @@ def test_number_words_golden():
     assert tasks.number_to_words(1_000_000) == "one million"
     assert tasks.number_to_words(21_000_110) == "twenty-one million one hundred and ten"
     assert [tasks.ordinal_words(n) for n in (1, 3, 12, 20, 22, 31)] == [
-        "first", "third", "twelfth", "twentieth", "twenty-second", "thirty-first"]
+        "first",
+        "third",
+        "twelfth",
+        "twentieth",
+        "twenty-second",
+        "thirty-first",
+    ]
     assert [tasks.ordinal_suffix(n) for n in (1, 2, 3, 11, 12, 13, 21, 22, 23, 30)] == [
-        "1st", "2nd", "3rd", "11th", "12th", "13th", "21st", "22nd", "23rd", "30th"]
+        "1st",
+        "2nd",
+        "3rd",
+        "11th",
+        "12th",
+        "13th",
+        "21st",
+        "22nd",
+        "23rd",
+        "30th",
+    ]
     assert [tasks.year_words(y) for y in (1900, 1905, 1997, 2000, 2007, 2024)] == [
-        "nineteen hundred", "nineteen oh five", "nineteen ninety-seven", "two thousand",
-        "two thousand and seven", "twenty twenty-four"]
+        "nineteen hundred",
+        "nineteen oh five",
+        "nineteen ninety-seven",
+        "two thousand",
+        "two thousand and seven",
+        "twenty twenty-four",
+    ]
 
 
 @settings(max_examples=300, deadline=None)
@@ -147,8 +195,9 @@ def test_date_error_kinds():
     assert kind("1943-05", "1943-05-02") == kind("", "1943-05-02") == "not a date"
 
 
-@pytest.mark.parametrize("task,hard", [("dates", "unseen_years"), ("numbers", "long"),
-                                       ("reverse", "long")])
+@pytest.mark.parametrize(
+    "task,hard", [("dates", "unseen_years"), ("numbers", "long"), ("reverse", "long")]
+)
 def test_splits_are_disjoint_and_deterministic(task, hard):
     train = tasks.make_dataset(task, 1500, seed=0, split="train")
     test = tasks.make_dataset(task, 500, seed=0, split="test")
@@ -183,18 +232,25 @@ def test_encode_pairs_layout_and_decode():
     for i, (src, tgt) in enumerate(pairs):
         assert vocab.decode(b["src"][i][b["src"][i] != 0]) == src
         n = len(tgt)
-        assert b["tgt_in"][i, 0] == tasks.BOS_ID and torch.equal(b["tgt_in"][i, 1:n + 1], b["targets"][i, :n])
-        assert b["targets"][i, n] == tasks.EOS_ID and torch.all(b["targets"][i, n + 1:] == -100)
+        assert b["tgt_in"][i, 0] == tasks.BOS_ID and torch.equal(
+            b["tgt_in"][i, 1 : n + 1], b["targets"][i, :n]
+        )
+        assert b["targets"][i, n] == tasks.EOS_ID and torch.all(b["targets"][i, n + 1 :] == -100)
         assert tasks.decode_output(b["targets"][i].clamp_min(0), vocab) == tgt
     assert tasks.exact_match(b["targets"].clamp_min(0), pairs, vocab) == 1.0
     sample = tasks.batch_sampler(b, 8)
     batch = sample(torch.Generator().manual_seed(0))
-    assert batch["src"].shape == (8, b["src"].shape[1]) and set(batch) == {"src", "tgt_in", "targets"}
+    assert batch["src"].shape == (8, b["src"].shape[1]) and set(batch) == {
+        "src",
+        "tgt_in",
+        "targets",
+    }
 
 
 def test_parallel_corpus_falls_back_offline(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     from llmcourse.data import OfflineFallbackWarning
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         pairs = tasks.load_parallel_corpus("multi30k", max_pairs=30)
@@ -207,4 +263,5 @@ def test_config_sizes():
 
 def test_doctests():
     import doctest
+
     assert doctest.testmod(tasks).failed == 0

@@ -5,6 +5,7 @@ google-chrome; or set LLMCOURSE_CHROMIUM to a binary), never `playwright install
 an answer (several chunks), show exactly the API's answer, send the whole conversation on the next turn,
 and show an error for a bad request.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,9 +54,12 @@ def _ask(page, text: str) -> dict:
     with page.expect_request("**/v1/chat/completions") as request:
         page.fill("#input", text)
         page.press("#input", "Enter")
-    page.wait_for_function("(k) => { const a = document.querySelectorAll('.assistant');"
-                           " return (a.length > k && a[k].dataset.done === '1')"
-                           " || document.getElementById('error').style.display === 'block'; }", arg=k)
+    page.wait_for_function(
+        "(k) => { const a = document.querySelectorAll('.assistant');"
+        " return (a.length > k && a[k].dataset.done === '1')"
+        " || document.getElementById('error').style.display === 'block'; }",
+        arg=k,
+    )
     assert not page.is_visible("#error"), page.text_content("#error")
     return json.loads(request.value.post_data)
 
@@ -67,15 +71,21 @@ def test_chat_page_streams_keeps_the_conversation_and_shows_errors(server, page)
     page.fill("#max_tokens", "40")
 
     first = _ask(page, "Hello there")
-    assert first["stream"] is True and first["messages"] == [{"role": "user", "content": "Hello there"}]
+    assert first["stream"] is True and first["messages"] == [
+        {"role": "user", "content": "Hello there"}
+    ]
     answer = page.locator(".assistant").nth(0)
     assert answer.text_content() == _api_answer(server, first["messages"])  # what the API answers
     assert int(answer.get_attribute("data-chunks")) > 1  # it arrived in pieces
 
     second = _ask(page, "Tell me more")
     assert second["messages"] == first["messages"] + [
-        {"role": "assistant", "content": answer.text_content()}, {"role": "user", "content": "Tell me more"}]
-    assert page.locator(".assistant").nth(1).text_content() == _api_answer(server, second["messages"])
+        {"role": "assistant", "content": answer.text_content()},
+        {"role": "user", "content": "Tell me more"},
+    ]
+    assert page.locator(".assistant").nth(1).text_content() == _api_answer(
+        server, second["messages"]
+    )
     assert not page.is_visible("#error")
 
     page.fill("#max_tokens", "100000000")  # far beyond the 256-token context: the server says 400

@@ -1,4 +1,5 @@
 """Export of a course chat model for serving, the SSE reader, and the paged-KV / batching arithmetic."""
+
 import json
 import random
 
@@ -28,14 +29,22 @@ TEXT = "the cat sat on the mat. the dog ran to the cat! 12 plus 30 is 42.\n" * 2
 def exported(tmp_path_factory):
     tok = chat_tokenizer(TEXT, 256 + 40 + len(chat.SPECIAL_TOKENS))
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=48, n_layer=2, n_head=2, n_embd=32, dropout=0.0)).eval()
+    model = GPT(
+        GPTConfig(
+            vocab_size=tok.vocab_size, block_size=48, n_layer=2, n_head=2, n_embd=32, dropout=0.0
+        )
+    ).eval()
     return model, tok, export_chat_model(model, tok, tmp_path_factory.mktemp("export") / "chat-gpt")
 
 
 CONVERSATIONS = [
     [{"role": "user", "content": "the cat?"}],
-    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 12 plus 30?"},
-     {"role": "assistant", "content": "42"}, {"role": "user", "content": "héllo wörld 🙂 猫\n  spaces"}],
+    [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "What is 12 plus 30?"},
+        {"role": "assistant", "content": "42"},
+        {"role": "user", "content": "héllo wörld 🙂 猫\n  spaces"},
+    ],
 ]
 
 
@@ -54,7 +63,9 @@ def test_served_prompt_ids_equal_the_fine_tuning_ids(exported, conversation):
     # a chat turn ends at <|end|>; a raw completion has no end-of-text token and runs to max_tokens
     assert backend.chat_stop_ids == {tok.special_tokens[chat.END]} and backend.eos_ids == set()
     plain = conversation[-1]["content"]
-    assert backend.decode(backend.encode(plain)) == plain and backend.encode(plain) == tok.encode_ordinary(plain)
+    assert backend.decode(backend.encode(plain)) == plain and backend.encode(
+        plain
+    ) == tok.encode_ordinary(plain)
 
 
 def test_exported_weights_give_the_same_logits(exported):
@@ -73,18 +84,24 @@ def test_export_needs_the_chat_tokens(tmp_path):
     tok = RegexBPE()
     tok.train("abc", 256)
     with pytest.raises(ValueError, match="chat tokens"):
-        export_chat_model(GPT(GPTConfig(vocab_size=256, block_size=8, n_layer=1, n_head=1, n_embd=8)), tok, tmp_path)
+        export_chat_model(
+            GPT(GPTConfig(vocab_size=256, block_size=8, n_layer=1, n_head=1, n_embd=8)),
+            tok,
+            tmp_path,
+        )
 
 
 def test_sse_reader_golden():
-    body = ('data: {"choices": [{"delta": {"role": "assistant", "content": ""}}]}\n\n'
-            ': a comment line\n\n'
-            'data: {"choices": [{"delta": {"content": "Hel"}}]}\r\n\r\n'
-            'event: message\ndata: {"choices": [{"delta": {"content": "lo"}}]}\n\n'
-            'data: {"choices": [{"delta": {}, "finish_reason": "stop"}]}\n\n'
-            'data: {"choices": [], "usage": {"completion_tokens": 2}}\n\n'
-            'data: [DONE]\n\n'
-            'data: {"choices": [{"delta": {"content": "after DONE"}}]}\n\n')
+    body = (
+        'data: {"choices": [{"delta": {"role": "assistant", "content": ""}}]}\n\n'
+        ": a comment line\n\n"
+        'data: {"choices": [{"delta": {"content": "Hel"}}]}\r\n\r\n'
+        'event: message\ndata: {"choices": [{"delta": {"content": "lo"}}]}\n\n'
+        'data: {"choices": [{"delta": {}, "finish_reason": "stop"}]}\n\n'
+        'data: {"choices": [], "usage": {"completion_tokens": 2}}\n\n'
+        "data: [DONE]\n\n"
+        'data: {"choices": [{"delta": {"content": "after DONE"}}]}\n\n'
+    )
     assert len(sse_events(body)) == 5
     assert sse_text(body) == "Hello"
     assert sse_events('data: {"a":\ndata: 1}\n\n') == [{"a": 1}]  # one event, two data lines
@@ -100,9 +117,13 @@ def test_sse_text_joins_any_pieces(pieces):
 
 def test_chat_request_is_what_the_openai_client_sends():
     body = chat_request("m", "Be brief.", "Hi", 8, True)
-    assert body == {"model": "m", "messages": [{"role": "system", "content": "Be brief."},
-                                                {"role": "user", "content": "Hi"}],
-                    "max_tokens": 8, "temperature": 0.0, "stream": True}
+    assert body == {
+        "model": "m",
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        "max_tokens": 8,
+        "temperature": 0.0,
+        "stream": True,
+    }
 
 
 def test_reserved_tokens_and_fit_golden():
@@ -122,7 +143,9 @@ def test_reserved_tokens_and_fit_golden():
 @settings(max_examples=60, deadline=None)
 def test_continuous_batching_never_needs_more_steps(lengths, batch_size):
     static, cont = batch_steps(lengths, batch_size, False), batch_steps(lengths, batch_size, True)
-    lower = max(max(lengths), -(-sum(lengths) // batch_size))  # the longest request; all work over all slots
+    lower = max(
+        max(lengths), -(-sum(lengths) // batch_size)
+    )  # the longest request; all work over all slots
     assert lower <= cont <= static
     assert batch_steps(lengths, 1, True) == batch_steps(lengths, 1, False) == sum(lengths)
 
@@ -151,22 +174,40 @@ def test_batch_steps_equals_a_step_by_step_simulation():
         lengths = [rng.randint(1, 12) for _ in range(rng.randint(1, 10))]
         b = rng.randint(1, 4)
         for continuous in (False, True):
-            assert batch_steps(lengths, b, continuous) == batch_steps_by_simulation(lengths, b, continuous)
+            assert batch_steps(lengths, b, continuous) == batch_steps_by_simulation(
+                lengths, b, continuous
+            )
 
 
 def test_exercises_accept_the_solution_and_reject_typical_mistakes():
     exercises.check("14.sse_text", sse_text)
     exercises.check("14.reserved_tokens", reserved_tokens)
-    exercises.check("14.chat_request", lambda m, s, u, n, st: {
-        "model": m, "messages": [{"role": "system", "content": s}, {"role": "user", "content": u}],
-        "max_tokens": n, "temperature": 0, "stream": st}, trials=20)
+    exercises.check(
+        "14.chat_request",
+        lambda m, s, u, n, st: {
+            "model": m,
+            "messages": [{"role": "system", "content": s}, {"role": "user", "content": u}],
+            "max_tokens": n,
+            "temperature": 0,
+            "stream": st,
+        },
+        trials=20,
+    )
     exercises.check("14.batch_steps", batch_steps_by_simulation, trials=20)
 
-    def no_temperature(model, system, user, max_tokens, stream):  # the server's default sampling is not greedy
-        return {"model": model, "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-                "max_tokens": max_tokens, "stream": stream}
+    def no_temperature(
+        model, system, user, max_tokens, stream
+    ):  # the server's default sampling is not greedy
+        return {
+            "model": model,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+            "max_tokens": max_tokens,
+            "stream": stream,
+        }
 
-    def round_robin(lengths, batch_size, continuous):  # request i always goes to slot i % batch_size
+    def round_robin(
+        lengths, batch_size, continuous
+    ):  # request i always goes to slot i % batch_size
         if not continuous:
             return batch_steps(lengths, batch_size, False)
         slots = [0] * batch_size
@@ -180,7 +221,11 @@ def test_exercises_accept_the_solution_and_reject_typical_mistakes():
     def floor_blocks(length, max_len, block_tokens=None):  # rounds down: a partial block is lost
         return max_len if block_tokens is None else length // block_tokens * block_tokens
 
-    for name, wrong in (("14.sse_text", forgets_empty), ("14.reserved_tokens", floor_blocks),
-                        ("14.chat_request", no_temperature), ("14.batch_steps", round_robin)):
+    for name, wrong in (
+        ("14.sse_text", forgets_empty),
+        ("14.reserved_tokens", floor_blocks),
+        ("14.chat_request", no_temperature),
+        ("14.batch_steps", round_robin),
+    ):
         with pytest.raises(exercises.ExerciseError):
             exercises.check(name, wrong, seed=random.Random(name).randrange(2**31))

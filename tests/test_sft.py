@@ -1,4 +1,5 @@
 """SFT and DPO batches: loss masks, right padding, greedy answers, exact-match accuracy, exercises."""
+
 import pytest
 import torch
 from torch import nn
@@ -57,7 +58,11 @@ def test_sft_batch_rows_equal_unpadded_examples_and_padding_is_ignored(tok):
 def test_masked_and_padded_positions_do_not_change_the_loss(tok):
     """A model's loss on the padded batch equals the token-weighted loss of the rows one by one."""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16, dropout=0.0))
+    model = GPT(
+        GPTConfig(
+            vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16, dropout=0.0
+        )
+    )
     rows = [sft.encode_example(e, tok) for e in make_instructions(4, "train")]
     idx, targets = sft.sft_batch(rows, tok.special_tokens[END], 63)
     _, loss = model(idx, targets)
@@ -73,11 +78,15 @@ def test_masked_and_padded_positions_do_not_change_the_loss(tok):
 def test_sampler_mixes_pretraining_rows(tok):
     rows = [sft.encode_example(e, tok) for e in make_instructions(20, "train")]
     pre = torch.arange(1000) % 200
-    sample = sft.sft_sampler(rows, tok.special_tokens[END], 63, batch_size=8, pretrain_ids=pre, mix=0.25)
+    sample = sft.sft_sampler(
+        rows, tok.special_tokens[END], 63, batch_size=8, pretrain_ids=pre, mix=0.25
+    )
     x, y = sample(torch.Generator().manual_seed(0))
     assert x.shape == y.shape and x.size(0) == 8
     assert ((y[:6] == -100).float().mean(1) > 0.3).all()  # SFT rows: mostly masked
-    assert (y[6:] != -100).all() and torch.equal(y[6:, :-1], x[6:, 1:])  # replay rows: plain next-token
+    assert (y[6:] != -100).all() and torch.equal(
+        y[6:, :-1], x[6:, 1:]
+    )  # replay rows: plain next-token
     with pytest.raises(ValueError):
         sft.sft_sampler(rows, 0, 63, 8, mix=0.5)  # no pretraining ids
     with pytest.raises(ValueError):
@@ -101,9 +110,14 @@ class Scripted(nn.Module):
 
 def test_generate_answers_stops_at_end_and_batches_equal_lengths(tok):
     a = tok.encode("7")[0]
-    model = Scripted(tok.vocab_size, tok.special_tokens["<|assistant|>"], a, tok.special_tokens[END])
-    exs = [Example("count", "How many words are in: a b?", "7"), Example("count", "How many words are in: c d?", "7"),
-           Example("count", "How many words are in: a b c?", "8")]
+    model = Scripted(
+        tok.vocab_size, tok.special_tokens["<|assistant|>"], a, tok.special_tokens[END]
+    )
+    exs = [
+        Example("count", "How many words are in: a b?", "7"),
+        Example("count", "How many words are in: c d?", "7"),
+        Example("count", "How many words are in: a b c?", "8"),
+    ]
     assert sft.generate_answers(model, tok, exs) == ["7", "7", "7"]
     assert sft.accuracy(model, tok, exs) == pytest.approx(2 / 3)
     assert sft.answer(model, tok, "anything") == "7"
@@ -113,10 +127,19 @@ def test_generate_answers_stops_at_end_and_batches_equal_lengths(tok):
 def test_accuracy_rises_when_a_tiny_gpt_learns_the_count_task(tok):
     """Learning happens: a 1-layer GPT trained on 'count' beats its 0 % start (chance among 2..5 is 25 %)."""
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=48, n_layer=1, n_head=2, n_embd=32, dropout=0.0))
-    train, test = make_instructions(400, "train", ("count",)), make_instructions(20, "test", ("count",))
+    model = GPT(
+        GPTConfig(
+            vocab_size=tok.vocab_size, block_size=48, n_layer=1, n_head=2, n_embd=32, dropout=0.0
+        )
+    )
+    train, test = (
+        make_instructions(400, "train", ("count",)),
+        make_instructions(20, "test", ("count",)),
+    )
     assert sft.accuracy(model, tok, test, max_new_tokens=4) == 0.0
-    sample = sft.sft_sampler([sft.encode_example(e, tok) for e in train], tok.special_tokens[END], 47, 32)
+    sample = sft.sft_sampler(
+        [sft.encode_example(e, tok) for e in train], tok.special_tokens[END], 47, 32
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
     g = torch.Generator().manual_seed(0)
     for _ in range(120):
@@ -138,26 +161,43 @@ def test_dpo_batch_masks_only_answers_and_padding_does_not_change_logprobs(tok):
     triples = [t for t in make_preferences(10, "train")][:4]
     batch = sft.dpo_batch(triples, tok)
     torch.manual_seed(0)
-    model = GPT(GPTConfig(vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16, dropout=0.0)).eval()
+    model = GPT(
+        GPTConfig(
+            vocab_size=tok.vocab_size, block_size=64, n_layer=1, n_head=2, n_embd=16, dropout=0.0
+        )
+    ).eval()
     padded = sequence_logprobs(model, batch["chosen_idx"], batch["chosen_mask"])
     for b, (ex, chosen, _) in enumerate(triples):
-        ids, mask = encode_chat([{"role": "user", "content": ex.prompt}, {"role": "assistant", "content": chosen}], tok)
+        ids, mask = encode_chat(
+            [{"role": "user", "content": ex.prompt}, {"role": "assistant", "content": chosen}], tok
+        )
         assert batch["chosen_mask"][b].sum() == len(tok.encode(chosen)) + 1  # answer + <|end|>
         alone = sequence_logprobs(model, torch.tensor([ids]), torch.tensor([mask]))
         assert padded[b].item() == pytest.approx(alone.item(), abs=1e-5)
     margins = sft.logprob_margins(model, batch)
     assert margins.shape == (4,)
-    assert sft.preference_accuracy(model, batch) == pytest.approx((margins > 0).float().mean().item())
+    assert sft.preference_accuracy(model, batch) == pytest.approx(
+        (margins > 0).float().mean().item()
+    )
 
 
 def test_exercises_accept_the_solution_and_reject_a_classic_bug():
     exercises.check("11.sft_targets", lambda ids, mask: ids[1:].masked_fill(mask[1:] == 0, -100))
     with pytest.raises(ExerciseError):  # masking by the *input* position instead of the target's
-        exercises.check("11.sft_targets", lambda ids, mask: ids[1:].masked_fill(mask[:-1] == 0, -100))
-    exercises.check("13.dpo_loss", lambda pc, pr, rc, rr, b: -torch.nn.functional.logsigmoid(
-        b * ((pc - rc) - (pr - rr))).mean())
+        exercises.check(
+            "11.sft_targets", lambda ids, mask: ids[1:].masked_fill(mask[:-1] == 0, -100)
+        )
+    exercises.check(
+        "13.dpo_loss",
+        lambda pc, pr, rc, rr, b: (
+            -torch.nn.functional.logsigmoid(b * ((pc - rc) - (pr - rr))).mean()
+        ),
+    )
     with pytest.raises(ExerciseError):  # forgot the reference model
-        exercises.check("13.dpo_loss", lambda pc, pr, rc, rr, b: -torch.nn.functional.logsigmoid(b * (pc - pr)).mean())
+        exercises.check(
+            "13.dpo_loss",
+            lambda pc, pr, rc, rr, b: -torch.nn.functional.logsigmoid(b * (pc - pr)).mean(),
+        )
 
 
 def _pad_and_shift(rows, pad_id, pad_targets_with=-100):
@@ -165,7 +205,9 @@ def _pad_and_shift(rows, pad_id, pad_targets_with=-100):
     ids = torch.tensor([list(i) + [pad_id] * (L - len(i)) for i, _ in rows])
     mask = torch.tensor([list(m) + [0] * (L - len(m)) for _, m in rows])
     targets = ids[:, 1:].masked_fill(mask[:, 1:] == 0, -100)
-    if pad_targets_with != -100:  # the classic slip: padding positions keep the pad id as their target
+    if (
+        pad_targets_with != -100
+    ):  # the classic slip: padding positions keep the pad id as their target
         real = torch.tensor([[t + 1 < len(i) for t in range(L - 1)] for i, _ in rows])
         targets = torch.where(real, targets, pad_targets_with)
     return ids[:, :-1], targets
@@ -174,4 +216,6 @@ def _pad_and_shift(rows, pad_id, pad_targets_with=-100):
 def test_sft_batch_exercise_accepts_a_solution_and_rejects_padding_targets():
     exercises.check("11.sft_batch", _pad_and_shift, trials=20)
     with pytest.raises(ExerciseError, match="wrong values"):
-        exercises.check("11.sft_batch", lambda rows, pad: _pad_and_shift(rows, pad, pad_targets_with=pad))
+        exercises.check(
+            "11.sft_batch", lambda rows, pad: _pad_and_shift(rows, pad, pad_targets_with=pad)
+        )

@@ -14,6 +14,7 @@ fails here. Checkpoints go to a temporary folder (LLMCOURSE_CKPT_DIR), run in no
 notebooks that reuse an earlier one's checkpoint (11 -> 12, 13, 14, 16) find it, and nothing races
 the nbmake run of the same notebooks in the other test worker.
 """
+
 from __future__ import annotations
 
 import json
@@ -44,8 +45,11 @@ def _source(cell) -> str:
 
 
 def _stub_cells(original: dict, stud: dict) -> list[int]:
-    return [i for i, (a, b) in enumerate(zip(original["cells"], stud["cells"]))
-            if a["cell_type"] == "code" and _source(a) != _source(b)]
+    return [
+        i
+        for i, (a, b) in enumerate(zip(original["cells"], stud["cells"]))
+        if a["cell_type"] == "code" and _source(a) != _source(b)
+    ]
 
 
 def test_every_notebook_has_exercises_with_solutions():
@@ -56,7 +60,9 @@ def test_every_notebook_has_exercises_with_solutions():
         n = len(_stub_cells(nb, student.student_notebook(nb, path.name)))
         if n < 3:
             short[path.name] = n
-    assert not short, f"notebooks with fewer than 3 exercise cells (BEGIN/END SOLUTION in code): {short}"
+    assert not short, (
+        f"notebooks with fewer than 3 exercise cells (BEGIN/END SOLUTION in code): {short}"
+    )
 
 
 @pytest.mark.slow
@@ -65,15 +71,22 @@ def test_student_notebook_runs_and_each_check_fails_then_passes(path, ckpt_root,
     monkeypatch.setenv("LLMCOURSE_SIZE", "smoke")
     monkeypatch.setenv("LLMCOURSE_CKPT_DIR", str(ckpt_root))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.delenv("LLMCOURSE_METRICS_FILE", raising=False)  # the headlines checked are the nbmake run's
+    monkeypatch.delenv(
+        "LLMCOURSE_METRICS_FILE", raising=False
+    )  # the headlines checked are the nbmake run's
     original = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
-    stud = nbformat.reads(json.dumps(student.student_notebook(json.loads(path.read_text(encoding="utf-8")), path.name)),
-                         as_version=4)  # reads() joins list-of-lines sources, as nbclient expects
+    stud = nbformat.reads(
+        json.dumps(
+            student.student_notebook(json.loads(path.read_text(encoding="utf-8")), path.name)
+        ),
+        as_version=4,
+    )  # reads() joins list-of-lines sources, as nbclient expects
     stubs = _stub_cells(original, stud)
     assert stubs, f"{path.name}: no exercise cell with a solution"
 
-    client = nbclient.NotebookClient(stud, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(path.parent)}})
+    client = nbclient.NotebookClient(
+        stud, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     problems: list[str] = []
     with client.setup_kernel():
         for index, cell in enumerate(stud.cells):
@@ -85,14 +98,20 @@ def test_student_notebook_runs_and_each_check_fails_then_passes(path, ckpt_root,
             where = f"{path.name} cell {index + 1}"
             try:
                 client.execute_cell(cell, index)
-                problems.append(f"{where}: the stubbed exercise ran without error (is its check in this cell?)")
+                problems.append(
+                    f"{where}: the stubbed exercise ran without error (is its check in this cell?)"
+                )
             except CellExecutionError as e:
                 if NOT_IMPLEMENTED not in str(e) and "NotImplementedError" not in str(e):
-                    problems.append(f"{where}: the stub failed, but not with '{NOT_IMPLEMENTED}': "
-                                    f"{str(e).strip().splitlines()[-1][:200]}")
+                    problems.append(
+                        f"{where}: the stub failed, but not with '{NOT_IMPLEMENTED}': "
+                        f"{str(e).strip().splitlines()[-1][:200]}"
+                    )
             solution = original.cells[index]
             try:
                 client.execute_cell(solution, index)
             except CellExecutionError as e:
-                problems.append(f"{where}: the solution fails its check: {str(e).strip().splitlines()[-1][:200]}")
+                problems.append(
+                    f"{where}: the solution fails its check: {str(e).strip().splitlines()[-1][:200]}"
+                )
     assert not problems, "\n".join(problems)

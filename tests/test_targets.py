@@ -1,4 +1,5 @@
 """The targets table: complete, consistent with the notebooks, and a check that fails when it should."""
+
 import json
 import re
 from pathlib import Path
@@ -24,10 +25,15 @@ def test_every_notebook_has_one_target_and_records_its_headline_and_baseline():
         t = targets.for_notebook(path.stem)
         code = _code(path)
         calls = re.findall(r"notebook\.headline\(\s*[\"']([^\"']+)", code)
-        assert calls == [t.metric], f"{path.name}: one headline {t.metric!r} expected, found {calls}"
-        for name in [t.vs] * bool(t.vs) + [n for a, b, _ in t.also for n in (a, b) if n != t.metric]:
-            assert re.search(rf"notebook\.metric\(\s*[\"']{re.escape(name)}[\"']", code), \
+        assert calls == [t.metric], (
+            f"{path.name}: one headline {t.metric!r} expected, found {calls}"
+        )
+        for name in [t.vs] * bool(t.vs) + [
+            n for a, b, _ in t.also for n in (a, b) if n != t.metric
+        ]:
+            assert re.search(rf"notebook\.metric\(\s*[\"']{re.escape(name)}[\"']", code), (
                 f"{path.name}: {name!r} is never recorded with notebook.metric"
+            )
 
 
 # Smoke sizes that run on a different, generated text than the full size: their figures don't compare.
@@ -41,12 +47,16 @@ def test_smoke_targets_are_no_harder_than_full_targets():
         assert (t.smoke <= t.full) if t.higher_is_better else (t.smoke >= t.full), t.notebook
 
 
-T = Target("04_attention", "acc", "%", True, "no attention", 80.0, 95.0, vs="acc_no_attention", margin=20.0)
+T = Target(
+    "04_attention", "acc", "%", True, "no attention", 80.0, 95.0, vs="acc_no_attention", margin=20.0
+)
 
 
 def _recs(acc, base):
-    return [{"notebook": "04_attention", "name": "acc", "value": acc},
-            {"notebook": "04_attention", "name": "acc_no_attention", "value": base}]
+    return [
+        {"notebook": "04_attention", "name": "acc", "value": acc},
+        {"notebook": "04_attention", "name": "acc_no_attention", "value": base},
+    ]
 
 
 @pytest.fixture
@@ -64,15 +74,21 @@ def test_check_fails_below_target_below_margin_and_when_missing(one_target):
     assert "was not recorded" in targets.check(_recs(90.0, 40.0)[1:], ["04_attention"])[0]
     assert "no target" in targets.check([], ["99_unknown"])[0]
     assert targets.check([], []) == ["no notebook ran, so no headline was checked"]
-    assert targets.check([{"notebook": "04_attention", "name": "acc", "value": float("nan")},
-                          _recs(0, 0)[1]], ["04_attention"])
+    assert targets.check(
+        [{"notebook": "04_attention", "name": "acc", "value": float("nan")}, _recs(0, 0)[1]],
+        ["04_attention"],
+    )
 
 
 def test_lower_is_better_targets_compare_the_other_way():
     t = Target("x", "loss", "", False, "unigram", 2.0, 1.5, vs="unigram", margin=0.5)
     assert targets.meets(t, 1.9) and not targets.meets(t, 2.1)
     import dataclasses
-    recs = [{"notebook": "x", "name": "loss", "value": 1.9}, {"notebook": "x", "name": "unigram", "value": 2.2}]
+
+    recs = [
+        {"notebook": "x", "name": "loss", "value": 1.9},
+        {"notebook": "x", "name": "unigram", "value": 2.2},
+    ]
     targets.BY_NOTEBOOK["x"] = t
     try:
         assert "by 0.3, 0.5 needed" in targets.check(recs, ["x"])[0]
@@ -102,12 +118,19 @@ def test_readme_table_is_rendered_from_the_targets_and_the_measured_values():
 
 
 def test_extra_lessons_of_a_run_are_checked_too(monkeypatch):
-    t = Target("15_prompting_rag", "hit", "", True, "random", 0.5, 0.8, also=(("icl_k6", "icl_k0", 0.1),))
+    t = Target(
+        "15_prompting_rag", "hit", "", True, "random", 0.5, 0.8, also=(("icl_k6", "icl_k0", 0.1),)
+    )
     monkeypatch.setattr(targets, "BY_NOTEBOOK", {"15_prompting_rag": t})
-    recs = [{"notebook": "15_prompting_rag", "name": "hit", "value": 0.7},
-            {"notebook": "15_prompting_rag", "name": "icl_k6", "value": 0.58},
-            {"notebook": "15_prompting_rag", "name": "icl_k0", "value": 0.55}]
-    assert "icl_k6 = 0.58 beats icl_k0 = 0.55 by 0.03, 0.1 needed" in targets.check(recs, ["15_prompting_rag"])[0]
+    recs = [
+        {"notebook": "15_prompting_rag", "name": "hit", "value": 0.7},
+        {"notebook": "15_prompting_rag", "name": "icl_k6", "value": 0.58},
+        {"notebook": "15_prompting_rag", "name": "icl_k0", "value": 0.55},
+    ]
+    assert (
+        "icl_k6 = 0.58 beats icl_k0 = 0.55 by 0.03, 0.1 needed"
+        in targets.check(recs, ["15_prompting_rag"])[0]
+    )
     recs[1]["value"] = 0.78
     assert targets.check(recs, ["15_prompting_rag"]) == []
     assert "must both be recorded" in targets.check(recs[:2], ["15_prompting_rag"])[0]

@@ -1,4 +1,5 @@
 """llmcourse.tokenstats: compression measures, prefix tokenizers, OOV rate, notebook 06's exercises."""
+
 from itertools import pairwise
 
 import pytest
@@ -8,8 +9,10 @@ from llmcourse.course import exercises
 from llmcourse.bpe import ByteBPE
 from llmcourse.bpe_regex import RegexBPE
 
-TEXT = ("the cat sat on the mat. the dog sat on the log. a cat and a dog met on the mat, "
-        "and the cat ran. 你好，世界。你好！") * 3
+TEXT = (
+    "the cat sat on the mat. the dog sat on the log. a cat and a dog met on the mat, "
+    "and the cat ran. 你好，世界。你好！"
+) * 3
 
 
 def test_truncated_equals_training_with_the_smaller_vocabulary():
@@ -34,7 +37,10 @@ def test_compression_golden_cases():
     assert tokenstats.tokens_per_char(tok, "你好") == 3.0
     tok.train("aaaa", 256 + 2)
     assert tok.merges == {(97, 97): 256, (256, 256): 257}
-    assert tokenstats.bytes_per_token(tok, "aaaa") == 4.0 and tokenstats.tokens_per_char(tok, "aaaa") == 0.25
+    assert (
+        tokenstats.bytes_per_token(tok, "aaaa") == 4.0
+        and tokenstats.tokens_per_char(tok, "aaaa") == 0.25
+    )
     assert tokenstats.token_strings(RegexBPE(), "é") == ["\\xc3", "\\xa9"]
     with pytest.raises(ValueError):
         tokenstats.bytes_per_token(tok, "")
@@ -76,15 +82,29 @@ def _encode_latest_first(text, merges):
     return ids
 
 
-@pytest.mark.parametrize("name, correct, wrong", [
-    ("06.get_stats", lambda ids: {p: sum(1 for q in pairwise(ids) if q == p) for p in pairwise(ids)},
-     lambda ids: dict.fromkeys(pairwise(ids), 1)),  # counts each pair once
-    ("06.merge", bpe.merge,
-     lambda ids, pair, new: [new if (a, b) == pair else a for a, b in pairwise([*ids, None])]),  # overlaps
-    ("06.utf8_lengths", lambda text: [len(ch.encode("utf-8")) for ch in text],
-     lambda text: [len(ch.encode("utf-16-le")) for ch in text]),  # counts UTF-16 bytes
-    ("06.bpe_encode", _encode_in_merge_order, _encode_latest_first),
-])
+@pytest.mark.parametrize(
+    "name, correct, wrong",
+    [
+        (
+            "06.get_stats",
+            lambda ids: {p: sum(1 for q in pairwise(ids) if q == p) for p in pairwise(ids)},
+            lambda ids: dict.fromkeys(pairwise(ids), 1),
+        ),  # counts each pair once
+        (
+            "06.merge",
+            bpe.merge,
+            lambda ids, pair, new: [
+                new if (a, b) == pair else a for a, b in pairwise([*ids, None])
+            ],
+        ),  # overlaps
+        (
+            "06.utf8_lengths",
+            lambda text: [len(ch.encode("utf-8")) for ch in text],
+            lambda text: [len(ch.encode("utf-16-le")) for ch in text],
+        ),  # counts UTF-16 bytes
+        ("06.bpe_encode", _encode_in_merge_order, _encode_latest_first),
+    ],
+)
 def test_exercises_accept_correct_and_reject_typical_mistakes(name, correct, wrong):
     exercises.check(name, correct, trials=10)
     with pytest.raises(exercises.ExerciseError, match=f"✗ {name}"):

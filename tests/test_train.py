@@ -1,6 +1,6 @@
 """The training loop: lr schedule, learning happens, gradient accumulation, NaN guard, frozen
 parameters, and exact resume after an interruption (a callback raising, and a real SIGKILL)."""
-import copy
+
 import json
 import math
 import os
@@ -18,8 +18,16 @@ from torch import nn
 from llmcourse import checkpoint
 from llmcourse.config import to_dict
 from llmcourse.runtime import Runtime, detect
-from llmcourse.train import (History, LiveLossPlot, TrainConfig, estimate_loss, fit, lr_at, make_optimizer,
-                             nan_message)
+from llmcourse.train import (
+    History,
+    LiveLossPlot,
+    TrainConfig,
+    estimate_loss,
+    fit,
+    lr_at,
+    make_optimizer,
+    nan_message,
+)
 
 V = 8  # vocabulary of the toy task
 CPU = detect("cpu")
@@ -38,7 +46,9 @@ class TinyLM(nn.Module):
 
     def forward(self, idx, targets=None):
         logits = self.lm_head(self.drop(self.norm(self.tok_emb(idx))))  # (B, T, V)
-        loss = None if targets is None else F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+        loss = (
+            None if targets is None else F.cross_entropy(logits.reshape(-1, V), targets.reshape(-1))
+        )
         return logits, loss
 
 
@@ -55,8 +65,18 @@ def counting_sampler(batch_size: int = 8, T: int = 6, as_dict: bool = False):
 
 
 def small_cfg(**changes) -> TrainConfig:
-    base = dict(max_steps=12, lr=0.02, warmup_steps=2, eval_every=3, eval_batches=2, ckpt_every=4,
-                log_every=1, seed=5, precision="fp32", grad_clip=1.0)
+    base = dict(
+        max_steps=12,
+        lr=0.02,
+        warmup_steps=2,
+        eval_every=3,
+        eval_batches=2,
+        ckpt_every=4,
+        log_every=1,
+        seed=5,
+        precision="fp32",
+        grad_clip=1.0,
+    )
     return TrainConfig(**{**base, **changes})
 
 
@@ -83,7 +103,9 @@ def test_learning_happens_with_dict_batches():
     model = TinyLM(dropout=0.0)
     data = counting_sampler(as_dict=True)
     before = estimate_loss(model, data, 4, CPU)
-    history = fit(model, data, small_cfg(max_steps=60, lr=0.05), val_data=data, runtime=CPU, progress=False)
+    history = fit(
+        model, data, small_cfg(max_steps=60, lr=0.05), val_data=data, runtime=CPU, progress=False
+    )
     assert before == pytest.approx(math.log(V), abs=0.5)
     assert history.val_loss[-1] < 0.25 * math.log(V)
     assert history.best_val == min(history.val_loss) and history.steps[-1] == 60
@@ -96,14 +118,20 @@ def test_grad_accumulation_equals_one_big_batch():
     Adam is blind to a gradient's scale: weights alone would not catch a missing division by k."""
     g = torch.Generator().manual_seed(0)
     big = [counting_sampler(batch_size=8)(g) for _ in range(3)]
-    micro = [(x[i:i + 4], y[i:i + 4]) for x, y in big for i in (0, 4)]
+    micro = [(x[i : i + 4], y[i : i + 4]) for x, y in big for i in (0, 4)]
     a, b = TinyLM(dropout=0.0), TinyLM(dropout=0.0)
     grads_a, grads_b = [], []  # lm_head.weight.grad each time a backward has added to it
     a.lm_head.weight.register_post_accumulate_grad_hook(lambda p: grads_a.append(p.grad.clone()))
     b.lm_head.weight.register_post_accumulate_grad_hook(lambda p: grads_b.append(p.grad.clone()))
     cfg = small_cfg(max_steps=3, grad_clip=0.0, lr=0.01, ckpt_every=0)
     ha = fit(a, big, cfg, runtime=CPU, progress=False)
-    hb = fit(b, micro, TrainConfig(**{**to_dict(cfg), "grad_accum_steps": 2}), runtime=CPU, progress=False)
+    hb = fit(
+        b,
+        micro,
+        TrainConfig(**{**to_dict(cfg), "grad_accum_steps": 2}),
+        runtime=CPU,
+        progress=False,
+    )
     assert len(grads_a) == 3 and len(grads_b) == 6
     for step in range(3):  # the gradient after the 2nd micro-batch is the one the optimizer uses
         torch.testing.assert_close(grads_b[2 * step + 1], grads_a[step], atol=1e-6, rtol=0)
@@ -127,20 +155,33 @@ class NaNAt(nn.Module):
 
 def test_nan_loss_raises_with_advice():
     data = [(torch.ones(2), torch.zeros(2))]
-    with pytest.raises(FloatingPointError, match=r"nan at step 3\. Try a lower learning rate \(lr=0.02\), or "
-                                                 r"gradient clipping \(grad_clip=1.0\)\.$"):
+    with pytest.raises(
+        FloatingPointError,
+        match=r"nan at step 3\. Try a lower learning rate \(lr=0.02\), or "
+        r"gradient clipping \(grad_clip=1.0\)\.$",
+    ):
         fit(NaNAt(3), data, small_cfg(grad_clip=0.0), runtime=CPU, progress=False)
     with pytest.raises(FloatingPointError, match="before any update"):
         fit(NaNAt(1), data, small_cfg(), runtime=CPU, progress=False)
-    assert "or full precision (precision='fp32' instead of float16)." in nan_message(math.inf, 5, small_cfg(), FP16)
+    assert "or full precision (precision='fp32' instead of float16)." in nan_message(
+        math.inf, 5, small_cfg(), FP16
+    )
 
 
 def test_models_outside_the_convention_are_told_what_is_expected():
     data = [(torch.ones(2, 3),)]
     with pytest.raises(ValueError, match=r"must return \(logits, loss\)"):  # logits only
         fit(nn.Linear(3, 2), data, small_cfg(), runtime=CPU, progress=False)
-    with pytest.raises(ValueError, match=r"must return \(logits, loss\)"):  # no targets in the batch: loss None
-        fit(TinyLM(), [(torch.zeros(2, 3, dtype=torch.long),)], small_cfg(), runtime=CPU, progress=False)
+    with pytest.raises(
+        ValueError, match=r"must return \(logits, loss\)"
+    ):  # no targets in the batch: loss None
+        fit(
+            TinyLM(),
+            [(torch.zeros(2, 3, dtype=torch.long),)],
+            small_cfg(),
+            runtime=CPU,
+            progress=False,
+        )
 
 
 def test_only_trainable_params_are_optimized_and_decay_skips_vectors():
@@ -178,23 +219,39 @@ def _scramble_global_rngs():
 
 
 # fp16 with a GradScaler is what a T4 runs; CPU autocast in float16 stands in for it here
-FP16 = Runtime(device=torch.device("cpu"), dtype=torch.float16, platform="local", device_name="CPU, fp16 autocast")
+FP16 = Runtime(
+    device=torch.device("cpu"),
+    dtype=torch.float16,
+    platform="local",
+    device_name="CPU, fp16 autocast",
+)
 
 
 @pytest.mark.parametrize("kind", ["sampler", "list", "fp16-scaler"])
 def test_interrupted_run_resumes_to_identical_weights(tmp_path, kind):
     """12 steps in one go == 6 steps (killed after the checkpoint at step 4) + resume from step 4.
     Dropout and random batch sampling make this fail if any RNG state or the optimizer is not restored."""
-    data = [counting_sampler()(torch.Generator().manual_seed(i)) for i in range(5)] if kind == "list" \
+    data = (
+        [counting_sampler()(torch.Generator().manual_seed(i)) for i in range(5)]
+        if kind == "list"
         else counting_sampler()
+    )
     val = counting_sampler(batch_size=4)
     rt, cfg = (FP16, small_cfg(precision=None)) if kind == "fp16-scaler" else (CPU, small_cfg())
     reference = TinyLM(seed=1)
     ref_hist = fit(reference, data, cfg, val_data=val, runtime=rt, progress=False)
 
     with pytest.raises(KeyboardInterrupt):
-        fit(TinyLM(seed=1), data, cfg, val_data=val, runtime=rt, ckpt_dir=tmp_path,
-            callbacks=[StopAt(6)], progress=False)
+        fit(
+            TinyLM(seed=1),
+            data,
+            cfg,
+            val_data=val,
+            runtime=rt,
+            ckpt_dir=tmp_path,
+            callbacks=[StopAt(6)],
+            progress=False,
+        )
     assert checkpoint.latest_checkpoint(tmp_path).name == "step_00000004"
     _scramble_global_rngs()
     resumed = TinyLM(seed=99)  # different initial weights: all must come from the checkpoint
@@ -202,9 +259,14 @@ def test_interrupted_run_resumes_to_identical_weights(tmp_path, kind):
     for (name, a), b in zip(reference.named_parameters(), resumed.parameters()):
         assert torch.equal(a, b), name
     assert hist.train_loss == ref_hist.train_loss and hist.val_loss == ref_hist.val_loss
-    assert hist.steps == list(range(1, 13)) and checkpoint.latest_checkpoint(tmp_path).name == "step_00000012"
+    assert (
+        hist.steps == list(range(1, 13))
+        and checkpoint.latest_checkpoint(tmp_path).name == "step_00000012"
+    )
     scaler = json.loads((tmp_path / "step_00000012" / "state.json").read_text())["scaler"]
-    assert scaler.get("_growth_tracker") == (12 if kind == "fp16-scaler" else None)  # 12 good steps, resume included
+    assert scaler.get("_growth_tracker") == (
+        12 if kind == "fp16-scaler" else None
+    )  # 12 good steps, resume included
 
 
 KILLED_RUN = """
@@ -257,25 +319,60 @@ def test_callback_can_stop_early_and_the_stop_is_checkpointed(tmp_path):
             return step == 5
 
     stop = Stop()
-    history = fit(TinyLM(), counting_sampler(), small_cfg(), val_data=counting_sampler(), callbacks=[stop],
-                  runtime=CPU, ckpt_dir=tmp_path, progress=False)
+    history = fit(
+        TinyLM(),
+        counting_sampler(),
+        small_cfg(),
+        val_data=counting_sampler(),
+        callbacks=[stop],
+        runtime=CPU,
+        ckpt_dir=tmp_path,
+        progress=False,
+    )
     assert history.steps[-1] == 5 and stop.evals == [3]
     assert checkpoint.latest_checkpoint(tmp_path).name == "step_00000005"
 
 
 def test_damaged_checkpoint_stops_fit_with_advice_and_resume_false_starts_fresh(tmp_path):
-    fit(TinyLM(), counting_sampler(), small_cfg(max_steps=4), runtime=CPU, ckpt_dir=tmp_path, progress=False)
+    fit(
+        TinyLM(),
+        counting_sampler(),
+        small_cfg(max_steps=4),
+        runtime=CPU,
+        ckpt_dir=tmp_path,
+        progress=False,
+    )
     (tmp_path / "step_00000004" / "state.json").write_text("garbage")
     with pytest.raises(checkpoint.CheckpointError, match=r"state\.json(.|\n)*resume=False"):
-        fit(TinyLM(), counting_sampler(), small_cfg(max_steps=8), runtime=CPU, ckpt_dir=tmp_path, progress=False)
-    history = fit(TinyLM(), counting_sampler(), small_cfg(max_steps=3), runtime=CPU, ckpt_dir=tmp_path,
-                  resume=False, progress=False)
+        fit(
+            TinyLM(),
+            counting_sampler(),
+            small_cfg(max_steps=8),
+            runtime=CPU,
+            ckpt_dir=tmp_path,
+            progress=False,
+        )
+    history = fit(
+        TinyLM(),
+        counting_sampler(),
+        small_cfg(max_steps=3),
+        runtime=CPU,
+        ckpt_dir=tmp_path,
+        resume=False,
+        progress=False,
+    )
     assert history.steps == [1, 2, 3] and [p.name for p in tmp_path.iterdir()] == ["step_00000003"]
 
 
 def test_history_round_trips_through_json():
-    h = History(steps=[1, 2], train_loss=[2.0, 1.5], lr=[0.1, 0.2], elapsed=[0.1, 0.2],
-                val_steps=[2], val_loss=[float("nan")])
+    h = History(
+        steps=[1, 2],
+        train_loss=[2.0, 1.5],
+        lr=[0.1, 0.2],
+        elapsed=[0.1, 0.2],
+        val_steps=[2],
+        val_loss=[float("nan")],
+    )
     assert History.from_dict(json.loads(json.dumps(h.to_dict()))).steps == [1, 2]
     assert h.best_val is None and History(val_loss=[3.0, 2.5, 2.7]).best_val == 2.5
 
@@ -283,15 +380,30 @@ def test_history_round_trips_through_json():
 def test_live_plot_is_silent_outside_a_notebook():
     plot = LiveLossPlot(every=1)
     plot.on_step(1, History(steps=[1], train_loss=[1.0], lr=[0.1], elapsed=[0.0]))
-    plot.on_eval(1, History(steps=[1], train_loss=[1.0], lr=[0.1], elapsed=[0.0], val_steps=[1], val_loss=[1.0]))
+    plot.on_eval(
+        1,
+        History(
+            steps=[1], train_loss=[1.0], lr=[0.1], elapsed=[0.0], val_steps=[1], val_loss=[1.0]
+        ),
+    )
     assert plot._handle is None  # nothing displayed
-    assert "matplotlib.pyplot" not in sys.modules or sys.modules["matplotlib.pyplot"].get_fignums() == []
+    assert (
+        "matplotlib.pyplot" not in sys.modules
+        or sys.modules["matplotlib.pyplot"].get_fignums() == []
+    )
 
 
 def test_resume_is_announced_with_step_folder_and_how_to_start_fresh(tmp_path, capsys):
     cfg = small_cfg(max_steps=8, ckpt_every=4)
-    fit(TinyLM(), counting_sampler(), cfg, runtime=CPU, ckpt_dir=tmp_path, callbacks=[_StopAfter(4)],
-        progress=False)
+    fit(
+        TinyLM(),
+        counting_sampler(),
+        cfg,
+        runtime=CPU,
+        ckpt_dir=tmp_path,
+        callbacks=[_StopAfter(4)],
+        progress=False,
+    )
     capsys.readouterr()
     history = fit(TinyLM(), counting_sampler(), cfg, runtime=CPU, ckpt_dir=tmp_path, progress=False)
     out = capsys.readouterr().out
@@ -311,16 +423,37 @@ class _StopAfter:
 def test_changed_learning_rate_refuses_to_resume_naming_the_field_then_trains_when_asked(tmp_path):
     """The issue's case: a learner changes the lr and re-runs the cell in the same checkpoint folder."""
     first = TinyLM(seed=1)
-    fit(first, counting_sampler(), small_cfg(lr=0.02), runtime=CPU, ckpt_dir=tmp_path, progress=False)
+    fit(
+        first,
+        counting_sampler(),
+        small_cfg(lr=0.02),
+        runtime=CPU,
+        ckpt_dir=tmp_path,
+        progress=False,
+    )
     with pytest.raises(checkpoint.CheckpointError) as err:
-        fit(TinyLM(seed=1), counting_sampler(), small_cfg(lr=0.005), runtime=CPU, ckpt_dir=tmp_path, progress=False)
+        fit(
+            TinyLM(seed=1),
+            counting_sampler(),
+            small_cfg(lr=0.005),
+            runtime=CPU,
+            ckpt_dir=tmp_path,
+            progress=False,
+        )
     message = str(err.value)
     assert "lr: 0.02 -> 0.005" in message and "resume=False" in message and str(tmp_path) in message
     assert "seed" not in message  # only the fields that differ are named
     # the explicit restart trains all 12 steps with the new lr from the first step on
     second = TinyLM(seed=1)
-    history = fit(second, counting_sampler(), small_cfg(lr=0.005), runtime=CPU, ckpt_dir=tmp_path,
-                  resume=False, progress=False)
+    history = fit(
+        second,
+        counting_sampler(),
+        small_cfg(lr=0.005),
+        runtime=CPU,
+        ckpt_dir=tmp_path,
+        resume=False,
+        progress=False,
+    )
     assert history.steps[0] == 1 and history.steps[-1] == 12
     assert history.lr[-1] == pytest.approx(lr_at(11, small_cfg(lr=0.005)))
     assert not all(torch.equal(a, b) for a, b in zip(first.parameters(), second.parameters()))
@@ -334,25 +467,56 @@ def test_changed_model_config_refuses_to_resume(tmp_path):
         return x[:, :-1], x[:, 1:]
 
     cfg = small_cfg(max_steps=2, ckpt_every=1)
-    fit(GPT(GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.2)), sample, cfg, runtime=CPU,
-        ckpt_dir=tmp_path, progress=False)
+    fit(
+        GPT(GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.2)),
+        sample,
+        cfg,
+        runtime=CPU,
+        ckpt_dir=tmp_path,
+        progress=False,
+    )
     with pytest.raises(checkpoint.CheckpointError, match=r"model config: dropout: 0\.2 -> 0\.1"):
-        fit(GPT(GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.1)), sample,
-            cfg, runtime=CPU, ckpt_dir=tmp_path, progress=False)
+        fit(
+            GPT(
+                GPTConfig(vocab_size=16, block_size=8, n_layer=1, n_head=2, n_embd=16, dropout=0.1)
+            ),
+            sample,
+            cfg,
+            runtime=CPU,
+            ckpt_dir=tmp_path,
+            progress=False,
+        )
 
 
 def test_logging_fields_may_change_on_resume(tmp_path, capsys):
-    fit(TinyLM(), counting_sampler(), small_cfg(max_steps=8), runtime=CPU, ckpt_dir=tmp_path,
-        callbacks=[_StopAfter(4)], progress=False)
-    history = fit(TinyLM(), counting_sampler(), small_cfg(max_steps=8, log_every=2, eval_every=0), runtime=CPU,
-                  ckpt_dir=tmp_path, progress=False)
+    fit(
+        TinyLM(),
+        counting_sampler(),
+        small_cfg(max_steps=8),
+        runtime=CPU,
+        ckpt_dir=tmp_path,
+        callbacks=[_StopAfter(4)],
+        progress=False,
+    )
+    history = fit(
+        TinyLM(),
+        counting_sampler(),
+        small_cfg(max_steps=8, log_every=2, eval_every=0),
+        runtime=CPU,
+        ckpt_dir=tmp_path,
+        progress=False,
+    )
     assert "resuming from step 4" in capsys.readouterr().out and history.steps[-1] == 8
 
 
 def test_config_differences_names_only_changed_fields():
     from llmcourse.train import config_differences
 
-    assert config_differences({"lr": 0.1, "betas": [0.9, 0.95]}, {"lr": 0.1, "betas": (0.9, 0.95)}) == []
+    assert (
+        config_differences({"lr": 0.1, "betas": [0.9, 0.95]}, {"lr": 0.1, "betas": (0.9, 0.95)})
+        == []
+    )
     assert config_differences({"lr": 0.1}, {"lr": 0.1, "new": 3}) == ["new: (absent) -> 3"]
-    assert config_differences({"lr": 0.1, "log_every": 1}, {"lr": 0.2, "log_every": 5}, ignore=["log_every"]) \
-        == ["lr: 0.1 -> 0.2"]
+    assert config_differences(
+        {"lr": 0.1, "log_every": 1}, {"lr": 0.2, "log_every": 5}, ignore=["log_every"]
+    ) == ["lr: 0.1 -> 0.2"]

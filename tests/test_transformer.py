@@ -1,4 +1,5 @@
 """Transformer layers vs torch.nn, the model's convention, decoding, and learning a toy task."""
+
 import math
 
 import pytest
@@ -29,8 +30,15 @@ def _randomise(module):
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
 def test_encoder_layer_equals_torch(norm_first, activation):
     torch.manual_seed(0)
-    ref = nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, dropout=0.0, activation=activation,
-                                     batch_first=True, norm_first=norm_first)
+    ref = nn.TransformerEncoderLayer(
+        16,
+        4,
+        dim_feedforward=32,
+        dropout=0.0,
+        activation=activation,
+        batch_first=True,
+        norm_first=norm_first,
+    )
     _randomise(ref)
     ours = EncoderLayer(16, 4, 32, dropout=0.0, norm_first=norm_first, activation=activation)
     ours.copy_from_torch(ref)
@@ -43,16 +51,22 @@ def test_encoder_layer_equals_torch(norm_first, activation):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_decoder_layer_equals_torch(norm_first):
     torch.manual_seed(1)
-    ref = nn.TransformerDecoderLayer(16, 2, dim_feedforward=24, dropout=0.0, batch_first=True,
-                                     norm_first=norm_first)
+    ref = nn.TransformerDecoderLayer(
+        16, 2, dim_feedforward=24, dropout=0.0, batch_first=True, norm_first=norm_first
+    )
     _randomise(ref)
     ours = DecoderLayer(16, 2, 24, dropout=0.0, norm_first=norm_first)
     ours.copy_from_torch(ref)
     x, memory = torch.randn(2, 5, 16), torch.randn(2, 6, 16)
     src_mask, tgt_mask = padding_mask([6, 3], 6), padding_mask([5, 4], 5)
     causal_blocked = torch.ones(5, 5, dtype=torch.bool).triu(1)  # torch: True = blocked
-    expected = ref(x, memory, tgt_mask=causal_blocked, tgt_key_padding_mask=~tgt_mask,
-                   memory_key_padding_mask=~src_mask)
+    expected = ref(
+        x,
+        memory,
+        tgt_mask=causal_blocked,
+        tgt_key_padding_mask=~tgt_mask,
+        memory_key_padding_mask=~src_mask,
+    )
     got = ours(x, memory, tgt_key_mask=tgt_mask, memory_key_mask=src_mask)
     torch.testing.assert_close(got, expected, **TOL)
 
@@ -93,7 +107,10 @@ def test_beam_size_one_equals_greedy(norm_first, pos):
     greedy = model.greedy_decode(src, max_new_tokens=8)
     beam = model.beam_search(src, beam_size=1, max_new_tokens=8)
     L = max(greedy.shape[1], beam.shape[1])
-    pad = lambda t: nn.functional.pad(t, (0, L - t.shape[1]), value=0)
+
+    def pad(t):
+        return nn.functional.pad(t, (0, L - t.shape[1]), value=0)
+
     assert torch.equal(pad(greedy), pad(beam))
 
 
@@ -104,15 +121,20 @@ def test_exhaustive_beam_finds_the_most_likely_sequence():
     at 3 tokens without EOS: 15, enumerated below and scored by teacher forcing. The score beam search reports is that log-probability,
     and no greedy output beats it."""
     import itertools
+
     torch.manual_seed(4)
     model = _tiny(tgt_vocab_size=5, tie_embeddings=False).eval()
     src = torch.randint(3, 9, (3, 5))
-    outs = [[2]] + [[a, 2] for a in (3, 4)] + [list(p) + [2] for p in itertools.product((3, 4), repeat=2)]
+    outs = (
+        [[2]]
+        + [[a, 2] for a in (3, 4)]
+        + [list(p) + [2] for p in itertools.product((3, 4), repeat=2)]
+    )
     outs += [list(p) for p in itertools.product((3, 4, 2), repeat=3) if 2 not in p[:2]]
     outs = [o for i, o in enumerate(outs) if o not in outs[:i]]
     assert len(outs) == 15
     for b in range(3):
-        s = src[b:b + 1]
+        s = src[b : b + 1]
         cand = torch.tensor([o + [0] * (3 - len(o)) for o in outs])  # (N, 3), pad after the end
         lp = model.sequence_logprob(s.expand(len(outs), -1), cand)
         step = model.next_token_logprobs(*model.encode(s))
@@ -121,7 +143,7 @@ def test_exhaustive_beam_finds_the_most_likely_sequence():
         greedy = model.greedy_decode(s, max_new_tokens=3)
         assert model.sequence_logprob(s, greedy).item() <= score + 1e-5
         wide = model.beam_search(s, beam_size=30, max_new_tokens=3)
-        assert wide[0, :len(tokens)].tolist() == tokens
+        assert wide[0, : len(tokens)].tolist() == tokens
 
 
 def test_beam_golden_beats_greedy():
@@ -166,8 +188,12 @@ def test_learns_to_reverse():
         lengths = torch.randint(3, L + 1, (n,), generator=g)
         sym = torch.randint(3, 9, (n, L), generator=g)
         src = torch.where(torch.arange(L)[None] < lengths[:, None], sym, 0)
-        rev = torch.stack([torch.cat([s[:k].flip(0), torch.zeros(L - k, dtype=torch.long)])
-                           for s, k in zip(sym, lengths)])
+        rev = torch.stack(
+            [
+                torch.cat([s[:k].flip(0), torch.zeros(L - k, dtype=torch.long)])
+                for s, k in zip(sym, lengths)
+            ]
+        )
         tgt = torch.cat([rev, torch.zeros(n, 1, dtype=torch.long)], 1)  # room for EOS
         tgt[torch.arange(n), lengths] = 2
         tgt_in = torch.cat([torch.ones(n, 1, dtype=torch.long), tgt[:, :-1]], 1)
@@ -183,7 +209,7 @@ def test_learns_to_reverse():
     src, _, targets = batch(100)
     _, loss = model(*batch(200))
     out = model.greedy_decode(src, max_new_tokens=7)
-    exact = [(o[:len(t[t != -100])] == t[t != -100]).all().item() for o, t in zip(out, targets)]
+    exact = [(o[: len(t[t != -100])] == t[t != -100]).all().item() for o, t in zip(out, targets)]
     assert loss.item() < 0.6 and sum(exact) >= 25
 
 
@@ -193,12 +219,20 @@ def test_exercise_decoder_mask_and_its_classic_slips():
     from llmcourse.course import exercises
     from llmcourse.transformer import decoder_mask
 
-    assert decoder_mask(torch.tensor([[1, 5, 0, 0]]), 0)[0].int().tolist() == \
-        [[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 0, 0]]
+    assert decoder_mask(torch.tensor([[1, 5, 0, 0]]), 0)[0].int().tolist() == [
+        [1, 0, 0, 0],
+        [1, 1, 0, 0],
+        [1, 1, 0, 0],
+        [1, 1, 0, 0],
+    ]
     causal = lambda T: torch.ones(T, T, dtype=torch.bool).tril()  # noqa: E731
-    exercises.check("05.decoder_mask", lambda t, p: causal(t.shape[1]) & (t != p)[:, None, :], trials=10)
-    for wrong in (lambda t, p: causal(t.shape[1]) & (t != p)[:, :, None],  # padding on the query axis
-                  lambda t, p: causal(t.shape[1]) | (t != p)[:, None, :]):  # OR instead of AND
+    exercises.check(
+        "05.decoder_mask", lambda t, p: causal(t.shape[1]) & (t != p)[:, None, :], trials=10
+    )
+    for wrong in (
+        lambda t, p: causal(t.shape[1]) & (t != p)[:, :, None],  # padding on the query axis
+        lambda t, p: causal(t.shape[1]) | (t != p)[:, None, :],
+    ):  # OR instead of AND
         with pytest.raises(exercises.ExerciseError, match="case 1 of .*wrong values"):
             exercises.check("05.decoder_mask", wrong)
 
@@ -217,7 +251,9 @@ def test_exercise_label_smoothing_catches_unstable_log_and_v_minus_1_split():
 
     def naive_log(logits, targets, eps):  # log(softmax): log(0) = -inf for a very unlikely class
         logp = torch.softmax(logits, -1).log()
-        return ((1 - eps) * -logp.gather(1, targets[:, None]).squeeze(1) - eps * logp.mean(-1)).mean()
+        return (
+            (1 - eps) * -logp.gather(1, targets[:, None]).squeeze(1) - eps * logp.mean(-1)
+        ).mean()
 
     def split_v_minus_1(logits, targets, eps):  # 1 - eps on the target, eps / (V - 1) on the others
         logp, V = F.log_softmax(logits, -1), logits.shape[-1]
@@ -226,7 +262,9 @@ def test_exercise_label_smoothing_catches_unstable_log_and_v_minus_1_split():
 
     x, y = torch.tensor([[0.5, 2.0, -1.0]]), torch.tensor([1])
     q = torch.tensor([[0.1 / 3, 0.9 + 0.1 / 3, 0.1 / 3]])
-    torch.testing.assert_close(-(q * F.log_softmax(x, -1)).sum(), F.cross_entropy(x, y, label_smoothing=0.1))
+    torch.testing.assert_close(
+        -(q * F.log_softmax(x, -1)).sum(), F.cross_entropy(x, y, label_smoothing=0.1)
+    )
     exercises.check("05.label_smoothing", mine, trials=10)
     with pytest.raises(exercises.ExerciseError, match="case 1 of .*NaN/inf"):
         exercises.check("05.label_smoothing", naive_log)

@@ -4,6 +4,7 @@ Hand-derived objective and evaluation cases, statistical tests of the data pipel
 dynamic window, noise distribution) with stated tolerances, gensim as the reference for the
 subsampling formula and the evaluation protocol, and learning on a corpus with planted topics.
 """
+
 from __future__ import annotations
 
 import math
@@ -197,8 +198,20 @@ def test_learning_recovers_planted_topics(sg: bool):
     """Sentences use words of one topic only. After training, each word's 5 nearest neighbours
     should come from its own topic (chance would be 7/15 ≈ 0.47), and the loss should fall."""
     sentences = two_topic_corpus(0)
-    cfg = Word2VecConfig(dim=16, window=3, negative=5, min_count=1, sample=0.0, epochs=6, lr=0.025,
-                         batch_size=256, sg=sg, seed=0, workers=1, chunk_tokens=1200)
+    cfg = Word2VecConfig(
+        dim=16,
+        window=3,
+        negative=5,
+        min_count=1,
+        sample=0.0,
+        epochs=6,
+        lr=0.025,
+        batch_size=256,
+        sg=sg,
+        seed=0,
+        workers=1,
+        chunk_tokens=1200,
+    )
     kv = train_word2vec(sentences, cfg)
     same = [n[0] == w[0] for w in kv.words for n, _ in kv.most_similar(w, 5)]
     assert np.mean(same) >= 0.95
@@ -222,14 +235,34 @@ def test_cbow_items_keep_text_order_like_gensim():
     assert inputs.shape == (11, 4)
     for t, row in zip(targets.tolist(), inputs.tolist()):  # contexts are the centre's neighbours
         pos = [i for i in range(len(ids)) if ids[i] == t and sent[i] != 1]
-        assert any({c for c in row if c != 10} <= set(ids[max(p - 2, 0): p + 3]) for p in pos)
-    shuffled, _ = chunk_items(ids, sent, keep, Word2VecConfig(window=2, sg=False, shuffle=True),
-                               np.random.default_rng(0), pad=10)
-    assert sorted(shuffled.tolist()) == sorted(targets.tolist()) and shuffled.tolist() != targets.tolist()
-    sg_targets, _ = chunk_items(ids, sent, keep, Word2VecConfig(window=2, sg=True), np.random.default_rng(0), pad=10)
-    sg_ordered, _ = chunk_items(ids, sent, keep, Word2VecConfig(window=2, sg=True, shuffle=False),
-                                 np.random.default_rng(0), pad=10)
-    assert sorted(sg_targets.tolist()) == sorted(sg_ordered.tolist()) and sg_targets.tolist() != sg_ordered.tolist()
+        assert any({c for c in row if c != 10} <= set(ids[max(p - 2, 0) : p + 3]) for p in pos)
+    shuffled, _ = chunk_items(
+        ids,
+        sent,
+        keep,
+        Word2VecConfig(window=2, sg=False, shuffle=True),
+        np.random.default_rng(0),
+        pad=10,
+    )
+    assert (
+        sorted(shuffled.tolist()) == sorted(targets.tolist())
+        and shuffled.tolist() != targets.tolist()
+    )
+    sg_targets, _ = chunk_items(
+        ids, sent, keep, Word2VecConfig(window=2, sg=True), np.random.default_rng(0), pad=10
+    )
+    sg_ordered, _ = chunk_items(
+        ids,
+        sent,
+        keep,
+        Word2VecConfig(window=2, sg=True, shuffle=False),
+        np.random.default_rng(0),
+        pad=10,
+    )
+    assert (
+        sorted(sg_targets.tolist()) == sorted(sg_ordered.tolist())
+        and sg_targets.tolist() != sg_ordered.tolist()
+    )
 
 
 def test_training_is_deterministic_with_one_worker():
@@ -246,7 +279,9 @@ def toy_vectors() -> KeyedVectors:
     """man = e1, woman = e2, king = (e1 + e3)/√2, queen = (e2 + e3)/√2, apple = e4."""
     r = 1 / math.sqrt(2)
     vecs = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [r, 0, r, 0], [0, r, r, 0], [0, 0, 0, 1]])
-    return KeyedVectors(["man", "woman", "king", "queen", "apple"], vecs * 3.0)  # scale is irrelevant
+    return KeyedVectors(
+        ["man", "woman", "king", "queen", "apple"], vecs * 3.0
+    )  # scale is irrelevant
 
 
 def test_similarity_and_analogy_on_hand_made_vectors():
@@ -257,7 +292,7 @@ def test_similarity_and_analogy_on_hand_made_vectors():
     assert kv.similarity("man", "king") == pytest.approx(r)
     assert kv.similarity("man", "apple") == pytest.approx(0.0)
     assert kv.most_similar("man", 1)[0] == ("king", pytest.approx(r))
-    (word, score), = kv.analogy("man", "king", "woman")
+    ((word, score),) = kv.analogy("man", "king", "woman")
     assert word == "queen"
     assert score == pytest.approx((r + r * r) / math.sqrt((r - 1) ** 2 + 1 + r * r), rel=1e-6)
     top = kv.analogy("man", "king", "woman", topn=2)
@@ -284,8 +319,13 @@ def test_evaluate_similarity_by_hand():
     Centred ranks (1, 1, -1.5, -.5) and (1.5, .5, -1.5, -.5): cov 4.5, sums of squares 4.5 and 5,
     so rho = 4.5 / sqrt(4.5 * 5) = sqrt(0.9). The pair with "zebra" is out of vocabulary."""
     kv = toy_vectors()
-    pairs = [("man", "king", 9.0), ("woman", "queen", 8.0), ("man", "woman", 1.0), ("king", "queen", 5.0),
-             ("man", "zebra", 3.0)]
+    pairs = [
+        ("man", "king", 9.0),
+        ("woman", "queen", 8.0),
+        ("man", "woman", 1.0),
+        ("king", "queen", 5.0),
+        ("man", "zebra", 3.0),
+    ]
     res = evaluate_similarity(kv, pairs)
     assert res.spearman == pytest.approx(math.sqrt(0.9))
     assert (res.n_used, res.n_total, res.coverage) == (4, 5, pytest.approx(0.8))
@@ -307,19 +347,26 @@ def test_evaluate_groups_by_hand():
     assert (res.n_words, res.coverage) == (5, pytest.approx(5 / 6))
     other = (3 / 8 + 3 / 8 + 1 / 2) / 3
     assert res.per_group == {"people": pytest.approx(1 / 3), "other": pytest.approx(other)}
-    assert math.isnan(evaluate_groups(kv, groups, min_words=3).accuracy)  # one group left: no contrast
+    assert math.isnan(
+        evaluate_groups(kv, groups, min_words=3).accuracy
+    )  # one group left: no contrast
 
 
 def test_evaluate_groups_is_one_half_for_random_vectors_and_one_for_planted_groups():
     """Random vectors: chance, 0.5 (up to sampling noise). Vectors = group direction + small noise: 1.0."""
     words = [w for g in WORD_GROUPS.values() for w in g]
     rng = np.random.default_rng(0)
-    scores = [evaluate_groups(KeyedVectors(words, rng.standard_normal((len(words), 50))), WORD_GROUPS)
-              .accuracy for _ in range(20)]
+    scores = [
+        evaluate_groups(
+            KeyedVectors(words, rng.standard_normal((len(words), 50))), WORD_GROUPS
+        ).accuracy
+        for _ in range(20)
+    ]
     assert abs(np.mean(scores) - 0.5) < 0.02
     centres = {g: rng.standard_normal(50) for g in WORD_GROUPS}
-    planted = np.stack([centres[g] + 0.1 * rng.standard_normal(50)
-                        for g, ws in WORD_GROUPS.items() for _ in ws])
+    planted = np.stack(
+        [centres[g] + 0.1 * rng.standard_normal(50) for g, ws in WORD_GROUPS.items() for _ in ws]
+    )
     assert evaluate_groups(KeyedVectors(words, planted), WORD_GROUPS).accuracy == 1.0
 
 
@@ -361,8 +408,10 @@ def test_evaluation_matches_gensim(tmp_path):
 
     pairs = data.load_word_similarity("wordsim353")
     sections = {k: v[:60] for k, v in data.load_analogies().items()}
-    words = sorted({w.lower() for p in pairs for w in p[:2]}
-                   | {w.lower() for qs in sections.values() for q in qs for w in q})
+    words = sorted(
+        {w.lower() for p in pairs for w in p[:2]}
+        | {w.lower() for qs in sections.values() for q in qs for w in q}
+    )
     rng = np.random.default_rng(0)
     random.Random(0).shuffle(words)
     words = words[: int(len(words) * 0.8)]  # some words missing, so coverage < 1
@@ -379,7 +428,9 @@ def test_evaluation_matches_gensim(tmp_path):
     assert 100 * (1 - res.coverage) == pytest.approx(oov_percent)
 
     qfile = tmp_path / "questions.txt"
-    qfile.write_text("".join(f": {k}\n" + "".join(" ".join(q) + "\n" for q in v) for k, v in sections.items()))
+    qfile.write_text(
+        "".join(f": {k}\n" + "".join(" ".join(q) + "\n" for q in v) for k, v in sections.items())
+    )
     for restrict in (len(words), 300):
         acc, secs = theirs.evaluate_word_analogies(str(qfile), restrict_vocab=restrict)
         mine = evaluate_analogies(ours, sections, restrict_vocab=restrict)

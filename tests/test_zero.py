@@ -1,4 +1,5 @@
 """llmcourse.cost.zero: per-GPU memory of DDP and ZeRO-1/2/3 against the ZeRO paper and llmcourse.cost.memory."""
+
 import math
 from itertools import pairwise
 
@@ -10,7 +11,9 @@ from llmcourse.course import exercises
 from llmcourse.cost import memory, zero
 
 
-@pytest.mark.parametrize("stage, paper_gb", [("ddp", 120.0), ("zero1", 31.4), ("zero2", 16.6), ("zero3", 1.9)])
+@pytest.mark.parametrize(
+    "stage, paper_gb", [("ddp", 120.0), ("zero1", 31.4), ("zero2", 16.6), ("zero3", 1.9)]
+)
 def test_zero_paper_figure_1(stage, paper_gb):
     """Rajbhandari et al. 2020, Figure 1: Psi = 7.5B, N_d = 64, K = 12 (mixed-precision Adam).
     ddp (2+2+12) x 7.5 = 120; zero1 4 x 7.5 + 12 x 7.5/64 = 30 + 1.406 = 31.41;
@@ -35,7 +38,9 @@ def test_stages_never_use_more_memory_and_one_gpu_shards_nothing(n, gpus, act):
     single = [zero.per_gpu_bytes(n, 1, s, activation_bytes=act)["total"] for s in zero.STAGES]
     assert max(single) == pytest.approx(min(single), rel=1e-12)  # nothing to shard over one GPU
     z3 = zero.per_gpu_bytes(n, gpus, "zero3", activation_bytes=act)
-    assert z3["total"] == pytest.approx(16 * n / gpus + act, rel=1e-12)  # only activations stay whole
+    assert z3["total"] == pytest.approx(
+        16 * n / gpus + act, rel=1e-12
+    )  # only activations stay whole
 
 
 def test_min_gpus_is_the_smallest_count_that_fits():
@@ -43,7 +48,11 @@ def test_min_gpus_is_the_smallest_count_that_fits():
     for stage, expected in (("zero1", 6), ("zero2", 4), ("zero3", 3)):
         n = zero.min_gpus(13e9, 80, stage)
         assert n == expected
-        assert zero.per_gpu_bytes(13e9, n, stage)["total"] <= 80e9 < zero.per_gpu_bytes(13e9, n - 1, stage)["total"]
+        assert (
+            zero.per_gpu_bytes(13e9, n, stage)["total"]
+            <= 80e9
+            < zero.per_gpu_bytes(13e9, n - 1, stage)["total"]
+        )
     # 70B: ZeRO-1 keeps 4 x 70 = 280 GB of 16-bit weights and gradients on every GPU: never fits 80 GB
     assert zero.min_gpus(70e9, 80, "zero1") is None and zero.min_gpus(70e9, 80, "ddp") is None
     assert zero.min_gpus(1e9, 80, "ddp") == 1

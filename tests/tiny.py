@@ -9,6 +9,7 @@ small model" and its assertions do not depend on the exact sizes. A test whose n
 count, a measured threshold, a vocabulary fixed by its tokenizer) keeps its own config, next to the
 assertion that depends on it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,9 @@ from llmcourse.llama import Llama, LlamaConfig
 # accidentally square), and the Llama's 6 query heads share 2 key/value heads (grouped-query attention).
 TINY_GPT = GPTConfig(vocab_size=97, block_size=32, n_layer=2, n_head=4, n_embd=32, dropout=0.0)
 TINY_LLAMA = LlamaConfig(vocab_size=101, block_size=48, n_layer=2, n_head=6, n_kv_head=2, n_embd=48)
-TINY_BERT = BertConfig(vocab_size=101, max_position=24, n_layer=2, n_head=4, n_embd=32, intermediate=48,
-                       dropout=0.0)
+TINY_BERT = BertConfig(
+    vocab_size=101, max_position=24, n_layer=2, n_head=4, n_embd=32, intermediate=48, dropout=0.0
+)
 
 
 def tiny_gpt(seed: int = 0, **changes) -> GPT:
