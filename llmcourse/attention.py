@@ -31,6 +31,7 @@ def scaled_dot_product_attention(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
+    *,
     mask: torch.Tensor | None = None,
     dropout_p: float = 0.0,
     generator: torch.Generator | None = None,
@@ -48,16 +49,24 @@ def scaled_dot_product_attention(
     [1.0, 2.34]
     """
     d = q.shape[-1]
+    # 1. how well each query matches each key: one dot product per (query, key) pair, scaled by
+    #    1/sqrt(d) so the scores keep unit variance however wide the heads are (Vaswani et al.)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d)  # (..., Tq, d) @ (..., d, Tk) -> (..., Tq, Tk)
+    # 2. the mask: a blocked score becomes -inf, so its softmax weight is exactly 0. The causal
+    #    mask blocks every key after the query's own position: no peeking at the future
     if mask is not None:
         if mask.dtype == torch.bool:
             scores = scores.masked_fill(~mask, float("-inf"))
         else:
-            scores = scores + mask
-    weights = F.softmax(scores, dim=-1)
+            scores = scores + mask  # a float mask is added: 0 = allowed, -inf = blocked
+    # 3. each query's scores -> a distribution over the keys (each row sums to 1)
+    weights = F.softmax(scores, dim=-1)  # (..., Tq, Tk)
+    # 4. attention dropout (training only): drop weights at random, scale the rest by 1/(1-p)
+    #    so the expected output is unchanged
     if dropout_p > 0.0:
         keep = torch.rand(weights.shape, generator=generator, device=weights.device) >= dropout_p
         weights = weights * keep / (1.0 - dropout_p)
+    # 5. each query's output: the average of the values, weighted by its attention weights
     return weights @ v, weights  # (..., Tq, Tk) @ (..., Tk, dv) -> (..., Tq, dv)
 
 
@@ -116,7 +125,7 @@ class MultiHeadAttention(nn.Module):
     `attn_weights` for plotting.
     """
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, n_embd: int, n_head: int, *, dropout: float = 0.0, bias: bool = True):
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"n_embd={n_embd} is not divisible by n_head={n_head}")
@@ -136,20 +145,29 @@ class MultiHeadAttention(nn.Module):
         self,
         x: torch.Tensor,
         context: torch.Tensor | None = None,
+        *,
         attn_mask: torch.Tensor | None = None,
         key_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        # 1. self-attention reads keys and values from x itself; cross-attention from `context`
         context = x if context is None else context
         B, Tq, C = x.shape
-        q = self._split_heads(self.q_proj(x))  # (B, nh, Tq, hd)
-        k = self._split_heads(self.k_proj(context))  # (B, nh, Tk, hd)
-        v = self._split_heads(self.v_proj(context))  # (B, nh, Tk, hd)
-        mask = combine_masks(attn_mask, key_mask)
+        # 2. project to queries, keys and values (all n_head heads in one matrix each), then give
+        #    each head its own head_dim slice of the features
+        q = self._split_heads(self.q_proj(x))  # (B, n_head, Tq, head_dim)
+        k = self._split_heads(self.k_proj(context))  # (B, n_head, Tk, head_dim)
+        v = self._split_heads(self.v_proj(context))  # (B, n_head, Tk, head_dim)
+        # 3. one boolean mask for every head: causal/attention mask AND key padding mask
+        mask = combine_masks(attn_mask, key_mask)  # broadcastable to (B, n_head, Tq, Tk)
+        # 4. every head attends independently (the head axis is just a batch axis here)
         p = self.dropout if self.training else 0.0
-        y, w = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=p)  # (B, nh, Tq, hd)
+        y, w = scaled_dot_product_attention(q, k, v, mask=mask, dropout_p=p)
+        # y: (B, n_head, Tq, head_dim), w: (B, n_head, Tq, Tk)
         if self.keep_weights:
             self.attn_weights = w.detach()
-        y = y.transpose(1, 2).reshape(B, Tq, C)  # (B, Tq, nh*hd): heads side by side again
+        # 5. put the heads side by side again: back to n_embd features per token
+        y = y.transpose(1, 2).reshape(B, Tq, C)  # (B, Tq, n_head, head_dim) -> (B, Tq, C)
+        # 6. the output projection mixes what the heads found
         return self.out_proj(y)
 
     def copy_from_torch(self, other: nn.MultiheadAttention) -> None:
@@ -178,4 +196,4 @@ def attention(
 ) -> torch.Tensor:
     """attention(q (B, Tq, d), k (B, Tk, d), v (B, Tk, dv), mask (B, Tq, Tk) bool, True = may
     attend) -> (B, Tq, dv): softmax(q k^T / sqrt(d)) v with blocked scores set to -inf."""
-    return scaled_dot_product_attention(q, k, v, mask)[0]
+    return scaled_dot_product_attention(q, k, v, mask=mask)[0]

@@ -167,6 +167,7 @@ class BertModel(nn.Module):
         self,
         input_ids: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
+        *,
         attention_mask: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         T = input_ids.shape[1]
@@ -254,6 +255,7 @@ class BertForMaskedLM(nn.Module):
         self,
         input_ids: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
+        *,
         attention_mask: torch.Tensor | None = None,
         targets: torch.Tensor | None = None,
         only_targets: bool = False,
@@ -262,7 +264,7 @@ class BertForMaskedLM(nn.Module):
         code (it gathers `masked_lm_positions`): logits (N, V) only for the N positions whose target
         is not -100, in row-major order. The vocabulary projection, the costliest layer of a small
         BERT, then runs on 15% of the positions; the loss is the same."""
-        h, _ = self.bert(input_ids, token_type_ids, attention_mask)
+        h, _ = self.bert(input_ids, token_type_ids, attention_mask=attention_mask)
         return self._mlm(h, targets, only_targets)
 
 
@@ -282,12 +284,13 @@ class BertForPreTraining(BertForMaskedLM):
         self,
         input_ids: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
+        *,
         attention_mask: torch.Tensor | None = None,
         targets: torch.Tensor | None = None,
         nsp_targets: torch.Tensor | None = None,
         only_targets: bool = False,
     ) -> tuple[PreTrainingLogits, torch.Tensor | None]:
-        h, pooled = self.bert(input_ids, token_type_ids, attention_mask)
+        h, pooled = self.bert(input_ids, token_type_ids, attention_mask=attention_mask)
         mlm_logits, mlm_loss = self._mlm(h, targets, only_targets)
         logits = PreTrainingLogits(mlm_logits, self.nsp_head(pooled))
         losses = [] if mlm_loss is None else [mlm_loss]
@@ -315,10 +318,11 @@ class BertForSequenceClassification(nn.Module):
         self,
         input_ids: torch.Tensor,
         token_type_ids: torch.Tensor | None = None,
+        *,
         attention_mask: torch.Tensor | None = None,
         targets: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        _, pooled = self.bert(input_ids, token_type_ids, attention_mask)
+        _, pooled = self.bert(input_ids, token_type_ids, attention_mask=attention_mask)
         logits = self.classifier(self.drop(pooled))  # (B, n_classes)
         loss = F.cross_entropy(logits.float(), targets) if targets is not None else None
         return logits, loss
@@ -377,7 +381,7 @@ def bert_params(cfg: BertConfig, head: str = "encoder", n_classes: int = 2) -> i
 
 # ------------------------------------------------------------------------- checked by notebook 07's exercises
 def bert_encoder_params(
-    vocab_size: int, max_position: int, n_layer: int, n_embd: int, intermediate: int
+    vocab_size: int, *, max_position: int, n_layer: int, n_embd: int, intermediate: int
 ) -> int:
     """bert_encoder_params(vocab_size, max_position, n_layer, n_embd, intermediate) -> int: parameters
     of a BERT encoder with 2 token types, embedding LayerNorm and pooler (HF's BertModel), no heads."""

@@ -80,23 +80,31 @@ def naive_train(chunk_counts: dict[bytes, int], num_merges: int) -> dict[Pair, i
     one pass over every chunk, whether or not it contains the pair. Returns {pair: new_id} in
     merge order (a dict keeps insertion order).
     """
+    # every distinct chunk starts as its list of byte values (0..255); its count is its weight
     chunks = [list(c) for c in chunk_counts]
     weights = list(chunk_counts.values())
     merges: dict[Pair, int] = {}
     for new_id in range(256, 256 + num_merges):
+        # 1. count every adjacent pair in the whole corpus, from scratch: a chunk that occurs
+        #    w times contributes w per occurrence of the pair inside it
         counts: dict[Pair, int] = {}
         for ids, w in zip(chunks, weights):
             get_stats(ids, counts, w)
-        if not counts:  # every chunk is a single token: nothing left to merge
+        # 2. every chunk is a single token: nothing is left to merge, stop early
+        if not counts:
             break
-        pair = min(counts, key=lambda p: (-counts[p], p))  # highest count, then smallest pair
+        # 3. the winner: the highest count, ties to the smallest pair (deterministic, as in
+        #    train_merges); `min` over (-count, pair) does both at once
+        pair = min(counts, key=lambda p: (-counts[p], p))
+        # 4. record the merge (a dict keeps insertion order: that order is the encoding order)
         merges[pair] = new_id
+        # 5. rewrite every chunk, even those without the pair: the cost train_merges avoids
         chunks = [merge(ids, pair, new_id) for ids in chunks]
     return merges
 
 
 def merge_and_update(
-    ids: list[int], pair: Pair, new_id: int, weight: int, delta: dict[Pair, int]
+    ids: list[int], pair: Pair, new_id: int, *, weight: int, delta: dict[Pair, int]
 ) -> list[int]:
     """`merge`, also adding to `delta` how the chunk's pair counts change (times `weight`).
 
@@ -104,34 +112,43 @@ def merge_and_update(
     is *after* earlier merges in this chunk) and R the right one: (L, a), (a, b), (b, R) go and
     (L, X), (X, R) come. Taking L after merging makes back-to-back occurrences come out right.
 
-    >>> delta = {}; merge_and_update([7, 1, 2, 1, 2], (1, 2), 9, 1, delta)
+    >>> delta = {}; merge_and_update([7, 1, 2, 1, 2], (1, 2), 9, weight=1, delta=delta)
     [7, 9, 9]
     >>> {p: d for p, d in delta.items() if d}   # 7 1 2 1 2 -> 7 9 9
     {(1, 2): -2, (7, 1): -1, (7, 9): 1, (2, 1): -1, (9, 9): 1}
     """
     a, b = pair
+    # `out` is the merged chunk so far; `i` is the first input position not yet copied into it
     out, i, n = [], 0, len(ids)
     while True:
+        # 1. jump to the next `a` (list.index is a C loop, so long chunks stay fast)
         try:
-            j = ids.index(a, i)  # jump to the next `a` (a C loop: long chunks stay fast)
+            j = ids.index(a, i)
         except ValueError:
             break
-        if j + 1 == n or ids[j + 1] != b:  # an `a` not followed by `b`: copy up to it, go on
+        # 2. an `a` not followed by `b` is no occurrence: copy up to and including it, go on
+        if j + 1 == n or ids[j + 1] != b:
             out.extend(ids[i : j + 1])
             i = j + 1
             continue
+        # 3. an occurrence at j: copy what lies before it; the pair itself loses one occurrence
         out.extend(ids[i:j])
         delta[pair] = delta.get(pair, 0) - weight
+        # 4. left neighbour L = out[-1], already merged: (L, a) goes, (L, X) comes
         if out:
             left = out[-1]
             delta[(left, a)] = delta.get((left, a), 0) - weight
             delta[(left, new_id)] = delta.get((left, new_id), 0) + weight
+        # 5. right neighbour R, still unmerged: (b, R) goes, (X, R) comes. If R starts another
+        #    occurrence, step 4 of that one undoes (X, a) and books (X, X) instead
         if j + 2 < n:
             right = ids[j + 2]
             delta[(b, right)] = delta.get((b, right), 0) - weight
             delta[(new_id, right)] = delta.get((new_id, right), 0) + weight
+        # 6. emit the new token and continue after the pair
         out.append(new_id)
         i = j + 2
+    # 7. the tail after the last `a` has no occurrence: copy it as it is
     out.extend(ids[i:])
     return out
 
@@ -148,31 +165,39 @@ def train_merges(chunk_counts: dict[bytes, int], num_merges: int) -> dict[Pair, 
     """
     chunks = [list(c) for c in chunk_counts]
     weights = list(chunk_counts.values())
+    # 1. count every pair once, as naive_train's first round does, and note which chunks hold it
     counts: dict[Pair, int] = {}
     where: dict[Pair, set[int]] = {}
     for i, (ids, w) in enumerate(zip(chunks, weights)):
         for pair in pairwise(ids):
             counts[pair] = counts.get(pair, 0) + w
             where.setdefault(pair, set()).add(i)
+    # 2. a min-heap of (-count, pair): its smallest tuple is the highest count, then the
+    #    smallest pair, which is exactly naive_train's tie-break
     heap = [(-c, pair) for pair, c in counts.items()]
-    heapq.heapify(heap)  # the smallest tuple is the highest count, then the smallest pair
+    heapq.heapify(heap)
     merges: dict[Pair, int] = {}
     for new_id in range(256, 256 + num_merges):
+        # 3. pop until an entry matches the current count; older entries of a pair are stale
         while heap:
             neg_count, pair = heapq.heappop(heap)
-            if counts.get(pair) == -neg_count:  # a current entry, not a stale one
+            if counts.get(pair) == -neg_count:
                 break
         else:
-            break  # no pairs left
+            break  # the heap ran dry: no pairs are left anywhere
         merges[pair] = new_id
-        total: dict[Pair, int] = {}  # change of each pair's count over all rewritten chunks
+        # 4. rewrite only the chunks that hold the pair, summing how every pair count changes
+        total: dict[Pair, int] = {}
         for i in where.pop(pair):
             delta: dict[Pair, int] = {}
-            chunks[i] = merge_and_update(chunks[i], pair, new_id, weights[i], delta)
+            chunks[i] = merge_and_update(chunks[i], pair, new_id, weight=weights[i], delta=delta)
             for p, d in delta.items():
                 total[p] = total.get(p, 0) + d
-                if d > 0:  # a pair that gained occurrences is now in chunk i
+                # a pair that gained occurrences is now in chunk i (a lost one may linger in
+                # `where`: a superset is harmless)
+                if d > 0:
                     where.setdefault(p, set()).add(i)
+        # 5. apply the changes; a changed count gets a fresh heap entry, a count of 0 is dropped
         for p, d in total.items():
             if d == 0:
                 continue
@@ -322,7 +347,9 @@ class ByteBPE(Tokenizer):
         """The corpus as distinct chunks and their counts: here a single chunk."""
         return {text.encode("utf-8"): 1} if text else {}
 
-    def train(self, text: str, vocab_size: int, naive: bool = False, verbose: bool = False) -> None:
+    def train(
+        self, text: str, vocab_size: int, *, naive: bool = False, verbose: bool = False
+    ) -> None:
         """Learn `vocab_size - 256 - len(special_tokens)` merges from `text` (fewer if the text
         runs out of pairs). `naive=True` uses the recount-everything teaching version."""
         num_merges = vocab_size - 256 - len(self.special_tokens)

@@ -280,12 +280,12 @@ def save_checkpoint(
     ckpt_dir: str | os.PathLike,
     step: int,
     model: torch.nn.Module,
+    *,
     optimizer: torch.optim.Optimizer | None = None,
     scaler: torch.amp.GradScaler | None = None,
     generator: torch.Generator | None = None,
     history: dict | None = None,
     config: dict | None = None,
-    *,
     model_config: dict | None = None,
 ) -> Path:
     """Write `ckpt_dir/step_<step>/` atomically, then delete the other checkpoints; return its path.
@@ -336,6 +336,7 @@ def save_checkpoint(
 def load_checkpoint(
     path: str | os.PathLike,
     model: torch.nn.Module,
+    *,
     optimizer: torch.optim.Optimizer | None = None,
     scaler: torch.amp.GradScaler | None = None,
     generator: torch.Generator | None = None,

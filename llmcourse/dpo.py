@@ -49,6 +49,7 @@ def dpo_loss(
     policy_rejected: torch.Tensor,
     ref_chosen: torch.Tensor,
     ref_rejected: torch.Tensor,
+    *,
     beta: float = 0.1,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Mean DPO loss over the batch, and metrics (accuracy, margin, chosen/rejected rewards).
@@ -98,7 +99,7 @@ class DPOModel(nn.Module):
             ref_r = sequence_logprobs(ref, rejected_idx, rejected_mask)
         pol_c = sequence_logprobs(self.policy, chosen_idx, chosen_mask)
         pol_r = sequence_logprobs(self.policy, rejected_idx, rejected_mask)
-        loss, metrics = dpo_loss(pol_c, pol_r, ref_c, ref_r, self.beta)
+        loss, metrics = dpo_loss(pol_c, pol_r, ref_c, ref_r, beta=self.beta)
         return metrics, loss
 
 
@@ -108,12 +109,13 @@ def reward_metrics(
     policy_rejected: torch.Tensor,
     ref_chosen: torch.Tensor,
     ref_rejected: torch.Tensor,
+    *,
     beta: float,
 ) -> tuple[float, float]:
     """reward_metrics(policy_chosen (B,), policy_rejected (B,), ref_chosen (B,), ref_rejected (B,), beta)
     -> (accuracy, margin) floats: the share of pairs whose implicit reward beta * (log pi - log ref) is
     higher for the chosen answer, and the mean of (chosen reward - rejected reward)."""
-    _, m = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)
+    _, m = dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=beta)
     return m["accuracy"].item(), m["margin"].item()
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 
 @torch.no_grad()
-def perplexity(model, ids: torch.Tensor, block_size: int, batch_size: int = 8) -> float:
+def perplexity(model, ids: torch.Tensor, block_size: int, *, batch_size: int = 8) -> float:
     """Perplexity of a 1-D token stream, scored in consecutive windows of `block_size + 1` tokens."""
     model.eval()
     device = next(model.parameters()).device
@@ -60,7 +60,7 @@ def continuation_logprob(model, context: list[int], continuation: list[int]) -> 
 
 
 def multiple_choice(
-    model, encode: Callable[[str], list[int]], question: str, options: Sequence[str]
+    model, encode: Callable[[str], list[int]], question: str, *, options: Sequence[str]
 ) -> dict:
     """Score each option as a continuation of the question; return the chosen index two ways."""
     ctx = encode(question)

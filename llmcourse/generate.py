@@ -8,7 +8,8 @@ Three separate ideas, kept separate:
   * `KVCache` stores every layer's keys and values, so each new token costs one position of compute
     instead of re-running the whole context. Memory: 2 * n_layer * B * T * n_embd numbers.
   * `generate` / `stream` drive a model with or without the cache. Cached and uncached greedy
-    decoding give identical tokens (tested).
+    decoding give identical tokens (tested). A model whose forward takes no `kv_cache` (a
+    prompt-tuning wrapper, any plain `(logits, loss)` model) is decoded without one.
 
 Our GPT has learned absolute positions, so once a sequence reaches `block_size` the cache cannot
 slide: from then on we rebuild it from the last `block_size` tokens each step (exactly what the
@@ -17,6 +18,7 @@ uncached model sees, and no faster). Left out: batching requests of different le
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 
 import torch
@@ -29,9 +31,8 @@ def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     >>> top_k_filter(torch.tensor([[2.0, 1.0, 2.0, 0.5]]), 1)
     tensor([[2., -inf, 2., -inf]])
     """
-    kth = torch.topk(logits, min(k, logits.size(-1))).values[
-        :, -1:
-    ]  # (B, 1); k >= V keeps everything
+    # the k-th largest logit of each row, (B, 1); k >= V keeps everything
+    kth = torch.topk(logits, min(k, logits.size(-1))).values[:, -1:]
     return logits.masked_fill(logits < kth, float("-inf"))
 
 
@@ -60,6 +61,7 @@ def top_k_probs(logits: torch.Tensor, k: int) -> torch.Tensor:
 def sample_next_token(
     logits: torch.Tensor,
     generator: torch.Generator | None = None,
+    *,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
@@ -99,6 +101,7 @@ class KVCache:
         self,
         n_layer: int,
         batch_size: int,
+        *,
         n_head: int,
         head_dim: int,
         max_len: int,
@@ -111,23 +114,21 @@ class KVCache:
         self.v = torch.empty(shape, device=device, dtype=dtype)
         self.max_len = max_len
         self.pos = 0  # how many positions are filled (the same for every layer)
-        self._prompt: dict[
-            int, tuple[torch.Tensor, torch.Tensor]
-        ] = {}  # layer -> the prompt's k, v
+        # layer -> the prompt's k, v, kept aside until a next token needs the buffer
+        self._prompt: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     @classmethod
     def for_model(cls, model, batch_size: int, max_len: int | None = None) -> KVCache:
         cfg = model.cfg
         p = next(model.parameters())
-        n_kv_head = getattr(
-            cfg, "n_kv_head", cfg.n_head
-        )  # GPT: every head has its own keys and values
+        # GPT has no n_kv_head: every query head has its own keys and values
+        n_kv_head = getattr(cfg, "n_kv_head", cfg.n_head)
         return cls(
             cfg.n_layer,
             batch_size,
-            n_kv_head,
-            cfg.head_dim,
-            max_len or cfg.block_size,
+            n_head=n_kv_head,
+            head_dim=cfg.head_dim,
+            max_len=max_len or cfg.block_size,
             device=p.device,
             dtype=p.dtype,
         )
@@ -143,20 +144,26 @@ class KVCache:
         self, layer: int, k: torch.Tensor, v: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write this step's (B, n_head, T, head_dim) keys/values; return all keys/values so far."""
+        # T new positions: the whole prompt on the first call, then 1 per generated token
         T = k.size(2)
         if self.pos + T > self.max_len:
             raise ValueError(f"KV cache full: {self.pos} + {T} > max_len={self.max_len}")
+        # 1. the prompt (nothing cached yet): attention needs exactly these k, v, so return them
+        #    as they are and copy them into the buffer only when a next token comes (a prompt
+        #    that is only scored never pays for the copy)
         if self.pos == 0:
-            # The prompt: keep its tensors as they are, and copy them into the buffer only when a
-            # next token comes (a prompt that is only scored never pays for the copy).
             self._prompt[layer] = (k, v)
             return k, v
+        # 2. the first step after the prompt: now move the prompt's k, v into positions 0..P-1
         if layer in self._prompt:
             pk, pv = self._prompt.pop(layer)
-            self.k[layer, :, :, : pk.size(2)] = pk
+            self.k[layer, :, :, : pk.size(2)] = pk  # (B, n_head, P, head_dim)
             self.v[layer, :, :, : pv.size(2)] = pv
-        self.k[layer, :, :, self.pos : self.pos + T] = k
+        # 3. write the new positions after the ones already filled. `pos` itself moves only in
+        #    `advance`, once every layer has written: all layers write at the same offset
+        self.k[layer, :, :, self.pos : self.pos + T] = k  # (B, n_head, T, head_dim)
         self.v[layer, :, :, self.pos : self.pos + T] = v
+        # 4. return every key and value so far: the new queries attend to the past and themselves
         return self.k[layer, :, :, : self.pos + T], self.v[layer, :, :, : self.pos + T]
 
     def advance(self, T: int) -> None:
@@ -167,11 +174,19 @@ class KVCache:
         return self.k.numel() * self.k.element_size() * 2
 
 
+def context_size(model) -> int:
+    """How many tokens `model` sees at once: its `cfg.block_size`, unless the model reports its own
+    `block_size` (a wrapper that keeps positions for itself, as `ptuning.PromptTuned` does)."""
+    size = getattr(model, "block_size", None)
+    return size if size is not None else model.cfg.block_size
+
+
 @torch.no_grad()
 def stream(
     model,
     idx: torch.Tensor,
     max_new_tokens: int,
+    *,
     generator: torch.Generator | None = None,
     temperature: float = 1.0,
     top_k: int | None = None,
@@ -179,32 +194,42 @@ def stream(
     use_cache: bool = True,
     stop_token: int | None = None,
 ) -> Iterator[torch.Tensor]:
-    """Yield (B, 1) new tokens one at a time (for printing as they arrive)."""
+    """Yield (B, 1) new tokens one at a time (for printing as they arrive).
+
+    Works for any model with the course convention `model(idx) -> (logits, loss)`. The KV cache is
+    used when `use_cache` is on and the model's forward takes a `kv_cache` (GPT, Llama, with LoRA
+    or not); any other model re-runs its last `context_size(model)` tokens for every new one."""
     was_training = model.training
     model.eval()
-    block = model.cfg.block_size
-    # the cache holds what the model can see: the prompt and the new tokens, at most block_size
-    max_len = min(block, idx.size(1) + max_new_tokens)
-    cache = KVCache.for_model(model, idx.size(0), max_len=max_len) if use_cache else None
+    block = context_size(model)
+    takes = inspect.signature(model.forward).parameters
+    # ask for last-position logits only from a model that offers the shortcut
+    last = {"last_only": True} if "last_only" in takes else {}
+    cache = None
+    if use_cache and "kv_cache" in takes:
+        # the cache holds what the model can see: the prompt and the new tokens, at most block
+        max_len = min(block, idx.size(1) + max_new_tokens)
+        cache = KVCache.for_model(model, idx.size(0), max_len=max_len)
     seq = idx
     finished = torch.zeros(idx.size(0), dtype=torch.bool, device=idx.device)
     try:
         for _ in range(max_new_tokens):
             if cache is None:
-                logits, _ = model(seq[:, -block:], last_only=True)
+                logits, _ = model(seq[:, -block:], **last)
             elif cache.pos == 0 or cache.pos >= block:
                 cache.reset()  # (re)fill the cache with the context the model can see
-                logits, _ = model(seq[:, -block:], kv_cache=cache, last_only=True)
+                logits, _ = model(seq[:, -block:], kv_cache=cache, **last)
             else:
-                logits, _ = model(seq[:, -1:], kv_cache=cache, last_only=True)
-            nxt = sample_next_token(logits[:, -1, :], generator, temperature, top_k, top_p)
+                logits, _ = model(seq[:, -1:], kv_cache=cache, **last)
+            nxt = sample_next_token(
+                logits[:, -1, :], generator, temperature=temperature, top_k=top_k, top_p=top_p
+            )
             seq = torch.cat([seq, nxt], dim=1)
             yield nxt
             if stop_token is not None:
+                # stop once every row has ended its text (rows may end at different steps)
                 finished |= nxt[:, 0] == stop_token
-                if bool(
-                    finished.all()
-                ):  # every row has ended its text (rows may end at different steps)
+                if bool(finished.all()):
                     break
     finally:
         model.train(was_training)
@@ -214,6 +239,7 @@ def generate(
     model,
     idx: torch.Tensor,
     max_new_tokens: int,
+    *,
     generator: torch.Generator | None = None,
     temperature: float = 1.0,
     top_k: int | None = None,
@@ -224,14 +250,22 @@ def generate(
     """Prompt (B, T) -> prompt followed by up to `max_new_tokens` generated tokens."""
     new = list(
         stream(
-            model, idx, max_new_tokens, generator, temperature, top_k, top_p, use_cache, stop_token
+            model,
+            idx,
+            max_new_tokens,
+            generator=generator,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            use_cache=use_cache,
+            stop_token=stop_token,
         )
     )
     return torch.cat([idx, *new], dim=1) if new else idx
 
 
 def cache_speedup(
-    model, prompt: torch.Tensor, max_new_tokens: int, repeats: int = 5
+    model, prompt: torch.Tensor, max_new_tokens: int, *, repeats: int = 5
 ) -> dict[str, object]:
     """Time greedy decoding of `max_new_tokens` without and with the KV cache, `repeats` times in pairs.
 

@@ -10,8 +10,9 @@ Calling convention (shared by every model in the course):
     logits, loss = model(idx, targets)      # idx, targets: (B, T) int64; targets == -100 are ignored
 
 `gpt_num_params` is the parameter count of a config by formula (notebook 08's exercise checks it).
-Left out on purpose: rotary embeddings, RMSNorm, grouped-query attention and other Llama-era changes
-(mentioned in notebook 08); dropout inside attention weights is kept only as a flag.
+Left out on purpose: rotary embeddings, RMSNorm, SwiGLU and grouped-query attention: each is a switch
+of `llmcourse.llama.LlamaConfig` (notebook 10); with every switch at GPT-2's value
+(`llama.gpt2_like`) that model computes what this one does. Dropout inside attention weights is kept only as a flag.
 """
 
 from __future__ import annotations
@@ -48,7 +49,11 @@ class GPTConfig(Sized):
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head self-attention where position t only sees positions <= t."""
+    """Multi-head self-attention where position t only sees positions <= t.
+
+    This is `attention.MultiHeadAttention` (notebook 05) with a causal mask, written for speed: q, k
+    and v in one fused matrix, torch's fused attention kernel, and a KV cache for generation.
+    tests/test_gpt.py copies the weights across and checks that the two agree."""
 
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -59,7 +64,7 @@ class CausalSelfAttention(nn.Module):
         self.attn_dropout = cfg.dropout
         self.resid_drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: torch.Tensor, kv_cache=None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, kv_cache=None, layer: int = 0) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = self.qkv(x).split(C, dim=2)
         # (B, T, C) -> (B, n_head, T, head_dim): each head attends independently
@@ -111,7 +116,7 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(cfg.n_embd, bias=cfg.bias)
         self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, kv_cache=None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, *, kv_cache=None, layer: int = 0) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), kv_cache=kv_cache, layer=layer)
         return x + self.mlp(self.norm2(x))
 
@@ -153,6 +158,7 @@ class GPT(nn.Module):
         self,
         idx: torch.Tensor,
         targets: torch.Tensor | None = None,
+        *,
         kv_cache=None,
         last_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -193,6 +199,7 @@ class GPT(nn.Module):
         self,
         idx: torch.Tensor,
         max_new_tokens: int,
+        *,
         temperature: float = 1.0,
         top_k: int | None = None,
         generator: torch.Generator | None = None,
@@ -217,7 +224,7 @@ class GPT(nn.Module):
 
 
 # ------------------------------------------------------------------------- checked by notebook 08's exercises
-def gpt_num_params(vocab_size: int, block_size: int, n_layer: int, n_embd: int) -> int:
+def gpt_num_params(vocab_size: int, *, block_size: int, n_layer: int, n_embd: int) -> int:
     """gpt_num_params(vocab_size, block_size, n_layer, n_embd) -> int: parameters of the course GPT
     (biases on, head tied to the token embedding), the number `GPT(cfg).num_params()` prints.
 
@@ -225,4 +232,4 @@ def gpt_num_params(vocab_size: int, block_size: int, n_layer: int, n_embd: int) 
     V·C + T·C + L(12C² + 13C) + 2C. This name and argument order are notebook 08's exercise."""
     from llmcourse.cost.memory import gpt_params
 
-    return gpt_params(n_layer, n_embd, vocab_size, block_size, tied=True)
+    return gpt_params(n_layer, n_embd, vocab_size, block_size=block_size, tied=True)

@@ -56,6 +56,7 @@ def few_shot_prompt(
     demos: Sequence[Labeled],
     query: str,
     fmt: PromptFormat = PromptFormat(),
+    *,
     verbalizer: dict[str, str] | None = None,
 ) -> str:
     """Instruction, `k = len(demos)` solved examples, then the query waiting for its label.
@@ -73,7 +74,7 @@ def few_shot_prompt(
 
 
 def sample_demos(
-    pool: Sequence[Labeled], k: int, rng: random.Random, balanced: bool = True
+    pool: Sequence[Labeled], k: int, rng: random.Random, *, balanced: bool = True
 ) -> list[Labeled]:
     """k demonstrations from `pool`: as equal a share per label as k allows (then shuffled), or uniform."""
     if k > len(pool):
@@ -99,7 +100,7 @@ def sample_demos(
 
 @torch.no_grad()
 def classify(
-    model, encode: Callable[[str], list[int]], prompt: str, labels: Sequence[str]
+    model, encode: Callable[[str], list[int]], prompt: str, *, labels: Sequence[str]
 ) -> tuple[int, list[float]]:
     """(index of the most likely label, each label's log-probability) — labels scored after a space.
 
@@ -109,7 +110,7 @@ def classify(
     """
     label_ids = [encode(" " + lab) for lab in labels]
     if not all(len(ids) == 1 for ids in label_ids):
-        out = multiple_choice(model, encode, prompt, [" " + lab for lab in labels])
+        out = multiple_choice(model, encode, prompt, options=[" " + lab for lab in labels])
         return out["choice"], out["scores"]
     model.eval()
     device = next(model.parameters()).device
@@ -122,6 +123,7 @@ def classify(
 def accuracy(
     model,
     encode: Callable[[str], list[int]],
+    *,
     demos: Sequence[Labeled],
     test: Sequence[Labeled],
     labels: Sequence[str],
@@ -132,7 +134,9 @@ def accuracy(
     words = [verbalizer[lab] if verbalizer else lab for lab in labels]
     hits = 0
     for ex in test:
-        choice, _ = classify(model, encode, few_shot_prompt(demos, ex.text, fmt, verbalizer), words)
+        choice, _ = classify(
+            model, encode, few_shot_prompt(demos, ex.text, fmt, verbalizer=verbalizer), labels=words
+        )
         hits += labels[choice] == ex.label
     return hits / len(test)
 
@@ -148,6 +152,7 @@ class ShotCurve:
 def accuracy_vs_k(
     model,
     encode: Callable[[str], list[int]],
+    *,
     pool: Sequence[Labeled],
     test: Sequence[Labeled],
     labels: Sequence[str],
@@ -162,7 +167,15 @@ def accuracy_vs_k(
     curve = ShotCurve([], [], [], [])
     for k in ks:
         accs = [
-            accuracy(model, encode, sample_demos(pool, k, rng), test, labels, fmt, verbalizer)
+            accuracy(
+                model,
+                encode,
+                demos=sample_demos(pool, k, rng),
+                test=test,
+                labels=labels,
+                fmt=fmt,
+                verbalizer=verbalizer,
+            )
             for _ in range(1 if k == 0 else n_draws)
         ]
         curve.ks.append(k)
@@ -213,7 +226,7 @@ def load_smollm2(device: torch.device | str | None = None) -> tuple[HFCausalLM, 
 
 
 @torch.no_grad()
-def greedy_reply(model: HFCausalLM, tokenizer, prompt: str, max_new_tokens: int = 80) -> str:
+def greedy_reply(model: HFCausalLM, tokenizer, prompt: str, *, max_new_tokens: int = 80) -> str:
     """Continue an already rendered prompt greedily; the new text, cut at the end-of-turn token."""
     ids = torch.tensor(
         [tokenizer.encode(prompt, add_special_tokens=False)], device=next(model.parameters()).device
@@ -289,6 +302,7 @@ def digit_prompts(generator: torch.Generator, batch_size: int, max_k: int = 6) -
 
 def train_digit_icl(
     steps: int = 400,
+    *,
     seed: int = 0,
     runtime=None,
     batch_size: int = 64,

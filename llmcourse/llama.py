@@ -232,6 +232,7 @@ class Attention(nn.Module):
         self,
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+        *,
         kv_cache=None,
         layer: int = 0,
     ) -> torch.Tensor:
@@ -313,7 +314,7 @@ class Block(nn.Module):
         else:
             self.mlp = MLP(cfg)
 
-    def forward(self, x: torch.Tensor, rope=None, kv_cache=None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope=None, *, kv_cache=None, layer: int = 0) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), rope=rope, kv_cache=kv_cache, layer=layer)
         return x + self.mlp(self.norm2(x))
 
@@ -380,6 +381,7 @@ class Llama(nn.Module):
         self,
         idx: torch.Tensor,
         targets: torch.Tensor | None = None,
+        *,
         kv_cache=None,
         last_only: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:

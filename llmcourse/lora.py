@@ -78,6 +78,7 @@ def _targeted(name: str, targets: list[str] | tuple[str, ...]) -> bool:
 def apply_lora(
     model: nn.Module,
     target_names: list[str] | tuple[str, ...],
+    *,
     r: int = 8,
     alpha: float = 16.0,
     dropout: float = 0.0,
@@ -145,7 +146,9 @@ def lora_param_count(layers: list[tuple[str, int, int]], targets: list[str], r: 
     return sum(r * (d_in + d_out) for name, d_out, d_in in layers if _targeted(name, targets))
 
 
-def merged_weight(W: torch.Tensor, A: torch.Tensor, B: torch.Tensor, alpha: float) -> torch.Tensor:
+def merged_weight(
+    W: torch.Tensor, A: torch.Tensor, B: torch.Tensor, *, alpha: float
+) -> torch.Tensor:
     """merged_weight(W (out, in), A (r, in), B (out, r), alpha) -> (out, in): W plus the low-rank update
     scaled by alpha / r, one weight giving the LoRA layer's output by itself (as LoRALinear.merge does)."""
     return W + (alpha / A.size(0)) * (B @ A)

@@ -26,10 +26,8 @@ and attention_mask marks the real tokens.
 calls with its own generator: the dict has input_ids, token_type_ids, attention_mask, targets and
 (with NSP) nsp_targets, the keyword arguments of `llmcourse.bert.BertForPreTraining`.
 
-`generated_corpus(n_docs, seed)` and `sentiment_sentences(n, seen, seed)` make the small generated
-world notebook 07 pretrains and fine-tunes on at smoke size (a CPU, a minute): reviews whose
-sentiment adjectives sit next to polar cues, animals and travel; labelled sentences whose
-adjectives are split into a "seen" half (labelled training set) and a held-out half.
+The small generated world notebook 07 pretrains and fine-tunes on at smoke size (a CPU, a minute)
+is in `llmcourse.tasks.sentiment`.
 
 Left out: whole-word masking, dynamic span masking (SpanBERT), the original's 10% of short
 sequences, and RoBERTa's FULL-SENTENCES packing (the table in notebook 07 says what changed).
@@ -37,7 +35,6 @@ sequences, and RoBERTa's FULL-SENTENCES packing (the table in notebook 07 says w
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -55,14 +52,14 @@ class SpecialTokens:
     sep: int  # ends each segment
     mask: int  # replaces 80% of the chosen tokens
     vocab_size: int  # random replacements are drawn from the non-special ids below this
-    ids: tuple[
-        int, ...
-    ]  # every special id (pad, cls, sep, mask, unk, ...): never chosen as targets
+    # every special id (pad, cls, sep, mask, unk, ...): never chosen as targets
+    ids: tuple[int, ...]
 
     @classmethod
     def from_vocab(
         cls,
         vocab,
+        *,
         pad: str = "[PAD]",
         cls_token: str = "[CLS]",
         sep: str = "[SEP]",
@@ -87,6 +84,7 @@ def mask_tokens(
     input_ids: torch.Tensor,
     special: SpecialTokens,
     generator: torch.Generator,
+    *,
     mask_prob: float = 0.15,
     mask_frac: float = 0.8,
     random_frac: float = 0.1,
@@ -106,7 +104,14 @@ def mask_tokens(
     normal_ids = torch.tensor([i for i in range(special.vocab_size) if i not in special.ids])
     random_ids = normal_ids[torch.randint(len(normal_ids), (B, T), generator=generator)]
     corrupted, targets = corrupt(
-        ids, special, scores, u, random_ids, mask_prob, mask_frac, random_frac
+        ids,
+        special,
+        scores=scores,
+        u=u,
+        random_ids=random_ids,
+        mask_prob=mask_prob,
+        mask_frac=mask_frac,
+        random_frac=random_frac,
     )
     return corrupted.to(input_ids.device), targets.to(input_ids.device)
 
@@ -114,6 +119,7 @@ def mask_tokens(
 def corrupt(
     ids: torch.Tensor,
     special: SpecialTokens,
+    *,
     scores: torch.Tensor,
     u: torch.Tensor,
     random_ids: torch.Tensor,
@@ -128,9 +134,8 @@ def corrupt(
     n = candidate.sum(dim=1)  # (B,)
     k = torch.where(n > 0, torch.clamp(torch.round(n * mask_prob), min=1), torch.zeros_like(n))
     # choose k of the n candidates per row: non-candidates get score 2 (always last), keep the k smallest
-    rank = (
-        scores.masked_fill(~candidate, 2.0).argsort(dim=1).argsort(dim=1)
-    )  # place of t in row b's order
+    # rank[b, t]: the place of token t in row b's order
+    rank = scores.masked_fill(~candidate, 2.0).argsort(dim=1).argsort(dim=1)
     chosen = rank < k[:, None]  # (B, T)
     to_mask = chosen & (u < mask_frac)
     to_random = chosen & (u >= mask_frac) & (u < mask_frac + random_frac)
@@ -139,15 +144,15 @@ def corrupt(
 
 
 def pack_pair(
-    a: Sequence[int], b: Sequence[int] | None, max_len: int, special: SpecialTokens
+    a: Sequence[int], b: Sequence[int] | None, max_len: int, *, special: SpecialTokens
 ) -> tuple[list[int], list[int]]:
     """ "[CLS] a [SEP] b [SEP]" (or "[CLS] a [SEP]" without b) -> (ids, token types), cut to max_len
     by dropping tokens from the end of the longer segment first (as the original does).
 
     >>> sp = SpecialTokens(pad=0, cls=1, sep=2, mask=3, vocab_size=10, ids=(0, 1, 2, 3))
-    >>> pack_pair([5, 6, 7], [8, 9], 8, sp)
+    >>> pack_pair([5, 6, 7], [8, 9], 8, special=sp)
     ([1, 5, 6, 7, 2, 8, 9, 2], [0, 0, 0, 0, 0, 1, 1, 1])
-    >>> pack_pair([5, 6, 7, 5, 6], [8, 9], 7, sp)[0]   # room for 4 tokens: A is cut to 2
+    >>> pack_pair([5, 6, 7, 5, 6], [8, 9], 7, special=sp)[0]   # room for 4 tokens: A is cut to 2
     [1, 5, 6, 2, 8, 9, 2]
     """
     a, b = list(a), list(b) if b is not None else None
@@ -173,6 +178,7 @@ def sentence_pair(
     documents: Sequence[Sequence[Sequence[int]]],
     max_len: int,
     special: SpecialTokens,
+    *,
     generator: torch.Generator,
 ) -> tuple[list[int], list[int], int]:
     """One NSP example: (ids, token types, label), label 0 = B follows A, 1 = B is random.
@@ -205,7 +211,7 @@ def sentence_pair(
         if b and len(a) + len(b) + len(sentence) > max_len - 3:
             break
         b += sentence
-    ids, types = pack_pair(a, b, max_len, special)
+    ids, types = pack_pair(a, b, max_len, special=special)
     return ids, types, label
 
 
@@ -213,6 +219,7 @@ def pad_batch(
     rows: Sequence[Sequence[int]],
     types: Sequence[Sequence[int]] | None,
     special: SpecialTokens,
+    *,
     length: int | None = None,
 ) -> dict[str, torch.Tensor]:
     """Pad rows of ids (and token types) to `length` (default: the longest) ->
@@ -233,6 +240,7 @@ def pretraining_batches(
     documents: Sequence[Sequence[Sequence[int]]],
     batch_size: int,
     max_len: int,
+    *,
     special: SpecialTokens,
     nsp: bool = True,
     mask_prob: float = 0.15,
@@ -253,17 +261,19 @@ def pretraining_batches(
         rows, types, labels = [], [], []
         for _ in range(batch_size):
             if nsp:
-                ids, tt, label = sentence_pair(docs, max_len, special, generator)
+                ids, tt, label = sentence_pair(docs, max_len, special, generator=generator)
                 labels.append(label)
             else:
                 tokens = flat[_randint(len(flat), generator)]
                 start = _randint(max(1, len(tokens) - (max_len - 2) + 1), generator)
-                ids, tt = pack_pair(tokens[start : start + max_len - 2], None, max_len, special)
+                ids, tt = pack_pair(
+                    tokens[start : start + max_len - 2], None, max_len, special=special
+                )
             rows.append(ids)
             types.append(tt)
         batch = pad_batch(rows, types, special, length=max_len)
         batch["input_ids"], batch["targets"] = mask_tokens(
-            batch["input_ids"], special, generator, mask_prob
+            batch["input_ids"], special, generator, mask_prob=mask_prob
         )
         if nsp:
             batch["nsp_targets"] = torch.tensor(labels, dtype=torch.long)
@@ -316,6 +326,7 @@ def mlm_accuracy(
 def unigram_baseline(
     train_ids: Sequence[int] | torch.Tensor,
     batches: Sequence[dict[str, torch.Tensor]],
+    *,
     vocab_size: int,
     special: SpecialTokens,
 ) -> dict[str, float]:
@@ -334,146 +345,6 @@ def unigram_baseline(
         "mlm_loss": float(-log_p[gold].mean()),
         "mlm_accuracy": float((gold == counts.argmax()).double().mean()),
     }
-
-
-# ---------------------------------------------------------------- a generated corpus (smoke size)
-# A tiny world whose text a small MLM learns in a minute on one CPU thread. Sentiment adjectives come in
-# two halves: the labelled set of notebook 07 uses only the first SEEN_WORDS of each polarity, the
-# held-out set only the rest, and all of them occur in the unlabelled reviews next to polar cues.
-POSITIVE = (
-    "good",
-    "great",
-    "excellent",
-    "wonderful",
-    "superb",
-    "delightful",
-    "brilliant",
-    "lovely",
-)
-NEGATIVE = ("bad", "awful", "terrible", "horrible", "dreadful", "boring", "dull", "nasty")
-SEEN_WORDS = 4  # adjectives of each polarity that the labelled training set may use
-THINGS = ("soup", "pizza", "cake", "coffee", "film", "movie", "book", "concert", "hotel", "show")
-# per polarity (0 = positive, 1 = negative): sentence frames that say it without the adjective
-CUES = (
-    (
-        "I loved the {t}, it was {a}.",
-        "I enjoyed the {t}, so {a}.",
-        "We will come back, the {t} was {a}.",
-        "I recommend the {t}, it is {a}.",
-    ),
-    (
-        "I hated the {t}, it was {a}.",
-        "I disliked the {t}, so {a}.",
-        "We will never come back, the {t} was {a}.",
-        "Avoid the {t}, it is {a}.",
-    ),
-)
-ANIMALS = {
-    "dog": ("barked", "bone"),
-    "cat": ("meowed", "fish"),
-    "cow": ("mooed", "grass"),
-    "lion": ("roared", "meat"),
-    "duck": ("quacked", "bread"),
-    "bird": ("sang", "seeds"),
-}
-CITIES = {
-    "Paris": "France",
-    "Rome": "Italy",
-    "Tokyo": "Japan",
-    "Berlin": "Germany",
-    "Madrid": "Spain",
-    "Cairo": "Egypt",
-}
-
-
-def _review(rng, polarity: int) -> list[str]:
-    """Sentences of one review: every adjective and cue has the review's polarity (0 = +, 1 = -)."""
-    adj = lambda: rng.choice(POSITIVE if polarity == 0 else NEGATIVE)  # noqa: E731
-    thing = rng.choice(THINGS)
-    out = []
-    for _ in range(rng.randint(2, 4)):
-        frame = rng.choice(CUES[polarity] + ("The {t} was {a} and {b}.", "What a {a} {t}!"))
-        out.append(frame.format(t=thing, a=adj(), b=adj()))
-    return out
-
-
-def _animals(rng) -> list[str]:
-    out = []
-    for _ in range(rng.randint(2, 4)):
-        a, b = rng.sample(sorted(ANIMALS), 2)
-        out.append(
-            rng.choice(
-                [
-                    f"The {a} {ANIMALS[a][0]} at the {b}.",
-                    f"The {a} ate the {ANIMALS[a][1]}.",
-                    f"The {a} {ANIMALS[a][0]} loudly.",
-                ]
-            )
-        )
-    return out
-
-
-def _travel(rng) -> list[str]:
-    out = []
-    for _ in range(rng.randint(2, 4)):
-        city = rng.choice(sorted(CITIES))
-        out.append(
-            rng.choice(
-                [
-                    f"We flew to {city} in {CITIES[city]}.",
-                    f"{city} is the capital of {CITIES[city]}.",
-                    f"They visited {city} last year.",
-                ]
-            )
-        )
-    return out
-
-
-def generated_corpus(n_docs: int, seed: int = 0) -> list[str]:
-    """Unlabelled documents (one paragraph each) of a small generated world: half are reviews
-    (sentiment adjectives beside polar cues such as "loved"/"hated"), a quarter about animals
-    (each with its own sound and food), a quarter about travel (each city with its country).
-
-    >>> docs = generated_corpus(4, seed=0)
-    >>> len(docs), all(d.endswith((".", "!")) for d in docs)
-    (4, True)
-    """
-    rng = random.Random(seed)
-    docs = []
-    for _ in range(n_docs):
-        kind = rng.random()
-        sents = (
-            _review(rng, rng.randint(0, 1))
-            if kind < 0.5
-            else _animals(rng)
-            if kind < 0.75
-            else _travel(rng)
-        )
-        docs.append(" ".join(sents))
-    return docs
-
-
-def sentiment_sentences(n: int, seen: bool, seed: int = 0) -> list[tuple[str, int]]:
-    """n labelled sentences (text, label: 1 = positive, 0 = negative) with NO polar cue word: the
-    adjective alone carries the label. `seen=True` draws adjectives from the first SEEN_WORDS of
-    each polarity (the labelled training set), `seen=False` from the others (the held-out set),
-    so a model can only label held-out sentences if it knows words it was never given labels for.
-    Balanced: labels alternate."""
-    rng = random.Random(seed)
-    words = [w[:SEEN_WORDS] if seen else w[SEEN_WORDS:] for w in (NEGATIVE, POSITIVE)]
-    rows = []
-    for i in range(n):
-        label, thing = i % 2, rng.choice(THINGS)
-        adj = rng.choice(words[label])
-        rows.append(
-            (
-                rng.choice(
-                    [f"The {thing} was {adj}.", f"What a {adj} {thing}!", f"This {thing} is {adj}."]
-                ),
-                label,
-            )
-        )
-    return rows
 
 
 # ------------------------------------------------------------------------- checked by notebook 07's exercises
@@ -495,5 +366,7 @@ def mask_row(
     chosen; of the n other tokens the k = max(1, round(0.15 * n)) with the smallest scores are chosen
     (none if n = 0); a chosen token becomes [MASK] = 4 if u[t] < 0.8, random_ids[t] if u[t] < 0.9, and
     stays itself otherwise; targets are the original ids at chosen positions and -100 elsewhere."""
-    corrupted, targets = corrupt(ids[None], _EX_SPECIAL, scores[None], u[None], random_ids[None])
+    corrupted, targets = corrupt(
+        ids[None], _EX_SPECIAL, scores=scores[None], u=u[None], random_ids=random_ids[None]
+    )
     return corrupted[0], targets[0]

@@ -35,7 +35,7 @@ from llmcourse.train import TrainConfig, lr_at
 PEAK_TFLOPS = {"T4": 65.0, "V100": 125.0, "L4": 121.0, "A10G": 125.0, "A100": 312.0, "H100": 989.0}
 
 
-def flops_per_token(n_params: int, n_layer: int, block_size: int, n_embd: int) -> float:
+def flops_per_token(n_params: int, *, n_layer: int, block_size: int, n_embd: int) -> float:
     """Training FLOPs per token: 6·N for the weights plus 12·n_layer·T·n_embd for attention.
 
     N should exclude the position embeddings (a lookup, no multiply): `model.num_params(True)`.
@@ -171,7 +171,7 @@ def bits_per_char(loss: float, n_tokens: int, n_chars: int) -> float:
 
 
 def lr_schedule(
-    step: int, max_steps: int, warmup_steps: int, lr: float, min_lr_ratio: float
+    step: int, max_steps: int, *, warmup_steps: int, lr: float, min_lr_ratio: float
 ) -> float:
     """lr_schedule(step, max_steps, warmup_steps, lr, min_lr_ratio) -> the learning rate of step `step`
     (from 0): a linear warmup lr·(step + 1)/warmup_steps, then a cosine from lr down to

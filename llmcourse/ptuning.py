@@ -53,6 +53,7 @@ class PromptTuned(nn.Module):
         self,
         model: nn.Module,
         n_virtual: int = 8,
+        *,
         reparam_hidden: int | None = None,
         init_from_ids: list[int] | None = None,
     ):
@@ -62,9 +63,8 @@ class PromptTuned(nn.Module):
             p.requires_grad_(False)
         C = model.cfg.n_embd
         init = torch.randn(n_virtual, C) * 0.02
-        if (
-            init_from_ids is not None
-        ):  # start from the embeddings of real words, as Lester et al. suggest
+        # start from the embeddings of real words, as Lester et al. suggest
+        if init_from_ids is not None:
             ids = torch.tensor(init_from_ids[:n_virtual]).repeat(n_virtual)[:n_virtual]
             init = model.tok_emb.weight[ids].detach().clone()
         self.prompt = nn.Parameter(init.to(model.tok_emb.weight.device))
@@ -73,6 +73,12 @@ class PromptTuned(nn.Module):
             self.encoder = nn.Sequential(
                 nn.Linear(C, reparam_hidden), nn.Tanh(), nn.Linear(reparam_hidden, C)
             )
+
+    @property
+    def block_size(self) -> int:
+        """Real tokens that fit in one forward pass: the virtual tokens take the first positions.
+        `llmcourse.generate` reads it to crop the context (`generate.context_size`)."""
+        return self.model.cfg.block_size - self.prompt.size(0)
 
     def virtual_tokens(self) -> torch.Tensor:
         p = self.prompt
@@ -98,15 +104,14 @@ class PromptTuned(nn.Module):
                 "crop the input or use fewer virtual tokens"
             )
         x = gpt.tok_emb(idx)  # (B, T, C)
-        x = torch.cat(
-            [prefix.to(x.dtype).unsqueeze(0).expand(B, -1, -1), x], dim=1
-        )  # (B, P + T, C)
-        pos = torch.arange(
-            P + T, device=idx.device
-        )  # (P + T,): the virtual tokens take the first positions
+        # the same P vectors in front of every row
+        x = torch.cat([prefix.to(x.dtype).unsqueeze(0).expand(B, -1, -1), x], dim=1)  # (B, P+T, C)
+        # (P + T,) positions: the virtual tokens take the first ones
+        pos = torch.arange(P + T, device=idx.device)
         x = gpt.drop(x + gpt.pos_emb(pos))
+        # no KV cache: `generate` re-runs the whole window for every new token of a wrapped model
         for block in gpt.blocks:
-            x = block(x)  # no KV cache: prompt-tuned decoding re-runs the sequence (llmcourse.sft)
+            x = block(x)
         logits = gpt.lm_head(gpt.final_norm(x[:, P:]))  # (B, T, vocab): real positions only
         loss = None
         if targets is not None:

@@ -40,7 +40,7 @@ class Chunk:
 
 
 def chunk_text(
-    text: str, doc_id: str = "doc", max_words: int = 120, overlap: int = 20
+    text: str, doc_id: str = "doc", *, max_words: int = 120, overlap: int = 20
 ) -> list[Chunk]:
     """Split into windows of at most `max_words` words, consecutive windows sharing `overlap` words.
 

@@ -17,9 +17,8 @@ Each cell splits its work in two: `input_proj` (x W_ih^T + b_ih) needs no recurr
 computes it for all time steps in one matrix multiply; `step` is the truly sequential part. That
 split is the "sequential bottleneck" the Transformer removes.
 
-On top: `CharRNNLM`, a character-level language model with the course's calling convention
-`forward(idx, targets=None) -> (logits, loss)`, and `grad_norm_by_distance`, a probe showing
-vanishing gradients (norm of dL_T/dh_t as the distance T-1-t grows).
+A character-level language model on these layers, and the vanishing-gradient probe, live in
+`llmcourse.char_rnn`.
 
 Left out: bidirectional layers (use torch.nn.LSTM(bidirectional=True)), packed variable-length
 sequences, projections (LSTMP), cuDNN speed.
@@ -28,15 +27,10 @@ sequences, projections (LSTMP), cuDNN speed.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-from llmcourse import data
-from llmcourse.tasks.swap_text import SWAP_CORPUS, swap_sentences
-from llmcourse.config import Sized
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -79,7 +73,9 @@ class RNNCell(nn.Module):
 
     def step(self, gx: torch.Tensor, state: State) -> State:
         """The recurrence, given the pre-computed input projection gx (B, n_gates*H)."""
-        return torch.tanh(gx + self.hidden_proj(state))
+        # the input's part (gx) plus the previous state's part, squashed into (-1, 1) by tanh:
+        # the same W_hh at every step, which is why gradients shrink or grow geometrically
+        return torch.tanh(gx + self.hidden_proj(state))  # (B, H)
 
     def forward(self, x: torch.Tensor, state: State | None = None) -> State:
         """x: (B, input_size) -> new state ((B, H), or a (h, c) pair for the LSTM)."""
@@ -103,10 +99,19 @@ class LSTMCell(RNNCell):
 
     def step(self, gx: torch.Tensor, state: State) -> State:
         h, c = state
+        # 1. all four pre-activations in one go: input part (precomputed) + hidden part
         gates = gx + self.hidden_proj(h)  # (B, 4H)
-        i, f, g, o = gates.chunk(4, dim=-1)  # 4 x (B, H)
-        i, f, o = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o)
-        c = f * c + i * torch.tanh(g)  # the additive path: dc'/dc = f, no squashing
+        i, f, g, o = gates.chunk(4, dim=-1)  # 4 x (B, H), in torch's order
+        # 2. the three gates are sigmoids, each entry in (0, 1): how much to let through
+        i = torch.sigmoid(i)  # input gate: how much of the candidate to write
+        f = torch.sigmoid(f)  # forget gate: how much of the old cell state to keep
+        o = torch.sigmoid(o)  # output gate: how much of the cell to show as h
+        # 3. the candidate content, in (-1, 1) like a vanilla RNN's new state
+        g = torch.tanh(g)
+        # 4. the additive update: keep part of c, add part of g. dc'/dc = f, no tanh and no
+        #    weight matrix on this path, so gradients can survive many steps
+        c = f * c + i * g
+        # 5. the output: the squashed cell state, gated
         h = o * torch.tanh(c)
         return (h, c)
 
@@ -118,15 +123,20 @@ class GRUCell(RNNCell):
 
     def step(self, gx: torch.Tensor, state: State) -> State:
         h = state
+        # 1. the hidden projection is kept apart from the input's (unlike the LSTM), because the
+        #    reset gate will scale only its candidate part
         gh = self.hidden_proj(h)  # (B, 3H)
-        x_r, x_z, x_n = gx.chunk(3, dim=-1)
+        x_r, x_z, x_n = gx.chunk(3, dim=-1)  # 3 x (B, H), in torch's order r, z, n
         h_r, h_z, h_n = gh.chunk(3, dim=-1)
+        # 2. reset gate r: how much of the old state the candidate may use
         r = torch.sigmoid(x_r + h_r)
+        # 3. update gate z: how much of the old state to keep as it is
         z = torch.sigmoid(x_z + h_z)
-        # torch (and cuDNN) apply r *after* the hidden projection: r * (W_hn h + b_hn).
-        # Cho et al. 2014 write W_hn (r * h) + b_hn: a different function, so weights do not
-        # carry over between the two forms.
+        # 4. the candidate. torch (and cuDNN) apply r *after* the hidden projection:
+        #    r * (W_hn h + b_hn). Cho et al. 2014 write W_hn (r * h) + b_hn: a different
+        #    function, so weights do not carry over between the two forms.
         n = torch.tanh(x_n + r * h_n)
+        # 5. interpolate: z near 1 copies h forward unchanged (the GRU's additive path)
         return (1 - z) * n + z * h
 
 
@@ -151,6 +161,7 @@ class RNN(nn.Module):
         input_size: int,
         hidden_size: int,
         num_layers: int = 1,
+        *,
         bias: bool = True,
         dropout: float = 0.0,
     ):
@@ -172,7 +183,7 @@ class RNN(nn.Module):
         return torch.stack(states, 0)
 
     def forward_steps(
-        self, x: torch.Tensor, state: State | None = None, step_mask: torch.Tensor | None = None
+        self, x: torch.Tensor, state: State | None = None, *, step_mask: torch.Tensor | None = None
     ):
         """Like forward, but returns the top layer's per-step outputs as a list of T tensors
         (B, H) — the very tensors the recurrence used, so autograd can differentiate w.r.t. them."""
@@ -181,10 +192,12 @@ class RNN(nn.Module):
         finals = []
         for k, cell in enumerate(self.cells):
             s = layer_states[k] if layer_states[k] is not None else cell.init_state(B, x)
-            gx = cell.input_proj(x)  # (B, T, n_gates*H): all time steps at once
+            # the input projection needs no recurrence: all time steps in one matrix multiply
+            gx = cell.input_proj(x)  # (B, T, n_gates*H)
             steps = []
             for t in range(T):  # the sequential part: step t needs step t-1
                 new = cell.step(gx[:, t], s)
+                # at a padded step (mask False) the state is carried over unchanged
                 s = new if step_mask is None else _keep_where(step_mask[:, t], new, s)
                 steps.append(cell.hidden(s))
             finals.append(s)
@@ -194,12 +207,12 @@ class RNN(nn.Module):
         return steps, self._stack_states(finals)
 
     def forward(
-        self, x: torch.Tensor, state: State | None = None, step_mask: torch.Tensor | None = None
+        self, x: torch.Tensor, state: State | None = None, *, step_mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, State]:
         """step_mask (B, T), optional: where False (padding) the state is carried over unchanged,
         so the final state is the one after each sequence's last real token (what torch's packed
         sequences give)."""
-        steps, final = self.forward_steps(x, state, step_mask)
+        steps, final = self.forward_steps(x, state, step_mask=step_mask)
         return torch.stack(steps, dim=1), final  # (B, T, H)
 
     def copy_from_torch(self, other: nn.Module) -> None:
@@ -242,163 +255,6 @@ LAYERS: dict[str, type[RNN]] = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 TORCH_LAYERS: dict[str, type[nn.Module]] = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
-@dataclass
-class CharRNNConfig(Sized):
-    corpus: str = "wikitext-2"  # llmcourse.data name (the text notebook 01 counts), or SWAP_CORPUS
-    max_chars: int = 3_000_000  # cap on the characters used (0 = all)
-    kind: str = "lstm"  # "rnn" | "lstm" | "gru"
-    n_embd: int = 64  # character embedding width
-    hidden_size: int = 512  # recurrent state width
-    n_layer: int = 2  # stacked recurrent layers
-    dropout: float = 0.2  # between layers and before the head
-    block_size: int = 128  # training window (truncated backpropagation through time)
-    batch_size: int = 64  # windows per batch
-    max_steps: int = 5000  # optimizer steps (the notebook passes them to TrainConfig)
-    lr: float = 3e-3  # peak learning rate (likewise)
-    fused: bool = True  # train with torch's fused nn.LSTM/GRU/RNN (the same maths as ours, faster)
-
-    # smoke: the generated SWAP_CORPUS, whose lines need a memory longer than any N-gram's
-    smoke_overrides = {
-        "corpus": "animal-swaps",
-        "max_chars": 0,
-        "hidden_size": 128,
-        "n_layer": 1,
-        "dropout": 0.0,
-        "block_size": 64,
-        "batch_size": 32,
-        "max_steps": 800,
-        "lr": 1e-2,
-    }
-
-
-def load_char_text(cfg: CharRNNConfig, seed: int = 0) -> str:
-    """The configured text: `llmcourse.data.load_text(cfg.corpus)`, or 4,000 generated swap lines
-    (about 180k characters) for SWAP_CORPUS; cut at `cfg.max_chars` unless it is 0."""
-    text = swap_sentences(4000, seed) if cfg.corpus == SWAP_CORPUS else data.load_text(cfg.corpus)
-    return text[: cfg.max_chars] if cfg.max_chars else text
-
-
-class CharRNNLM(nn.Module):
-    """Character-level language model: embedding -> RNN/LSTM/GRU stack -> linear head.
-
-    forward(idx (B, T), targets (B, T) or None) -> (logits (B, T, vocab_size), loss or None),
-    cross-entropy with ignore_index=-100, so it trains with `llmcourse.train.fit`.
-    """
-
-    def __init__(
-        self,
-        vocab_size: int,
-        kind: str = "lstm",
-        n_embd: int = 64,
-        hidden_size: int = 256,
-        n_layer: int = 1,
-        dropout: float = 0.0,
-        fused: bool = False,
-    ):
-        super().__init__()
-        if kind not in LAYERS:
-            raise ValueError(f"kind={kind!r}: use one of {sorted(LAYERS)}")
-        self.vocab_size, self.kind = vocab_size, kind
-        self.tok_emb = nn.Embedding(vocab_size, n_embd)
-        if fused:  # torch's layer: same equations, parameters and state format, one C++/cuDNN call
-            self.rnn = TORCH_LAYERS[kind](
-                n_embd, hidden_size, n_layer, dropout=dropout, batch_first=True
-            )
-        else:
-            self.rnn = LAYERS[kind](n_embd, hidden_size, n_layer, dropout=dropout)
-        self.drop = nn.Dropout(dropout)
-        self.lm_head = nn.Linear(hidden_size, vocab_size)
-
-    @classmethod
-    def from_config(cls, cfg: CharRNNConfig, vocab_size: int) -> CharRNNLM:
-        return cls(
-            vocab_size,
-            cfg.kind,
-            cfg.n_embd,
-            cfg.hidden_size,
-            cfg.n_layer,
-            cfg.dropout,
-            fused=cfg.fused,
-        )
-
-    def forward_with_state(
-        self, idx: torch.Tensor, state: State | None = None
-    ) -> tuple[torch.Tensor, State]:
-        """(B, T) -> logits (B, T, V) and the final recurrent state, for carrying on later."""
-        out, state = self.rnn(self.tok_emb(idx), state)  # (B, T, H)
-        return self.lm_head(self.drop(out)), state
-
-    def forward(
-        self, idx: torch.Tensor, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        logits, _ = self.forward_with_state(idx)
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-100)
-        return logits, loss
-
-    @torch.no_grad()
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Continue idx (B, T) by sampling; the state is carried, so each step costs O(1) in T.
-        temperature=0 means greedy."""
-        logits, state = self.forward_with_state(idx)
-        out = [idx]
-        for _ in range(max_new_tokens):
-            last = logits[:, -1]  # (B, V)
-            if temperature == 0:
-                nxt = last.argmax(-1, keepdim=True)
-            else:
-                probs = F.softmax(last / temperature, dim=-1)
-                nxt = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
-            out.append(nxt)
-            logits, state = self.forward_with_state(nxt, state)
-        return torch.cat(out, dim=1)
-
-
-def grad_norm_by_distance(model: CharRNNLM, seq: torch.Tensor, wrt: str = "hidden") -> torch.Tensor:
-    """How much the loss at the last step depends on earlier steps: vanishing gradients, measured.
-
-    seq: (T+1,) or (B, T+1) token ids; inputs are seq[..., :-1], and L_T is the cross-entropy of
-    predicting seq[..., -1] from the last input position. Returns norms (T,) ordered by distance:
-    norms[d] = || dL_T / dh_{T-1-d} || (top-layer hidden state, wrt="hidden") or
-    || dL_T / dx_{T-1-d} || (input embedding, wrt="input"), averaged over the batch.
-    The gradient is the *total* derivative, through every path of the recurrence.
-
-    For a vanilla RNN the norms typically fall geometrically with d; an LSTM's fall far slower.
-    """
-    if wrt not in ("hidden", "input"):
-        raise ValueError("wrt must be 'hidden' or 'input'")
-    if not isinstance(model.rnn, RNN):
-        raise TypeError(
-            "the probe needs the package's step-by-step layer: build the model with fused=False"
-        )
-    seq = seq.unsqueeze(0) if seq.dim() == 1 else seq  # (B, T+1)
-    idx, target = seq[:, :-1], seq[:, -1]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            x = model.tok_emb(idx).detach().requires_grad_(True)  # (B, T, n_embd)
-            steps, _ = model.rnn.forward_steps(x)
-            loss = F.cross_entropy(model.lm_head(steps[-1]), target)
-            wrt_tensors = steps if wrt == "hidden" else [x]
-            grads = torch.autograd.grad(loss, wrt_tensors)
-    finally:
-        model.train(was_training)
-    if wrt == "hidden":
-        g = torch.stack(grads, dim=1)  # (B, T, H)
-    else:
-        g = grads[0]  # (B, T, n_embd)
-    norms = g.norm(dim=-1).mean(0)  # (T,), in time order
-    return norms.flip(0).detach()  # distance order: index 0 is the last step
-
-
 # ------------------------------------------------------------------------- checked by notebook 03's exercises
 def lstm_step(
     x: torch.Tensor,
@@ -425,12 +281,10 @@ def rnn_forward(
     layer = RNN(x.shape[-1], h0.shape[-1])
     cell = layer.cells[0]
     with torch.no_grad():
-        (
-            cell.weight_ih.copy_(W_ih),
-            cell.weight_hh.copy_(W_hh),
-            cell.bias_ih.copy_(b),
-            cell.bias_hh.zero_(),
-        )
+        cell.weight_ih.copy_(W_ih)
+        cell.weight_hh.copy_(W_hh)
+        cell.bias_ih.copy_(b)
+        cell.bias_hh.zero_()
         return layer(x, h0[None])[0]
 
 

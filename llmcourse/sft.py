@@ -10,8 +10,8 @@ what SFT and DPO change:
   an assistant token or is padding. `mix` replaces that share of every batch's rows by plain
   pretraining windows (targets everywhere): the simplest remedy for catastrophic forgetting
   ("replay", as in Ouyang et al. 2022's PPO-ptx, which mixes pretraining gradients into RLHF).
-* `answer` / `accuracy`: greedy decoding until "<|end|>", then exact match against the task's answer
-  (`llmcourse.tasks.instructions.is_correct`).
+* `answer` / `accuracy`: greedy decoding (`llmcourse.generate.generate`) until "<|end|>", then exact
+  match against the task's answer (`llmcourse.tasks.instructions.is_correct`).
 * `dpo_batch` / `dpo_sampler` / `preference_accuracy`: the chosen and rejected conversations of
   `instructions.make_preferences` as the dict `llmcourse.dpo.DPOModel` takes; `self_rejected_pairs`
   builds on-policy pairs whose rejected answer is the model's own wrong greedy answer.
@@ -25,7 +25,6 @@ and padding-aware batched generation (`accuracy` batches prompts of equal length
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 
 import torch
@@ -42,7 +41,7 @@ from llmcourse.chat import (
     to_training_example,
 )
 from llmcourse.dpo import sequence_logprobs
-from llmcourse.generate import generate
+from llmcourse.generate import context_size, generate
 from llmcourse.tasks.instructions import Example, is_correct, to_conversation
 
 
@@ -107,6 +106,7 @@ def sft_sampler(
     rows: Sequence[tuple[list[int], list[int]]],
     pad_id: int,
     block_size: int,
+    *,
     batch_size: int,
     pretrain_ids: torch.Tensor | None = None,
     mix: float = 0.0,
@@ -156,69 +156,50 @@ def _end_id(tokenizer) -> int:
     return tokenizer.special_tokens[END]
 
 
-def _has_kv_cache(model: nn.Module) -> bool:
-    return "kv_cache" in inspect.signature(model.forward).parameters and hasattr(model, "cfg")
-
-
-def _context_limit(model: nn.Module) -> int:
-    """Tokens a prompt + answer may use: the GPT's block_size, less any prompt-tuning virtual tokens."""
-    inner = model if hasattr(model, "cfg") else getattr(model, "model", model)
-    n_virtual = model.prompt.size(0) if hasattr(model, "prompt") else 0
-    return inner.cfg.block_size - n_virtual
-
-
-@torch.no_grad()
 def generate_answers(
     model: nn.Module,
     tokenizer,
     examples: Sequence[Example],
+    *,
     max_new_tokens: int = 32,
     system: str | None = None,
 ) -> list[str]:
     """Greedy answers, cut at the first end-of-turn token. Prompts of equal length run as one batch.
 
     Works for any course model (GPT, Llama, wrapped in LoRA or prompt tuning) with the course
-    tokenizer and its template, or with a Hugging Face tokenizer and that tokenizer's template."""
-    was_training = model.training
-    model.eval()
+    tokenizer and its template, or with a Hugging Face tokenizer and that tokenizer's template.
+    Decoding is `generate.generate`: through the KV cache where the model's forward takes one."""
     device = next(model.parameters()).device
     end = _end_id(tokenizer)
     prompts = [_prompt_ids(ex, tokenizer, system) for ex in examples]
     out: list[str] = [""] * len(examples)
+    # prompts of equal length need no padding: each length runs as one batch
     by_len: dict[int, list[int]] = {}
     for i, p in enumerate(prompts):
         by_len.setdefault(len(p), []).append(i)
     for n, members in by_len.items():
         idx = torch.tensor([prompts[i] for i in members], device=device)  # (B, n)
-        steps = min(max_new_tokens, _context_limit(model) - n)
-        if _has_kv_cache(
-            model
-        ):  # GPT and Llama (LoRA-wrapped too): the KV cache, same tokens, faster
-            idx = generate(model, idx, steps, temperature=0.0, stop_token=end)
-            steps = 0
-        done = torch.zeros(len(members), dtype=torch.bool, device=device)
-        for _ in range(
-            steps
-        ):  # any other (logits, loss) model: re-run the whole sequence per token
-            logits, _ = model(idx)
-            nxt = logits[:, -1].argmax(dim=-1)  # (B,)
-            idx = torch.cat([idx, nxt[:, None]], dim=1)
-            done |= nxt == end
-            if done.all():
-                break
+        # stop where the context is full, rather than slide it and lose the prompt's start
+        steps = max(0, min(max_new_tokens, context_size(model) - n))
+        idx = generate(model, idx, steps, temperature=0.0, stop_token=end)  # (B, n + new)
         for row, i in enumerate(members):
             new = idx[row, n:].tolist()
             out[i] = tokenizer.decode(new[: new.index(end)] if end in new else new).strip()
-    model.train(was_training)
     return out
 
 
 def answer(
-    model: nn.Module, tokenizer, prompt: str, max_new_tokens: int = 32, system: str | None = None
+    model: nn.Module,
+    tokenizer,
+    prompt: str,
+    *,
+    max_new_tokens: int = 32,
+    system: str | None = None,
 ) -> str:
     """The model's greedy reply to one user prompt, in the chat template."""
+    examples = [Example("free", prompt, "")]
     return generate_answers(
-        model, tokenizer, [Example("free", prompt, "")], max_new_tokens, system
+        model, tokenizer, examples, max_new_tokens=max_new_tokens, system=system
     )[0]
 
 
@@ -226,11 +207,14 @@ def accuracy(
     model: nn.Module,
     tokenizer,
     examples: Sequence[Example],
+    *,
     max_new_tokens: int = 32,
     system: str | None = None,
 ) -> float:
     """Share of examples answered exactly right (after `instructions.normalise`)."""
-    preds = generate_answers(model, tokenizer, examples, max_new_tokens, system)
+    preds = generate_answers(
+        model, tokenizer, examples, max_new_tokens=max_new_tokens, system=system
+    )
     return sum(is_correct(ex, p) for ex, p in zip(examples, preds)) / len(examples)
 
 
@@ -257,6 +241,7 @@ def self_rejected_pairs(
     model: nn.Module,
     tokenizer,
     examples: Sequence[Example],
+    *,
     max_new_tokens: int = 32,
     system: str | None = None,
 ) -> list[tuple[Example, str, str]]:
@@ -265,7 +250,9 @@ def self_rejected_pairs(
     On-policy preference pairs: the rejected answer is exactly what the model would say now, so DPO
     pushes down its actual mistakes (self-play fine-tuning, Chen et al. 2024, uses the same idea).
     """
-    preds = generate_answers(model, tokenizer, examples, max_new_tokens, system)
+    preds = generate_answers(
+        model, tokenizer, examples, max_new_tokens=max_new_tokens, system=system
+    )
     return [
         (ex, ex.answer, p) for ex, p in zip(examples, preds) if not is_correct(ex, p) and p.strip()
     ]
@@ -275,6 +262,7 @@ def dpo_sampler(
     triples: Sequence[tuple[Example, str, str]],
     tokenizer,
     batch_size: int,
+    *,
     system: str | None = None,
 ) -> Callable[[torch.Generator], dict[str, torch.Tensor]]:
     """A sampler for `fit`: `batch_size` random preference triples per call, as `dpo_batch`."""
@@ -317,7 +305,7 @@ def hf_batch(
 
 @torch.no_grad()
 def hf_answers(
-    model: nn.Module, tokenizer, examples: Sequence[Example], max_new_tokens: int = 24
+    model: nn.Module, tokenizer, examples: Sequence[Example], *, max_new_tokens: int = 24
 ) -> list[str]:
     """Greedy answers of a Hugging Face chat model, one prompt at a time, through its own template."""
     was_training = model.training

@@ -35,7 +35,7 @@ class Interpolated(NGramLM):
     their full MLE weight, which Kneser–Ney shows is too much.
     """
 
-    def __init__(self, n: int, lambdas: Sequence[float] | None = None, min_count: int = 1):
+    def __init__(self, n: int, lambdas: Sequence[float] | None = None, *, min_count: int = 1):
         super().__init__(n, min_count)
         if lambdas is None:  # a little uniform, then more weight on higher orders
             lambdas = [0.01] + [0.99 * m / (n * (n + 1) / 2) for m in range(1, n + 1)]
@@ -76,10 +76,13 @@ def estimate_discounts(counts: np.ndarray, modified: bool) -> np.ndarray:
     """Chen & Goodman's discounts from count-of-counts n_c: D_c = c - (c+1) Y n_{c+1} / n_c with
     Y = n_1 / (n_1 + 2 n_2), for c = 1, 2, 3+ (modified) or D = Y for every count (plain).
     Where a count-of-count is 0 (tiny corpora) the plain Y is used; each D_c is clipped to [0, c]."""
+    # count-of-counts: how many n-grams occur exactly once, twice, 3 and 4 times
     nc = np.bincount(np.minimum(counts, 5), minlength=6)[1:5].astype(np.float64)  # n1..n4
+    # Y: the plain discount, a leaving-one-out estimate (Ney, Essen & Kneser 1994)
     y = nc[0] / (nc[0] + 2 * nc[1]) if nc[0] + nc[1] > 0 else 0.5
     if not modified:
         return np.full(3, y)
+    # modified KN: one discount each for counts 1, 2 and 3+ (typically D1 < D2 < D3+)
     d = np.empty(3)
     for c in (1, 2, 3):
         d[c - 1] = c - (c + 1) * y * nc[c] / nc[c - 1] if nc[c - 1] > 0 else y
@@ -109,7 +112,7 @@ class KneserNey(NGramLM):
     """
 
     def __init__(
-        self, n: int, discount: float | None = None, modified: bool = True, min_count: int = 1
+        self, n: int, discount: float | None = None, *, modified: bool = True, min_count: int = 1
     ):
         super().__init__(n, min_count)
         if discount is not None and not 0.0 <= discount <= 1.0:
@@ -121,39 +124,54 @@ class KneserNey(NGramLM):
         bos = self.vocab.bos_id
         self.adj_counts, self.discounts, self.alpha, self.gamma = [], [], [], []
         for m in range(1, self.n + 1):
+            # every distinct m-gram (h, w) as key = context id * V + w, with its raw count
             keys, raw = self.ng_keys[m - 1], self.ng_counts[m - 1]
-            cid = keys // V
+            cid = keys // V  # (N,) id of each m-gram's context h
+            # 1. the count a(h, w) that gets discounted: raw at the top order, ...
             if m == self.n:
                 adj = raw
-            else:  # continuation counts from the order m+1 types: drop their oldest token
+            else:
+                # ... below it the continuation count N1+(. h w): drop the oldest token of every
+                # distinct (m+1)-gram and count how many of them end in each m-gram
                 up = self.ng_keys[m]
                 suffix = self.ctx_parent[m][up // V] * V + up % V
                 ukeys, cont = np.unique(suffix, return_counts=True)
                 assert np.array_equal(ukeys, keys), "every m-gram has an (m+1)-gram extension"
+                # an m-gram that starts with <s> has no predecessor to count: keep its raw count
                 starts_bos = np.zeros(len(keys), bool)
                 if m > 1:  # oldest token of the context of length m-1
                     first_tok = self.ctx_keys[m - 1] // self.n_ctx[m - 2]
                     starts_bos = first_tok[cid] == bos
                 adj = np.where(starts_bos, raw, cont)
+            # 2. the discounts D1, D2, D3+ of this order (from its own count-of-counts) or fixed
             if self.fixed_discount is not None:
                 d = np.full(3, self.fixed_discount)
             else:
                 d = estimate_discounts(adj, self.modified)
+            # 3. per context h: the total sum_v a(h, v), and the mass the discounts take away,
+            #    D1 N1(h.) + D2 N2(h.) + D3 N3+(h.)
             K = self.n_ctx[m - 1]
-            tot = np.bincount(cid, weights=adj, minlength=K)  # sum_v a(h, v), (K,)
-            d_each = d[np.minimum(adj, 3) - 1]  # D(a) for every n-gram
-            removed = np.bincount(cid, weights=d_each, minlength=K)  # D1 N1 + D2 N2 + D3 N3+
+            tot = np.bincount(cid, weights=adj, minlength=K)  # (K,)
+            d_each = d[np.minimum(adj, 3) - 1]  # D(a) for every m-gram, (N,)
+            removed = np.bincount(cid, weights=d_each, minlength=K)  # (K,)
+            # 4. alpha: the discounted share of each seen (h, w); gamma(h): the removed mass,
+            #    which is exactly the weight the lower order gets, so each row still sums to 1
             self.adj_counts.append(adj)
             self.discounts.append(d)
             self.alpha.append(np.maximum(adj - d_each, 0.0) / tot[cid])
             self.gamma.append(removed / tot)
 
     def _probs(self, cids: list[np.ndarray], w: np.ndarray) -> np.ndarray:
+        # the recursion bottoms out in the uniform distribution P_0 = 1/V ...
         p = np.full(len(w), 1.0 / self.V)
+        # ... and climbs one order at a time, each order interpolating with the one below
         for m in range(1, len(cids) + 1):
-            cid = cids[m - 1]
+            cid = cids[m - 1]  # id of the context of length m-1; -1 where it was never seen
             seen = cid >= 0
+            # the discounted share of (h, w): 0 where that m-gram was never seen
             alpha = self._find(self.ng_keys[m - 1], self.alpha[m - 1], cid * self.V + w, seen)
+            # the back-off weight gamma(h): the mass the discounts freed in context h
             gamma = self.gamma[m - 1][np.maximum(cid, 0)]
+            # P_m = alpha + gamma * P_{m-1}; a context never seen passes P_{m-1} through
             p = np.where(seen, alpha + gamma * p, p)
         return p

@@ -4,7 +4,8 @@ A chat model cannot compute 1234 * 5678 reliably, but it can *ask* for it. Tool 
 protocol on top of the chat template:
 
   1. the tools' names, descriptions and JSON-schema parameters go into the prompt (rendered by the
-     tokenizer's chat template when it knows about tools, else by us into the system turn);
+     tokenizer's chat template when it knows about tools, else by us into the system turn: that
+     is `llmcourse.tool_prompt`);
   2. the model answers with a call instead of prose, e.g.
      `<tool_call>[{"name": "calculator", "arguments": {"expression": "1234 * 5678"}}]</tool_call>`
      (the format SmolLM2-Instruct was fine-tuned on, from Argilla's Synth-APIGen data);
@@ -14,7 +15,9 @@ protocol on top of the chat template:
 The OpenAI chat API carries the same information as JSON: `tools=[{"type": "function", "function":
 {...}}]` in the request and `message.tool_calls=[{"id", "type": "function", "function": {"name",
 "arguments": "<JSON string>"}}]` in the reply; `to_openai_tool_calls` / `from_openai_tool_calls`
-convert, so the course server can reuse this module.
+convert, so the course server can reuse this module. This module is the protocol: the `Tool` and
+`ToolCall` records, the call text (`format_tool_calls` / `parse_tool_calls`), validation and
+execution (`ToolRegistry`), and the OpenAI shapes.
 
 `calculator` is the example tool: `llmcourse.tasks.calculator.calculate`, which evaluates arithmetic by
 walking Python's syntax tree (never `eval`) and rejects names, attributes, calls, subscripts and
@@ -47,12 +50,10 @@ class ToolCallError(ValueError):
 class Tool:
     name: str  # what the model writes in "name"
     description: str  # one sentence the model reads to decide when to call it
-    parameters: dict = field(
-        default_factory=lambda: {"type": "object", "properties": {}}
-    )  # JSON schema
-    fn: Callable[..., Any] | None = field(
-        default=None, compare=False
-    )  # called with the arguments as keywords
+    # JSON schema of the arguments: {"type": "object", "properties": {...}, "required": [...]}
+    parameters: dict = field(default_factory=lambda: {"type": "object", "properties": {}})
+    # the Python function, called with the arguments as keywords
+    fn: Callable[..., Any] | None = field(default=None, compare=False)
 
     def spec(self) -> dict:
         """The function description alone: {"name", "description", "parameters"}."""
@@ -81,45 +82,9 @@ class ToolCall:
     id: str = ""  # OpenAI's tool_call_id; links the result message to its call
 
 
-# ------------------------------------------------------------------ rendering the tools into the prompt
+# ------------------------------------------------------------------ the text of a call
 
 TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
-
-
-def tools_system_prompt(tools: Sequence[Tool]) -> str:
-    """The system-turn text we use when the chat template cannot render tools itself.
-
-    It lists the tools as JSON inside <tools></tools> and asks for calls in SmolLM2's format.
-    """
-    listing = json.dumps([t.spec() for t in tools], ensure_ascii=False)
-    # The example call uses a real tool's name and parameters: small models copy a placeholder
-    # such as "function_name" literally.
-    first = tools[0] if tools else Tool("function_name", "")
-    example = ToolCall(first.name, {p: "..." for p in first.parameters.get("properties", {})})
-    return (
-        "You can call functions to answer the user's question. Call a function when it helps; "
-        "otherwise answer directly.\n\n"
-        f"Available functions:\n<tools>{listing}</tools>\n\n"
-        "To call functions, reply with only the calls, in this format, and nothing else:\n"
-        + format_tool_calls([example])
-    )
-
-
-def template_supports_tools(tokenizer) -> bool:
-    """True when the tokenizer's chat template renders a `tools=` argument (it changes the text).
-
-    Many templates (SmolLM2's among them) silently ignore `tools`, so we render a probe both ways.
-    """
-    probe = [{"role": "user", "content": "hi"}]
-    fake = Tool("probe_tool_xyz", "probe", {"type": "object", "properties": {}}).to_openai()
-    try:
-        with_tools = tokenizer.apply_chat_template(
-            probe, tools=[fake], tokenize=False, add_generation_prompt=True
-        )
-        without = tokenizer.apply_chat_template(probe, tokenize=False, add_generation_prompt=True)
-    except Exception:  # a template that chokes on tools= (or on the probe) cannot be relied on
-        return False
-    return with_tools != without and "probe_tool_xyz" in with_tools
 
 
 def format_tool_calls(calls: Sequence[ToolCall]) -> str:
@@ -128,79 +93,6 @@ def format_tool_calls(calls: Sequence[ToolCall]) -> str:
         [{"name": c.name, "arguments": c.arguments} for c in calls], ensure_ascii=False
     )
     return f"{TOOL_CALL_OPEN}{body}{TOOL_CALL_CLOSE}"
-
-
-def to_template_messages(messages: Sequence[dict], native: bool = False) -> list[dict]:
-    """OpenAI-shaped messages -> plain {"role", "content"} dicts a chat template can render.
-
-    An assistant turn with `tool_calls` becomes the text the model would have written (our format),
-    or, with `native=True`, HF's convention for templates that support tools (arguments as a dict).
-    `tool` turns keep only their content.
-    """
-    out = []
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or "role" not in m:
-            raise ToolCallError(f"message {i} must be a dict with a 'role', got {m!r}")
-        calls = from_openai_tool_calls(m["tool_calls"]) if m.get("tool_calls") else []
-        if calls and native:
-            out.append(
-                {
-                    "role": "assistant",
-                    "content": m.get("content") or "",
-                    "tool_calls": [
-                        {"type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-                        for c in calls
-                    ],
-                }
-            )
-        elif calls:
-            text = ((m.get("content") or "") + "\n" + format_tool_calls(calls)).strip()
-            out.append({"role": "assistant", "content": text})
-        else:
-            out.append({"role": m["role"], "content": m.get("content") or ""})
-    return out
-
-
-def with_tools_listing(messages: Sequence[dict], tools: Sequence[Tool]) -> list[dict]:
-    """Template messages with `tools_system_prompt(tools)` at the end of the system turn (a system
-    turn is added first when there is none): for a template that cannot render tools itself."""
-    msgs, listing = list(messages), tools_system_prompt(tools)
-    if msgs and msgs[0]["role"] == "system":
-        return [dict(msgs[0], content=msgs[0]["content"] + "\n\n" + listing)] + msgs[1:]
-    return [{"role": "system", "content": listing}] + msgs
-
-
-def render_prompt(
-    messages: Sequence[dict],
-    tools: Sequence[Tool],
-    tokenizer=None,
-    add_generation_prompt: bool = True,
-) -> str:
-    """The full prompt text: tools described, conversation rendered, ready for the model to continue.
-
-    With a tokenizer whose template supports tools, `apply_chat_template(tools=...)` does it all.
-    Otherwise the tool listing is put first in the system turn (merged with an existing system
-    message), and the conversation is rendered by the tokenizer's template, or by the course's own
-    template (`llmcourse.chat.render`) when `tokenizer` is None.
-    """
-    native = tokenizer is not None and bool(tools) and template_supports_tools(tokenizer)
-    msgs = to_template_messages(messages, native=native)
-    if native:
-        return tokenizer.apply_chat_template(
-            msgs,
-            tools=[t.to_openai() for t in tools],
-            tokenize=False,
-            add_generation_prompt=add_generation_prompt,
-        )
-    if tools:
-        msgs = with_tools_listing(msgs, tools)
-    if tokenizer is None:
-        from llmcourse.chat import render
-
-        return render(msgs, add_generation_prompt=add_generation_prompt)
-    return tokenizer.apply_chat_template(
-        msgs, tokenize=False, add_generation_prompt=add_generation_prompt
-    )
 
 
 # ------------------------------------------------------------------ parsing the model's call

@@ -13,7 +13,9 @@ One optimizer step = `grad_accum_steps` forward/backward passes → (unscale →
 at the learning rate `lr_at(step)` (linear warmup, cosine decay). Every `eval_every` steps the mean
 loss over `eval_batches` validation batches goes into the History; every `ckpt_every` steps the
 whole state (weights, optimizer, RNGs, History) is saved with `llmcourse.checkpoint`, and a later
-`fit(..., ckpt_dir=same)` continues exactly where it stopped.
+`fit(..., ckpt_dir=same)` continues exactly where it stopped, after saying so; a checkpoint saved
+with another config is refused (`llmcourse.resume`). `llmcourse.course.live_plot.LiveLossPlot` is
+the callback that draws the loss curves live in a notebook.
 
 References: nanoGPT's train.py (Karpathy) for the recipe: warmup + cosine, AdamW with decay on
 matrices only, GradScaler, gradient accumulation; Loshchilov & Hutter, "Decoupled Weight Decay
@@ -28,9 +30,7 @@ training early by returning True from `on_step`.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from llmcourse import checkpoint
 from llmcourse.config import Sized, to_dict
 from llmcourse.distributed import DistEnv, barrier, mean_over_processes, shard
+from llmcourse.resume import model_config, resume_point
 from llmcourse.runtime import Runtime, detect, make_generator, seed_all
 
 
@@ -54,31 +55,19 @@ class TrainConfig(Sized):
     min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio (nanoGPT and Chinchilla: 0.1)
     warmup_steps: int = 100  # linear warmup from lr / warmup_steps up to lr
     weight_decay: float = 0.1  # AdamW's decoupled decay, for matrices only (see make_optimizer)
-    betas: tuple[float, float] = (
-        0.9,
-        0.95,
-    )  # AdamW's moment decays; 0.95 is steadier than 0.999 for LMs
+    betas: tuple[float, float] = (0.9, 0.95)  # AdamW's moment decays; 0.95 steadier than 0.999
     grad_clip: float = 1.0  # clip the gradients' global norm to this; 0 = off
-    grad_accum_steps: int = (
-        1  # batches per optimizer step: the effective batch is this x the batch size
-    )
-    eval_every: int = (
-        250  # steps between validation estimates (there is always one at the end); 0 = end only
-    )
+    grad_accum_steps: int = 1  # batches per optimizer step: effective batch = this x batch size
+    eval_every: int = 250  # steps between validation estimates (+ one at the end); 0 = end only
     eval_batches: int = 20  # validation batches averaged per estimate
     ckpt_every: int = (
-        1000  # steps between checkpoints when ckpt_dir is given (plus one at the end); 0 = end only
+        1000  # steps between checkpoints with ckpt_dir (+ one at the end); 0 = end only
     )
-    log_every: int = (
-        10  # steps between History records and progress-bar updates (step 1 is always recorded)
-    )
+    log_every: int = 10  # steps between History records and bar updates (step 1 always recorded)
     seed: int = 1337  # seeds the loop's data generator and the global RNGs (dropout)
-    precision: str | None = (
-        None  # None = the runtime's rule (bf16 / fp16 + scaler / fp32), or "fp32", "fp16", "bf16"
-    )
-    compile: bool = (
-        False  # torch.compile the model: faster steps on recent GPUs after a slow first one
-    )
+    # None = the runtime's rule (bf16 / fp16 + scaler / fp32), or "fp32", "fp16", "bf16"
+    precision: str | None = None
+    compile: bool = False  # torch.compile the model: faster steps on recent GPUs after a slow first
     fused_adamw: bool | None = None  # None = AdamW's fused kernel on CUDA, the plain one elsewhere
 
     smoke_overrides = {
@@ -96,9 +85,7 @@ class History:
     steps: list[int] = field(default_factory=list)  # steps at which the next three were recorded
     train_loss: list[float] = field(default_factory=list)  # mean loss over that step's batches
     lr: list[float] = field(default_factory=list)  # learning rate used by that step
-    elapsed: list[float] = field(
-        default_factory=list
-    )  # wall-clock seconds since the run began (resumes add up)
+    elapsed: list[float] = field(default_factory=list)  # seconds since the run began (resumes add)
     val_steps: list[int] = field(default_factory=list)  # steps at which val_loss was estimated
     val_loss: list[float] = field(default_factory=list)  # mean validation loss (see estimate_loss)
 
@@ -209,6 +196,7 @@ def estimate_loss(
     model: torch.nn.Module,
     data: Callable | Iterable,
     n_batches: int,
+    *,
     runtime: Runtime | None = None,
     generator: torch.Generator | None = None,
 ) -> float:
@@ -233,9 +221,14 @@ def estimate_loss(
     return total / n_batches
 
 
-def nan_message(loss: float, step: int, cfg: TrainConfig, runtime: Runtime) -> str:
+def nan_message(loss: float, step: int, cfg: TrainConfig, *, runtime: Runtime) -> str:
+    """What to say when the training loss is not finite: at step 1 the data or the loss is wrong;
+    later, the usual cures for a run that diverged, those `cfg` and `runtime` do not use yet."""
     if step == 1:
-        return f"the training loss is {loss} at step 1, before any update: check the data and the model's loss."
+        return (
+            f"the training loss is {loss} at step 1, before any update: "
+            "check the data and the model's loss."
+        )
     tips = [f"a lower learning rate (lr={cfg.lr:g})"]
     if cfg.grad_clip <= 0:
         tips.append("gradient clipping (grad_clip=1.0)")
@@ -254,90 +247,6 @@ def _due(step: int, every: int, cfg: TrainConfig) -> bool:
 def _hook(callback: Any, name: str, step: int, history: History) -> Any:
     method = getattr(callback, name, None)
     return method(step, history) if method is not None else None
-
-
-# Fields that change what is logged or saved, not the training itself: a resume may change them.
-RESUME_MAY_CHANGE = ("log_every", "eval_every", "eval_batches", "ckpt_every", "compile")
-
-
-def _model_config(model: torch.nn.Module) -> dict | None:
-    """The model's config dataclass as a dict (`model.cfg` or `model.config`), or None if it has none."""
-    for name in ("cfg", "config"):
-        value = getattr(model, name, None)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return json.loads(
-                json.dumps(to_dict(value), default=str)
-            )  # tuples -> lists, as after a reload
-    return None
-
-
-def config_differences(
-    saved: dict | None, current: dict | None, ignore: Sequence[str] = ()
-) -> list[str]:
-    """The fields on which two config dicts differ, as "name: saved -> current" (empty when equal).
-
-    >>> config_differences({"lr": 0.001, "seed": 1}, {"lr": 0.002, "seed": 1})
-    ['lr: 0.001 -> 0.002']
-    """
-    saved, current = saved or {}, json.loads(json.dumps(current or {}, default=str))
-    names = [k for k in dict.fromkeys([*saved, *current]) if k not in ignore]
-    return [
-        f"{k}: {saved.get(k, '(absent)')!r} -> {current.get(k, '(absent)')!r}".replace("'", "")
-        for k in names
-        if saved.get(k, "(absent)") != current.get(k, "(absent)")
-    ]
-
-
-def _resume_point(
-    ckpt_dir: str | Path | None,
-    cfg: TrainConfig,
-    model_cfg: dict | None,
-    *,
-    resume: bool,
-    announce: bool,
-) -> Path | None:
-    """The checkpoint `fit` continues from, after saying so; None to start from step 0.
-
-    Never silent: a found checkpoint is announced with its step and folder and how to start fresh.
-    It is refused (CheckpointError) when its training or model config differs from the current one,
-    naming the fields. `resume=False` starts fresh and deletes the old checkpoints, saying so.
-    """
-    if ckpt_dir is None:
-        return None
-    latest = checkpoint.latest_checkpoint(ckpt_dir)
-    if latest is None:
-        return None
-    if not resume:
-        if announce:
-            print(f"fit: starting fresh (resume=False): deleting the old checkpoint {latest}")
-            checkpoint.remove_checkpoints(ckpt_dir)
-        return None
-    meta = checkpoint.read_meta(latest)
-    step = meta["step"]
-    fresh = (
-        f"To start fresh instead, call fit(..., resume=False) (it deletes the old checkpoints) "
-        f"or delete the folder {ckpt_dir}."
-    )
-    diffs = config_differences(meta.get("config"), to_dict(cfg), ignore=RESUME_MAY_CHANGE)
-    model_diffs = (
-        config_differences(meta.get("model_config"), model_cfg) if meta.get("model_config") else []
-    )
-    if diffs or model_diffs:
-        lines = [f"training config: {d}" for d in diffs] + [
-            f"model config: {d}" for d in model_diffs
-        ]
-        raise checkpoint.CheckpointError(
-            f"fit: {latest} (step {step}) was saved with a different configuration, so resuming it would "
-            "mix two runs:\n  "
-            + "\n  ".join(lines)
-            + f"\n{fresh} To continue the old run, use its config."
-        )
-    if announce:
-        done = " (the run was complete: nothing left to train)" if step >= cfg.max_steps else ""
-        print(
-            f"fit: resuming from step {step} of {cfg.max_steps}, checkpoint {latest}{done}. {fresh}"
-        )
-    return latest
 
 
 def fit(
@@ -377,16 +286,17 @@ def fit(
     optimizer = make_optimizer(model, cfg, runtime.device)
     scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.use_grad_scaler)
     seed_all(cfg.seed)  # dropout draws from the global RNG: make it the same on every run
-    generator = make_generator(
-        cfg.seed
-    )  # the data's randomness, owned by the loop, saved in checkpoints
+    # the data's randomness, owned by the loop and saved in checkpoints
+    generator = make_generator(cfg.seed)
     history, start = History(), 0
-    model_cfg = _model_config(model)
-    latest = _resume_point(
+    model_cfg = model_config(model)
+    latest = resume_point(
         ckpt_dir, cfg, model_cfg, resume=resume, announce=(dist_env or DistEnv()).is_main
     )
     if latest is not None:
-        state = checkpoint.load_checkpoint(latest, model, optimizer, scaler, generator)
+        state = checkpoint.load_checkpoint(
+            latest, model, optimizer=optimizer, scaler=scaler, generator=generator
+        )
         start, history = state["step"], History.from_dict(state["history"] or {})
     batches = _batches(train_data, generator, skip=start * cfg.grad_accum_steps)
     env = dist_env or DistEnv()
@@ -395,9 +305,8 @@ def fit(
         forward = DDP(
             model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None
         )
-    forward = (
-        torch.compile(forward) if cfg.compile else forward
-    )  # checkpoints save `model`: no prefixes
+    # compile the wrapper, not `model`: checkpoints save `model`, whose keys have no prefixes
+    forward = torch.compile(forward) if cfg.compile else forward
     params = [p for p in model.parameters() if p.requires_grad]
 
     def save(step: int) -> None:
@@ -406,11 +315,11 @@ def fit(
                 ckpt_dir,
                 step,
                 model,
-                optimizer,
-                scaler,
-                generator,
-                history.to_dict(),
-                to_dict(cfg),
+                optimizer=optimizer,
+                scaler=scaler,
+                generator=generator,
+                history=history.to_dict(),
+                config=to_dict(cfg),
                 model_config=model_cfg,
             )
         barrier(env)  # nobody runs ahead (or resumes) before the checkpoint is complete
@@ -427,6 +336,7 @@ def fit(
     model.train()
     try:
         for step in range(start + 1, cfg.max_steps + 1):  # `step` counts updates, this one included
+            # 1. the learning rate of this update: warmup, then cosine (lr_at counts from 0)
             lr = lr_at(step - 1, cfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -436,26 +346,35 @@ def fit(
                 # with DDP, all-reduce gradients only once, after the last micro-batch
                 sync = micro == cfg.grad_accum_steps - 1 or not env.enabled
                 with contextlib.nullcontext() if sync else forward.no_sync():
+                    # 2. forward under autocast: matmuls in bf16/fp16 on a GPU, fp32 on the CPU
                     with runtime.autocast():
                         loss = _loss(forward, batch)
-                    # the mean of k micro-batch gradients = the gradient of one k-times bigger batch
-                    # (exactly so when every micro-batch weighs the same, e.g. holds as many unmasked tokens)
+                    # 3. backward of loss / k: the mean of k micro-batch gradients is the gradient
+                    # of one k-times bigger batch (exactly so when every micro-batch weighs the
+                    # same, e.g. holds as many unmasked tokens). With fp16 the scaler first
+                    # multiplies the loss, so small gradients do not underflow to 0.
                     scaler.scale(loss / cfg.grad_accum_steps).backward()
+                # gradients add up in .grad across micro-batches; the loss, detached, is for logs
                 loss_sum += loss.detach().float()
+            # 4. the logged loss: the mean over micro-batches (and processes); .item() syncs with
+            # the GPU once per step, a fair price for catching a NaN right away
             loss_sum = mean_over_processes(loss_sum, env)
-            train_loss = (
-                loss_sum / cfg.grad_accum_steps
-            ).item()  # one GPU sync per step, a fair price
+            train_loss = (loss_sum / cfg.grad_accum_steps).item()
             if not math.isfinite(train_loss):
-                raise FloatingPointError(nan_message(train_loss, step, cfg, runtime))
+                raise FloatingPointError(nan_message(train_loss, step, cfg, runtime=runtime))
+            # 5. unscale, then clip the global gradient norm: clip the true gradients, not the
+            # fp16-scaled ones, so grad_clip means the same in every precision
             if cfg.grad_clip > 0:
-                scaler.unscale_(optimizer)  # clip the true gradients, not the fp16-scaled ones
+                scaler.unscale_(optimizer)
                 torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            scaler.step(optimizer)  # with fp16, skipped when the gradients overflowed
-            scaler.update()  # ... and the loss scale adapts
-            optimizer.zero_grad(
-                set_to_none=True
-            )  # frees the gradients' memory until the next backward
+            # 6. the AdamW update; with fp16 the scaler skips it when a gradient overflowed ...
+            scaler.step(optimizer)
+            # ... and adapts the loss scale: smaller after an overflow, larger after a calm stretch
+            scaler.update()
+            # 7. forget the gradients: set_to_none frees their memory until the next backward
+            optimizer.zero_grad(set_to_none=True)
+
+            # 8. bookkeeping: History, validation, checkpoints, callbacks
 
             if step % cfg.log_every == 0 or step in (1, cfg.max_steps):
                 history.steps.append(step)
@@ -466,7 +385,11 @@ def fit(
             if val_data is not None and _due(step, cfg.eval_every, cfg):
                 # a fresh generator each time: every estimate sees the same validation batches
                 val = estimate_loss(
-                    model, val_data, cfg.eval_batches, runtime, make_generator(cfg.seed + 1)
+                    model,
+                    val_data,
+                    cfg.eval_batches,
+                    runtime=runtime,
+                    generator=make_generator(cfg.seed + 1),
                 )
                 history.val_steps.append(step)
                 history.val_loss.append(val)
@@ -479,62 +402,11 @@ def fit(
                 save(step)
                 saved = step
             bar.update(1)
-            if any(
-                [_hook(cb, "on_step", step, history) for cb in callbacks]
-            ):  # a list: call them all
+            # a list, not a generator: every callback runs, even after one asked to stop
+            if any([_hook(cb, "on_step", step, history) for cb in callbacks]):
                 break
     finally:
         bar.close()
     if ckpt_dir is not None and saved != step:  # stopped early by a callback: save where we are
         save(step)
     return history
-
-
-def _plot_minimal(history: History, ax: Any) -> None:
-    """Fallback when llmcourse.course.plots is unavailable: the two loss curves, nothing more."""
-    ax.plot(history.steps, history.train_loss, label="train")
-    if history.val_steps:
-        ax.plot(history.val_steps, history.val_loss, "o-", label="val")
-    ax.set(xlabel="step", ylabel="loss")
-    ax.legend()
-
-
-class LiveLossPlot:
-    """A callback that redraws the loss curves in a notebook every `every` steps (a no-op elsewhere).
-
-    It updates one display slot in place rather than calling clear_output, which would also erase
-    the progress bar printed in the same cell.
-    """
-
-    def __init__(self, every: int = 50):
-        self.every = every
-        self._handle = None
-
-    def on_step(self, step: int, history: History) -> None:
-        if step % self.every == 0:
-            self._draw(history)
-
-    def on_eval(self, step: int, history: History) -> None:
-        self._draw(history)
-
-    def _draw(self, history: History) -> None:
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-        except ImportError:
-            return
-        if get_ipython() is None or not history.steps:  # plain Python or a test: nothing to show
-            return
-        import matplotlib.pyplot as plt
-
-        try:
-            from llmcourse.course.plots import plot_history
-        except ImportError:
-            plot_history = _plot_minimal
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        plot_history(history, ax=ax)
-        if self._handle is None:
-            self._handle = display(fig, display_id=True)
-        else:
-            self._handle.update(fig)
-        plt.close(fig)  # or the notebook shows it a second time at the end of the cell

@@ -88,7 +88,7 @@ class EncoderLayer(nn.Module):
     ):
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(n_embd, n_head, dropout)
+        self.self_attn = MultiHeadAttention(n_embd, n_head, dropout=dropout)
         self.ff = FeedForward(n_embd, d_ff, dropout, activation)
         self.norm1, self.norm2 = LayerNorm(n_embd), LayerNorm(n_embd)
         self.dropout = nn.Dropout(dropout)  # on each sub-layer's output, before the residual sum
@@ -128,8 +128,8 @@ class DecoderLayer(nn.Module):
     ):
         super().__init__()
         self.norm_first = norm_first
-        self.self_attn = MultiHeadAttention(n_embd, n_head, dropout)
-        self.cross_attn = MultiHeadAttention(n_embd, n_head, dropout)
+        self.self_attn = MultiHeadAttention(n_embd, n_head, dropout=dropout)
+        self.cross_attn = MultiHeadAttention(n_embd, n_head, dropout=dropout)
         self.ff = FeedForward(n_embd, d_ff, dropout, activation)
         self.norm1, self.norm2, self.norm3 = LayerNorm(n_embd), LayerNorm(n_embd), LayerNorm(n_embd)
         self.dropout = nn.Dropout(dropout)
@@ -138,6 +138,7 @@ class DecoderLayer(nn.Module):
         self,
         x: torch.Tensor,
         memory: torch.Tensor,
+        *,
         tgt_key_mask: torch.Tensor | None = None,
         memory_key_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
@@ -276,6 +277,7 @@ class Seq2SeqTransformer(nn.Module):
     def beam_search(
         self,
         src: torch.Tensor,
+        *,
         beam_size: int = 4,
         length_penalty: float = 0.0,
         max_new_tokens: int | None = None,
@@ -288,12 +290,12 @@ class Seq2SeqTransformer(nn.Module):
             step = self.next_token_logprobs(*self.encode(src[b : b + 1]))
             tokens, _ = beam_search(
                 step,
-                c.bos_id,
-                c.eos_id,
-                beam_size,
-                self._max_new(src, max_new_tokens),
-                length_penalty,
-                src.device,
+                bos_id=c.bos_id,
+                eos_id=c.eos_id,
+                beam_size=beam_size,
+                max_new_tokens=self._max_new(src, max_new_tokens),
+                length_penalty=length_penalty,
+                device=src.device,
             )
             rows.append(tokens)
         L = max(len(r) for r in rows)
@@ -321,6 +323,7 @@ def length_normaliser(n: int, alpha: float) -> float:
 
 def beam_search(
     step_logprobs: Callable[[torch.Tensor], torch.Tensor],
+    *,
     bos_id: int,
     eos_id: int,
     beam_size: int,

@@ -136,7 +136,7 @@ def subsample(ids: np.ndarray, keep_prob: np.ndarray, rng: np.random.Generator) 
 
 
 def context_windows(
-    ids: np.ndarray, sent: np.ndarray, window: int, rng: np.random.Generator, pad: int
+    ids: np.ndarray, sent: np.ndarray, window: int, *, rng: np.random.Generator, pad: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """For every token, its context ids under a dynamic window, padded to 2*window columns.
 
@@ -232,7 +232,7 @@ class Trainer:
         return self.table[slots].long()  # (n, K)
 
     def step(
-        self, targets: torch.Tensor, inputs: torch.Tensor, lr: float, gen: torch.Generator
+        self, targets: torch.Tensor, inputs: torch.Tensor, lr: float, *, gen: torch.Generator
     ) -> float:
         """targets (B,) are predicted from inputs: (B,) word ids (skip-gram) or (B, C) padded ids."""
         neg = self.negatives(len(targets), gen)
@@ -266,11 +266,11 @@ class Trainer:
         return float(loss.sum())
 
 
-def chunk_items(ids, sent, keep, cfg, rng, pad):
+def chunk_items(ids, sent, keep, *, cfg, rng, pad):
     """Subsample a chunk, build its windows, and return shuffled (targets, inputs) tensors."""
     kept = subsample(ids, keep, rng)
     ids, sent = ids[kept], sent[kept]
-    ctx, valid = context_windows(ids, sent, cfg.window, rng, pad=pad)
+    ctx, valid = context_windows(ids, sent, cfg.window, rng=rng, pad=pad)
     shuffle = cfg.sg if cfg.shuffle is None else cfg.shuffle
     if cfg.sg:  # predict each context word from the centre word
         centres, contexts = skipgram_pairs(ctx, valid, ids)
@@ -312,7 +312,7 @@ def _run_batches(
     for b in range(worker * bs, n_items, workers * bs):
         progress = (done + n_raw * b / n_items) / total
         lr = max(cfg.min_lr, cfg.lr - (cfg.lr - cfg.min_lr) * progress)
-        total_loss += tr.step(targets[b : b + bs], inputs[b : b + bs], lr, gen)
+        total_loss += tr.step(targets[b : b + bs], inputs[b : b + bs], lr, gen=gen)
     return total_loss
 
 
@@ -343,7 +343,9 @@ def train_word2vec(
         for epoch in range(cfg.epochs):
             for start in range(0, len(ids_all), cfg.chunk_tokens):
                 sl = slice(start, start + cfg.chunk_tokens)
-                targets, inputs = chunk_items(ids_all[sl], sent_all[sl], keep, cfg, rng, tr.V)
+                targets, inputs = chunk_items(
+                    ids_all[sl], sent_all[sl], keep, cfg=cfg, rng=rng, pad=tr.V
+                )
                 n_raw = len(ids_all[sl])
                 jobs = [
                     (tr, targets, inputs, k, workers, done, n_raw, total, gens[k])

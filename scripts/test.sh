@@ -23,9 +23,10 @@ if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null 
     echo "test: no Chromium found: the chat-page browser test is skipped (install chromium, or set LLMCOURSE_CHROMIUM)"
   fi
 fi
-# Style first (seconds): the package, tests, scripts and benchmarks are ruff-formatted and pass ruff's
-# checks (configuration in pyproject.toml; `ruff format` with the same paths fixes the formatting).
-style_paths=(llmcourse tests conftest.py scripts benchmarks)
+# Style first (seconds): the package, tests, scripts, benchmarks, dev/ and the notebooks are
+# ruff-formatted and pass ruff's checks (configuration in pyproject.toml; `ruff format` with the
+# same paths fixes the formatting).
+style_paths=(llmcourse tests conftest.py scripts benchmarks dev notebooks)
 if [ "$#" = 0 ]; then
   ruff format --check --quiet "${style_paths[@]}" \
     || { echo "test: run 'ruff format ${style_paths[*]}'"; exit 1; }

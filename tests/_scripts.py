@@ -1,5 +1,6 @@
-"""Load a file from scripts/ (or benchmarks/) as a module, so tests can call its functions (neither
-folder is a package). The module is registered in sys.modules first, as dataclasses need."""
+"""Load a file from scripts/ (or benchmarks/, dev/) as a module, so tests can call its functions
+(none of these folders is a package). The module is registered in sys.modules first, as dataclasses
+need."""
 
 import importlib.util
 import sys

@@ -84,16 +84,16 @@ def test_score_options_matches_multiple_choice_and_crops_for_short_contexts():
     model = GPT(
         GPTConfig(vocab_size=128, block_size=16, n_layer=1, n_head=2, n_embd=16, dropout=0.0)
     )
-    out = benchmarks.score_options(model, encode, "short q", [" ab", " abcd"])
-    ref = multiple_choice(model, encode, "short q", [" ab", " abcd"])
+    out = benchmarks.score_options(model, encode, "short q", options=[" ab", " abcd"])
+    ref = multiple_choice(model, encode, "short q", options=[" ab", " abcd"])
     assert (
         out["scores"] == pytest.approx(ref["scores"], abs=1e-5)
         and out["choice_norm"] == ref["choice_norm"]
     )
     long = benchmarks.score_options(
-        model, encode, "x" * 40, [" ab", " abcd"]
+        model, encode, "x" * 40, options=[" ab", " abcd"]
     )  # 40 + 5 > 16: cropped
-    cropped = multiple_choice(model, encode, "x" * 12, [" abcd"])["scores"][
+    cropped = multiple_choice(model, encode, "x" * 12, options=[" abcd"])["scores"][
         0
     ]  # 12 + 5 = 16 + 1 ids
     assert long["scores"][1] == pytest.approx(cropped, abs=1e-5)

@@ -49,7 +49,9 @@ def test_shapes_tied_decoder_and_loss():
     ids, types, mask = padded_batch()
     targets = torch.full_like(ids, -100)
     targets[:, 3] = ids[:, 3]
-    logits, loss = model(ids, types, mask, targets=targets, nsp_targets=torch.tensor([0, 1, 0]))
+    logits, loss = model(
+        ids, types, attention_mask=mask, targets=targets, nsp_targets=torch.tensor([0, 1, 0])
+    )
     assert isinstance(logits, PreTrainingLogits)
     assert logits.mlm.shape == (3, 16, 101) and logits.nsp.shape == (3, 2)
     assert model.mlm_head.decoder.weight is model.bert.tok_emb.weight
@@ -58,7 +60,7 @@ def test_shapes_tied_decoder_and_loss():
     torch.testing.assert_close(loss, mlm + nsp)
     assert model(ids)[1] is None
     clf = tiny_bert(BertForSequenceClassification)
-    out, loss = clf(ids, types, mask, targets=torch.tensor([1, 0, 1]))
+    out, loss = clf(ids, types, attention_mask=mask, targets=torch.tensor([1, 0, 1]))
     assert out.shape == (3, 2) and loss.dim() == 0
 
 
@@ -68,8 +70,10 @@ def test_only_targets_scores_the_masked_positions_with_the_same_loss():
     targets = torch.full_like(ids, -100)
     targets[0, [2, 7]], targets[2, 1] = ids[0, [2, 7]], ids[2, 1]
     nsp = torch.tensor([1, 0, 1])
-    full, loss = model(ids, types, mask, targets=targets, nsp_targets=nsp)
-    some, same = model(ids, types, mask, targets=targets, nsp_targets=nsp, only_targets=True)
+    full, loss = model(ids, types, attention_mask=mask, targets=targets, nsp_targets=nsp)
+    some, same = model(
+        ids, types, attention_mask=mask, targets=targets, nsp_targets=nsp, only_targets=True
+    )
     assert some.mlm.shape == (3, 101)  # row-major: (0, 2), (0, 7), (2, 1)
     torch.testing.assert_close(some.mlm, full.mlm[targets != -100])
     torch.testing.assert_close(same, loss)
@@ -90,13 +94,13 @@ def test_attention_is_bidirectional_and_padding_is_invisible():
     changes nothing at real positions."""
     model = tiny_bert(BertForMaskedLM)
     ids, types, mask = padded_batch()
-    base, _ = model(ids, types, mask)
+    base, _ = model(ids, types, attention_mask=mask)
     late = ids.clone()
     late[0, 15] = (late[0, 15] + 1) % 101
-    assert not torch.allclose(model(late, types, mask)[0][0, 0], base[0, 0])
+    assert not torch.allclose(model(late, types, attention_mask=mask)[0][0, 0], base[0, 0])
     noise = ids.clone()
     noise[mask == 0] = torch.randint(0, 101, (int((mask == 0).sum()),))
-    got, _ = model(noise, types, mask)
+    got, _ = model(noise, types, attention_mask=mask)
     torch.testing.assert_close(got[mask == 1], base[mask == 1])
 
 
@@ -150,7 +154,7 @@ def test_logits_match_hugging_face(hf_cls):
     ids, types, mask = padded_batch()
     with torch.no_grad():
         ref = hf(input_ids=ids, token_type_ids=types, attention_mask=mask)
-        got, _ = ours(ids, types, mask)
+        got, _ = ours(ids, types, attention_mask=mask)
     if hf_cls is HFBertForMaskedLM:
         torch.testing.assert_close(got, ref.logits, rtol=0, atol=1e-4)
     else:
@@ -252,7 +256,7 @@ def test_learning_happens_mlm_beats_the_unigram_baseline():
     torch.manual_seed(0)
     model = BertForMaskedLM(cfg)
     train = pretraining_batches(train_docs, batch_size=16, max_len=20, special=sp, nsp=False)
-    val = fixed_batches(pretraining_batches(val_docs, 16, 20, sp, nsp=False), 4)
+    val = fixed_batches(pretraining_batches(val_docs, 16, 20, special=sp, nsp=False), 4)
     tc = TrainConfig(
         max_steps=150,
         lr=1e-2,
@@ -264,7 +268,7 @@ def test_learning_happens_mlm_beats_the_unigram_baseline():
     )
     fit(model, train, tc, runtime=detect("cpu"), progress=False)
     train_ids = [t for d in train_docs for s in d for t in s]
-    base = unigram_baseline(train_ids, val, 45, sp)
+    base = unigram_baseline(train_ids, val, vocab_size=45, special=sp)
     got = mlm_accuracy(model, val)
     assert got["mlm_loss"] < base["mlm_loss"] - 0.8, (got, base)
     assert got["mlm_accuracy"] > base["mlm_accuracy"] + 0.05, (got, base)

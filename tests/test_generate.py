@@ -93,6 +93,30 @@ def test_cached_logits_equal_full_forward():
     assert cache.get_pos() == 12
 
 
+class PlainLM(torch.nn.Module):
+    """The same model behind a bare `forward(idx, targets=None)`: no `kv_cache`, no `last_only`."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner, self.cfg = inner, inner.cfg
+
+    def forward(self, idx, targets=None):
+        return self.inner(idx, targets)
+
+
+def test_generate_reruns_the_window_for_a_model_without_a_kv_cache():
+    """`generate` drives any (logits, loss) model: without a `kv_cache` parameter it re-runs the
+    last block_size tokens per step (even with use_cache=True), and the tokens equal the cached
+    ones, past block_size too (8 + 40 > 24)."""
+    model = tiny()
+    idx = torch.randint(0, 50, (2, 8))
+    plain, lengths = PlainLM(model), []
+    plain.register_forward_pre_hook(lambda mod, args: lengths.append(args[0].size(1)))
+    out = generate(plain, idx, 40, temperature=0.0, use_cache=True)
+    assert torch.equal(out, generate(model, idx, 40, temperature=0.0, use_cache=True))
+    assert lengths == [min(8 + t, 24) for t in range(40)]  # the whole window, every step
+
+
 def test_stream_yields_tokens_and_stops():
     model = tiny()
     idx = torch.randint(0, 50, (1, 3))
@@ -104,7 +128,7 @@ def test_stream_yields_tokens_and_stops():
 
 
 def test_cache_overflow_is_a_clear_error():
-    cache = KVCache(1, 1, 1, 4, max_len=3)
+    cache = KVCache(1, 1, n_head=1, head_dim=4, max_len=3)
     cache.update(0, torch.zeros(1, 1, 3, 4), torch.zeros(1, 1, 3, 4))
     cache.advance(3)
     with pytest.raises(ValueError, match="full"):

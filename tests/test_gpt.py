@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, GPT2Config, GPT2LMHeadModel
 from llmcourse.convert import export_gpt2, gpt_from_hf, gpt_to_hf
 from llmcourse.gpt import GPT, GPTConfig
 
-from tiny import tiny_gpt
+from tiny import TINY_GPT, tiny_gpt
 
 
 def test_shapes_and_tied_head():
@@ -147,7 +147,10 @@ def test_num_params_exercise_reference_counts_the_model(
             n_embd=n_embd,
         )
     )
-    assert gpt_num_params(vocab_size, block_size, n_layer, n_embd) == model.num_params()
+    assert (
+        gpt_num_params(vocab_size, block_size=block_size, n_layer=n_layer, n_embd=n_embd)
+        == model.num_params()
+    )
 
 
 def test_num_params_exercise_rejects_an_untied_head():
@@ -163,5 +166,40 @@ def test_num_params_exercise_rejects_an_untied_head():
         exercises.ExerciseError, match="08.num_params"
     ):  # counts the tied head twice
         exercises.check(
-            "08.num_params", lambda v, t, n, c: gpt_num_params(v, t, n, c) + v * c, seed=0
+            "08.num_params",
+            lambda v, t, n, c: gpt_num_params(v, block_size=t, n_layer=n, n_embd=c) + v * c,
+            seed=0,
         )
+
+
+def test_gpt_attention_equals_the_attention_lesson_with_a_causal_mask():
+    """gpt.CausalSelfAttention is notebook 05's MultiHeadAttention with a causal mask, written for
+    speed (one fused q/k/v matrix, torch's fused kernel, a KV cache): with the same weights, the
+    same output, with and without the cache."""
+    from llmcourse.attention import MultiHeadAttention, causal_mask
+    from llmcourse.generate import KVCache
+
+    model = tiny_gpt(seed=3)
+    ours = model.blocks[0].attn
+    C = TINY_GPT.n_embd
+    lesson = MultiHeadAttention(C, TINY_GPT.n_head).eval()
+    with torch.no_grad():
+        for i, proj in enumerate((lesson.q_proj, lesson.k_proj, lesson.v_proj)):
+            proj.weight.copy_(ours.qkv.weight[i * C : (i + 1) * C])
+            proj.bias.copy_(ours.qkv.bias[i * C : (i + 1) * C])
+        lesson.out_proj.load_state_dict(ours.proj.state_dict())
+    x = torch.randn(2, 7, C)
+    expected = lesson(x, attn_mask=causal_mask(7))
+    torch.testing.assert_close(ours(x), expected)
+    # the cached path: a 4-token prompt, then 3 tokens one at a time
+    cache = KVCache.for_model(model, batch_size=2)
+    steps = [ours(x[:, :4], kv_cache=cache)]
+    cache.advance(4)
+    for t in range(4, 7):
+        steps.append(ours(x[:, t : t + 1], kv_cache=cache))
+        cache.advance(1)
+    torch.testing.assert_close(torch.cat(steps, dim=1), expected)
+    # and a mask that lets position 0 see position 1 gives something else: the test can fail
+    leaky = causal_mask(7).clone()
+    leaky[0, 1] = True
+    assert not torch.allclose(lesson(x, attn_mask=leaky), expected)

@@ -34,7 +34,7 @@ class FavoursChar(nn.Module):
 def test_prompt_layout_golden():
     fmt = PromptFormat("Classify.", "Q: {text}\nA:", "\n\n")
     prompt = icl.few_shot_prompt(
-        [Labeled("x", "pos"), Labeled("y", "neg")], "z", fmt, {"pos": "yes", "neg": "no"}
+        [Labeled("x", "pos"), Labeled("y", "neg")], "z", fmt, verbalizer={"pos": "yes", "neg": "no"}
     )
     assert prompt == "Classify.\n\nQ: x\nA: yes\n\nQ: y\nA: no\n\nQ: z\nA:"
     assert (
@@ -62,7 +62,7 @@ def test_classify_picks_the_likelier_label():
     """The model puts most mass on 'p' at every position; ' pos' starts with ' ' (same for both labels) then
     'p' vs 'n', so ' pos' must win, and its score equals log p(' ') + log p('p') + log p('o') + log p('s')."""
     model = FavoursChar("p")
-    choice, scores = icl.classify(model, encode, "Review: fine\nSentiment:", ["neg", "pos"])
+    choice, scores = icl.classify(model, encode, "Review: fine\nSentiment:", labels=["neg", "pos"])
     assert choice == 1 and scores[1] > scores[0]
     logp = torch.log_softmax(model.bias.detach(), -1)
     assert scores[1] == pytest.approx(float(sum(logp[ord(c)] for c in " pos")), abs=1e-5)
@@ -72,7 +72,13 @@ def test_constant_model_accuracy_is_the_label_share():
     """A model that always answers 'pos' scores the share of positives, for every k and draw (spread 0)."""
     test = [Labeled("a", "pos"), Labeled("b", "pos"), Labeled("c", "neg"), Labeled("d", "pos")]
     curve = icl.accuracy_vs_k(
-        FavoursChar("p"), encode, POOL, test, ["neg", "pos"], ks=(0, 2, 4), n_draws=2
+        FavoursChar("p"),
+        encode,
+        pool=POOL,
+        test=test,
+        labels=["neg", "pos"],
+        ks=(0, 2, 4),
+        n_draws=2,
     )
     assert curve.ks == [0, 2, 4] and curve.mean == [0.75] * 3 and curve.std == [0.0] * 3
     assert [len(d) for d in curve.draws] == [1, 2, 2]  # k = 0 has a single prompt
@@ -112,8 +118,8 @@ def test_single_token_labels_take_one_pass_and_agree_with_multiple_choice():
         GPTConfig(vocab_size=len(words), block_size=32, n_layer=1, n_head=2, n_embd=16, dropout=0.0)
     )
     prompt = "review good film sentiment:"
-    choice, scores = icl.classify(model, word_encode, prompt, ["negative", "positive"])
-    ref = multiple_choice(model, word_encode, prompt, [" negative", " positive"])
+    choice, scores = icl.classify(model, word_encode, prompt, labels=["negative", "positive"])
+    ref = multiple_choice(model, word_encode, prompt, options=[" negative", " positive"])
     assert scores == pytest.approx(ref["scores"], abs=1e-5) and choice == ref["choice"]
 
 

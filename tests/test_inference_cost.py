@@ -19,9 +19,9 @@ def tiny():
 def test_formula_equals_the_allocated_cache():
     model = tiny()
     cache = KVCache.for_model(model, batch_size=3)
-    assert cache.nbytes() == kv_cache_bytes(2, 3, 16, 16, 4)
+    assert cache.nbytes() == kv_cache_bytes(2, 3, 16, n_embd=16, bytes_per_value=4)
     # golden: 7B Llama-style, fp16, 4096 tokens = 2 * 32 * 4096 * 4096 * 2 bytes = 2 GiB
-    assert kv_cache_bytes(32, 1, 4096, 4096, 2) == 2 * 2**30
+    assert kv_cache_bytes(32, 1, 4096, n_embd=4096, bytes_per_value=2) == 2 * 2**30
 
 
 def test_decode_speed_reports_and_checks():

@@ -166,7 +166,7 @@ def test_merged_weight_equals_the_merged_layer():
     with torch.no_grad():
         layer.lora_B.normal_()
     expected = merged_weight(
-        layer.base.weight.detach().clone(), layer.lora_A.detach(), layer.lora_B.detach(), 12.0
+        layer.base.weight.detach().clone(), layer.lora_A.detach(), layer.lora_B.detach(), alpha=12.0
     )
     layer.merge()
     torch.testing.assert_close(layer.base.weight.detach(), expected)

@@ -22,8 +22,8 @@ def test_gpt2_small_parameter_count_exact():
     """GPT-2 small: V=50257, T=1024, L=12, d=768, tied head.
     wte 50257*768 = 38,597,376; wpe 1024*768 = 786,432; per block 12*768^2 + 13*768 = 7,087,872,
     times 12 = 85,054,464; final LayerNorm 2*768 = 1,536. Sum 124,439,808 (the published "124M")."""
-    assert gpt_params(12, 768, 50257, 1024) == 124_439_808
-    assert gpt_params(12, 768, 50257, 1024, tied=False) == 124_439_808 + 50257 * 768
+    assert gpt_params(12, 768, 50257, block_size=1024) == 124_439_808
+    assert gpt_params(12, 768, 50257, block_size=1024, tied=False) == 124_439_808 + 50257 * 768
 
 
 @pytest.mark.parametrize("n_layer,n_embd,vocab,block", [(2, 32, 65, 16), (3, 48, 100, 8)])
@@ -46,7 +46,8 @@ def test_gpt_params_matches_a_torch_model(n_layer, n_embd, vocab, block):
     model = torch.nn.ModuleList(
         [torch.nn.Embedding(vocab, d), torch.nn.Embedding(block, d), *blocks, torch.nn.LayerNorm(d)]
     )
-    assert sum(p.numel() for p in model.parameters()) == gpt_params(n_layer, d, vocab, block)
+    n = sum(p.numel() for p in model.parameters())
+    assert n == gpt_params(n_layer, d, vocab, block_size=block)
 
 
 @pytest.mark.parametrize(
@@ -60,8 +61,12 @@ def test_one_parameter_formula_for_the_course_gpt(n_layer, n_embd, vocab, block)
     model = GPT(
         GPTConfig(vocab_size=vocab, block_size=block, n_layer=n_layer, n_head=2, n_embd=n_embd)
     )
-    count = gpt_params(n_layer, n_embd, vocab, block)
-    assert model.num_params() == count == gpt_num_params(vocab, block, n_layer, n_embd)
+    count = gpt_params(n_layer, n_embd, vocab, block_size=block)
+    assert (
+        model.num_params()
+        == count
+        == gpt_num_params(vocab, block_size=block, n_layer=n_layer, n_embd=n_embd)
+    )
 
 
 def test_full_finetuning_states_are_16_bytes_per_param():

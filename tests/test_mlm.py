@@ -109,13 +109,13 @@ def test_every_candidate_is_equally_likely_to_be_chosen():
 
 
 def test_pack_pair_truncates_the_longer_segment_first():
-    ids, types = pack_pair([5, 6, 7, 8, 9, 10], [11, 12, 13], 8, SP)
+    ids, types = pack_pair([5, 6, 7, 8, 9, 10], [11, 12, 13], 8, special=SP)
     # room = 8 - 3 = 5: cut A from 6 to 3 (now 3 vs 3), then ... 3 + 3 = 6 > 5: cut A again (A >= B)
     assert ids == [2, 5, 6, 3, 11, 12, 13, 3]
     assert types == [0, 0, 0, 0, 1, 1, 1, 1]
-    assert pack_pair([5, 6], None, 10, SP) == ([2, 5, 6, 3], [0, 0, 0, 0])
+    assert pack_pair([5, 6], None, 10, special=SP) == ([2, 5, 6, 3], [0, 0, 0, 0])
     with pytest.raises(ValueError, match="no room"):
-        pack_pair([5], [6], 4, SP)
+        pack_pair([5], [6], 4, special=SP)
 
 
 def _docs():
@@ -127,7 +127,7 @@ def _docs():
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**31 - 1), max_len=st.integers(7, 30))
 def test_sentence_pairs_are_what_their_label_says(seed, max_len):
-    ids, types, label = sentence_pair(_docs(), max_len, SP, make_generator(seed))
+    ids, types, label = sentence_pair(_docs(), max_len, SP, generator=make_generator(seed))
     assert len(ids) == len(types) <= max_len and ids[0] == SP.cls and ids[-1] == SP.sep
     first_b = types.index(1)
     a, b = ids[1 : first_b - 1], ids[first_b:-1]
@@ -186,7 +186,7 @@ def test_unigram_baseline_by_hand():
     """train ids 5,5,5,6 (+1 smoothing over the 45 ordinary ids 5..49): p(5) = 4/49, p(6) = 2/49.
     Targets 5 and 6: loss = -(ln 4/49 + ln 2/49)/2, accuracy (always guess 5) = 1/2."""
     batch = {"targets": torch.tensor([[IGNORE, 5, 6, IGNORE]])}
-    out = unigram_baseline([5, 5, 5, 6], [batch], SP.vocab_size, SP)
+    out = unigram_baseline([5, 5, 5, 6], [batch], vocab_size=SP.vocab_size, special=SP)
     assert out["mlm_accuracy"] == 0.5
     assert math.isclose(out["mlm_loss"], -(math.log(4 / 49) + math.log(2 / 49)) / 2, rel_tol=1e-9)
 
@@ -273,13 +273,13 @@ def test_corrupt_with_given_draws_is_what_mask_tokens_does():
     scores, u = torch.rand(3, 20, generator=g), torch.rand(3, 20, generator=g)
     normal = torch.tensor([i for i in range(SP.vocab_size) if i not in SP.ids])
     random_ids = normal[torch.randint(len(normal), (3, 20), generator=g)]
-    expected = corrupt(ids, SP, scores, u, random_ids)
+    expected = corrupt(ids, SP, scores=scores, u=u, random_ids=random_ids)
     got = mask_tokens(ids, SP, make_generator(1))
     assert all(torch.equal(a, b) for a, b in zip(expected, got))
 
 
 # ---------------------------------------------------------------- the generated corpus of notebook 07
-from llmcourse.mlm import (  # noqa: E402
+from llmcourse.tasks.sentiment import (  # noqa: E402
     CUES,
     NEGATIVE,
     POSITIVE,

@@ -22,9 +22,12 @@ from llmcourse.train import TrainConfig, fit
 def test_flops_and_time_golden():
     # nanoGPT's baby GPT: N = 10.65M non-position parameters, 6 layers, T = 256, d = 384:
     # 6N = 63.9e6, attention 12 * 6 * 256 * 384 = 7,077,888 per token.
-    assert flops_per_token(10_650_000, 6, 256, 384) == 6 * 10_650_000 + 7_077_888
+    assert (
+        flops_per_token(10_650_000, n_layer=6, block_size=256, n_embd=384)
+        == 6 * 10_650_000 + 7_077_888
+    )
     # 5000 steps x 64 x 256 tokens at that rate on a T4 (65 TFLOP/s) at 30% MFU
-    total = flops_per_token(10_650_000, 6, 256, 384) * 5000 * 64 * 256
+    total = flops_per_token(10_650_000, n_layer=6, block_size=256, n_embd=384) * 5000 * 64 * 256
     assert train_seconds(total, 65.0, 0.3) == pytest.approx(total / 19.5e12)
     with pytest.raises(ValueError):
         train_seconds(1.0, 65.0, 0.0)

@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llmcourse import rnn
+from llmcourse import char_rnn, rnn
 from llmcourse.tasks import swap_text
 
 TORCH_LAYERS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
@@ -93,7 +93,7 @@ def test_rnn_cell_golden():
 def test_char_lm_convention_and_state_carry(kind):
     """(logits, loss) convention, ignore_index=-100, and carrying the state equals one long pass."""
     torch.manual_seed(3)
-    m = rnn.CharRNNLM(11, kind=kind, n_embd=8, hidden_size=12, n_layer=2).eval()
+    m = char_rnn.CharRNNLM(11, kind=kind, n_embd=8, hidden_size=12, n_layer=2).eval()
     idx = torch.randint(0, 11, (2, 9))
     logits, loss = m(idx)
     assert logits.shape == (2, 9, 11) and loss is None
@@ -114,7 +114,7 @@ def test_char_lm_learns():
     by far (the next character is a deterministic function of the current one)."""
     torch.manual_seed(4)
     text = torch.arange(5).repeat(40)  # 200 tokens, vocab 5
-    m = rnn.CharRNNLM(5, kind="lstm", n_embd=8, hidden_size=16)
+    m = char_rnn.CharRNNLM(5, kind="lstm", n_embd=8, hidden_size=16)
     opt = torch.optim.Adam(m.parameters(), lr=3e-2)
     x, y = text[:-1].view(1, -1)[:, :160].reshape(8, 20), text[1:161].reshape(8, 20)
     for _ in range(60):
@@ -124,14 +124,15 @@ def test_char_lm_learns():
 
 
 def test_config_sizes():
-    full, smoke = rnn.CharRNNConfig.for_size("full"), rnn.CharRNNConfig.for_size("smoke")
+    full, smoke = char_rnn.CharRNNConfig.for_size("full"), char_rnn.CharRNNConfig.for_size("smoke")
     assert smoke.hidden_size < full.hidden_size and smoke.max_steps < full.max_steps
-    m = rnn.CharRNNLM.from_config(smoke, vocab_size=7)
+    m = char_rnn.CharRNNLM.from_config(smoke, vocab_size=7)
     assert m.lm_head.out_features == 7 and isinstance(m.rnn, nn.LSTM)  # fused=True: torch's layer
-    unfused = rnn.CharRNNLM.from_config(rnn.CharRNNConfig(fused=False), vocab_size=7)
+    unfused = char_rnn.CharRNNLM.from_config(char_rnn.CharRNNConfig(fused=False), vocab_size=7)
     assert isinstance(unfused.rnn, rnn.LSTM)
+    fused = char_rnn.CharRNNLM.from_config(char_rnn.CharRNNConfig(), vocab_size=7)
     assert sum(p.numel() for p in unfused.parameters()) == sum(
-        p.numel() for p in rnn.CharRNNLM.from_config(rnn.CharRNNConfig(), vocab_size=7).parameters()
+        p.numel() for p in fused.parameters()
     )
 
 
@@ -139,8 +140,8 @@ def test_config_sizes():
 def test_fused_char_lm_equals_ours_with_copied_weights(kind):
     """fused=True swaps in torch's layer: with the same weights, the same logits and carried state."""
     torch.manual_seed(7)
-    ours = rnn.CharRNNLM(9, kind, n_embd=6, hidden_size=10, n_layer=2).eval()
-    fused = rnn.CharRNNLM(9, kind, n_embd=6, hidden_size=10, n_layer=2, fused=True).eval()
+    ours = char_rnn.CharRNNLM(9, kind, n_embd=6, hidden_size=10, n_layer=2).eval()
+    fused = char_rnn.CharRNNLM(9, kind, n_embd=6, hidden_size=10, n_layer=2, fused=True).eval()
     ours.rnn.copy_from_torch(fused.rnn)
     ours.tok_emb.load_state_dict(fused.tok_emb.state_dict())
     ours.lm_head.load_state_dict(fused.lm_head.state_dict())
@@ -150,7 +151,7 @@ def test_fused_char_lm_equals_ours_with_copied_weights(kind):
     torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(sa, sb, atol=1e-5, rtol=1e-5)
     with pytest.raises(TypeError):
-        rnn.grad_norm_by_distance(fused, idx)
+        char_rnn.grad_norm_by_distance(fused, idx)
 
 
 def test_swap_text_needs_more_memory_than_an_ngram_has():
@@ -186,9 +187,9 @@ def test_swap_text_needs_more_memory_than_an_ngram_has():
 
 
 def test_load_char_text_generates_the_swap_corpus():
-    cfg = rnn.CharRNNConfig.for_size("smoke")
-    assert cfg.corpus == rnn.SWAP_CORPUS
-    text = rnn.load_char_text(cfg, seed=2)
+    cfg = char_rnn.CharRNNConfig.for_size("smoke")
+    assert cfg.corpus == char_rnn.SWAP_CORPUS
+    text = char_rnn.load_char_text(cfg, seed=2)
     assert text == swap_text.swap_sentences(4000, seed=2) and len(text.splitlines()) == 4000
 
 
@@ -196,11 +197,11 @@ def test_grad_probe_golden_no_recurrence():
     """With W_hh = 0 a vanilla RNN has no memory: h_T depends on x_T only, so
     dL_T/dx_t = 0 for every t < T, and only distance 0 has a non-zero norm."""
     torch.manual_seed(5)
-    m = rnn.CharRNNLM(6, kind="rnn", n_embd=4, hidden_size=5)
+    m = char_rnn.CharRNNLM(6, kind="rnn", n_embd=4, hidden_size=5)
     with torch.no_grad():
         m.rnn.cells[0].weight_hh.zero_()
     for wrt in ("input", "hidden"):
-        norms = rnn.grad_norm_by_distance(m, torch.randint(0, 6, (2, 9)), wrt=wrt)
+        norms = char_rnn.grad_norm_by_distance(m, torch.randint(0, 6, (2, 9)), wrt=wrt)
         assert norms.shape == (8,) and norms[0] > 0
         if wrt == "input":
             assert torch.all(norms[1:] == 0)
@@ -211,9 +212,9 @@ def test_grad_probe_golden_no_recurrence():
 def test_grad_probe_matches_finite_difference():
     """The probe's dL_T/dx_t equals a finite-difference estimate along the gradient direction."""
     torch.manual_seed(6)
-    m = rnn.CharRNNLM(5, kind="gru", n_embd=3, hidden_size=4).double()
+    m = char_rnn.CharRNNLM(5, kind="gru", n_embd=3, hidden_size=4).double()
     seq = torch.randint(0, 5, (7,))
-    norms = rnn.grad_norm_by_distance(m, seq, wrt="input")
+    norms = char_rnn.grad_norm_by_distance(m, seq, wrt="input")
     x = m.tok_emb(seq[:-1]).detach().unsqueeze(0).requires_grad_(True)
     out, _ = m.rnn(x)
     loss = F.cross_entropy(m.lm_head(out[:, -1]), seq[-1:])

@@ -332,7 +332,7 @@ class ScriptedBackend(CourseBackend):
 
     reply = ""
 
-    def stream(self, ids, max_new_tokens, temperature, top_p, top_k, seed):
+    def stream(self, ids, max_new_tokens, *, temperature, top_p, top_k, seed):
         self.last_prompt = self.tokenizer.decode(ids)  # special tokens included
         yield from self.encode(self.reply)[:max_new_tokens]
 
@@ -492,9 +492,9 @@ def test_split_tool_calls_accepts_lists_and_leaves_junk_as_text():
 
 
 def test_the_server_speaks_llmcourse_tools_protocol(backend):
-    """The server's tool prompt is `llmcourse.tools`' system prompt, and an earlier call goes back into
-    the prompt in its format, which its parser reads back."""
-    from llmcourse import tools
+    """The server's tool prompt is `llmcourse.tool_prompt`'s system prompt, and an earlier call goes
+    back into the prompt in `llmcourse.tools`' format, which its parser reads back."""
+    from llmcourse import tool_prompt, tools
 
     weather = tools.Tool.from_openai(WEATHER)
     ids, stops = backend.chat_ids(
@@ -506,7 +506,9 @@ def test_the_server_speaks_llmcourse_tools_protocol(backend):
     )
     prompt = backend.tokenizer.decode(ids)
     assert stops == [chat.END]
-    assert "<|system|>Be brief.\n\n" + tools.tools_system_prompt([weather]) + "<|end|>" in prompt
+    assert (
+        "<|system|>Be brief.\n\n" + tool_prompt.tools_system_prompt([weather]) + "<|end|>" in prompt
+    )
     call = {
         "id": "c1",
         "type": "function",
@@ -534,7 +536,7 @@ def test_the_server_speaks_llmcourse_tools_protocol(backend):
         backend.tokenizer.chat_template = None
     assert stops == [] and all(isinstance(i, int) for i in ids)
     assert backend.tokenizer.decode(ids).startswith(
-        "[system] " + tools.tools_system_prompt([weather]) + "\n[user] Hi"
+        "[system] " + tool_prompt.tools_system_prompt([weather]) + "\n[user] Hi"
     )
 
 

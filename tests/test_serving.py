@@ -116,7 +116,7 @@ def test_sse_text_joins_any_pieces(pieces):
 
 
 def test_chat_request_is_what_the_openai_client_sends():
-    body = chat_request("m", "Be brief.", "Hi", 8, True)
+    body = chat_request("m", "Be brief.", "Hi", max_tokens=8, stream=True)
     assert body == {
         "model": "m",
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
@@ -132,9 +132,11 @@ def test_reserved_tokens_and_fit_golden():
     sequences hold 112 positions each, so floor(20480 / 112) = 182 fit."""
     assert [reserved_tokens(n, 2048, 16) for n in (1, 16, 17, 2048)] == [16, 16, 32, 2048]
     assert reserved_tokens(5, 2048) == 2048 and reserved_tokens(5, 2048, 1) == 5
-    assert sequences_that_fit(10 * 2048, 1, [100] * 500, 2048) == 10
-    assert sequences_that_fit(10 * 2048, 1, [100] * 500, 2048, 16) == 182
-    assert sequences_that_fit(10 * 2048 * 4, 4, [100] * 500, 2048, 16) == 182  # bytes scale out
+    assert sequences_that_fit(10 * 2048, 1, [100] * 500, max_len=2048) == 10
+    assert sequences_that_fit(10 * 2048, 1, [100] * 500, max_len=2048, block_tokens=16) == 182
+    assert (
+        sequences_that_fit(10 * 2048 * 4, 4, [100] * 500, max_len=2048, block_tokens=16) == 182
+    )  # bytes scale out
     with pytest.raises(ValueError):
         reserved_tokens(3000, 2048)
 

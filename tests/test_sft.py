@@ -10,7 +10,13 @@ from llmcourse.chat import END, SPECIAL_TOKENS, encode_chat, to_training_example
 from llmcourse.dpo import sequence_logprobs
 from llmcourse.course.exercises import ExerciseError
 from llmcourse.gpt import GPT, GPTConfig
-from llmcourse.tasks.instructions import Example, make_instructions, make_preferences
+from llmcourse.ptuning import PromptTuned
+from llmcourse.tasks.instructions import (
+    Example,
+    make_instructions,
+    make_preferences,
+    to_conversation,
+)
 
 
 @pytest.fixture(scope="module")
@@ -88,9 +94,9 @@ def test_sampler_mixes_pretraining_rows(tok):
         y[6:, :-1], x[6:, 1:]
     )  # replay rows: plain next-token
     with pytest.raises(ValueError):
-        sft.sft_sampler(rows, 0, 63, 8, mix=0.5)  # no pretraining ids
+        sft.sft_sampler(rows, 0, 63, batch_size=8, mix=0.5)  # no pretraining ids
     with pytest.raises(ValueError):
-        sft.sft_sampler(rows, 0, 63, 8, pretrain_ids=pre, mix=1.0)
+        sft.sft_sampler(rows, 0, 63, batch_size=8, pretrain_ids=pre, mix=1.0)
 
 
 class Scripted(nn.Module):
@@ -123,6 +129,49 @@ def test_generate_answers_stops_at_end_and_batches_equal_lengths(tok):
     assert sft.answer(model, tok, "anything") == "7"
 
 
+def test_generate_answers_of_a_prompt_tuned_gpt_equal_a_hand_written_greedy_loop(tok):
+    """`PromptTuned` has no KV cache, so `generate` re-runs its window for every token. Its answers
+    equal the plain loop `generate_answers` used to carry: batches of equal-length prompts, argmax,
+    stop when every row has said <|end|> or the context (block_size less the 4 virtual tokens)
+    is full. Wide random weights make the answers long and varied."""
+    torch.manual_seed(0)
+    base = GPT(
+        GPTConfig(
+            vocab_size=tok.vocab_size, block_size=64, n_layer=2, n_head=2, n_embd=32, dropout=0.0
+        )
+    )
+    with torch.no_grad():
+        for p in base.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.3)
+    model = PromptTuned(base, n_virtual=4, reparam_hidden=16).eval()
+    examples = make_instructions(12, "test", ("count", "reverse"))
+    end = tok.special_tokens[END]
+    prompts = [
+        encode_chat(to_conversation(e, None, with_answer=False), tok, add_generation_prompt=True)[0]
+        for e in examples
+    ]
+    want = [""] * len(examples)
+    for n in sorted({len(p) for p in prompts}):
+        rows = [i for i, p in enumerate(prompts) if len(p) == n]
+        idx = torch.tensor([prompts[i] for i in rows])
+        done = torch.zeros(len(rows), dtype=torch.bool)
+        with torch.no_grad():
+            for _ in range(min(40, 64 - 4 - n)):
+                nxt = model(idx)[0][:, -1].argmax(dim=-1)
+                idx = torch.cat([idx, nxt[:, None]], dim=1)
+                done |= nxt == end
+                if done.all():
+                    break
+        for row, i in zip(idx[:, n:].tolist(), rows):
+            want[i] = tok.decode(row[: row.index(end)] if end in row else row).strip()
+    got = sft.generate_answers(model, tok, examples, max_new_tokens=40)
+    assert got == want
+    assert len(set(got)) > 5
+    # some prompts leave room for all 40 tokens, others fill the 60 real positions first
+    assert min(map(len, prompts)) + 40 <= 60 < max(map(len, prompts)) + 40
+
+
 @pytest.mark.slow
 def test_accuracy_rises_when_a_tiny_gpt_learns_the_count_task(tok):
     """Learning happens: a 1-layer GPT trained on 'count' beats its 0 % start (chance among 2..5 is 25 %)."""
@@ -138,7 +187,7 @@ def test_accuracy_rises_when_a_tiny_gpt_learns_the_count_task(tok):
     )
     assert sft.accuracy(model, tok, test, max_new_tokens=4) == 0.0
     sample = sft.sft_sampler(
-        [sft.encode_example(e, tok) for e in train], tok.special_tokens[END], 47, 32
+        [sft.encode_example(e, tok) for e in train], tok.special_tokens[END], 47, batch_size=32
     )
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
     g = torch.Generator().manual_seed(0)

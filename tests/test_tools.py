@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from llmcourse import tools
+from llmcourse import tool_prompt, tools
 from llmcourse.tools import Tool, ToolCall, ToolCallError, ToolRegistry, parse_tool_calls
 
 CALL = '<tool_call>[{"name": "calculator", "arguments": {"expression": "1234 * 5678"}}]</tool_call>'
@@ -194,8 +194,8 @@ WITH_TOOLS = "{% if tools %}<tools>{{ tools | tojson }}</tools>\n{% endif %}" + 
 
 
 def test_template_support_is_detected_by_rendering():
-    assert not tools.template_supports_tools(_hf_tokenizer(PLAIN))
-    assert tools.template_supports_tools(_hf_tokenizer(WITH_TOOLS))
+    assert not tool_prompt.template_supports_tools(_hf_tokenizer(PLAIN))
+    assert tool_prompt.template_supports_tools(_hf_tokenizer(WITH_TOOLS))
 
 
 def test_render_puts_tools_in_the_system_turn_when_the_template_ignores_them():
@@ -205,7 +205,7 @@ def test_render_puts_tools_in_the_system_turn_when_the_template_ignores_them():
         tools.assistant_message([ToolCall("calculator", {"expression": "6*7"}, "c1")]),
         {"role": "tool", "tool_call_id": "c1", "content": "42"},
     ]
-    text = tools.render_prompt(msgs, [tools.calculator], _hf_tokenizer(PLAIN))
+    text = tool_prompt.render_prompt(msgs, [tools.calculator], _hf_tokenizer(PLAIN))
     assert text.startswith("<system>Be brief.\n\nYou can call functions")
     assert '"name": "calculator"' in text and "<tool>42\n" in text and text.endswith("<assistant>")
     assert (
@@ -213,13 +213,13 @@ def test_render_puts_tools_in_the_system_turn_when_the_template_ignores_them():
         in text
     )
     # the course's own template when there is no tokenizer
-    assert tools.render_prompt(msgs[1:2], [tools.calculator]).startswith(
+    assert tool_prompt.render_prompt(msgs[1:2], [tools.calculator]).startswith(
         "<|system|>You can call functions"
     )
 
 
 def test_render_uses_the_template_when_it_supports_tools():
-    text = tools.render_prompt(
+    text = tool_prompt.render_prompt(
         [{"role": "user", "content": "hi"}], [tools.calculator], _hf_tokenizer(WITH_TOOLS)
     )
     assert text.startswith("<tools>[") and "You can call functions" not in text

@@ -17,10 +17,10 @@ from torch import nn
 
 from llmcourse import checkpoint
 from llmcourse.config import to_dict
+from llmcourse.course.live_plot import LiveLossPlot
 from llmcourse.runtime import Runtime, detect
 from llmcourse.train import (
     History,
-    LiveLossPlot,
     TrainConfig,
     estimate_loss,
     fit,
@@ -102,7 +102,7 @@ def test_learning_happens_with_dict_batches():
     """The counting task is deterministic, so its loss can fall far below the uniform guess ln V."""
     model = TinyLM(dropout=0.0)
     data = counting_sampler(as_dict=True)
-    before = estimate_loss(model, data, 4, CPU)
+    before = estimate_loss(model, data, 4, runtime=CPU)
     history = fit(
         model, data, small_cfg(max_steps=60, lr=0.05), val_data=data, runtime=CPU, progress=False
     )
@@ -164,7 +164,7 @@ def test_nan_loss_raises_with_advice():
     with pytest.raises(FloatingPointError, match="before any update"):
         fit(NaNAt(1), data, small_cfg(), runtime=CPU, progress=False)
     assert "or full precision (precision='fp32' instead of float16)." in nan_message(
-        math.inf, 5, small_cfg(), FP16
+        math.inf, 5, small_cfg(), runtime=FP16
     )
 
 
@@ -510,7 +510,7 @@ def test_logging_fields_may_change_on_resume(tmp_path, capsys):
 
 
 def test_config_differences_names_only_changed_fields():
-    from llmcourse.train import config_differences
+    from llmcourse.resume import config_differences
 
     assert (
         config_differences({"lr": 0.1, "betas": [0.9, 0.95]}, {"lr": 0.1, "betas": (0.9, 0.95)})

@@ -138,7 +138,7 @@ def test_exhaustive_beam_finds_the_most_likely_sequence():
         cand = torch.tensor([o + [0] * (3 - len(o)) for o in outs])  # (N, 3), pad after the end
         lp = model.sequence_logprob(s.expand(len(outs), -1), cand)
         step = model.next_token_logprobs(*model.encode(s))
-        tokens, score = beam_search(step, 1, 2, beam_size=30, max_new_tokens=3)
+        tokens, score = beam_search(step, bos_id=1, eos_id=2, beam_size=30, max_new_tokens=3)
         assert tokens == outs[lp.argmax()] and abs(score - lp.max().item()) < 1e-4
         greedy = model.greedy_decode(s, max_new_tokens=3)
         assert model.sequence_logprob(s, greedy).item() <= score + 1e-5
@@ -155,8 +155,8 @@ def test_beam_golden_beats_greedy():
     def step(prefixes):
         return torch.tensor([table[p[-1]] for p in prefixes.tolist()]).log()
 
-    toks1, s1 = beam_search(step, 0, 1, beam_size=1, max_new_tokens=5)
-    toks2, s2 = beam_search(step, 0, 1, beam_size=2, max_new_tokens=5)
+    toks1, s1 = beam_search(step, bos_id=0, eos_id=1, beam_size=1, max_new_tokens=5)
+    toks2, s2 = beam_search(step, bos_id=0, eos_id=1, beam_size=2, max_new_tokens=5)
     assert toks1 == [2, 1] and abs(s1 - math.log(0.24)) < 1e-6
     assert toks2 == [3, 1] and abs(s2 - math.log(0.36)) < 1e-6
 
@@ -169,7 +169,9 @@ def test_length_penalty_prefers_longer():
     def step(prefixes):
         return torch.tensor([table[p[-1]] for p in prefixes.tolist()]).clamp_min(1e-30).log()
 
-    assert beam_search(step, 0, 1, 2, 5, length_penalty=1.0)[0] == [2, 1]
+    assert beam_search(step, bos_id=0, eos_id=1, beam_size=2, max_new_tokens=5, length_penalty=1.0)[
+        0
+    ] == [2, 1]
 
 
 @pytest.mark.slow

@@ -94,7 +94,7 @@ def test_every_pair_is_within_the_window_and_the_sentence():
     n, W = 3000, 4
     ids = rng.integers(0, 50, size=n)
     sent = np.sort(rng.integers(0, 60, size=n))  # sentences of random lengths
-    ctx, valid = context_windows(ids, sent, W, rng, pad=-1)
+    ctx, valid = context_windows(ids, sent, W, rng=rng, pad=-1)
     offsets = [d for d in range(-W, W + 1) if d != 0]
     for k, d in enumerate(offsets):
         i = np.flatnonzero(valid[:, k])
@@ -119,7 +119,7 @@ def test_dynamic_window_is_uniform():
     W, n = 5, 60_000
     rng = np.random.default_rng(1)
     ids = np.zeros(n, dtype=np.int64)
-    _, valid = context_windows(ids, np.zeros(n, dtype=np.int64), W, rng, pad=-1)
+    _, valid = context_windows(ids, np.zeros(n, dtype=np.int64), W, rng=rng, pad=-1)
     b = valid[W:-W].sum(1) // 2
     shares = np.bincount(b, minlength=W + 1)[1:] / len(b)
     np.testing.assert_allclose(shares, 1 / W, atol=0.01)
@@ -230,7 +230,7 @@ def test_cbow_items_keep_text_order_like_gensim():
     sent = np.array([0, 0, 0, 0, 0, 1, 2, 2, 2, 2, 2, 2], dtype=np.int64)
     keep = np.ones(10)
     cbow = Word2VecConfig(window=2, sg=False)
-    targets, inputs = chunk_items(ids, sent, keep, cbow, np.random.default_rng(0), pad=10)
+    targets, inputs = chunk_items(ids, sent, keep, cfg=cbow, rng=np.random.default_rng(0), pad=10)
     assert targets.tolist() == [0, 1, 2, 3, 4, 6, 7, 8, 9, 3, 2]
     assert inputs.shape == (11, 4)
     for t, row in zip(targets.tolist(), inputs.tolist()):  # contexts are the centre's neighbours
@@ -240,8 +240,8 @@ def test_cbow_items_keep_text_order_like_gensim():
         ids,
         sent,
         keep,
-        Word2VecConfig(window=2, sg=False, shuffle=True),
-        np.random.default_rng(0),
+        cfg=Word2VecConfig(window=2, sg=False, shuffle=True),
+        rng=np.random.default_rng(0),
         pad=10,
     )
     assert (
@@ -249,14 +249,14 @@ def test_cbow_items_keep_text_order_like_gensim():
         and shuffled.tolist() != targets.tolist()
     )
     sg_targets, _ = chunk_items(
-        ids, sent, keep, Word2VecConfig(window=2, sg=True), np.random.default_rng(0), pad=10
+        ids, sent, keep, cfg=Word2VecConfig(window=2, sg=True), rng=np.random.default_rng(0), pad=10
     )
     sg_ordered, _ = chunk_items(
         ids,
         sent,
         keep,
-        Word2VecConfig(window=2, sg=True, shuffle=False),
-        np.random.default_rng(0),
+        cfg=Word2VecConfig(window=2, sg=True, shuffle=False),
+        rng=np.random.default_rng(0),
         pad=10,
     )
     assert (

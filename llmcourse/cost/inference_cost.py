@@ -28,11 +28,13 @@ from llmcourse.generate import generate
 
 
 def kv_cache_bytes(
-    n_layer: int, batch_size: int, seq_len: int, n_embd: int, bytes_per_value: int = 4
+    n_layer: int, batch_size: int, seq_len: int, *, n_embd: int, bytes_per_value: int = 4
 ) -> int:
-    """kv_cache_bytes(n_layer, batch_size, seq_len, n_embd, bytes_per_value) -> bytes of a full KV cache.
+    """kv_cache_bytes(n_layer, batch_size, seq_len, n_embd, bytes_per_value) -> bytes of a full
+    KV cache.
 
-    >>> kv_cache_bytes(32, 1, 4096, 4096, 2) / 2**30   # a 7B Llama-style model, fp16, 4096 tokens
+    A 7B Llama-style model (32 layers, 4096 wide) in fp16, one sequence of 4096 tokens:
+    >>> kv_cache_bytes(32, 1, 4096, n_embd=4096, bytes_per_value=2) / 2**30
     2.0
     """
     return 2 * n_layer * batch_size * seq_len * n_embd * bytes_per_value
@@ -56,12 +58,13 @@ def time_call(
 
 
 def decode_speed(
-    model: torch.nn.Module, prompt: torch.Tensor, lengths: Sequence[int], repeats: int = 3
+    model: torch.nn.Module, prompt: torch.Tensor, lengths: Sequence[int], *, repeats: int = 3
 ) -> dict[str, list[float]]:
     """Seconds to generate each of `lengths` new tokens greedily, uncached and cached.
 
     Returns {"lengths", "uncached_s", "cached_s", "speedup"}. Raises AssertionError if the cached
-    tokens differ from the uncached ones. `prompt` (B, T) must leave room: T + max(lengths) <= block_size.
+    tokens differ from the uncached ones. `prompt` (B, T) must leave room:
+    T + max(lengths) <= block_size.
     """
     device = prompt.device
     if prompt.size(1) + max(lengths) > model.cfg.block_size:

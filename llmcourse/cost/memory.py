@@ -79,9 +79,9 @@ KNOWN_SHAPES = [
 ROWS = ("weights", "gradients", "optimizer", "activations", "kv_cache", "overhead")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class MemoryEstimate:
-    """An estimate in bytes, row by row, with the reason for each row in `reasons`."""
+    """An estimate in bytes, row by row, with each row's reason in `reasons` (keywords only)."""
 
     weights: float = 0.0
     gradients: float = 0.0
@@ -112,7 +112,7 @@ class MemoryEstimate:
 
 
 def gpt_params(
-    n_layer: int, n_embd: int, vocab_size: int, block_size: int, tied: bool = True
+    n_layer: int, n_embd: int, vocab_size: int, *, block_size: int, tied: bool = True
 ) -> int:
     """Parameters of a GPT-2-style decoder (biases everywhere, learned positions, LayerNorm, 4x MLP).
 
@@ -143,7 +143,7 @@ def model_shape_guess(n_params: float) -> tuple[int, int]:
 
 
 def activation_bytes_per_layer(
-    batch: int, seq_len: int, n_embd: int, bytes_per_value: float = 2.0
+    batch: int, seq_len: int, n_embd: int, *, bytes_per_value: float = 2.0
 ) -> float:
     """Bytes a Transformer block saves for its backward pass: 34 * seq * batch * n_embd at 16 bit.
 
@@ -173,6 +173,7 @@ def _overhead(subtotal: float) -> tuple[float, str]:
 def inference_memory(
     n_params: float,
     precision: str = "fp16",
+    *,
     batch: int = 1,
     seq_len: int = 2048,
     n_layer: int | None = None,
@@ -206,7 +207,9 @@ def inference_memory(
         "weights": f"{n_params / 1e9:.3g}B params x {wb:.3g} bytes ({precision})",
         "gradients": "none: no backward pass",
         "optimizer": "none",
-        "activations": f"prefill working set ~14*d per token in {kv_precision} + fp32 logits (V={vocab_size})",
+        "activations": (
+            f"prefill working set ~14*d per token in {kv_precision} + fp32 logits (V={vocab_size})"
+        ),
         "kv_cache": (
             f"2 (K,V) x {n_layer} layers x {tokens} tokens x {n_embd} x {kv_ratio:g} x "
             f"{kvb:g} bytes"
@@ -220,6 +223,7 @@ def inference_memory(
 def training_memory(
     n_params: float,
     precision: str = "bf16",
+    *,
     optimizer: str = "adamw",
     method: str = "full",
     trainable_params: float | None = None,
@@ -265,7 +269,7 @@ def training_memory(
     adapters = trainable_params if method in ("lora", "qlora") else 0.0
     tokens = batch * seq_len
     act_b = 2.0 if precision != "fp32" else 4.0
-    block = activation_bytes_per_layer(batch, seq_len, n_embd, act_b)
+    block = activation_bytes_per_layer(batch, seq_len, n_embd, bytes_per_value=act_b)
     if gradient_checkpointing:
         acts = n_layer * act_b * tokens * n_embd + block
         why_act = f"checkpointing: {n_layer} block inputs + 1 block recomputed (34*s*b*d at 16 bit)"
@@ -312,7 +316,7 @@ def fits(estimate: MemoryEstimate, gpu: str | float) -> bool:
 
 
 def curves(
-    sizes: list[float], seq_len: int = 2048, batch: int = 1, gradient_checkpointing: bool = True
+    sizes: list[float], *, seq_len: int = 2048, batch: int = 1, gradient_checkpointing: bool = True
 ) -> dict[str, list[float]]:
     """Total GB against model size for inference (fp16) and full / LoRA / QLoRA training (bf16)."""
     out: dict[str, list[float]] = {
@@ -322,7 +326,9 @@ def curves(
         "QLoRA": [],
     }
     for n in sizes:
-        out["inference fp16"].append(inference_memory(n, "fp16", batch, seq_len).total / GB)
+        out["inference fp16"].append(
+            inference_memory(n, "fp16", batch=batch, seq_len=seq_len).total / GB
+        )
         for label, method in (("full fine-tuning", "full"), ("LoRA", "lora"), ("QLoRA", "qlora")):
             est = training_memory(
                 n,

@@ -43,6 +43,7 @@ def per_gpu_bytes(
     n_params: float,
     n_gpus: int,
     stage: str,
+    *,
     weight_bytes: float = 2.0,
     grad_bytes: float = 2.0,
     optimizer_bytes: float = 12.0,
@@ -79,6 +80,7 @@ def per_gpu_bytes(
 def memory_vs_gpus(
     n_params: float,
     gpu_counts: list[int],
+    *,
     activation_bytes: float = 0.0,
     stages: tuple[str, ...] = STAGES,
 ) -> dict[str, list[float]]:
@@ -93,7 +95,7 @@ def memory_vs_gpus(
 
 
 def min_gpus(
-    n_params: float, gpu_gb: float, stage: str, activation_bytes: float = 0.0
+    n_params: float, gpu_gb: float, stage: str, *, activation_bytes: float = 0.0
 ) -> int | None:
     """The fewest GPUs of `gpu_gb` GB on which `stage` fits, or None if no number of GPUs does.
 

@@ -202,7 +202,9 @@ def load_course_documents(root: str | Path | None = None, modules: bool = True) 
 def chunk_documents(docs: dict[str, str], max_words: int = 120, overlap: int = 20) -> list[Chunk]:
     """Every document cut into overlapping word windows (`llmcourse.rag.chunk_text`), doc id kept."""
     return [
-        c for doc_id, text in docs.items() for c in chunk_text(text, doc_id, max_words, overlap)
+        c
+        for doc_id, text in docs.items()
+        for c in chunk_text(text, doc_id, max_words=max_words, overlap=overlap)
     ]
 
 

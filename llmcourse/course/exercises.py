@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import inspect
 import math
 import pkgutil
 import random
@@ -67,6 +68,7 @@ def register(
     name: str,
     reference: Callable[..., Any],
     inputs: Callable[[random.Random], tuple],
+    *,
     compare: str = "allclose",
     rtol: float = 1e-5,
     atol: float = 1e-6,
@@ -94,6 +96,7 @@ def register(
 def exercise(
     name: str,
     inputs: Callable[[random.Random], tuple],
+    *,
     compare: str = "allclose",
     rtol: float = 1e-5,
     atol: float = 1e-6,
@@ -103,7 +106,7 @@ def exercise(
     """Decorator form of `register`; returns the reference function unchanged."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        register(name, fn, inputs, compare, rtol, atol, hint, fixed)
+        register(name, fn, inputs, compare=compare, rtol=rtol, atol=atol, hint=hint, fixed=fixed)
         return fn
 
     return wrap
@@ -254,7 +257,26 @@ def _difference(expected: Any, got: Any, ex: Exercise, where: str = "output") ->
     )
 
 
-def check(name: str, fn: Callable[..., Any], trials: int = 5, seed: int | None = None) -> None:
+def _call(fn: Callable[..., Any], args: tuple, reference: Callable[..., Any]) -> Any:
+    """Call `fn` with the inputs in the reference's parameter order: the reference's keyword-only
+    parameters go by name, so a package function with `*` in its signature can be the reference.
+    A learner's function with other parameter names gets them all positionally."""
+    try:
+        params = list(inspect.signature(reference).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature
+        return fn(*args)
+    pos = [a for a, p in zip(args, params) if p.kind != p.KEYWORD_ONLY]
+    kw = {p.name: a for a, p in zip(args, params) if p.kind == p.KEYWORD_ONLY}
+    if not kw:
+        return fn(*args)
+    try:
+        inspect.signature(fn).bind(*pos, **kw)
+    except (TypeError, ValueError):
+        return fn(*args)
+    return fn(*pos, **kw)
+
+
+def check(name: str, fn: Callable[..., Any], *, trials: int = 5, seed: int | None = None) -> None:
     """Run `fn` and the reference on the fixed cases and `trials` fresh random inputs.
 
     Prints "✓ name: passed N random cases" or raises ExerciseError saying what is wrong.
@@ -267,10 +289,10 @@ def check(name: str, fn: Callable[..., Any], trials: int = 5, seed: int | None =
     total = len(ex.fixed) + trials
     for trial in range(1, total + 1):
         args = ex.fixed[trial - 1] if trial <= len(ex.fixed) else ex.inputs(rng)
-        expected = ex.reference(*copy.deepcopy(args))
+        expected = _call(ex.reference, copy.deepcopy(args), ex.reference)
         shown = ", ".join(_short(a) for a in args)
         try:
-            got = fn(*copy.deepcopy(args))
+            got = _call(fn, copy.deepcopy(args), ex.reference)
         except NotImplementedError:
             raise ExerciseError(
                 f"✗ {name}: not implemented yet — replace the "

@@ -55,6 +55,7 @@ def ema(values: Sequence[float], smooth: float) -> np.ndarray:
 
 def plot_history(
     history: Any,
+    *,
     ax: Any = None,
     log_y: bool = False,
     smooth: float = 0.0,
@@ -98,6 +99,7 @@ def heatmap(
     matrix: Any,
     xlabels: Sequence[str] | None = None,
     ylabels: Sequence[str] | None = None,
+    *,
     ax: Any = None,
     title: str | None = None,
     cmap: str = "viridis",
@@ -155,6 +157,7 @@ def pca_2d(vectors: Any) -> np.ndarray:
 def plot_embeddings_2d(
     vectors: Any,
     labels: Sequence[str] | None = None,
+    *,
     method: str = "pca",
     ax: Any = None,
     highlight: Sequence[str] | None = None,
@@ -203,6 +206,7 @@ def plot_embeddings_2d(
 def plot_memory_vs_size(
     sizes: Sequence[float] | None = None,
     curves: dict[str, Sequence[float]] | None = None,
+    *,
     gpus: Sequence[str] = ("T4", "A100-40GB", "A100-80GB", "H100"),
     ax: Any = None,
     seq_len: int = 2048,
@@ -241,6 +245,7 @@ def plot_memory_vs_size(
 
 def bar(
     values: Mapping[str, float],
+    *,
     ax: Any = None,
     title: str | None = None,
     ylabel: str | None = None,
@@ -266,6 +271,7 @@ def bar(
 def line(
     xs: Sequence[float],
     ys_by_label: Mapping[str, Sequence[float]],
+    *,
     ax: Any = None,
     title: str | None = None,
     xlabel: str | None = None,

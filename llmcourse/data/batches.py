@@ -54,7 +54,7 @@ def _as_ids(ids: Any) -> torch.Tensor:
 
 
 def next_token_batches(
-    ids: Any, block_size: int, batch_size: int, device: str | torch.device | None = None
+    ids: Any, block_size: int, batch_size: int, *, device: str | torch.device | None = None
 ) -> Callable[[torch.Generator], tuple[torch.Tensor, torch.Tensor]]:
     """A sampler of random next-token batches from a 1-D sequence of token ids.
 
@@ -96,7 +96,12 @@ class sequential_batches:  # noqa: N801 - used like a function, but must be re-i
     """
 
     def __init__(
-        self, ids: Any, block_size: int, batch_size: int, device: str | torch.device | None = None
+        self,
+        ids: Any,
+        block_size: int,
+        batch_size: int,
+        *,
+        device: str | torch.device | None = None,
     ):
         self.data = _as_ids(ids)
         if block_size < 1 or batch_size < 1:

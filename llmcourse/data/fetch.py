@@ -3,8 +3,8 @@
 `fetch_url` writes atomically (a half-finished download never looks finished), verifies a sha256
 when one is known and raises `ChecksumError` on a mismatch; an existing verified file is a cache hit.
 `is_offline` reads the offline switches that every network path checks first, so tests and offline
-notebooks never wait on a timeout. `strip_gutenberg` and `to_text8` are the two text transforms the
-registry in `llmcourse.data` uses.
+notebooks never wait on a timeout. `strip_gutenberg` and `to_text8` are the two text transforms that
+`llmcourse.data.resolve` applies to the entries of `llmcourse.data.registry`.
 
 **Hubs and mirrors.** Models and data sets named by their Hugging Face id come from the hub that
 `config.current_hub()` picks (`LLMCOURSE_HUB`): "huggingface" at `hf_endpoint()`, which is
@@ -78,7 +78,7 @@ def _sha256(path: Path) -> str:
 
 
 def fetch_url(
-    url: str, dest: str | os.PathLike, sha256: str | None = None, timeout: float = TIMEOUT_S
+    url: str, dest: str | os.PathLike, sha256: str | None = None, *, timeout: float = TIMEOUT_S
 ) -> Path:
     """Download `url` to `dest` (atomically: a partial download never looks finished).
 
@@ -211,7 +211,7 @@ class HubSource:
 
 
 def hub_source(
-    hf_id: str, kind: str = "dataset", subset: str | None = None, hub: str | None = None
+    hf_id: str, kind: str = "dataset", *, subset: str | None = None, hub: str | None = None
 ) -> HubSource:
     """Resolve a Hugging Face id to where it is downloaded from, without touching the network.
 
@@ -277,7 +277,12 @@ def hub_model_path(hf_id: str, hub: str | None = None) -> str:
 
 
 def hub_rows(
-    hf_id: str, subset: str | None, split: str, max_rows: int | None = None, hub: str | None = None
+    hf_id: str,
+    subset: str | None,
+    split: str,
+    *,
+    max_rows: int | None = None,
+    hub: str | None = None,
 ) -> Iterator[dict]:
     """Rows (dicts) of a data set's split from the chosen hub; streamed when `max_rows` is given,
     so only what is read is downloaded. Network; fails within seconds when the hub is unreachable."""

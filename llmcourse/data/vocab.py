@@ -93,8 +93,8 @@ class Vocab:
         tokens: Iterable[str],
         min_count: int = 1,
         max_size: int | None = None,
-        specials: Iterable[str] = (UNK,),
         *,
+        specials: Iterable[str] = (UNK,),
         ties: str = "alphabetical",
     ):
         """Count `tokens`, drop those seen fewer than `min_count` times, keep the `max_size` most
@@ -202,9 +202,10 @@ class CharVocab(Vocab):
         text: str,
         min_count: int = 1,
         max_size: int | None = None,
+        *,
         specials: Iterable[str] = (UNK,),
     ) -> CharVocab:
-        return cls.build(text, min_count, max_size, specials)
+        return cls.build(text, min_count, max_size, specials=specials)
 
     def encode(self, text: str) -> list[int]:
         return self.encode_tokens(text)
@@ -228,10 +229,11 @@ class WordVocab(Vocab):
         text: str,
         min_count: int = 1,
         max_size: int | None = None,
+        *,
         specials: Iterable[str] = (UNK,),
         lower: bool = True,
     ) -> WordVocab:
-        vocab = cls.build(simple_word_tokenize(text, lower), min_count, max_size, specials)
+        vocab = cls.build(simple_word_tokenize(text, lower), min_count, max_size, specials=specials)
         vocab.lower = lower
         return vocab
 

@@ -131,7 +131,7 @@ class CourseChat:
     def answers(
         self, model: nn.Module, examples: Sequence[Example], max_new_tokens: int
     ) -> list[str]:
-        return sft.generate_answers(model, self.tokenizer, examples, max_new_tokens)
+        return sft.generate_answers(model, self.tokenizer, examples, max_new_tokens=max_new_tokens)
 
     @torch.no_grad()
     def complete(self, model: nn.Module, text: str, max_new_tokens: int) -> str:
@@ -187,7 +187,7 @@ class HFChat:
     def answers(
         self, model: nn.Module, examples: Sequence[Example], max_new_tokens: int
     ) -> list[str]:
-        return sft.hf_answers(model.hf, self.tokenizer, examples, max_new_tokens)
+        return sft.hf_answers(model.hf, self.tokenizer, examples, max_new_tokens=max_new_tokens)
 
     @torch.no_grad()
     def complete(self, model: nn.Module, text: str, max_new_tokens: int) -> str:
@@ -240,6 +240,7 @@ def encode_docs(lm: CourseChat | HFChat, docs: Sequence[str]) -> torch.Tensor:
 def sampler(
     lm: CourseChat | HFChat,
     batch_size: int,
+    *,
     rows: Sequence[tuple[list[int], list[int]]] = (),
     text_ids: torch.Tensor | None = None,
     replay_ids: torch.Tensor | None = None,
@@ -347,6 +348,7 @@ def course_base(
     cfg: CapstoneConfig,
     general_text: str,
     background: Sequence[str],
+    *,
     runtime: Runtime | None = None,
 ) -> tuple[nn.Module, CourseChat, History]:
     """A course GPT pretrained on general text plus `background` documents (e.g. leaflets of another domain),

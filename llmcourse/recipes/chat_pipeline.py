@@ -7,8 +7,8 @@ instruction tasks, so the three notebooks talk about the *same* models:
     prep = prepare(cfg)                             # tokenizer, pretraining ids, train/test examples
     base, history = pretrain(cfg, prep)             # a brief next-token pretraining through fit()
     sft_model, _ = supervised_finetune(cfg, prep, base)
-    save_pair(directory, base, sft_model, prep.tokenizer, cfg)   # notebook 11 saves ...
-    base, sft_model, prep = load_or_train(cfg, directory)        # ... 12 and 13 reuse (or retrain)
+    save_pair(directory, base, sft_model, tokenizer=prep.tokenizer, cfg=cfg)  # notebook 11 saves
+    base, sft_model, prep = load_or_train(cfg, directory)  # ... 12 and 13 reuse (or retrain)
 
 The tokenizer is a byte-level BPE trained on the pretraining text *plus* the instruction texts of the
 training split, so the task words ("cloud", "capital", "<|assistant|>") are single tokens. Smoke size
@@ -195,18 +195,27 @@ def pretrain_val_loss(
     cfg: ChatPipelineConfig,
     model: torch.nn.Module,
     prep: Prepared,
+    *,
     runtime: Runtime | None = None,
     n_batches: int = 8,
 ) -> float:
     """Mean next-token loss on held-out pretraining text: the same batches every call, and the same
     ones `fit` uses for its validation estimates (8 batches, seed cfg.seed + 1), so the numbers agree."""
     return estimate_loss(
-        model, pretrain_batches(cfg, prep.val_ids), n_batches, runtime, make_generator(cfg.seed + 1)
+        model,
+        pretrain_batches(cfg, prep.val_ids),
+        n_batches,
+        runtime=runtime,
+        generator=make_generator(cfg.seed + 1),
     )
 
 
 def pretrain(
-    cfg: ChatPipelineConfig, prep: Prepared, runtime: Runtime | None = None, progress: bool = False
+    cfg: ChatPipelineConfig,
+    prep: Prepared,
+    *,
+    runtime: Runtime | None = None,
+    progress: bool = False,
 ) -> tuple[GPT, History]:
     """A fresh GPT trained on next-token prediction (the 'base model')."""
     torch.manual_seed(cfg.seed)
@@ -226,6 +235,7 @@ def supervised_finetune(
     cfg: ChatPipelineConfig,
     prep: Prepared,
     base: GPT,
+    *,
     mix: float = 0.0,
     runtime: Runtime | None = None,
     progress: bool = False,
@@ -241,7 +251,7 @@ def supervised_finetune(
         prep.sft_rows(),
         prep.pad_id,
         cfg.block_size - 1,
-        cfg.batch_size,
+        batch_size=cfg.batch_size,
         pretrain_ids=prep.train_ids,
         mix=mix,
     )
@@ -257,7 +267,7 @@ def supervised_finetune(
 
 
 def save_pair(
-    directory: str | Path, base: GPT, sft_model: GPT, tokenizer, cfg: ChatPipelineConfig
+    directory: str | Path, base: GPT, sft_model: GPT, *, tokenizer, cfg: ChatPipelineConfig
 ) -> Path:
     """Write base.safetensors, sft.safetensors, tokenizer.json and pipeline.json into `directory`."""
     directory = Path(directory)
@@ -296,6 +306,7 @@ def load_pair(directory: str | Path, cfg: ChatPipelineConfig):
 def load_or_train(
     cfg: ChatPipelineConfig,
     directory: str | Path,
+    *,
     runtime: Runtime | None = None,
     with_sft: bool = True,
     verbose: bool = True,
@@ -320,9 +331,9 @@ def load_or_train(
             + " steps)"
         )
     prep = prepare(cfg)
-    base, _ = pretrain(cfg, prep, runtime)
+    base, _ = pretrain(cfg, prep, runtime=runtime)
     if not with_sft:
         return base, None, prep
     sft_model, _ = supervised_finetune(cfg, prep, base, runtime=runtime)
-    save_pair(directory, base, sft_model, prep.tokenizer, cfg)
+    save_pair(directory, base, sft_model, tokenizer=prep.tokenizer, cfg=cfg)
     return base, sft_model, prep

@@ -92,6 +92,7 @@ CHEAP = (
 def make_variant(
     base: nn.Module,
     method: str,
+    *,
     r: int = 8,
     n_virtual: int = 8,
     top_blocks: int = 1,
@@ -154,6 +155,7 @@ def run_variant(
     name: str,
     model: nn.Module,
     tokenizer,
+    *,
     rows: Sequence[tuple[list[int], list[int]]],
     pad_id: int,
     test_examples: Sequence,
@@ -166,7 +168,7 @@ def run_variant(
     on_gpu = runtime is not None and runtime.device.type == "cuda"
     if on_gpu:
         torch.cuda.reset_peak_memory_stats(runtime.device)
-    sampler = sft_sampler(rows, pad_id, block_size, batch_size)
+    sampler = sft_sampler(rows, pad_id, block_size, batch_size=batch_size)
     t0 = time.perf_counter()
     hist = fit(model, sampler, cfg, runtime=runtime, progress=False)
     seconds = time.perf_counter() - t0
@@ -190,7 +192,7 @@ def run_variant(
 
 # ------------------------------------------------------------------------- checked by notebook 12's exercises
 def lora_forward(
-    x: torch.Tensor, W: torch.Tensor, A: torch.Tensor, B: torch.Tensor, scaling: float
+    x: torch.Tensor, W: torch.Tensor, *, A: torch.Tensor, B: torch.Tensor, scaling: float
 ) -> torch.Tensor:
     """lora_forward(x (N, in), W (out, in), A (r, in), B (out, r), scaling) -> (N, out): the base output plus the scaled low-rank update."""
     return F.linear(x, W) + scaling * F.linear(F.linear(x, A), B)

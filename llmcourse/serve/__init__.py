@@ -24,6 +24,11 @@ does properly: vLLM batches the waiting requests' next tokens into *one* forward
 batching", notebook 14) and pages the KV cache; we run them one after another.
 Stop strings are found in the decoded text; text that might be the start of a stop string is held back
 until we know, so streamed pieces always join to the non-streamed answer.
+The request bodies, the error shape and the request -> `Job` validation are in
+`llmcourse.serve.schema`; the models, the token-by-token engine and tool calls in
+`llmcourse.serve.backends`; this module holds the HTTP routes, `BackgroundServer` and the CLI.
+References: OpenAI's API reference (the routes and their JSON), the server-sent events format (WHATWG
+HTML standard), vLLM's OpenAI-compatible server (Kwon et al. 2023, PagedAttention).
 Left out: n > 1, logprobs, echo/suffix, presence/frequency penalties and logit_bias (rejected with 400),
 authentication (we bind to loopback), the Responses and embeddings APIs.
 """
@@ -38,275 +43,26 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from llmcourse.serve.backends import ENGINES, Backend, Engine, load_backend
+from llmcourse.serve.schema import (
+    ERRORS,
+    GENERATION,
+    APIError,
+    ChatRequest,
+    CompletionRequest,
+    Job,
+    Sampling,
+    chat_job,
+    completion_job,
+)
 
 PAGE = Path(__file__).parent / "static" / "chat.html"
-
-
-class APIError(Exception):
-    """An error the client caused; becomes {"error": {...}} with this status."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        param: str | None = None,
-        code: str | None = None,
-        type: str = "invalid_request_error",
-    ):
-        super().__init__(message)
-        self.status, self.body = (
-            status,
-            {"message": message, "type": type, "param": param, "code": code},
-        )
-
-
-# ---- request bodies: their JSON schemas become /openapi.json (what the schema fuzzer attacks) ----
-class _Body(BaseModel):
-    # strict: 0 is not `false` and "1" is not 1, as in OpenAI's API; unknown fields are ignored
-    model_config = ConfigDict(strict=True, extra="ignore")
-
-
-class Sampling(_Body):
-    model: str
-    max_tokens: int | None = Field(
-        None, ge=1, description="new tokens at most; default fills the context"
-    )
-    temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 = greedy")
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    top_k: int | None = Field(None, ge=-1, description="vLLM extension; -1 or null = off")
-    stop: str | list[str] | None = Field(None, description="up to 4 strings that end the answer")
-    seed: int | None = None
-    n: int = Field(1, ge=1, le=1, description="only 1 choice per request")
-    stream: bool = False
-    stream_options: dict | None = None
-    # accepted only at their defaults (anything else is a 400 "not supported")
-    logprobs: bool | int | None = None
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    logit_bias: dict | None = None
-
-
-class CompletionRequest(Sampling):
-    prompt: str | list[int] | list[str] = Field(
-        description="text, a one-element list of text, or token ids"
-    )
-    echo: bool = False
-    suffix: str | None = None
-    best_of: int | None = None
-
-
-class TextPart(_Body):
-    type: Literal["text"]
-    text: str
-
-
-class FunctionCall(_Body):
-    name: str
-    arguments: str  # JSON text
-
-
-class ToolCall(_Body):
-    id: str | None = None
-    type: Literal["function"] = "function"
-    function: FunctionCall
-
-
-class Message(_Body):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
-    tool_calls: list[ToolCall] | None = None
-    tool_call_id: str | None = None
-
-
-class FunctionSpec(_Body):
-    name: str = Field(min_length=1)
-    description: str | None = None
-    parameters: dict | None = None
-
-
-class Tool(_Body):
-    type: Literal["function"]
-    function: FunctionSpec
-
-
-class ChatRequest(Sampling):
-    messages: list[Message] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1, description="newer name for max_tokens")
-    tools: list[Tool] | None = None
-    tool_choice: str | dict | None = None
-
-
-class ErrorDetail(BaseModel):
-    message: str
-    type: str
-    param: str | None
-    code: str | None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorDetail
-
-
-ERRORS = {
-    400: {"model": ErrorResponse, "description": "Invalid request"},
-    404: {"model": ErrorResponse, "description": "Unknown model"},
-}
-# a POST answers JSON, or with `stream: true` server-sent events, each {"data": a JSON chunk or "[DONE]"}
-SSE_EVENT = {"type": "object", "properties": {"data": {"type": "string"}}, "required": ["data"]}
-GENERATION = {200: {"content": {"text/event-stream": {"schema": SSE_EVENT}}}, **ERRORS}
-UNSUPPORTED = {
-    "logprobs": None,
-    "presence_penalty": 0.0,
-    "frequency_penalty": 0.0,
-    "logit_bias": None,
-    "echo": False,
-    "suffix": None,
-    "best_of": 1,
-}  # field -> the only value we accept (or unset)
-
-
-# ---- validation: request -> Job ----
-class Job:
-    """One validated request: prompt ids, stop conditions and sampling settings."""
-
-    def __init__(
-        self,
-        req: Sampling,
-        ids: list[int],
-        backend: Backend,
-        stop_ids: set[int],
-        extra_stops: list[str] = (),
-        tools: set[str] | None = None,
-        default_max: int | None = None,
-    ):
-        if req.model != backend.name:
-            raise APIError(
-                404,
-                f"The model `{req.model}` does not exist; this server has `{backend.name}`.",
-                "model",
-                "model_not_found",
-            )
-        for field, ok in UNSUPPORTED.items():
-            if getattr(req, field, ok) not in (ok, None):
-                raise APIError(
-                    400, f"{field} is not supported by this server", field, "unsupported_value"
-                )
-        self.stops = ([req.stop] if isinstance(req.stop, str) else list(req.stop or [])) + list(
-            extra_stops
-        )
-        if len(self.stops) - len(extra_stops) > 4 or not all(self.stops):
-            raise APIError(400, "stop: at most 4 non-empty strings", "stop", "invalid_value")
-        limit, asked = (
-            backend.context_length,
-            getattr(req, "max_completion_tokens", None) or req.max_tokens,
-        )
-        if len(ids) >= limit or (asked is not None and len(ids) + asked > limit):
-            raise APIError(
-                400,
-                f"This model's maximum context length is {limit} tokens. However, you requested "
-                f"{len(ids) + (asked or 1)} tokens ({len(ids)} in the prompt, {asked or 1} in the "
-                "completion).",
-                "max_tokens"
-                if len(ids) < limit
-                else "messages"
-                if isinstance(req, ChatRequest)
-                else "prompt",
-                "context_length_exceeded",
-            )
-        self.ids, self.stop_ids, self.tools = ids, stop_ids, tools
-        self.max_tokens = asked or min(limit - len(ids), default_max or limit)
-        # Tiny values are clamped: logits / 1e-300 overflow to inf (NaN probabilities), and a top_p below
-        # float32's smallest number rounds to 0 and drops every token. Both limits are greedy in practice.
-        self.temperature = req.temperature if req.temperature >= 1e-5 else 0.0
-        self.top_p = max(req.top_p, 1e-6)
-        self.top_k = req.top_k if req.top_k and req.top_k > 0 else None
-        self.seed = (req.seed if req.seed is not None else secrets.randbits(63)) % 2**63
-        self.tool_calls: list[dict] = []  # filled by Engine.run when the answer calls tools
-
-    def usage(self, n: int) -> dict:
-        return {
-            "prompt_tokens": len(self.ids),
-            "completion_tokens": n,
-            "total_tokens": len(self.ids) + n,
-        }
-
-
-def _utf8(text: str, param: str) -> str:
-    try:
-        text.encode(
-            "utf-8"
-        )  # JSON can smuggle in lone surrogates ("\ud800"): no tokenizer takes those
-    except UnicodeEncodeError:
-        raise APIError(400, f"{param} is not valid UTF-8 text", param, "invalid_value") from None
-    return text
-
-
-def completion_job(req: CompletionRequest, backend: Backend) -> Job:
-    prompt = req.prompt
-    if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
-        if len(prompt) != 1:
-            raise APIError(400, "send exactly one prompt per request", "prompt", "invalid_value")
-        prompt = prompt[0]
-    if isinstance(prompt, str):
-        ids = (
-            backend.encode(_utf8(prompt, "prompt")) or sorted(backend.eos_ids)[:1]
-        )  # "" starts at <eos>
-    elif prompt and all(0 <= i < backend.vocab_size for i in prompt):
-        ids = list(prompt)
-    else:
-        raise APIError(
-            400, f"prompt token ids must be in [0, {backend.vocab_size})", "prompt", "invalid_value"
-        )
-    if not ids:
-        raise APIError(400, "prompt is empty", "prompt", "invalid_value")
-    return Job(
-        req, ids, backend, backend.eos_ids, default_max=16
-    )  # 16: OpenAI's default max_tokens
-
-
-def chat_job(req: ChatRequest, backend: Backend) -> Job:
-    messages = [m.model_dump(exclude_none=True) for m in req.messages]
-    for m in messages:
-        if isinstance(m.get("content"), list):  # [{"type": "text", "text": ...}, ...] -> one string
-            m["content"] = "".join(part["text"] for part in m["content"])
-        m["content"] = _utf8(m.get("content") or "", "messages")
-        for call in m.get(
-            "tool_calls", []
-        ):  # chat templates want arguments as an object, not JSON text
-            call["function"]["arguments"] = _maybe_json(call["function"]["arguments"])
-    tools = (
-        [t.model_dump(exclude_none=True) for t in req.tools]
-        if req.tools and req.tool_choice != "none"
-        else None
-    )
-    try:
-        ids, extra_stops = backend.chat_ids(messages, tools)
-    except Exception as exc:  # e.g. a jinja2 TemplateError: the template refuses these messages
-        raise APIError(
-            400,
-            f"the chat template cannot render these messages: {exc}",
-            "messages",
-            "invalid_value",
-        ) from None
-    names = {t["function"]["name"] for t in tools} if tools else None
-    return Job(req, ids, backend, backend.chat_stop_ids, extra_stops, tools=names)
 
 
 def _event(obj: dict) -> str:
     """One server-sent event carrying a JSON object."""
     return f"data: {json.dumps(obj)}\n\n"
-
-
-def _maybe_json(arguments: str):
-    try:
-        return json.loads(arguments)
-    except ValueError:
-        return arguments
 
 
 # ---- HTTP ----
@@ -398,7 +154,7 @@ def create_app(backend: Backend):
     async def model(model_id: str = PathParam(examples=[backend.name])) -> dict:
         if model_id != backend.name:
             raise APIError(
-                404, f"The model `{model_id}` does not exist.", "model", "model_not_found"
+                404, f"The model `{model_id}` does not exist.", "model", code="model_not_found"
             )
         return card()
 
@@ -495,9 +251,8 @@ def create_app(backend: Backend):
                 yield chunk(None, reason, {} if chat else None)
                 if (req.stream_options or {}).get("include_usage"):
                     yield sse([], usage=job.usage(n))
-            except (
-                Exception
-            ) as exc:  # the 200 header is already sent: report the failure in the stream
+            except Exception as exc:
+                # the 200 header is already sent: report the failure inside the stream
                 yield _event(
                     {
                         "error": {

@@ -16,7 +16,7 @@ Two backends, chosen by `load_backend(directory, engine=...)` and the directory'
 
 Chat prompts use the tokenizer's chat template when it has one, else the course template
 (`llmcourse.chat.render`: <|user|>...<|end|>). Tools (OpenAI's "tools" field) are passed to a template
-that renders them (`llmcourse.tools.template_supports_tools`); otherwise they are described in the
+that renders them (`llmcourse.tool_prompt.template_supports_tools`); otherwise they are described in the
 system turn. Either way the protocol is the course's one, `llmcourse.tools`: its system prompt, its
 call format `<tool_call>[{"name": "add", "arguments": {"a": 1, "b": 2}}]</tool_call>` for earlier
 calls written back into the prompt, and its parser (`split_tool_calls` here adds only what a server
@@ -36,15 +36,8 @@ import torch
 
 from llmcourse import chat
 from llmcourse.generate import sample_next_token
-from llmcourse.tools import (
-    TOOL_CALL_OPEN,
-    Tool,
-    ToolCallError,
-    split_reply,
-    template_supports_tools,
-    to_template_messages,
-    with_tools_listing,
-)
+from llmcourse.tool_prompt import template_supports_tools, to_template_messages, with_tools_listing
+from llmcourse.tools import TOOL_CALL_OPEN, Tool, ToolCallError, split_reply
 
 
 class Backend:
@@ -89,6 +82,7 @@ class Backend:
         self,
         ids: list[int],
         max_new_tokens: int,
+        *,
         temperature: float,
         top_p: float,
         top_k: int | None,
@@ -143,13 +137,20 @@ class CourseTokens:
 class CourseBackend(Backend):
     """Our GPT or Llama, decoded by `llmcourse.generate.stream` (the code notebook 09 builds)."""
 
-    def stream(self, ids, max_new_tokens, temperature, top_p, top_k, seed):
+    def stream(self, ids, max_new_tokens, *, temperature, top_p, top_k, seed):
         from llmcourse.generate import stream
 
         gen = torch.Generator(device=self.device).manual_seed(seed)
         idx = torch.tensor([ids], dtype=torch.long, device=self.device)  # (1, T)
         for nxt in stream(
-            self.model, idx, max_new_tokens, gen, temperature, top_k, top_p, use_cache=True
+            self.model,
+            idx,
+            max_new_tokens,
+            generator=gen,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            use_cache=True,
         ):
             yield int(nxt)
 
@@ -158,7 +159,7 @@ class HFBackend(Backend):
     """Any transformers causal LM; same loop as `generate.stream`, with the model's own KV cache."""
 
     @torch.no_grad()
-    def stream(self, ids, max_new_tokens, temperature, top_p, top_k, seed):
+    def stream(self, ids, max_new_tokens, *, temperature, top_p, top_k, seed):
         gen = torch.Generator(device=self.device).manual_seed(seed)
         inp = torch.tensor(
             [ids], dtype=torch.long, device=self.device
@@ -167,9 +168,8 @@ class HFBackend(Backend):
         for _ in range(max_new_tokens):
             out = self.model(input_ids=inp, past_key_values=past, use_cache=True)
             past = out.past_key_values
-            inp = sample_next_token(
-                out.logits[:, -1, :].float(), gen, temperature, top_k, top_p
-            )  # (1, 1)
+            logits = out.logits[:, -1, :].float()  # (1, vocab)
+            inp = sample_next_token(logits, gen, temperature=temperature, top_k=top_k, top_p=top_p)
             yield int(inp)
 
 
@@ -230,7 +230,12 @@ class Engine:
         import anyio
 
         tokens = self.backend.stream(
-            job.ids, job.max_tokens, job.temperature, job.top_p, job.top_k, job.seed
+            job.ids,
+            job.max_tokens,
+            temperature=job.temperature,
+            top_p=job.top_p,
+            top_k=job.top_k,
+            seed=job.seed,
         )
         text = StopText(self.backend, job.stops, TOOL_CALL_OPEN if job.tools else None)
 

@@ -58,11 +58,11 @@ def export_chat_model(model, tokenizer, directory: str | Path) -> Path:
 
 
 # ---- the wire format ----
-def chat_request(model: str, system: str, user: str, max_tokens: int, stream: bool) -> dict:
-    """chat_request(model, system, user, max_tokens, stream) -> the JSON body (a dict) of POST
+def chat_request(model: str, system: str, user: str, *, max_tokens: int, stream: bool) -> dict:
+    """chat_request(model, system, user, *, max_tokens, stream) -> the JSON body (a dict) of POST
     /v1/chat/completions: a system and a user message, greedy (temperature 0).
 
-    >>> chat_request("m", "Be brief.", "Hi", 8, False)["messages"][1]
+    >>> chat_request("m", "Be brief.", "Hi", max_tokens=8, stream=False)["messages"][1]
     {'role': 'user', 'content': 'Hi'}
     """
     return {
@@ -120,13 +120,16 @@ def sequences_that_fit(
     budget_bytes: float,
     bytes_per_token: int,
     lengths: Sequence[int],
+    *,
     max_len: int,
     block_tokens: int | None = None,
 ) -> int:
     """How many of `lengths` (admitted in order) have their KV caches in memory at once.
 
-    >>> sequences_that_fit(10 * 2048, 1, [100] * 50, 2048), sequences_that_fit(10 * 2048, 1, [100] * 50, 2048, 16)
-    (10, 50)
+    >>> sequences_that_fit(10 * 2048, 1, [100] * 50, max_len=2048)
+    10
+    >>> sequences_that_fit(10 * 2048, 1, [100] * 50, max_len=2048, block_tokens=16)
+    50
     """
     used, n = 0, 0
     for length in lengths:

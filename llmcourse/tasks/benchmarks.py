@@ -167,7 +167,7 @@ def render(item: MCItem, fmt: MCFormat = FORMATS[0]) -> str:
 
 
 def score_options(
-    model, encode: Callable[[str], list[int]], context: str, options: Sequence[str]
+    model, encode: Callable[[str], list[int]], context: str, *, options: Sequence[str]
 ) -> dict:
     """`multiple_choice` for models with a short context: the context is cropped from the left so that
     context + option fits the model's `cfg.block_size` (when it has one). Returns scores, choice,
@@ -191,7 +191,11 @@ def score_options(
 
 
 def score_items(
-    model, encode: Callable[[str], list[int]], items: Sequence[MCItem], fmt: MCFormat = FORMATS[0]
+    model,
+    encode: Callable[[str], list[int]],
+    items: Sequence[MCItem],
+    *,
+    fmt: MCFormat = FORMATS[0],
 ) -> dict:
     """acc, acc_norm, and how often each rule picked the shortest option (in tokens) — the length bias."""
     if not items:
@@ -199,7 +203,7 @@ def score_items(
     acc = acc_norm = short = short_norm = 0
     for item in items:
         out = score_options(
-            model, encode, render(item, fmt), [fmt.option_prefix + o for o in item.options]
+            model, encode, render(item, fmt), options=[fmt.option_prefix + o for o in item.options]
         )
         shortest = min(out["lengths"])
         acc += out["choice"] == item.answer

@@ -255,7 +255,7 @@ def _pubmedqa_rows(config: str, n: int | None) -> list[dict]:
 
 
 def pubmedqa(
-    n_test: int = 200, n_extra_docs: int = 5000, n_eval_docs: int = 200, seed: int = 0
+    n_test: int = 200, n_extra_docs: int = 5000, n_eval_docs: int = 200, *, seed: int = 0
 ) -> Domain:
     """PubMedQA as a `Domain`: the 1,000 expert-labelled questions (answers yes / no / maybe) split into
     train and `n_test` held-out; documents = all their abstracts (the held-out ones too: their content is

@@ -74,7 +74,7 @@ class KeyedVectors:
         return self._top(self.unit[i], [i], topn, restrict_vocab)
 
     def analogy(
-        self, a: str, b: str, c: str, topn: int = 1, restrict_vocab: int | None = None
+        self, a: str, b: str, c: str, *, topn: int = 1, restrict_vocab: int | None = None
     ) -> list[tuple[str, float]]:
         """a : b :: c : ?  by 3CosAdd, excluding a, b, c. Scores are cosines with the unit-normed b - a + c."""
         ia, ib, ic = self.index[a], self.index[b], self.index[c]
@@ -134,6 +134,7 @@ class SimilarityResult:
 def evaluate_similarity(
     kv: KeyedVectors,
     pairs: Iterable[tuple[str, str, float]],
+    *,
     restrict_vocab: int = 300_000,
     case_insensitive: bool = True,
 ) -> SimilarityResult:
@@ -174,6 +175,7 @@ class AnalogyResult:
 def evaluate_analogies(
     kv: KeyedVectors,
     sections: Mapping[str, Sequence[Sequence[str]]],
+    *,
     restrict_vocab: int = 30_000,
     case_insensitive: bool = True,
     batch: int = 256,

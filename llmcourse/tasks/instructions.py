@@ -64,7 +64,7 @@ def _make(task: str, rng: random.Random) -> tuple[Example, str]:
 
 
 def make_instructions(
-    n: int, split: str = "train", tasks: tuple[str, ...] = TASKS, seed: int = 0
+    n: int, split: str = "train", tasks: tuple[str, ...] = TASKS, *, seed: int = 0
 ) -> list[Example]:
     """`n` examples from `split` ("train" or "test"), tasks mixed evenly, deterministic given seed."""
     if split not in ("train", "test"):

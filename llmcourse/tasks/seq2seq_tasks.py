@@ -233,6 +233,7 @@ def make_dataset(
     task: str,
     n: int,
     seed: int = 0,
+    *,
     split: str = "train",
     min_len: int | None = None,
     max_len: int | None = None,

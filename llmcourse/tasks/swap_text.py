@@ -12,7 +12,9 @@ from __future__ import annotations
 import random
 import re
 
-SWAP_CORPUS = "animal-swaps"  # the corpus name under which rnn.load_char_text generates these lines
+SWAP_CORPUS = (
+    "animal-swaps"  # the corpus name under which char_rnn.load_char_text generates these lines
+)
 ANIMALS = ("cat", "dog", "fox", "owl", "hen", "pig", "cow", "bee", "ant", "eel")
 VERBS = ("saw", "met", "fed", "hit")
 

@@ -69,7 +69,7 @@ def _gpt_params_exercise(
     """gpt_params(n_layer, n_embd, vocab_size, block_size, tied) -> int: the parameters of a
     GPT-2-style decoder (biases, learned positions, LayerNorms, a 4x MLP, a final LayerNorm), whose
     output head shares the token embedding when `tied` is True and is a separate V x d matrix if not."""
-    return gpt_params(n_layer, n_embd, vocab_size, block_size, tied)
+    return gpt_params(n_layer, n_embd, vocab_size, block_size=block_size, tied=tied)
 
 
 register(

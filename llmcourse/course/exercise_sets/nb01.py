@@ -14,7 +14,7 @@ from llmcourse.course.exercises import register
 
 
 # ---------------------------------------------------------------- llmcourse/ngram.py
-def add_k_prob(count_hw: int, count_h: int, vocab_size: int, k: float) -> float:
+def add_k_prob(count_hw: int, count_h: int, vocab_size: int, *, k: float) -> float:
     """add_k_prob(count_hw, count_h, vocab_size, k) -> P(w | h) with add-k smoothing, given the
     n-gram count c(h, w), the context count c(h) and the vocabulary size V."""
     return (count_hw + k) / (count_h + k * vocab_size)

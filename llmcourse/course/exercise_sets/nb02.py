@@ -24,7 +24,7 @@ def _analogy_inputs(r):
     return rng.standard_normal((vocab, r.randint(2, 10))), int(a), int(b), int(c)
 
 
-def three_cos_add(vectors: np.ndarray, a: int, b: int, c: int) -> int:
+def three_cos_add(vectors: np.ndarray, *, a: int, b: int, c: int) -> int:
     """three_cos_add(vectors, a, b, c) -> the row index x (not a, b or c) that maximises
     cos(x, b) - cos(x, a) + cos(x, c) for the word vectors in the rows of `vectors` (V, D)."""
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)

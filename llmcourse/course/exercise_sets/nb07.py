@@ -48,7 +48,7 @@ def pack_pair_exercise(a: list[int], b: list[int], max_len: int) -> tuple[list[i
     """pack_pair(a, b, max_len) -> (ids, token_type_ids): "[CLS] a [SEP] b [SEP]" with [CLS] = 2 and
     [SEP] = 3, types 0 up to the first [SEP] and 1 after it, cut to max_len tokens by repeatedly
     dropping the last token of the longer segment (A on a tie)."""
-    return pack_pair(a, b, max_len, _EX_SPECIAL)
+    return pack_pair(a, b, max_len, special=_EX_SPECIAL)
 
 
 register(

@@ -49,7 +49,9 @@ register(
 )
 
 
-def estimate_train_seconds(n_params: int, n_tokens: int, peak_tflops: float, mfu: float) -> float:
+def estimate_train_seconds(
+    n_params: int, n_tokens: int, *, peak_tflops: float, mfu: float
+) -> float:
     """estimate_train_seconds(n_params, n_tokens, peak_tflops, mfu) -> seconds of training at 6·N·D FLOPs."""
     return train_seconds(6.0 * n_params * n_tokens, peak_tflops, mfu)
 

@@ -88,10 +88,11 @@ def dpo_loss_exercise(
     policy_rejected: torch.Tensor,
     ref_chosen: torch.Tensor,
     ref_rejected: torch.Tensor,
+    *,
     beta: float,
 ) -> torch.Tensor:
     """dpo_loss(policy_chosen (B,), policy_rejected (B,), ref_chosen (B,), ref_rejected (B,), beta) -> scalar mean DPO loss."""
-    return dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta)[0]
+    return dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta=beta)[0]
 
 
 register(

