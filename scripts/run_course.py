@@ -8,7 +8,9 @@ measures the kernel's peak memory (host RSS, and GPU memory allocated by torch w
 and prints a table of wall time, peak memory and headline per notebook; the same rows go to
 `summary.json` in the output folder (the README's compute-budget table is filled from it). A failing notebook does not stop the
 others; the exit code is non-zero if any failed or missed its target (`llmcourse.course.targets`).
-`--size auto` is full with a CUDA GPU, smoke otherwise.
+`--size auto` is full with a CUDA GPU, smoke otherwise. `--cap` limits each notebook's wall time,
+`--budget` the whole run's (each notebook may take what is left / the notebooks still to run): a
+notebook still running then is cut ("CUT", outputs and peak memory kept); under 10 s: "NOT RUN".
 
 Every run starts from an empty checkpoint folder, `<out>/checkpoints` (notebooks later in the run
 reuse earlier ones' checkpoints, 11 -> 12, as a learner's session does), so no run picks up the
@@ -23,6 +25,7 @@ import argparse
 import contextlib
 import html
 import json
+import math
 import os
 import shutil
 import sys
@@ -79,15 +82,21 @@ def environment(**values: str):
 
 
 def run_one(
-    path: Path, out_dir: Path, size: str, timeout: int, metrics_file: Path
+    path: Path,
+    out_dir: Path,
+    size: str,
+    timeout: int,
+    metrics_file: Path,
+    *,
+    cap: float | None = None,
 ) -> tuple[str, float, dict]:
     with environment(
         LLMCOURSE_SIZE=size, LLMCOURSE_NOTEBOOK=path.stem, LLMCOURSE_METRICS_FILE=str(metrics_file)
     ):
-        return _run_one(path, out_dir, timeout)
+        return _run_one(path, out_dir, timeout, cap)
 
 
-def _run_one(path: Path, out_dir: Path, timeout: int) -> tuple[str, float, dict]:
+def _run_one(path: Path, out_dir: Path, timeout: int, cap: float | None = None):
     import nbformat
     from nbclient import NotebookClient
     from nbconvert import HTMLExporter
@@ -103,18 +112,20 @@ def _run_one(path: Path, out_dir: Path, timeout: int) -> tuple[str, float, dict]
     )
     start = time.perf_counter()
     status, peak, seconds = "ok", {}, None
+    peak_file = out_dir / f"{path.stem}.peak.json"
     try:
         with client.setup_kernel():
-            for index, cell in enumerate(nb.cells):
-                client.execute_cell(cell, index)
+            cut = _execute_all(client, nb, timeout, cap, start)
             seconds = time.perf_counter() - start  # the notebook alone: kernel shutdown not counted
-            probe = nbformat.v4.new_code_cell(PEAK_CELL)
-            nb.cells.append(probe)  # nbclient looks cells up by index
-            try:
-                client.execute_cell(probe, len(nb.cells) - 1, store_history=False)
-            finally:
-                nb.cells.pop()
-            peak = _peak_from(probe)
+            if cut is None:
+                peak = _peak(client, nb, peak_file, after_cut=False)
+            else:
+                status = f"CUT after {cap:.0f} s"
+                (out_dir / f"{path.stem}.error.txt").write_text(f"cut in cell {cut}\n")
+                km.interrupt_kernel()  # stop the cell, keep the kernel: its peak memory is wanted
+                client.timeout = 30
+                with contextlib.suppress(Exception):  # a cut notebook's peak is a bonus
+                    peak = _peak(client, nb, peak_file, after_cut=True)
     except Exception as exc:  # keep the partial notebook: its outputs show where it failed
         status = f"FAILED: {type(exc).__name__}"
         (out_dir / f"{path.stem}.error.txt").write_text("".join(traceback.format_exception(exc)))
@@ -131,6 +142,47 @@ def _run_one(path: Path, out_dir: Path, timeout: int) -> tuple[str, float, dict]
     return status, seconds, peak
 
 
+def _execute_all(client, nb, timeout: int, cap: float | None, start: float) -> int | None:
+    """Run every cell; return the index of the cell still running `cap` s after `start`, or None."""
+    from nbclient.exceptions import CellTimeoutError
+
+    for index, cell in enumerate(nb.cells):
+        # a cell runs until the per-cell timeout or the notebook's cap, whichever comes first
+        left = timeout if cap is None else cap - (time.perf_counter() - start)
+        client.timeout = max(1, math.ceil(min(timeout, left)))  # an int trait
+        try:
+            client.execute_cell(cell, index)
+        except CellTimeoutError:
+            if left >= timeout:
+                raise
+            return index
+    return None
+
+
+def _peak(client, nb, peak_file: Path, *, after_cut: bool) -> dict:
+    """PEAK_CELL's measurement. After a cut the kernel aborts requests sent while it handles the
+    interrupt (so: retry) and the cut cell's reader may swallow the print (so: `peak_file` too)."""
+    import nbformat
+
+    probe = nbformat.v4.new_code_cell(PEAK_CELL)
+    if after_cut:
+        probe.source += f"open({str(peak_file)!r}, 'w').write(_json.dumps(_peak))\n"
+    nb.cells.append(probe)  # nbclient looks cells up by index
+    try:
+        for _ in range(5 if after_cut else 1):
+            time.sleep(1 if after_cut else 0)
+            client.execute_cell(probe, len(nb.cells) - 1, store_history=False)
+            peak = _peak_from(probe)
+            if not peak and peak_file.exists():
+                peak = json.loads(peak_file.read_text())
+            if peak:
+                return peak
+        return {}
+    finally:
+        nb.cells.pop()
+        peak_file.unlink(missing_ok=True)
+
+
 def _kernel_manager():
     """A kernel manager on local IPC sockets where the OS has them: no TCP port, and no kernel
     warning about unencrypted TCP printed into the course's output once per notebook."""
@@ -138,11 +190,14 @@ def _kernel_manager():
 
     from jupyter_client.manager import KernelManager
 
+    # nbclient polls its client asynchronously: a blocking client (KernelManager's default) would
+    # wait for output forever, and no cell timeout (nor --cap) could ever fire
+    kw = dict(kernel_name="python3", client_class="jupyter_client.asynchronous.AsyncKernelClient")
     if os.name != "posix":
-        return KernelManager(kernel_name="python3")
+        return KernelManager(**kw)
     # an absolute socket path: the kernel runs in the notebook's folder, the runner elsewhere
     sockets = Path(tempfile.mkdtemp(prefix="llmcourse-kernel-")) / "kernel"
-    return KernelManager(kernel_name="python3", transport="ipc", ip=str(sockets))
+    return KernelManager(**kw, transport="ipc", ip=str(sockets))
 
 
 def pick_threads(requested: int | None) -> int:
@@ -277,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="comma-separated notebook numbers or name fragments")
     ap.add_argument("--out", default=str(ROOT / "build" / "course"))
     ap.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    ap.add_argument("--cap", type=float, default=0, help="seconds per notebook (0 = no cap)")
+    ap.add_argument("--budget", type=float, default=0, help="seconds for all notebooks (0 = none)")
     ap.add_argument(
         "--threads",
         type=int,
@@ -324,10 +381,21 @@ def _run_all(
         f"checkpoints in {ckpt_root} (fresh) -> {out_dir}",
         flush=True,
     )
-    rows = []
-    for path in notebooks:
+    rows, caps = [], {}
+    end = time.perf_counter() + args.budget if args.budget else None
+    for i, path in enumerate(notebooks):
         print(f"  {path.name} ...", end="", flush=True)
-        status, seconds, peak = run_one(path, out_dir, size, args.timeout, metrics_file)
+        cap = args.cap or None
+        if end is not None:  # a fair share of what is left: a slow notebook cannot starve the rest
+            share = (end - time.perf_counter()) / (len(notebooks) - i)
+            cap = min(cap or share, share)
+        caps[path.name] = cap
+        if cap is not None and cap < 10:
+            status, seconds, peak = "NOT RUN: under 10 s left", 0.0, {}
+        else:
+            status, seconds, peak = run_one(
+                path, out_dir, size, args.timeout, metrics_file, cap=cap
+            )
         print(f" {status} in {seconds:.1f} s", flush=True)
         rows.append((path.name, status, seconds, peak))
     heads = headlines(metrics_file)
@@ -358,6 +426,7 @@ def _run_all(
             "seconds": round(seconds, 1),
             "size": size,
             "threads": threads,
+            "cap_s": None if caps.get(name) is None else round(caps[name], 1),
             **peak,
             "headline": heads.get(Path(name).stem, ""),
             **verdicts.get(Path(name).stem, {}),

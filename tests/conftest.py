@@ -11,6 +11,15 @@ from __future__ import annotations
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def _fresh_fallback_lines(monkeypatch):
+    """Each offline fallback line is given once per process; each test starts with none given, so a
+    test that expects one does not depend on which tests ran before it in the same worker."""
+    import llmcourse.data.resolve
+
+    monkeypatch.setattr(llmcourse.data.resolve, "_warned", set())
+
+
 @pytest.fixture
 def tiny_gpt_model():
     """A fresh GPT of tiny.TINY_GPT's sizes, seeded (0) and in eval mode; tests may change it freely."""

@@ -42,3 +42,23 @@ def test_a_failing_notebook_is_reported_and_kept(tmp_path):
     assert "ZeroDivisionError" in (out / "02_bad.error.txt").read_text()
     saved = nbformat.read(out / "02_bad.ipynb", as_version=4)
     assert "before" in saved.cells[0].outputs[0]["text"] and not saved.cells[2].outputs
+
+
+@pytest.mark.slow
+def test_a_notebook_past_its_cap_is_cut_with_outputs_and_peak_kept(tmp_path):
+    """--cap: the running cell is interrupted at the cap, the kernel still reports its peak memory."""
+    nb = _write(
+        tmp_path / "03_slow.ipynb",
+        "big = bytearray(150_000_000)\nprint('before')",
+        "import time\nfor _ in range(3000):\n    time.sleep(0.1)",
+        "print('never')",
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    status, seconds, peak = course.run_one(nb, out, "smoke", 600, out / "metrics.jsonl", cap=8)
+    assert status == "CUT after 8 s" and 7 < seconds < 60, (status, seconds)
+    assert peak["rss_gb"] > 0.15, peak
+    saved = nbformat.read(out / "03_slow.ipynb", as_version=4)
+    assert "before" in saved.cells[0].outputs[0]["text"]
+    assert saved.cells[1].outputs[0]["ename"] == "KeyboardInterrupt" and not saved.cells[2].outputs
+    assert "cut in cell 1" in (out / "03_slow.error.txt").read_text()

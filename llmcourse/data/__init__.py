@@ -6,7 +6,9 @@ all and which ones work offline on this machine. The package is split by idea:
 * `llmcourse.data.registry`: the table of named corpora (`Corpus`, `register`, `get_corpus`,
   `list_corpora`), with notes on what each file really holds;
 * `llmcourse.data.resolve`: name -> file, offline first (cache -> installed package -> URL or hub),
-  and the offline fallback with its one `OfflineFallbackWarning` ("wikitext-2" -> "lee");
+  and the offline fallback with its one `OfflineFallbackWarning` ("wikitext-2" -> "lee"); the same
+  for the hub data sets and models of the full size (`hub_table`, `hub_model_dir`), every fallback
+  announced in one line by `warn_fallback`;
 * `llmcourse.data.fetch`: safe downloads (atomic, sha256-checked), hubs and mirrors, clean-ups;
 * `llmcourse.data.vocab` and `llmcourse.data.batches`: tokenizers, vocabularies, batch samplers.
 
@@ -45,7 +47,14 @@ from llmcourse.data.registry import (
     list_corpora,
     register,
 )
-from llmcourse.data.resolve import OfflineFallbackWarning, data_path, locate
+from llmcourse.data.resolve import (
+    OfflineFallbackWarning,
+    data_path,
+    hub_model_dir,
+    hub_table,
+    locate,
+    warn_fallback,
+)
 from llmcourse.data.vocab import CharVocab, WordVocab, sentences, simple_word_tokenize
 
 __all__ = [
@@ -74,6 +83,9 @@ __all__ = [
     "sentences",
     "lm_tokens",
     "NoModelScopeCopy",
+    "hub_table",
+    "hub_model_dir",
+    "warn_fallback",
 ]
 
 

@@ -16,6 +16,12 @@ network corpus falls back to a named offline one with ONE `OfflineFallbackWarnin
 was missing and what is used instead (e.g. "wikitext-2" -> "lee"). The offline variables are checked
 before anything touches the network, so nothing hangs; downloads use short timeouts.
 
+The same offline-first rule covers what the full size takes from a hub, so that `--size full` runs
+with no network: `hub_table` gives a data set's rows (cached as JSON lines by the first online
+call), `hub_model_dir` a model's folder (the Hugging Face cache offline). Each returns None when it
+cannot, and the caller uses its offline stand-in. Every fallback, corpus or not, is announced by
+`warn_fallback`: one line saying what was wanted, what is used instead and how to get the real thing.
+
 The entries themselves (sources, checksums, fallbacks) are in `llmcourse.data.registry`; the
 download and text clean-up primitives in `llmcourse.data.fetch`. References: the Hugging Face
 `datasets` streaming API (`load_dataset(..., streaming=True)`), ModelScope's `MsDataset`.
@@ -25,16 +31,21 @@ Left out: resumable downloads, corpora bigger than memory, cache eviction.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import sys
 import warnings
 import zipfile
 from pathlib import Path
 
 from llmcourse.data import registry
 from llmcourse.data.fetch import (
+    HF_MIRROR,
     ChecksumError,
     NoModelScopeCopy,
+    check_hf_endpoint,
     fetch_url,
+    hub_model_path,
     hub_rows,
     hub_source,
     is_offline,
@@ -44,6 +55,10 @@ from llmcourse.data.fetch import (
     write_atomic,
 )
 from llmcourse.data.registry import Corpus, cache_dir, get_corpus
+
+# the model files a notebook loads: config, safetensors weights, tokenizer (no TF, Flax or ONNX copies)
+MODEL_FILES = ("*.json", "*.safetensors", "*.txt", "*.model")
+_PACKAGE_DIR = str(Path(__file__).parent.parent) + os.sep  # llmcourse/
 
 
 class OfflineFallbackWarning(UserWarning):
@@ -114,7 +129,7 @@ def _resolve(name: str, cache: str | os.PathLike | None, seen: tuple[str, ...]) 
         else:
             _fetch_remote(c, cached)
     except failures as e:
-        return _fall_back(c, cache, seen, f"download failed ({type(e).__name__}: {e})")
+        return _fall_back(c, cache, seen, f"download failed ({_short(e)})")
     return cached, "utf-8"
 
 
@@ -127,16 +142,132 @@ def _fall_back(
             f"no offline fallback is available"
         )
     found = _resolve(c.fallback, cache, seen + (c.name,))
-    if c.name not in _warned:
-        _warned.add(c.name)
-        warnings.warn(
-            f"corpus {c.name!r} is missing: {why}. Using the offline corpus {c.fallback!r} "
-            f"({get_corpus(c.fallback).description}) instead; results will differ from the "
-            f"full-size run.",
-            OfflineFallbackWarning,
-            stacklevel=5,  # the caller of data_path / load_text
-        )
+    warn_fallback(
+        f"corpus {c.name!r}",
+        f"the offline corpus {c.fallback!r} ({get_corpus(c.fallback).description})",
+        why=f"is missing ({why})",
+        fix=f"To get it: connect and re-run once (it is then cached at "
+        f"{cache_dir(cache) / (c.name + c.suffix)}), or put the text there yourself.",
+    )
     return found
+
+
+def warn_fallback(wanted: str, instead: str, *, why: str, fix: str) -> None:
+    """Announce one offline fallback in ONE line, an `OfflineFallbackWarning` given once per `wanted`:
+    what the full size wanted and `why` it is not here, what is used `instead`, and how to get the
+    real thing (`fix`). Every loader that falls back calls this, so all the lines read alike; the
+    warning points at the first caller outside the package (the notebook cell or script).
+
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_fallback("data set x/y", "the built-in items", why="is not cached", fix="Connect.")
+    >>> print(caught[0].message)
+    offline: data set x/y is not cached; using the built-in items instead, so results will differ from the full-size run. Connect.
+    """
+    if wanted in _warned:
+        return
+    _warned.add(wanted)
+    message = (
+        f"offline: {wanted} {why}; using {instead} instead, so results will differ from the "
+        f"full-size run. {fix}"
+    )
+    warnings.warn(" ".join(message.split()), OfflineFallbackWarning, stacklevel=_outside_package())
+
+
+def _outside_package() -> int:
+    # warnings.warn's stacklevel, counted from warn_fallback, of the first frame outside llmcourse/
+    frame, level = sys._getframe(2), 2
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _short(e: BaseException) -> str:
+    # an exception as a few words on one line: library errors can run to paragraphs
+    text = " ".join(str(e).split())
+    return f"{type(e).__name__}: {text[:160]}{'...' if len(text) > 160 else ''}"
+
+
+# ------------------------------------------------------------------------------ hub data and models
+def hub_table(
+    hf_id: str,
+    subset: str | None,
+    split: str,
+    *,
+    instead: str,
+    max_rows: int | None = None,
+    cache: str | os.PathLike | None = None,
+) -> list[dict] | None:
+    """The rows of a hub data set's split (the first `max_rows`), offline first: the llmcourse cache,
+    where the first online call writes them as JSON lines, else the hub `LLMCOURSE_HUB` picks
+    (`hub_rows`). Offline, or when the download fails, None after one `warn_fallback` line that
+    names `instead`, the offline stand-in the caller then uses.
+    """
+    stem = "--".join([hf_id.replace("/", "--"), subset or "default", split])
+    whole = cache_dir(cache) / f"{stem}.jsonl"
+    dest = whole if max_rows is None else whole.with_name(f"{stem}-{max_rows}.jsonl")
+    for f in dict.fromkeys([whole, dest]):
+        if f.is_file():
+            rows = [json.loads(line) for line in f.read_text(encoding="utf-8").splitlines()]
+            return rows if max_rows is None else rows[:max_rows]
+    wanted = f"data set {hf_id}" + (f" ({subset})" if subset else "") + f", split {split!r},"
+    fix = f"To get it: connect and re-run once (the rows are then cached at {dest})."
+    offline = is_offline()
+    if offline:
+        why = f"is not cached and offline mode is on ({offline}=1)"
+        warn_fallback(wanted, instead, why=why, fix=fix)
+        return None
+    try:
+        rows = [
+            json.loads(json.dumps(r, default=str))
+            for r in hub_rows(hf_id, subset, split, max_rows=max_rows)
+        ]
+    except NoModelScopeCopy:
+        why = "has no ModelScope copy (LLMCOURSE_HUB=modelscope)"
+        fix = f"To get it: set LLMCOURSE_HUB=huggingface and HF_ENDPOINT={HF_MIRROR}, then re-run."
+        warn_fallback(wanted, instead, why=why, fix=fix)
+        return None
+    # an unreachable hub, no `datasets` package, a renamed column: any failure means "no data"
+    except Exception as e:
+        warn_fallback(wanted, instead, why=f"could not be downloaded ({_short(e)})", fix=fix)
+        return None
+    write_atomic(dest, "\n".join(json.dumps(r) for r in rows).encode("utf-8"))
+    return rows
+
+
+def hub_model_dir(hf_id: str, *, instead: str) -> Path | None:
+    """A local folder holding hub model `hf_id` (config, safetensors weights, tokenizer files), to pass
+    to `from_pretrained`, offline first: offline or with the hub out of reach, the Hugging Face cache
+    (what an earlier online run or `hf download` left there); online, a download from the hub
+    `LLMCOURSE_HUB` picks. None after one `warn_fallback` line naming `instead` when neither works.
+    """
+    from huggingface_hub import constants, snapshot_download
+
+    fix = (
+        f"To get it: connect and re-run, or download it where there is a network "
+        f"(`hf download {hf_id}`) and copy the cache folder {constants.HF_HUB_CACHE} here."
+    )
+    offline = is_offline()
+    why = f"is not in the Hugging Face cache and offline mode is on ({offline}=1)"
+    if not offline:
+        try:
+            src = hub_source(hf_id, "model")
+            probe_host(src.endpoint)
+            if src.hub == "modelscope":
+                return Path(hub_model_path(hf_id))
+            check_hf_endpoint()
+            return Path(snapshot_download(hf_id, allow_patterns=list(MODEL_FILES)))
+        except NoModelScopeCopy:
+            why = "has no ModelScope copy (LLMCOURSE_HUB=modelscope) and is not in the cache"
+        except Exception as e:  # unreachable hub, unknown id, interrupted download: try the cache
+            why = f"could not be downloaded ({_short(e)}) and is not in the Hugging Face cache"
+    try:
+        return Path(
+            snapshot_download(hf_id, allow_patterns=list(MODEL_FILES), local_files_only=True)
+        )
+    except Exception:  # LocalEntryNotFoundError and friends: not cached
+        warn_fallback(f"model {hf_id}", instead, why=why, fix=fix)
+        return None
 
 
 # ----------------------------------------------------------------------------------------- fetching

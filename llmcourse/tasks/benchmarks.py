@@ -16,18 +16,18 @@ holds three reasonable ones so a notebook can show the spread.
 
 `BUILTIN` are 40 general-knowledge and commonsense items written for the course (offline, small,
 license-free). `load_arc_easy(n)` reads the public ARC-Easy test split (Clark et al. 2018) through
-`datasets` and falls back to `BUILTIN` with a warning when offline.
+`datasets` (cached by `data.hub_table` after the first online run) and falls back to `BUILTIN`,
+after one fallback line, when offline.
 Left out: few-shot benchmark prompts, calibration, contamination detection (n-gram overlap).
 """
 
 from __future__ import annotations
 
-import os
 import random
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from llmcourse import data
 from llmcourse.evaluate import continuation_logprob
 
 
@@ -220,21 +220,13 @@ def score_items(
 
 
 def load_arc_easy(n: int = 300, seed: int = 0) -> list[MCItem]:
-    """`n` items of ARC-Easy's test split (allenai/ai2_arc), or BUILTIN offline (with a warning)."""
-    if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
-        warnings.warn("offline: using the 40 built-in items instead of ARC-Easy", stacklevel=2)
+    """`n` items of ARC-Easy's test split (allenai/ai2_arc); offline (and not cached), BUILTIN after
+    one fallback line (`data.warn_fallback`)."""
+    rows = data.hub_table(
+        "allenai/ai2_arc", "ARC-Easy", "test", instead=f"the {len(BUILTIN)} built-in items"
+    )
+    if rows is None:
         return list(BUILTIN)
-    try:
-        from datasets import load_dataset
-
-        ds = load_dataset("allenai/ai2_arc", "ARC-Easy", split="test")
-    except Exception as exc:  # network, hub or format trouble: say what happened, keep going
-        warnings.warn(
-            f"could not load ARC-Easy ({type(exc).__name__}: {exc}); using the built-in items",
-            stacklevel=2,
-        )
-        return list(BUILTIN)
-    rows = list(ds)
     random.Random(seed).shuffle(rows)
     out = []
     for r in rows:

@@ -23,10 +23,10 @@ base model has read drug labels, not your private documents).
 
 `pubmedqa(...)` builds the same `Domain` from a public biomedical set for the full size (Jin et al.
 2019, "PubMedQA", MIT licence, Hugging Face `qiaojin/PubMedQA`): abstracts as documents, expert
-yes/no/maybe questions split into train and test. The data layer's hub path caches a "text" column
-only, so these rows are fetched with `datasets` here and cached as JSON lines in the data layer's
-cache folder. Offline (or on any failure) the built-in domain is used after one
-`data.OfflineFallbackWarning`, as for every full-size corpus.
+yes/no/maybe questions split into train and test. The rows are fetched from the hub here
+(`data.fetch.hub_rows`) and cached, reshaped, as JSON lines in the data layer's cache folder.
+Offline (or on any failure) the built-in domain is used after one fallback line
+(`data.warn_fallback`), as for every full-size corpus.
 Left out: free-text answers (judged by people or by another model), retrieval (notebook 15).
 """
 
@@ -35,11 +35,10 @@ from __future__ import annotations
 import json
 import random
 import re
-import warnings
 from dataclasses import dataclass
 
 from llmcourse import data
-from llmcourse.data.fetch import write_atomic
+from llmcourse.data.fetch import hub_rows, write_atomic
 from llmcourse.tasks.instructions import Example
 
 ATTRIBUTES = ("treats", "dose", "schedule", "source", "avoid")
@@ -238,10 +237,8 @@ def _pubmedqa_rows(config: str, n: int | None) -> list[dict]:
     offline = data.is_offline()
     if offline:
         raise OSError(f"offline mode is on ({offline}=1)")
-    from datasets import load_dataset  # heavy: only when a download is really needed
-
-    ds = load_dataset(PUBMEDQA, config, split="train", streaming=n is not None)
-    rows = ds.take(n) if n is not None else ds
+    # the hub LLMCOURSE_HUB picks; streamed when `n` is given; fails within seconds when unreachable
+    rows = hub_rows(PUBMEDQA, config, "train", max_rows=n)
     out = [
         {
             "question": r["question"],
@@ -264,14 +261,18 @@ def pubmedqa(
     try:
         labelled = _pubmedqa_rows("pqa_labeled", None)
         extra = _pubmedqa_rows("pqa_unlabeled", n_extra_docs + n_eval_docs)
-    except (
-        Exception
-    ) as exc:  # offline, no `datasets`, hub or format trouble: say so once, keep going
-        warnings.warn(
-            f"PubMedQA ({PUBMEDQA}) is not available ({type(exc).__name__}: {exc}); using the built-in "
-            "fictional domain 'apothecary' instead; results will differ from the full-size run.",
-            data.OfflineFallbackWarning,
-            stacklevel=2,
+    except Exception as exc:  # offline, no `datasets`, hub or format trouble: say so once, go on
+        offline = data.is_offline()
+        why = (
+            f"is not cached and offline mode is on ({offline}=1)"
+            if offline
+            else f"could not be downloaded ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})"
+        )
+        data.warn_fallback(
+            f"data set {PUBMEDQA}",
+            "the built-in fictional domain 'apothecary'",
+            why=why,
+            fix=f"To get it: connect and re-run once (the rows are then cached in {data.cache_dir()}).",
         )
         return apothecary(seed)
     order = list(range(len(labelled)))

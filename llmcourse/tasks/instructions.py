@@ -133,29 +133,22 @@ def make_preferences(n: int, split: str = "train", seed: int = 0) -> list[tuple[
 def load_alpaca(max_examples: int | None = None) -> list[Example]:
     """An Alpaca-style public instruction set for the full size (Hugging Face `tatsu-lab/alpaca`).
 
-    Offline (HF_DATASETS_OFFLINE=1 or no network), falls back to the built-in tasks with a warning.
-    Answers there are free text, so they are used for SFT, not for exact-match accuracy.
+    Offline (and not cached) or on a failed download: the built-in tasks, after one fallback line
+    (`data.warn_fallback`). Answers there are free text, so they are used for SFT, not for
+    exact-match accuracy.
     """
-    import os
-    import warnings
+    from llmcourse import data
 
-    if os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1":
-        warnings.warn(
-            "offline: using the built-in instruction tasks instead of tatsu-lab/alpaca",
-            stacklevel=2,
-        )
-        return make_instructions(max_examples or 2000)
-    try:
-        from datasets import load_dataset
-
-        ds = load_dataset("tatsu-lab/alpaca", split="train")
-    except Exception as exc:  # network, hub or format trouble: say what happened, keep going
-        warnings.warn(
-            f"could not load tatsu-lab/alpaca ({type(exc).__name__}: {exc}); using built-in tasks",
-            stacklevel=2,
-        )
-        return make_instructions(max_examples or 2000)
-    rows = ds if max_examples is None else ds.select(range(min(max_examples, len(ds))))
+    n = max_examples or 2000
+    rows = data.hub_table(
+        "tatsu-lab/alpaca",
+        None,
+        "train",
+        max_rows=max_examples,
+        instead=f"{n} examples of the course's built-in instruction tasks",
+    )
+    if rows is None:
+        return make_instructions(n)
     return [
         Example(
             "alpaca", (r["instruction"] + ("\n\n" + r["input"] if r["input"] else "")), r["output"]

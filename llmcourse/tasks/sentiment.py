@@ -15,7 +15,8 @@ tiny world whose text a small model can learn:
 The point of the split: a model can label held-out sentences only if pretraining taught it that
 "superb" behaves like "good", i.e. if the masked LM learned word meaning from the cues. This is a
 miniature of the pretrain-then-fine-tune argument of Devlin et al. 2019 (BERT), whose GLUE task
-SST-2 (Socher et al. 2013) the full size of notebook 07 uses instead.
+SST-2 (Socher et al. 2013) the full size of notebook 07 uses instead: `load_sst2()`, which offline
+falls back to the 200 labelled movie-review sentences (`movie_review_split()`) after one line.
 Left out: negation ("not good"), mixed reviews, and anything a bag of words cannot solve.
 """
 
@@ -158,3 +159,32 @@ def sentiment_sentences(n: int, seen: bool, seed: int = 0) -> list[tuple[str, in
             )
         )
     return rows
+
+
+# ------------------------------------------------------------------------ labelled real sentences
+def movie_review_split() -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(train, test) of the 200 offline movie-review sentences (`data.load_movie_reviews`), label 1 =
+    positive: every 4th sentence is a test one (the file lists negatives first, so 50 balanced)."""
+    from llmcourse import data
+
+    rows = [(s, int(label == "pos")) for s, label in data.load_movie_reviews()]
+    return [r for i, r in enumerate(rows) if i % 4], rows[::4]
+
+
+def load_sst2() -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """(train, test) sentences of GLUE's SST-2 (Socher et al. 2013; Hugging Face `stanfordnlp/sst2`),
+    label 1 = positive: its 67k training sentences and, as the test, its 872 validation ones (the
+    test split's labels are hidden). Cached by `data.hub_table` after the first online run; offline,
+    `movie_review_split()` after one fallback line."""
+    from llmcourse import data
+
+    instead = "the 200 offline movie-review sentences"
+    train = data.hub_table("stanfordnlp/sst2", None, "train", instead=instead)
+    test = (
+        None
+        if train is None
+        else data.hub_table("stanfordnlp/sst2", None, "validation", instead=instead)
+    )
+    if train is None or test is None:
+        return movie_review_split()
+    return [(r["sentence"], r["label"]) for r in train], [(r["sentence"], r["label"]) for r in test]

@@ -42,7 +42,6 @@ import datetime as dt
 import random
 import re
 import string
-import warnings
 import zlib
 from dataclasses import dataclass
 
@@ -366,28 +365,17 @@ def load_parallel_corpus(
 ) -> list[tuple[str, str]]:
     """(source, target) sentence pairs of a small real parallel corpus, via `datasets`.
 
-    Multi30k (Elliott et al. 2016): ~29k English-German image-caption pairs. Offline (or when the
-    download fails) this warns once and returns the generated "dates" task instead, so notebooks
-    run anywhere; check the warning before quoting numbers. `datasets` caches downloads itself.
+    Multi30k (Elliott et al. 2016): ~29k English-German image-caption pairs, cached by
+    `data.hub_table` after the first online run. Offline (or when the download fails) this gives
+    one fallback line and returns the generated "dates" task instead, so notebooks run anywhere;
+    check for that line before quoting numbers.
     """
-    from llmcourse.data.fetch import is_offline
+    from llmcourse import data
 
     hub_id, src_key, tgt_key = PARALLEL_CORPORA[name]
-    reason = is_offline()
-    if reason is None:
-        try:
-            from datasets import load_dataset  # heavy: only when really used
-
-            ds = load_dataset(hub_id, split=split)
-            rows = ds if max_pairs is None else ds.select(range(min(max_pairs, len(ds))))
-            return [(r[src_key], r[tgt_key]) for r in rows]
-        except Exception as err:  # network, hub or format trouble: fall back, say why
-            reason = f"{type(err).__name__}: {err}"
-    from llmcourse.data import OfflineFallbackWarning
-
-    warnings.warn(
-        f"{name} unavailable ({reason}); using the generated 'dates' task instead",
-        OfflineFallbackWarning,
-        stacklevel=2,
+    rows = data.hub_table(
+        hub_id, None, split, max_rows=max_pairs, instead="the generated 'dates' task"
     )
+    if rows is not None:
+        return [(r[src_key], r[tgt_key]) for r in rows]
     return make_dataset("dates", max_pairs or 2_000, split="train" if split == "train" else "test")
