@@ -5,9 +5,9 @@
   sliding window with stride gives lower numbers).
 * Exact match generates an answer greedily and compares it after light normalisation.
 * Multiple choice asks which of several continuations the model finds most likely — what benchmark
-  harnesses (e.g. EleutherAI's lm-evaluation-harness) do for MMLU/HellaSwag-style tasks. We report both
-  the raw sum of log-probabilities and the per-token average ("acc_norm"-like), because the raw sum
-  favours short options.
+  harnesses (e.g. EleutherAI's lm-evaluation-harness) do for MMLU/HellaSwag-style tasks. We report the
+  raw sum of log-probabilities (acc), the sum per character (the harness's acc_norm) and per token
+  (acc_per_token), because the raw sum favours short options.
 `compare_models` runs a set of tasks over several models and returns one table (list of dicts).
 Left out: sampling-based metrics (pass@k), LLM-as-a-judge, calibration.
 """
@@ -60,20 +60,45 @@ def continuation_logprob(model, context: list[int], continuation: list[int]) -> 
 
 
 def multiple_choice(
-    model, encode: Callable[[str], list[int]], question: str, *, options: Sequence[str]
+    model,
+    encode: Callable[[str], list[int]],
+    question: str,
+    *,
+    options: Sequence[str],
+    prefix: str = "",
 ) -> dict:
-    """Score each option as a continuation of the question; return the chosen index two ways."""
+    """Score each option as a continuation of `question` (after `prefix`, e.g. " ").
+
+    The question is cropped from the left so that question + option fits the model's
+    `cfg.block_size` (when it has one). Returns the summed log-probs ("scores"), the options' token
+    counts ("lengths") and character counts without the prefix ("chars"), and the index each rule
+    picks: "choice" (the raw sum: acc), "choice_norm" (per character: lm-evaluation-harness's
+    acc_norm) and "choice_per_token" (per token: acc_per_token). Both divisions undo the raw sum's
+    preference for short options; `llmcourse.tasks.benchmarks` explains the three names.
+    """
+    limit = getattr(getattr(model, "cfg", None), "block_size", None)
     ctx = encode(question)
-    scores, per_token = [], []
+    scores, lengths = [], []
     for opt in options:
-        toks = encode(opt)
-        lp = continuation_logprob(model, ctx, toks)
-        scores.append(lp)
-        per_token.append(lp / len(toks))
+        toks = encode(prefix + opt)
+        # keep the question's last tokens: question + option must fit the window (+1: the last
+        # option token is only a target)
+        keep = ctx if limit is None else ctx[max(0, len(ctx) - (limit + 1 - len(toks))) :]
+        scores.append(continuation_logprob(model, keep, toks))
+        lengths.append(len(toks))
+    chars = [len(opt) for opt in options]
+
+    def best(values: list[float]) -> int:
+        return max(range(len(values)), key=values.__getitem__)
+
     return {
         "scores": scores,
-        "choice": max(range(len(options)), key=scores.__getitem__),
-        "choice_norm": max(range(len(options)), key=per_token.__getitem__),
+        "lengths": lengths,
+        "chars": chars,
+        "choice": best(scores),
+        # lm-evaluation-harness's acc_norm: log-likelihood per character of the choice
+        "choice_norm": best([s / max(c, 1) for s, c in zip(scores, chars)]),
+        "choice_per_token": best([s / n for s, n in zip(scores, lengths)]),
     }
 
 

@@ -46,13 +46,15 @@ def test_continuation_logprob_and_multiple_choice():
     assert abs(continuation_logprob(model, [1], [0, 0]) - 2 * math.log(0.7)) < 1e-6
     encode = {"q": [1], "short": [2], "long": [0, 0, 0, 0]}.__getitem__
     res = multiple_choice(model, encode, "q", options=["short", "long"])
-    # sum: log .1 = -2.30 vs 4 log .7 = -1.43 -> long; per token: -2.30 vs -0.36 -> long
-    assert res["choice"] == 1 and res["choice_norm"] == 1
+    # sum: log .1 = -2.30 vs 4 log .7 = -1.43 -> long; per token: -2.30 vs -0.36 -> long;
+    # per character: -2.30 / 5 = -0.46 vs -1.43 / 4 = -0.36 -> long
+    assert (res["choice"], res["choice_per_token"], res["choice_norm"]) == (1, 1, 1)
     res = multiple_choice(
         model, {"q": [1], "a": [0, 0, 0, 0, 0, 0, 0], "b": [1]}.__getitem__, "q", options=["a", "b"]
     )
-    # sum: 7 log .7 = -2.50 < log .2 = -1.61 -> b; per token: -0.36 > -1.61 -> a (length bias shown)
-    assert res["choice"] == 1 and res["choice_norm"] == 0
+    # sum: 7 log .7 = -2.50 < log .2 = -1.61 -> b; per token: -0.36 > -1.61 -> a (length bias
+    # shown); per character (one each): the same as the sum -> b
+    assert (res["choice"], res["choice_per_token"], res["choice_norm"]) == (1, 0, 1)
 
 
 def test_exact_match_normalises():

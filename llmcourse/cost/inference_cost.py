@@ -4,8 +4,9 @@ Notebook 09 measures before it claims. Its helpers:
 
 * `kv_cache_bytes` is the memory formula of a KV cache: every layer keeps a key and a value vector
   of width n_embd for every position of every sequence, 2·n_layer·B·T·n_embd numbers (times
-  n_kv_head/n_head with grouped-query attention, left out here). For a 7B Llama-style model (32
-  layers, 4096 wide) in fp16 that is 0.5 MB per token: a 4096-token context costs 2 GB per sequence.
+  n_kv_head/n_head with grouped-query attention: pass the cached width n_kv_head·head_dim as
+  `n_embd`, as notebook 09 does). For a 7B Llama-2-style model (32 layers, 4096 wide, no GQA) in
+  fp16 that is 0.5 MB per token: a 4096-token context costs 2 GB per sequence.
 * `time_call` and `decode_speed` time greedy decoding with and without `llmcourse.generate`'s KV
   cache, best of a few repeats (the minimum is the least noisy estimate of the true cost on a
   shared machine), synchronising the GPU so that queued kernels are counted. They check that both

@@ -4,12 +4,16 @@ A benchmark such as ARC, HellaSwag or MMLU is a list of questions with a few ans
 correct. Harnesses (EleutherAI's lm-evaluation-harness, HELM) ask the model which option is most
 likely as a continuation of the question, so no free text has to be parsed:
 
-    acc       argmax over options of  sum_t log p(option token t | question, earlier option tokens)
-    acc_norm  the same, divided by the option's number of tokens (lm-evaluation-harness divides by
-              characters instead; the point is the same: the raw sum penalises long options)
+    acc            argmax over options of  sum_t log p(option token t | question, earlier tokens)
+    acc_norm       the same sum divided by the option's length in *characters* (the harness's
+                   definition: `completion_len = len(choice)` in lm_eval/api/task.py, the choice
+                   without the " " put before it), so the number does not depend on the tokenizer
+    acc_per_token  the same sum divided by the option's number of *tokens* (Brown et al. 2020's
+                   "average per-token likelihood"; not what a harness calls acc_norm)
 
-Both are what `llmcourse.evaluate.multiple_choice` computes; `score_options` does the same but crops
-the context from the left to fit a small model's window. This module adds the items and the formats.
+Both divisions undo the raw sum's penalty on long options. `llmcourse.evaluate.multiple_choice`
+scores one item all three ways (cropping the context from the left to fit a small model's window);
+`score_items` averages over items. This module adds the items and the formats.
 Scores depend on the *format* of the prompt, which a benchmark's number rarely states (Sclar et al.
 2024, "Quantifying Language Models' Sensitivity to Spurious Features in Prompt Design"): `FORMATS`
 holds three reasonable ones so a notebook can show the spread.
@@ -28,7 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from llmcourse import data
-from llmcourse.evaluate import continuation_logprob
+from llmcourse.evaluate import multiple_choice
 
 
 @dataclass(frozen=True)
@@ -166,30 +170,6 @@ def render(item: MCItem, fmt: MCFormat = FORMATS[0]) -> str:
     return fmt.template.format(question=item.question, choices=choices)
 
 
-def score_options(
-    model, encode: Callable[[str], list[int]], context: str, *, options: Sequence[str]
-) -> dict:
-    """`multiple_choice` for models with a short context: the context is cropped from the left so that
-    context + option fits the model's `cfg.block_size` (when it has one). Returns scores, choice,
-    choice_norm and the options' token counts."""
-    limit = getattr(getattr(model, "cfg", None), "block_size", None)
-    ctx = encode(context)
-    scores, lengths = [], []
-    for opt in options:
-        toks = encode(opt)
-        keep = ctx if limit is None else ctx[max(0, len(ctx) - (limit + 1 - len(toks))) :]
-        scores.append(continuation_logprob(model, keep, toks))
-        lengths.append(len(toks))
-    per_token = [s / n for s, n in zip(scores, lengths)]
-    best = lambda xs: max(range(len(xs)), key=xs.__getitem__)  # noqa: E731
-    return {
-        "scores": scores,
-        "lengths": lengths,
-        "choice": best(scores),
-        "choice_norm": best(per_token),
-    }
-
-
 def score_items(
     model,
     encode: Callable[[str], list[int]],
@@ -197,25 +177,25 @@ def score_items(
     *,
     fmt: MCFormat = FORMATS[0],
 ) -> dict:
-    """acc, acc_norm, and how often each rule picked the shortest option (in tokens) — the length bias."""
+    """acc, acc_norm (per character), acc_per_token, and how often each rule picked the shortest
+    option in tokens ("picks_shortest", "_norm", "_per_token"): the length bias."""
     if not items:
         raise ValueError("no items to score")
-    acc = acc_norm = short = short_norm = 0
+    rules = {"": "choice", "_norm": "choice_norm", "_per_token": "choice_per_token"}
+    hits = dict.fromkeys(rules, 0)
+    short = dict.fromkeys(rules, 0)
     for item in items:
-        out = score_options(
-            model, encode, render(item, fmt), options=[fmt.option_prefix + o for o in item.options]
+        out = multiple_choice(
+            model, encode, render(item, fmt), options=item.options, prefix=fmt.option_prefix
         )
         shortest = min(out["lengths"])
-        acc += out["choice"] == item.answer
-        acc_norm += out["choice_norm"] == item.answer
-        short += out["lengths"][out["choice"]] == shortest
-        short_norm += out["lengths"][out["choice_norm"]] == shortest
+        for suffix, key in rules.items():
+            hits[suffix] += out[key] == item.answer
+            short[suffix] += out["lengths"][out[key]] == shortest
     n = len(items)
     return {
-        "acc": acc / n,
-        "acc_norm": acc_norm / n,
-        "picks_shortest": short / n,
-        "picks_shortest_norm": short_norm / n,
+        **{f"acc{s}": hits[s] / n for s in rules},
+        **{f"picks_shortest{s}": short[s] / n for s in rules},
     }
 
 
@@ -242,6 +222,7 @@ def load_arc_easy(n: int = 300, seed: int = 0) -> list[MCItem]:
 
 def choose_normalised(scores: list[float], lengths: list[int]) -> int:
     """choose_normalised(scores: summed log-probs per option, lengths: tokens per option) -> the index of
-    the best option by average log-prob per token (the first one on ties)."""
+    the best option by average log-prob per token (the first one on ties): acc_per_token's rule.
+    Given character counts as `lengths`, the same code gives lm-evaluation-harness's acc_norm."""
     per_token = [s / n for s, n in zip(scores, lengths)]
     return max(range(len(per_token)), key=per_token.__getitem__)
