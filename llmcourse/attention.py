@@ -15,6 +15,9 @@ A float mask is added to the scores (0 = allowed, -inf = blocked).
 A query row whose keys are all blocked has no defined average; like torch we then return NaN, and
 the callers make sure that never happens (every query sees at least one real key).
 
+Three masks make three architectures of one Transformer: all True (encoder, BERT), `causal_mask`
+(decoder, GPT) and `prefix_lm_mask` (prefix LM: UniLM, GLM).
+
 Left out: KV caching (see llmcourse.generate), fused/flash kernels, relative positions.
 """
 
@@ -77,6 +80,26 @@ def causal_mask(T: int, device: torch.device | str | None = None) -> torch.Tenso
     [[1, 0, 0], [1, 1, 0], [1, 1, 1]]
     """
     return torch.ones(T, T, dtype=torch.bool, device=device).tril()
+
+
+def prefix_lm_mask(T: int, prefix: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """(T, T) boolean: the first `prefix` positions see each other in full (bidirectional), every
+    later position sees the whole prefix and the positions up to itself (causal).
+
+    One Transformer covers three architectures by its mask alone (UniLM, Dong et al. 2019):
+    all True is an encoder (BERT), `causal_mask` a decoder (GPT), and this a prefix LM, the
+    attention of GLM's blank infilling (Du et al. 2022) and of T5's prefix-LM variant.
+    `prefix_lm_mask(T, 0)` equals `causal_mask(T)`; `prefix_lm_mask(T, T)` is all True.
+
+    >>> prefix_lm_mask(4, 2).int().tolist()
+    [[1, 1, 0, 0], [1, 1, 0, 0], [1, 1, 1, 0], [1, 1, 1, 1]]
+    """
+    if not 0 <= prefix <= T:
+        raise ValueError(f"prefix must be in [0, {T}], got {prefix}")
+    mask = causal_mask(T, device=device)
+    # the prefix block is bidirectional: every prefix position may also look to its right
+    mask[:prefix, :prefix] = True
+    return mask
 
 
 def padding_mask(lengths: torch.Tensor | list[int], T: int) -> torch.Tensor:

@@ -5,15 +5,17 @@
   through the trained part and the model can only re-use features the frozen layers already compute.
 * **Prompt tuning** (Lester et al. 2021): the whole model is frozen; we learn `n_virtual` embedding
   vectors that are placed before every input, as if they were the embeddings of a perfect prompt.
-  **P-Tuning** (Liu et al. 2021) produces those vectors from a small MLP (a "prompt encoder"), which
-  makes optimisation more stable; `reparam_hidden` switches that on.
+  **P-Tuning** (v1; Liu et al. 2021) produces those vectors from a small "prompt encoder" (the
+  paper: an LSTM, then an MLP; here the MLP alone, peft's default), which makes optimisation more
+  stable; `reparam_hidden` switches that on.
 Both train through the course loop, with the usual `(logits, loss)` convention.
 For Hugging Face models, peft offers the same ideas (`PromptTuningConfig`, `PromptEncoderConfig`); with
 a model that takes `inputs_embeds`, `attention_mask` and `labels`, the virtual tokens must extend all
 three (`prepend_virtual_tokens`, notebook 12's exercise). For the course GPT, `PromptTuned` wraps the
 model and runs its forward pass with the virtual tokens after the embedding; `GPT.forward` has no
 prompt-tuning argument.
-Left out: prefix tuning (virtual keys/values in every layer) and P-Tuning v2.
+Left out: prefix tuning (Li & Liang 2021: virtual keys/values in every layer) and P-Tuning v2
+(Liu et al. 2022: deep prompts in every layer, the "P-Tuning" of the ChatGLM repositories).
 """
 
 from __future__ import annotations

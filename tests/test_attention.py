@@ -202,3 +202,26 @@ def test_exercise_split_heads_catches_view_without_transpose():
     )
     with pytest.raises(exercises.ExerciseError, match="case 1 of .*wrong values"):
         exercises.check("04.split_heads", lambda x, h: x.reshape(x.shape[0], h, x.shape[1], -1))
+
+
+@pytest.mark.parametrize("T,prefix", [(1, 0), (5, 0), (6, 2), (7, 7), (8, 3)])
+def test_prefix_lm_mask_is_full_in_the_prefix_and_causal_after(T, prefix):
+    from llmcourse.attention import prefix_lm_mask
+
+    m = prefix_lm_mask(T, prefix)
+    assert m.dtype == torch.bool and m.shape == (T, T)
+    # within the prefix: everyone sees everyone (bidirectional)
+    assert m[:prefix, :prefix].all()
+    # after the prefix: exactly the causal rows
+    assert torch.equal(m[prefix:], causal_mask(T)[prefix:])
+    # the prefix never sees the continuation
+    assert not m[:prefix, prefix:].any()
+    assert torch.equal(prefix_lm_mask(T, 0), causal_mask(T))
+    assert prefix_lm_mask(T, T).all()
+
+
+def test_prefix_lm_mask_rejects_a_prefix_longer_than_the_sequence():
+    from llmcourse.attention import prefix_lm_mask
+
+    with pytest.raises(ValueError):
+        prefix_lm_mask(4, 5)

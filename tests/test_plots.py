@@ -117,3 +117,16 @@ def test_bar_line_and_save(tmp_path):
     assert len(ax.lines) == 2 and ax.get_legend() is not None
     path = plots.save(ax, tmp_path / "sub" / "fig.png")
     assert path.exists() and path.stat().st_size > 0
+
+
+def test_attention_masks_figure_has_three_labelled_panels():
+    fig = plots.attention_masks_figure(T=6, prefix=2)
+    assert len(fig.axes) == 3
+    for ax in fig.axes:
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel()
+        # the drawn image is the mask: 6 x 6 cells
+        assert ax.images[0].get_array().shape == (6, 6)
+    # panel 3 is the prefix LM: full 2 x 2 block, causal below it
+    img = np.asarray(fig.axes[2].images[0].get_array())
+    assert img[:2, :2].all() and not img[:2, 2:].any() and img[5].all()
+    plt.close(fig)

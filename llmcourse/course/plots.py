@@ -2,7 +2,8 @@
 
 Every function draws on `ax` (or on a new figure when `ax` is None) and returns the Axes, so a
 notebook can combine figures with `fig, axes = plt.subplots(1, 2)` and add to them afterwards.
-Nothing here calls `plt.show()`: Jupyter shows the figure at the end of the cell.
+`attention_masks_figure`, three panels, returns its Figure. Nothing here calls `plt.show()`:
+Jupyter shows the figure at the end of the cell.
 matplotlib is imported on first use, so `import llmcourse.course.plots` is free.
 
 PCA is done with NumPy's SVD (no scikit-learn needed); t-SNE (van der Maaten & Hinton 2008) is used
@@ -346,6 +347,41 @@ def stack_diagram(
     if title:
         ax.set_title(title)
     return ax
+
+
+def attention_masks_figure(T: int = 8, prefix: int = 3) -> Any:
+    """One Transformer, three attention masks, three architectures (UniLM, Dong et al. 2019):
+    bidirectional (encoder: BERT), causal (decoder: GPT, Llama, ChatGLM2 and later) and prefix LM
+    (GLM's blank infilling, Du et al. 2022). Rows are query positions, columns the key positions
+    they may attend to; a filled cell is allowed. Drawn from the package's own masks
+    (`llmcourse.attention`). Unlike the other helpers it returns the Figure (three Axes).
+    """
+    import matplotlib.pyplot as plt
+    import torch
+    from matplotlib.patches import Rectangle
+
+    from llmcourse.attention import causal_mask, prefix_lm_mask
+
+    panels = [
+        ("Bidirectional\n(encoder: BERT)", torch.ones(T, T, dtype=torch.bool)),
+        ("Causal\n(decoder: GPT, Llama, ChatGLM2+)", causal_mask(T)),
+        (f"Prefix LM, prefix = {prefix}\n(UniLM, GLM)", prefix_lm_mask(T, prefix)),
+    ]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 4.2), constrained_layout=True)
+    for ax, (title, mask) in zip(axes, panels):
+        # light cells = blocked, dark blue = may attend; a grid separates the cells
+        ax.imshow(mask.int().numpy(), cmap="Blues", vmin=-0.3, vmax=1.2)
+        ax.set_xticks(range(T), labels=[str(t + 1) for t in range(T)])
+        ax.set_yticks(range(T), labels=[str(t + 1) for t in range(T)])
+        ax.set_xticks(np.arange(T + 1) - 0.5, minor=True)
+        ax.set_yticks(np.arange(T + 1) - 0.5, minor=True)
+        ax.grid(which="minor", color="white", linewidth=1.5)
+        ax.tick_params(which="minor", length=0)
+        ax.set(title=title, xlabel="key position (attended to)", ylabel="query position")
+    if prefix:  # frame the bidirectional block of the prefix LM
+        frame = Rectangle((-0.5, -0.5), prefix, prefix, fill=False, edgecolor="#d9480f", lw=3)
+        axes[2].add_patch(frame)
+    return fig
 
 
 def save(fig: Any, path: str | Path, dpi: int = 150) -> Path:
