@@ -49,6 +49,7 @@ LANGUAGES = ("en", "zh")
 LANG_ENV = "LLMCOURSE_LANG"
 HUBS = ("huggingface", "modelscope")
 HUB_ENV = "LLMCOURSE_HUB"
+REHEARSAL_ENV = "LLMCOURSE_REHEARSAL"
 
 T = TypeVar("T")
 
@@ -56,7 +57,8 @@ T = TypeVar("T")
 def current_size() -> str:
     """Return "smoke" or "full".
 
-    Order of precedence: the `LLMCOURSE_SIZE` variable if set; otherwise "smoke" under CI
+    Order of precedence: "full" in a rehearsal (`rehearsal_steps()`) unless `LLMCOURSE_SIZE` says
+    smoke; the `LLMCOURSE_SIZE` variable if set; otherwise "smoke" under CI
     (`CI` set, as every CI service does) or inside pytest/nbmake; otherwise "full".
     """
     return size_and_reason()[0]
@@ -65,6 +67,12 @@ def current_size() -> str:
 def size_and_reason() -> tuple[str, str]:
     """The size `current_size()` picks, and why (notebooks print the reason)."""
     value = os.environ.get(SIZE_ENV, "").strip().lower()
+    steps = rehearsal_steps()
+    if steps is not None and value in ("", "full"):
+        return "full", (
+            f"REHEARSAL, {REHEARSAL_ENV}={steps}: full shapes and data path, every training loop "
+            f"capped at {steps} steps; the results mean nothing"
+        )
     if value:
         if value not in SIZES:
             raise ValueError(f"{SIZE_ENV}={value!r}: use one of {SIZES}")
@@ -78,6 +86,30 @@ def size_and_reason() -> tuple[str, str]:
 
 def is_smoke() -> bool:
     return current_size() == "smoke"
+
+
+def rehearsal_steps() -> int | None:
+    """The step cap of a full-size rehearsal, from `LLMCOURSE_REHEARSAL` (a positive integer), or None.
+
+    A rehearsal runs a notebook's full configuration (model shapes, tokenizers, batch sizes, data
+    pipeline) with every training loop capped at this many steps (`llmcourse.train.fit` and
+    `estimate_loss` apply it; `cap_steps` is the one rule), so that CI can execute the full path on a
+    CPU in seconds against a stand-in hub (tests/standin_hub.py). Unset (or 0): no cap.
+    """
+    value = os.environ.get(REHEARSAL_ENV, "").strip()
+    if value in ("", "0"):
+        return None
+    if not value.isdigit():
+        raise ValueError(
+            f"{REHEARSAL_ENV}={value!r}: use a positive number of steps (or 0 for off)"
+        )
+    return int(value)
+
+
+def cap_steps(n: int) -> int:
+    """`n` loop steps, or fewer in a rehearsal (`rehearsal_steps()`): the cap every long loop uses."""
+    steps = rehearsal_steps()
+    return n if steps is None else min(n, steps)
 
 
 def current_language() -> str:

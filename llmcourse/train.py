@@ -15,7 +15,9 @@ loss over `eval_batches` validation batches goes into the History; every `ckpt_e
 whole state (weights, optimizer, RNGs, History) is saved with `llmcourse.checkpoint`, and a later
 `fit(..., ckpt_dir=same)` continues exactly where it stopped, after saying so; a checkpoint saved
 with another config is refused (`llmcourse.resume`). `llmcourse.course.live_plot.LiveLossPlot` is
-the callback that draws the loss curves live in a notebook.
+the callback that draws the loss curves live in a notebook. In a full-size rehearsal
+(`LLMCOURSE_REHEARSAL=<steps>`, `config.rehearsal_steps`) `fit` and `estimate_loss` stop after that
+many steps and batches: the full shapes run, only shorter.
 
 References: nanoGPT's train.py (Karpathy) for the recipe: warmup + cosine, AdamW with decay on
 matrices only, GradScaler, gradient accumulation; Loshchilov & Hutter, "Decoupled Weight Decay
@@ -33,7 +35,7 @@ import contextlib
 import itertools
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -42,7 +44,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm.auto import tqdm
 
 from llmcourse import checkpoint
-from llmcourse.config import Sized, to_dict
+from llmcourse.config import Sized, cap_steps, rehearsal_steps, to_dict
 from llmcourse.distributed import DistEnv, barrier, mean_over_processes, shard
 from llmcourse.resume import model_config, resume_point
 from llmcourse.runtime import Runtime, detect, make_generator, seed_all
@@ -207,6 +209,7 @@ def estimate_loss(
     """
     if n_batches < 1:
         raise ValueError(f"n_batches={n_batches}: average over at least one batch")
+    n_batches = cap_steps(n_batches)
     runtime = runtime or detect()
     generator = generator if generator is not None else make_generator(0)
     was_training = model.training
@@ -237,6 +240,16 @@ def nan_message(loss: float, step: int, cfg: TrainConfig, *, runtime: Runtime) -
             f"full precision (precision='fp32' instead of {str(runtime.dtype).replace('torch.', '')})"
         )
     return f"the training loss is {loss} at step {step}. Try " + ", or ".join(tips) + "."
+
+
+def rehearsal_config(cfg: TrainConfig) -> TrainConfig:
+    """`cfg` as a rehearsal runs it (`config.rehearsal_steps()`): at most that many optimizer
+    steps and validation batches; unchanged outside a rehearsal."""
+    if rehearsal_steps() is None:
+        return cfg
+    return replace(
+        cfg, max_steps=cap_steps(cfg.max_steps), eval_batches=cap_steps(cfg.eval_batches)
+    )
 
 
 def _due(step: int, every: int, cfg: TrainConfig) -> bool:
@@ -280,6 +293,7 @@ def fit(
     """
     if cfg.grad_accum_steps < 1 or cfg.log_every < 1:
         raise ValueError("grad_accum_steps and log_every must be at least 1")
+    cfg = rehearsal_config(cfg)
     if runtime is None or cfg.precision is not None:
         runtime = detect(None if runtime is None else str(runtime.device), precision=cfg.precision)
     model.to(runtime.device)

@@ -237,3 +237,21 @@ def test_exercises_accept_correct_solutions(name, fn):
 def test_exercises_reject_typical_mistakes(name, wrong):
     with pytest.raises(ExerciseError):
         exercises.check(name, wrong, trials=20, seed=3)
+
+
+def test_general_text_keeps_a_held_out_part_when_the_corpus_is_short(monkeypatch, capsys):
+    """Full size asks for 2.2M characters; the offline fallback corpus has far fewer. The split then
+    keeps the same proportion, says so in one line, and never leaves the held-out text empty."""
+    from dataclasses import replace
+
+    from llmcourse import data
+
+    text = "".join(f"line {i} of a short corpus.\n" for i in range(1000))
+    monkeypatch.setattr(data, "load_text", lambda name, max_chars=None, **kw: text[:max_chars])
+    cfg = replace(adapt.CapstoneConfig(), general_chars=90_000, eval_chars=10_000)
+    train, held = adapt.general_text(cfg)
+    assert train + held == text and len(held) == len(text) - len(text) * 9 // 10
+    assert "fewer than the 100,000 asked for" in capsys.readouterr().out
+    cfg = replace(cfg, general_chars=len(text) - 500, eval_chars=400)  # long enough: no line
+    train, held = adapt.general_text(cfg)
+    assert (len(train), len(held)) == (len(text) - 500, 400) and not capsys.readouterr().out

@@ -227,9 +227,21 @@ class HFChat:
 
 
 def general_text(cfg: CapstoneConfig) -> tuple[str, str]:
-    """(training text, held-out text) of the general corpus: its first `general_chars`, then `eval_chars`."""
-    text = data.load_text(cfg.general_corpus, max_chars=cfg.general_chars + cfg.eval_chars)
-    return text[: cfg.general_chars], text[cfg.general_chars :]
+    """(training text, held-out text) of the general corpus: its first `general_chars`, then `eval_chars`.
+
+    A corpus shorter than both together (the offline fallback at full size, for one) is split in the
+    same proportion instead, with one line saying so: the held-out part must never be empty."""
+    wanted = cfg.general_chars + cfg.eval_chars
+    text = data.load_text(cfg.general_corpus, max_chars=wanted)
+    cut = cfg.general_chars
+    if len(text) < wanted:
+        cut = len(text) * cfg.general_chars // wanted
+        print(
+            f"general text: {cfg.general_corpus!r} has {len(text):,} characters, fewer than the "
+            f"{wanted:,} asked for; training on the first {cut:,}, holding out the other "
+            f"{len(text) - cut:,}"
+        )
+    return text[:cut], text[cut:]
 
 
 def encode_docs(lm: CourseChat | HFChat, docs: Sequence[str]) -> torch.Tensor:
