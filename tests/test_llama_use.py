@@ -379,7 +379,7 @@ def test_cli_main_serves_the_llama_directory(llama_dir, monkeypatch):
     apps = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: apps.append(app))
     serve.main(["--model", str(llama_dir), "--device", "cpu", "--name", "cli-llama"])
-    r = TestClient(apps[0]).post(
+    r = TestClient(apps[0], base_url="http://localhost").post(  # a loopback Host name
         "/v1/completions",
         json={"model": "cli-llama", "prompt": "hi", "max_tokens": 4, "temperature": 0},
     )

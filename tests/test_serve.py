@@ -163,6 +163,7 @@ def _post(server, path: str, body) -> httpx.Response:
 
 
 USER = [{"role": "user", "content": "hi"}]
+ADD = {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}
 BAD_REQUESTS = [  # (endpoint, body, status, param)
     ("chat", {"model": "gpt-4o", "messages": USER}, 404, "model"),
     ("chat", {"model": NAME, "messages": USER, "max_tokens": -5}, 400, "max_tokens"),
@@ -199,6 +200,66 @@ BAD_REQUESTS = [  # (endpoint, body, status, param)
     ("completions", {"model": NAME, "prompt": [-1]}, 400, "prompt"),
     ("completions", {"model": NAME, "prompt": ["a", "b"]}, 400, "prompt"),
     ("completions", {"model": NAME, "prompt": "a", "temperature": "hot"}, 400, "temperature"),
+    # a lone surrogate echoed in an error once made the error itself fail to encode (a 500)
+    (
+        "chat",
+        b'{"model": "\\ud800", "messages": [{"role": "user", "content": "hi"}]}',
+        404,
+        "model",
+    ),
+    ("completions", b'{"model": "\\ud800", "prompt": "hi"}', 404, "model"),
+    ("completions", b'{"model": "tiny-gpt", "prompt": "\\udfff"}', 400, "prompt"),
+    ("chat", {"model": NAME, "messages": USER, "logprobs": True}, 400, "logprobs"),
+    ("completions", {"model": NAME, "prompt": "hi", "logprobs": 2}, 400, "logprobs"),
+    # tool_choice as OpenAI checks it: a known string, or a function among the request's tools
+    (
+        "chat",
+        {"model": NAME, "messages": USER, "tools": [ADD], "tool_choice": "sometimes"},
+        400,
+        "tool_choice",
+    ),
+    (
+        "chat",
+        {"model": NAME, "messages": USER, "tools": [ADD], "tool_choice": 1},
+        400,
+        "tool_choice",
+    ),
+    (
+        "chat",
+        {"model": NAME, "messages": USER, "tools": [ADD], "tool_choice": {"type": "function"}},
+        400,
+        "tool_choice",
+    ),
+    (
+        "chat",
+        {
+            "model": NAME,
+            "messages": USER,
+            "tools": [ADD],
+            "tool_choice": {"type": "function", "function": {"name": "rm"}},
+        },
+        400,
+        "tool_choice",
+    ),
+    ("chat", {"model": NAME, "messages": USER, "tool_choice": "required"}, 400, "tool_choice"),
+    (
+        "chat",
+        {
+            "model": NAME,
+            "messages": USER,
+            "tool_choice": {"type": "function", "function": {"name": "add"}},
+        },
+        400,
+        "tool_choice",
+    ),
+    (
+        "chat",
+        b'{"model": "tiny-gpt", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": '
+        b'"function", "function": {"name": "add"}}], "tool_choice": {"type": "function", "function": '
+        b'{"name": "\\ud800"}}}',
+        400,
+        "tool_choice",
+    ),
 ]
 
 
@@ -209,6 +270,7 @@ def test_bad_requests_get_openai_shaped_4xx(server, endpoint, body, status, para
     error = r.json()["error"]
     assert set(error) == {"message", "type", "param", "code"} and error["message"]
     assert error["param"] == param
+    error["message"].encode("utf-8")  # what the server echoes is valid text
 
 
 @pytest.mark.parametrize(
@@ -592,3 +654,379 @@ def test_chat_page_is_self_contained(server):
     r = httpx.get(server.url + "/")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     assert "/v1/chat/completions" in r.text and 'src="http' not in r.text and "<link" not in r.text
+
+
+# ---- hardening: input checks, limits, keys, hosts, timeouts, disconnects (issue 18) ----
+def test_surrogate_in_a_model_path_is_a_404(server):
+    r = httpx.get(server.url + "/v1/models/%ED%A0%80", timeout=10)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_logprobs_false_is_accepted(server, endpoint):
+    """false is OpenAI's default; true (or a count) stays a clear 400 (BAD_REQUESTS)."""
+    body = {"model": NAME, "max_tokens": 3, "logprobs": False}
+    body.update({"messages": USER} if endpoint == "chat" else {"prompt": "hi"})
+    r = _post(server, "/v1/chat/completions" if endpoint == "chat" else "/v1/completions", body)
+    assert r.status_code == 200, r.text
+
+
+SUB = {"type": "function", "function": {"name": "subtract", "parameters": {"type": "object"}}}
+
+
+@pytest.mark.parametrize(
+    "choice,offered",
+    [
+        (None, ["add", "subtract"]),
+        ("auto", ["add", "subtract"]),
+        ("required", ["add", "subtract"]),
+        ("none", []),
+        ({"type": "function", "function": {"name": "subtract"}}, ["subtract"]),
+    ],
+)
+def test_valid_tool_choices_are_served(scripted, choice, offered):
+    """Each accepted tool_choice answers 200; a named function is the only one offered to the model,
+    "none" offers none."""
+    fake, client = scripted
+    fake.reply = "ok"
+    kw = {} if choice is None else {"tool_choice": choice}
+    r = client.chat.completions.create(model="scripted", messages=USER, tools=[ADD, SUB], **kw)
+    assert r.choices[0].message.content == "ok"
+    assert [n for n in ("add", "subtract") if f'"{n}"' in fake.last_prompt] == offered
+
+
+@pytest.fixture(scope="module")
+def guarded(backend):
+    """A server with an API key, one extra Host name, a 64 KiB body limit and 1-second timeouts."""
+    with BackgroundServer(
+        backend,
+        api_key="sekret",
+        allowed_hosts=["gpu-box.lan"],
+        max_body_bytes=64 * 1024,
+        read_timeout=1.0,
+        keep_alive_timeout=1.0,
+    ) as srv:
+        yield srv
+
+
+KEY = {"Authorization": "Bearer sekret"}
+
+
+def test_api_key_is_required_when_set(guarded, server):
+    body = {"model": NAME, "prompt": "hi", "max_tokens": 2}
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "sekret"}):
+        r = httpx.post(guarded.url + "/v1/completions", json=body, headers=headers, timeout=10)
+        assert r.status_code == 401, r.text
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        assert r.json()["error"]["code"] == "invalid_api_key"
+        assert "LLMCOURSE_API_KEY" in r.json()["error"]["message"]
+    assert httpx.get(guarded.url + "/v1/models", timeout=10).status_code == 401
+    good = openai.OpenAI(base_url=guarded.url + "/v1", api_key="sekret", max_retries=0)
+    assert good.completions.create(**body).usage.completion_tokens == 2
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=guarded.url + "/v1", api_key="none", max_retries=0).models.list()
+    # the page and the health check stay open; the page has a field for the key
+    for open_path in ("/health", "/docs", "/openapi.json"):
+        assert httpx.get(guarded.url + open_path, timeout=10).status_code == 200
+    assert 'id="api_key"' in httpx.get(guarded.url + "/", timeout=10).text
+    # no key configured: no check (the loopback default)
+    assert httpx.post(server.url + "/v1/completions", json=body, timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "host,allowed",
+    [
+        ("localhost", True),
+        ("LOCALHOST:8000", True),
+        ("127.0.0.1:1234", True),
+        ("[::1]:80", True),
+        ("gpu-box.lan:8000", "guarded"),
+        ("evil.example", False),
+        ("localhost.evil.example", False),
+        ("127.0.0.1.nip.io", False),
+    ],
+)
+def test_host_header_allow_list(server, guarded, host, allowed):
+    """Only loopback names pass by default (DNS rebinding); --allow-host adds names."""
+    for srv, ok in ((server, allowed is True), (guarded, bool(allowed))):
+        r = httpx.get(srv.url + "/v1/models", headers={"Host": host, **KEY}, timeout=10)
+        assert r.status_code == (200 if ok else 403), (srv.url, host, r.text)
+        if not ok:
+            assert "--allow-host" in r.json()["error"]["message"]
+
+
+def test_served_hosts_add_the_bound_address_and_names(monkeypatch):
+    import sys
+    import types
+
+    from llmcourse.serve.guard import LOOPBACK_HOSTS, host_allowed, served_hosts
+
+    assert served_hosts("127.0.0.1") == LOOPBACK_HOSTS
+    assert served_hosts("0.0.0.0") == LOOPBACK_HOSTS  # the learner names the host: --allow-host
+    assert served_hosts("192.168.1.5")[-1] == "192.168.1.5"
+    assert served_hosts("::", ["box"])[-1] == "box"
+    assert host_allowed("a.b.example.org:80", [".example.org"])
+    assert not host_allowed("badexample.org", [".example.org"])
+    assert host_allowed("anything:1", ["*"])
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    on_colab = served_hosts(
+        "127.0.0.1"
+    )  # Colab's port proxy: notebook 14 opens the page through it
+    assert host_allowed("8000-abc-colab.googleusercontent.com", on_colab)
+    assert not host_allowed("googleusercontent.com.evil.example", on_colab)
+
+
+def _chunks(total: int, size: int = 64 * 1024, pause: float = 0.0):
+    import time
+
+    sent = 0
+    while sent < total:
+        n = min(size, total - sent)
+        yield b" " * n
+        sent += n
+        if pause:
+            time.sleep(pause)
+
+
+def test_body_over_the_limit_gets_413(guarded):
+    url = guarded.url + "/v1/completions"
+    head = b'{"model": "tiny-gpt", "max_tokens": 2, "prompt": "hi"}'
+    key_json = {**KEY, "Content-Type": "application/json"}
+    ok = httpx.post(url, content=head + b" " * 60_000, headers=key_json, timeout=10)
+    assert ok.status_code == 200, ok.text  # under 64 KiB: served
+    big = httpx.post(url, content=head + b" " * 70_000, headers=key_json, timeout=10)
+    assert big.status_code == 413 and big.json()["error"]["code"] == "request_too_large"
+    assert "--max-body-mb" in big.json()["error"]["message"]
+    # no Content-Length (chunked upload): counted as it arrives
+    chunked = httpx.post(url, content=_chunks(200_000), headers=KEY, timeout=10)
+    assert chunked.status_code == 413
+
+
+def _pings(url: str, n: int) -> list[float]:
+    """Latencies of n GET /health, one after another, on one kept-alive connection."""
+    import time
+
+    out = []
+    with httpx.Client(timeout=10) as c:
+        c.get(url + "/health")  # connect first
+        for _ in range(n):
+            t = time.perf_counter()
+            assert c.get(url + "/health").status_code == 200
+            out.append(time.perf_counter() - t)
+    return out
+
+
+def test_an_8_mb_prompt_is_refused_while_others_are_answered(server):
+    """8 MB (over the default 1 MiB) is read and dropped as it arrives: a 413, and /health answers
+    meanwhile (the upload is paced over about a second, so the pings overlap it)."""
+    import statistics
+    import threading
+    import time
+
+    result = {}
+
+    def upload():
+        t = time.perf_counter()
+        r = httpx.post(server.url + "/v1/chat/completions", content=_chunks(8 * 2**20, pause=0.008))
+        result.update(status=r.status_code, seconds=time.perf_counter() - t)
+
+    thread = threading.Thread(target=upload)
+    thread.start()
+    time.sleep(0.1)
+    pings = _pings(server.url, 7)
+    busy = thread.is_alive()
+    thread.join(timeout=30)
+    print(
+        f"8 MB refused in {result['seconds']:.2f} s; /health median {statistics.median(pings) * 1000:.1f} ms"
+    )
+    assert result["status"] == 413 and busy, "the pings must overlap the upload"
+    assert statistics.median(pings) < 0.1
+
+
+class SlowEncodeBackend(CourseBackend):
+    """The tiny model, recording when a chat prompt's tokenization starts and ends."""
+
+    def chat_ids(self, messages, tools=None):
+        import time
+
+        if len(messages[0]["content"]) > 1000:
+            self.encoding = (time.perf_counter(), None)
+        out = super().chat_ids(messages, tools)
+        if len(messages[0]["content"]) > 1000:
+            self.encoding = (self.encoding[0], time.perf_counter())
+        return out
+
+
+def test_tokenizing_a_huge_prompt_does_not_stall_other_clients(backend):
+    """A 360 kB chat prompt (allowed by a 2 MiB limit) takes a second or more to tokenize, off the
+    event loop: /health and another client's completion answer meanwhile; then the prompt is refused
+    (context). The completion tokenizes too, with special tokens on, the chat message with them off:
+    one shared tokenizer flag, flipped per call, once froze everything until the long encode ended."""
+    import statistics
+    import threading
+    import time
+
+    slow = SlowEncodeBackend(backend.model, backend.tokenizer, NAME, BLOCK)
+    slow.encoding = (None, None)
+    with BackgroundServer(slow, max_body_bytes=2 * 2**20) as srv:
+        result, idle = {}, _pings(srv.url, 5)
+
+        def huge():
+            body = {
+                "model": NAME,
+                "messages": [{"role": "user", "content": "hello world " * 30_000}],
+            }
+            result["status"] = _post(srv, "/v1/chat/completions", body).status_code
+
+        thread = threading.Thread(target=huge)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while slow.encoding[0] is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        pings = _pings(srv.url, 5)
+        t = time.perf_counter()
+        other = _post(srv, "/v1/completions", {"model": NAME, "prompt": "hi", "max_tokens": 3})
+        other_s, other_end = time.perf_counter() - t, time.perf_counter()
+        thread.join(timeout=30)
+    start, end = slow.encoding
+    print(
+        f"tokenizing 360 kB: {end - start:.2f} s; /health median idle "
+        f"{statistics.median(idle) * 1000:.1f} ms, meanwhile "
+        f"{statistics.median(pings) * 1000:.1f} ms (max {max(pings) * 1000:.1f}), "
+        f"another completion {other_s * 1000:.0f} ms"
+    )
+    # idle, a ping takes a few ms; 40+ ms was Nagle's algorithm meeting delayed ACKs (no TCP_NODELAY)
+    assert statistics.median(idle) < 0.035
+    assert result["status"] == 400 and other.status_code == 200
+    assert other_end < end, "the pings and the other request must overlap the tokenization"
+    assert statistics.median(pings) < 0.1 and other_s < (end - start)
+
+
+class SlowBackend(CourseBackend):
+    """Generates "a" forever, 100 tokens a second, counting the tokens it produced."""
+
+    generated = 0
+
+    def stream(self, ids, max_new_tokens, *, temperature, top_p, top_k, seed):
+        import time
+
+        a = self.encode("a")[0]
+        for _ in range(max_new_tokens):
+            time.sleep(0.01)
+            SlowBackend.generated += 1
+            yield a
+
+
+def test_non_streamed_generation_stops_when_the_client_hangs_up(backend):
+    import socket
+    import time
+
+    slow = SlowBackend(backend.model, backend.tokenizer, "slow", 100_000)
+    with BackgroundServer(slow) as srv:
+        port = int(srv.url.rsplit(":", 1)[1])
+        body = json.dumps({"model": "slow", "prompt": "x", "max_tokens": 50_000}).encode()
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(
+                b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json"
+                b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            time.sleep(0.3)
+            assert SlowBackend.generated > 5, "the generation should have started"
+        time.sleep(0.3)  # the hang-up is seen at the next token
+        stopped = SlowBackend.generated
+        time.sleep(0.3)
+        assert SlowBackend.generated == stopped < 200
+        assert httpx.get(srv.url + "/health", timeout=10).json()["running"] == 0
+        # the model is free for the next client
+        t = time.perf_counter()
+        r = _post(srv, "/v1/completions", {"model": "slow", "prompt": "x", "max_tokens": 3})
+        assert r.status_code == 200 and time.perf_counter() - t < 2
+
+
+def _raw(url: str):
+    import socket
+
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def _read_all(sock) -> bytes:
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out
+
+
+def test_half_sent_headers_time_out(guarded):
+    """Headers trickling in (a byte every 0.25 s, "slowloris") do not hold the connection past
+    --read-timeout (1 s here): 408, then closed."""
+    import time
+
+    with _raw(guarded.url) as sock:
+        t = time.perf_counter()
+        for byte in b"GET /health HTTP/1.1\r\nHost: localhost\r\n":
+            try:
+                sock.sendall(bytes([byte]))
+            except OSError:
+                break
+            time.sleep(0.25)
+            if time.perf_counter() - t > 3:
+                break
+        answer, elapsed = _read_all(sock), time.perf_counter() - t
+    assert answer.startswith(b"HTTP/1.1 408") and 0.9 < elapsed < 3, (answer, elapsed)
+
+
+def test_half_sent_body_times_out(guarded):
+    import time
+
+    with _raw(guarded.url) as sock:
+        t = time.perf_counter()
+        sock.sendall(
+            b"POST /v1/completions HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer sekret\r\n"
+            b'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"model": '
+        )
+        answer, elapsed = _read_all(sock), time.perf_counter() - t
+    assert answer.startswith(b"HTTP/1.1 408") and b"request_timeout" in answer
+    assert 0.9 < elapsed < 3
+
+
+def test_idle_keep_alive_connection_is_closed(guarded):
+    import time
+
+    with _raw(guarded.url) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        t = time.perf_counter()
+        answer, elapsed = _read_all(sock), time.perf_counter() - t
+    assert answer.startswith(b"HTTP/1.1 200") and 0.9 < elapsed < 3
+
+
+def test_cli_flags_reach_the_server(backend, monkeypatch):
+    """`python -m llmcourse.serve` flags: key (also from LLMCOURSE_API_KEY), hosts, limits, timeouts."""
+    import uvicorn
+    from starlette.testclient import TestClient
+
+    from llmcourse.serve import cli
+
+    runs = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: runs.append((app, kw)))
+    monkeypatch.setattr(cli, "load_backend", lambda *a, **kw: backend)
+    monkeypatch.setenv("LLMCOURSE_API_KEY", "from-env")
+    cli.main(["--model", "x", "--allow-host", "box.lan", "--max-body-mb", "0.01"])
+    cli.main(["--model", "x", "--api-key", "k", "--read-timeout", "7", "--keep-alive-timeout", "3"])
+    (first, _), (second, kw) = runs
+    assert kw["timeout_keep_alive"] == 3 and kw["http"].__name__ == "TimedH11Protocol"
+    c = TestClient(first, base_url="http://box.lan:8000")
+    assert c.get("/v1/models").status_code == 401
+    assert c.get("/v1/models", headers={"Authorization": "Bearer from-env"}).status_code == 200
+    body = {"model": NAME, "prompt": "x" * 20_000}
+    assert (
+        c.post(
+            "/v1/completions", json=body, headers={"Authorization": "Bearer from-env"}
+        ).status_code
+        == 413
+    )
+    c = TestClient(second, base_url="http://localhost")
+    assert c.get("/v1/models", headers={"Authorization": "Bearer k"}).status_code == 200
+    assert (
+        TestClient(second).get("/health").status_code == 403
+    )  # "testserver" is not a loopback name

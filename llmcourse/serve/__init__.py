@@ -1,6 +1,7 @@
 """An OpenAI-compatible HTTP server for the models the course trains, plus a chat page at `/`.
 
     python -m llmcourse.serve --model out/sft-gpt [--host 127.0.0.1] [--port 8000] [--name NAME]
+        [--api-key KEY] [--allow-host NAME] [--max-body-mb 1] [--read-timeout 30] [--keep-alive-timeout 5]
 
 `--model` is a Hugging Face-format directory: a GPT-2 layout runs in our `GPT`, a Llama layout (e.g.
 `llama_to_hf(model).save_pretrained(dir)`, or SmolLM2) in our `Llama`, both with our own decoding;
@@ -13,11 +14,19 @@ Then any OpenAI client can talk to it (`OpenAI(base_url="http://127.0.0.1:8000/v
 Both POST endpoints take `stream: true` (server-sent events: one JSON chunk per piece of text, then
 `data: [DONE]`), temperature, top_p, top_k (a vLLM extension), max_tokens, stop, seed, n=1, and report
 `usage`. Chat requests may carry `tools`: they are described to the model (see `serve_models`), and a
-`<tool_call>{...}</tool_call>` in its answer comes back as OpenAI `tool_calls`.
+`<tool_call>{...}</tool_call>` in its answer comes back as OpenAI `tool_calls`; `tool_choice` is checked
+as OpenAI does ("none", "auto", "required", or a function among `tools`, which is then the only one
+offered), but not enforced on what the model writes.
 Errors use OpenAI's shape {"error": {"message", "type", "param", "code"}} with a 4xx status: unknown
-model 404; bad field values, malformed JSON, a prompt that does not fit the context 400.
+model 404; bad field values, malformed JSON, a prompt that does not fit the context 400; a missing or
+wrong API key 401; a Host name not allowed 403; a body too slow 408 or too large (over 1 MiB) 413.
+Guarding (`llmcourse.serve.guard`): only loopback Host names are accepted unless `--allow-host` adds
+one, an API key is checked when `--api-key` (or LLMCOURSE_API_KEY) is set, `--max-body-mb` and
+`--read-timeout` bound what a client sends, `--keep-alive-timeout` how long an idle connection stays.
 
-How it works. The model runs in worker threads (`anyio.to_thread`), one token per call, under one lock:
+How it works. Validating a request and tokenizing its prompt run in a worker thread, so a huge prompt
+does not stall other clients. The model runs in worker threads (`anyio.to_thread`), one token per call,
+under one lock:
 concurrent requests take turns token by token, each with its own KV cache and `torch.Generator`, so
 each gets exactly the answer it would get alone (tested). This is the poor man's version of what vLLM
 does properly: vLLM batches the waiting requests' next tokens into *one* forward pass ("continuous
@@ -26,25 +35,37 @@ Stop strings are found in the decoded text; text that might be the start of a st
 until we know, so streamed pieces always join to the non-streamed answer.
 The request bodies, the error shape and the request -> `Job` validation are in
 `llmcourse.serve.schema`; the models, the token-by-token engine and tool calls in
-`llmcourse.serve.backends`; this module holds the HTTP routes, `BackgroundServer` and the CLI.
+`llmcourse.serve.backends`; the checks before a route in `llmcourse.serve.guard`; the command line in
+`llmcourse.serve.cli`; this module holds the HTTP routes and `BackgroundServer`.
 References: OpenAI's API reference (the routes and their JSON), the server-sent events format (WHATWG
 HTML standard), vLLM's OpenAI-compatible server (Kwon et al. 2023, PagedAttention).
-Left out: n > 1, logprobs, echo/suffix, presence/frequency penalties and logit_bias (rejected with 400),
-authentication (we bind to loopback), the Responses and embeddings APIs.
+A non-streamed request whose client hangs up stops at the next token, as a streamed one does.
+Left out: n > 1, logprobs (false is accepted), echo/suffix, presence/frequency penalties and logit_bias
+(rejected with 400), TLS and users (one shared key), the Responses and embeddings APIs.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import secrets
 import socket
 import threading
 import time
+from contextlib import aclosing
 from pathlib import Path
 
-from llmcourse.serve.backends import ENGINES, Backend, Engine, load_backend
+from starlette.requests import Request  # at module level: FastAPI resolves the routes' annotations
+
+from llmcourse.serve.backends import Backend, Engine, load_backend  # noqa: F401 (load_backend: re-exported)
+from llmcourse.serve.guard import (
+    DEFAULT_MAX_BODY,
+    DEFAULT_READ_TIMEOUT,
+    LOOPBACK_HOSTS,
+    Guard,
+    error_body,
+    served_hosts,
+    timed_protocol,
+)
 from llmcourse.serve.schema import (
     ERRORS,
     GENERATION,
@@ -69,13 +90,21 @@ def _event(obj: dict) -> str:
 def _error(status: int, message: str, param=None, code=None, type="invalid_request_error"):
     from fastapi.responses import JSONResponse
 
-    return JSONResponse(
-        {"error": {"message": message, "type": type, "param": param, "code": code}}, status
-    )
+    # every string made safe to encode: a lone surrogate in `model` once turned a 404 into a 500
+    return JSONResponse(error_body(message, param=param, code=code, type=type), status)
 
 
-def create_app(backend: Backend):
-    """The FastAPI application serving `backend`."""
+def create_app(
+    backend: Backend,
+    *,
+    api_key: str | None = None,
+    allowed_hosts=LOOPBACK_HOSTS,
+    max_body_bytes: int = DEFAULT_MAX_BODY,
+    read_timeout: float = DEFAULT_READ_TIMEOUT,
+):
+    """The FastAPI application serving `backend`, behind `guard.Guard` (Host allow-list, optional API
+    key, body size limit, body read timeout)."""
+    import anyio
     from fastapi import Body, FastAPI
     from fastapi import Path as PathParam
     from fastapi.exceptions import RequestValidationError
@@ -83,6 +112,13 @@ def create_app(backend: Backend):
     from starlette.exceptions import HTTPException
 
     app = FastAPI(title="llmcourse OpenAI-compatible server", version="1")
+    app.add_middleware(
+        Guard,
+        api_key=api_key,
+        allowed_hosts=allowed_hosts,
+        max_body_bytes=max_body_bytes,
+        read_timeout=read_timeout,
+    )
     engine, created, default_openapi = Engine(backend), int(time.time()), app.openapi
 
     def openapi() -> dict:  # validation errors are 400 here (below), so 422 is not documented
@@ -134,8 +170,8 @@ def create_app(backend: Backend):
         return HTMLResponse(PAGE.read_text(encoding="utf-8"))
 
     @app.get("/health")
-    async def health() -> dict:
-        return {"status": "ok"}
+    async def health() -> dict:  # running: requests generating now (0 once every client is served)
+        return {"status": "ok", "running": engine.running}
 
     def card() -> dict:
         return {
@@ -159,16 +195,20 @@ def create_app(backend: Backend):
         return card()
 
     # the examples name the served model, so /docs and the schema fuzzer get past "unknown model"
+    # building a job tokenizes the prompt: in a worker thread, so a huge prompt stalls no one else
     @app.post("/v1/completions", responses=GENERATION)
     async def completions(
+        request: Request,
         req: CompletionRequest = Body(
             examples=[{"model": backend.name, "prompt": "Once upon a time", "max_tokens": 16}]
         ),
     ):
-        return await respond(req, completion_job(req, backend), chat=False)
+        job = await anyio.to_thread.run_sync(completion_job, req, backend)
+        return await respond(req, job, request, chat=False)
 
     @app.post("/v1/chat/completions", responses=GENERATION)
     async def chat_completions(
+        request: Request,
         req: ChatRequest = Body(
             examples=[
                 {
@@ -179,9 +219,10 @@ def create_app(backend: Backend):
             ]
         ),
     ):
-        return await respond(req, chat_job(req, backend), chat=True)
+        job = await anyio.to_thread.run_sync(chat_job, req, backend)
+        return await respond(req, job, request, chat=True)
 
-    async def respond(req: Sampling, job: Job, chat: bool):
+    async def respond(req: Sampling, job: Job, request: Request, chat: bool):
         kind = "chat.completion" if chat else "text_completion"
         head = {
             "id": f"{'chatcmpl' if chat else 'cmpl'}-{secrets.token_hex(12)}",
@@ -197,8 +238,10 @@ def create_app(backend: Backend):
 
         if not req.stream:
             pieces, reason, n = [], None, 0
-            async for piece, reason, n in engine.run(job):  # noqa: B007 (the last reason and n are the answer's)
-                pieces.append(piece)
+            # a client that hangs up frees the model: the engine checks between tokens
+            async with aclosing(engine.run(job, disconnected=request.is_disconnected)) as run:
+                async for piece, reason, n in run:  # noqa: B007 (the last reason and n are the answer's)
+                    pieces.append(piece)
             if not chat:
                 choice = {
                     "index": 0,
@@ -239,9 +282,10 @@ def create_app(backend: Backend):
             try:
                 if chat:
                     yield chunk(None, delta={"role": "assistant", "content": ""})
-                async for piece, reason, n in engine.run(job):  # noqa: B007
-                    if piece:
-                        yield chunk(piece)
+                async with aclosing(engine.run(job)) as run:  # closed at once on a hang-up
+                    async for piece, reason, n in run:  # noqa: B007
+                        if piece:
+                            yield chunk(piece)
                 if job.tool_calls:
                     yield chunk(
                         None,
@@ -275,18 +319,50 @@ def create_app(backend: Backend):
 class BackgroundServer:
     """Serve in a thread of this process (for notebooks and tests); `url` ends without a slash.
 
+    The keyword arguments are the CLI's flags (`guard` explains them): `api_key`, `allowed_hosts`
+    (added to the loopback names), `max_body_bytes`, `read_timeout` and `keep_alive_timeout`
+    (seconds an idle keep-alive connection stays open).
+
     >>> with BackgroundServer(load_backend("out/sft-gpt")) as srv:   # doctest: +SKIP
     ...     OpenAI(base_url=srv.url + "/v1", api_key="none")
     """
 
-    def __init__(self, backend: Backend, host: str = "127.0.0.1", port: int = 0):
+    def __init__(
+        self,
+        backend: Backend,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        api_key: str | None = None,
+        allowed_hosts=(),
+        max_body_bytes: int = DEFAULT_MAX_BODY,
+        read_timeout: float = DEFAULT_READ_TIMEOUT,
+        keep_alive_timeout: float = 5.0,
+    ):
         import uvicorn
 
-        self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+        # IPPROTO_TCP named: asyncio sets TCP_NODELAY only on such sockets; without it, Nagle and
+        # delayed ACKs added 40 ms to every response (headers and body go out as two writes)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))  # port 0: the OS picks a free one
-        self.url = f"http://{host}:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(create_app(backend), log_level="warning", lifespan="off")
+        shown = f"[{host}]" if ":" in host else host
+        self.url = f"http://{shown}:{self.sock.getsockname()[1]}"
+        app = create_app(
+            backend,
+            api_key=api_key,
+            allowed_hosts=served_hosts(host, allowed_hosts),
+            max_body_bytes=max_body_bytes,
+            read_timeout=read_timeout,
+        )
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            lifespan="off",
+            http=timed_protocol(read_timeout),
+            timeout_keep_alive=keep_alive_timeout,
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
@@ -311,35 +387,10 @@ class BackgroundServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(
-        prog="python -m llmcourse.serve", description=__doc__.split("\n")[0]
-    )
-    p.add_argument("--model", required=True, help="Hugging Face-format model directory (local)")
-    p.add_argument(
-        "--host", default="127.0.0.1", help="interface to bind; 0.0.0.0 exposes it to your network"
-    )
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument(
-        "--name", default=None, help="model id clients must send (default: the directory name)"
-    )
-    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
-    p.add_argument(
-        "--engine",
-        default="course",
-        choices=ENGINES,
-        help="course: our GPT / Llama (model_type gpt2 or llama); transformers: any causal LM",
-    )
-    args = p.parse_args(argv)
-    import uvicorn
+    """`python -m llmcourse.serve ...`: the command line, in `llmcourse.serve.cli`."""
+    from llmcourse.serve.cli import main as cli_main
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # serving reads local files only
-    backend = load_backend(args.model, args.name, args.device, engine=args.engine)
-    print(
-        f"serving {backend.name!r} (context {backend.context_length} tokens) at "
-        f"http://{args.host}:{args.port}/v1 ; chat page at http://{args.host}:{args.port}/",
-        flush=True,
-    )
-    uvicorn.run(create_app(backend), host=args.host, port=args.port, log_level="warning")
+    cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ Left out: batching several requests into one forward pass, quantized weights, lo
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -63,6 +64,10 @@ class Backend:
         self.chat_stop_ids = self.eos_ids | (
             {end} if end is not None and not self.has_template else set()
         )
+        # Prompts are tokenized in worker threads, at once. A fast tokenizer's "split special tokens"
+        # is a flag of its Rust object: flipping it per call races between threads, and the flip waits,
+        # GIL held, for a long encode to end (a frozen server). Message text gets a copy of its own.
+        self.text_tokenizer = copy.deepcopy(tokenizer)
 
     @property
     def has_template(self) -> bool:
@@ -115,22 +120,26 @@ class Backend:
             return self.chat_ids(conv)
         # piece by piece, message text with special tokens switched off: typed "<|end|><|assistant|>"
         # must stay text, never forge a turn (the same rule as chat.encode_chat for training)
-        ids, _ = chat.encode_chat(conv, CourseTokens(self.tokenizer), add_generation_prompt=True)
+        ids, _ = chat.encode_chat(
+            conv, CourseTokens(self.tokenizer, self.text_tokenizer), add_generation_prompt=True
+        )
         return ids, [chat.END]
 
 
 class CourseTokens:
     """A Hugging Face tokenizer seen through the course tokenizer's interface (for chat.encode_chat)."""
 
-    def __init__(self, hf_tokenizer):
-        self.hf = hf_tokenizer
+    def __init__(self, hf_tokenizer, text_tokenizer=None):
+        # text_tokenizer: a copy of hf_tokenizer used only with special tokens off (see Backend)
+        self.hf, self.text = hf_tokenizer, text_tokenizer or hf_tokenizer
         self.special_tokens = {
             t: hf_tokenizer.convert_tokens_to_ids(t) for t in chat.SPECIAL_TOKENS
         }
 
     def encode(self, text: str, allowed_special: str = "none") -> list[int]:
-        return self.hf.encode(
-            text, add_special_tokens=False, split_special_tokens=allowed_special == "none"
+        split = allowed_special == "none"
+        return (self.text if split else self.hf).encode(
+            text, add_special_tokens=False, split_special_tokens=split
         )
 
 
@@ -224,9 +233,11 @@ class Engine:
     def __init__(self, backend: Backend):
         self.backend = backend
         self.lock = threading.Lock()
+        self.running = 0  # jobs generating now (GET /health reports it)
 
-    async def run(self, job) -> AsyncIterator[tuple[str, str | None, int]]:
-        """Yield (text piece, finish_reason or None, tokens so far); the last item has a finish_reason."""
+    async def run(self, job, *, disconnected=None) -> AsyncIterator[tuple[str, str | None, int]]:
+        """Yield (text piece, finish_reason or None, tokens so far); the last item has a finish_reason.
+        `disconnected`: async callable asked between tokens; True stops the generation ("abort")."""
         import anyio
 
         tokens = self.backend.stream(
@@ -244,6 +255,7 @@ class Engine:
                 return next(tokens, None)
 
         n, reason = 0, "length"
+        self.running += 1
         try:
             while n < job.max_tokens:
                 tok = await anyio.to_thread.run_sync(step)
@@ -260,22 +272,22 @@ class Engine:
                     break
                 if piece:
                     yield piece, None, n
+                if disconnected is not None and await disconnected():
+                    reason = "abort"
+                    break
         finally:
+            self.running -= 1
             tokens.close()
         tail = text.flush()
-        if (
-            job.tools
-        ):  # the held-back "<tool_call>..." tail: calls become tool_calls, the rest content
+        # the held-back "<tool_call>..." tail: calls become tool_calls, the rest content
+        if job.tools:
             rest, job.tool_calls = split_tool_calls(text.text[text.sent :], job.tools)
             tail += rest
         yield tail, reason, n
 
 
 ENGINES = ("course", "transformers")
-COURSE_MODELS = {
-    "gpt2": "llmcourse.gpt.GPT",
-    "llama": "llmcourse.llama.Llama",
-}  # model_type -> our decoder
+COURSE_MODELS = {"gpt2": "llmcourse.gpt.GPT", "llama": "llmcourse.llama.Llama"}  # -> our decoder
 
 
 def load_backend(

@@ -12,7 +12,7 @@ The HTTP side (routes, streaming) is `llmcourse.serve.create_app`.
 
 References: OpenAI's API reference for /v1/completions and /v1/chat/completions (fields, defaults,
 error codes such as `context_length_exceeded`); vLLM's OpenAI-compatible server for `top_k` and
-`max_model_len`. Left out: n > 1, logprobs, echo/suffix, best_of, presence/frequency penalties and
+`max_model_len`. Left out: n > 1, logprobs (false is accepted), echo/suffix, best_of, presence/frequency penalties and
 logit_bias (accepted only at their defaults, else a 400 "not supported").
 """
 
@@ -65,7 +65,7 @@ class Sampling(_Body):
     n: int = Field(1, ge=1, le=1, description="only 1 choice per request")
     stream: bool = False
     stream_options: dict | None = None
-    # accepted only at their defaults (anything else is a 400 "not supported")
+    # accepted only at their defaults (anything else is a 400 "not supported"); logprobs also at false
     logprobs: bool | int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
@@ -115,11 +115,22 @@ class Tool(_Body):
     function: FunctionSpec
 
 
+class FunctionName(_Body):
+    name: str
+
+
+class NamedToolChoice(_Body):
+    type: Literal["function"]
+    function: FunctionName
+
+
 class ChatRequest(Sampling):
     messages: list[Message] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1, description="newer name for max_tokens")
     tools: list[Tool] | None = None
-    tool_choice: str | dict | None = None
+    # as OpenAI: "none", "auto", "required", or one of the request's tools by name. Not enforced on the
+    # model's output (no constrained decoding): "none" hides the tools, a named one offers only it.
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
 
 
 class ErrorDetail(BaseModel):
@@ -135,7 +146,11 @@ class ErrorResponse(BaseModel):
 
 ERRORS = {
     400: {"model": ErrorResponse, "description": "Invalid request"},
+    401: {"model": ErrorResponse, "description": "Missing or wrong API key (when one is set)"},
+    403: {"model": ErrorResponse, "description": "Host name not allowed (--allow-host)"},
     404: {"model": ErrorResponse, "description": "Unknown model"},
+    408: {"model": ErrorResponse, "description": "Request body too slow (--read-timeout)"},
+    413: {"model": ErrorResponse, "description": "Request body too large (--max-body-mb)"},
 }
 # a POST answers JSON, or with `stream: true` server-sent events, each {"data": a JSON chunk or "[DONE]"}
 SSE_EVENT = {"type": "object", "properties": {"data": {"type": "string"}}, "required": ["data"]}
@@ -174,7 +189,8 @@ class Job:
                 code="model_not_found",
             )
         for field, ok in UNSUPPORTED.items():
-            if getattr(req, field, ok) not in (ok, None):
+            value = getattr(req, field, ok)
+            if value is not None and value is not False and value != ok:
                 raise APIError(
                     400, f"{field} is not supported by this server", field, code="unsupported_value"
                 )
@@ -264,11 +280,7 @@ def chat_job(req: ChatRequest, backend: Backend) -> Job:
         # chat templates want a call's arguments as an object, not JSON text
         for call in m.get("tool_calls", []):
             call["function"]["arguments"] = _maybe_json(call["function"]["arguments"])
-    tools = (
-        [t.model_dump(exclude_none=True) for t in req.tools]
-        if req.tools and req.tool_choice != "none"
-        else None
-    )
+    tools = _offered_tools(req)
     try:
         ids, extra_stops = backend.chat_ids(messages, tools)
     except Exception as exc:  # e.g. a jinja2 TemplateError: the template refuses these messages
@@ -282,6 +294,34 @@ def chat_job(req: ChatRequest, backend: Backend) -> Job:
     return Job(
         req, ids, backend, stop_ids=backend.chat_stop_ids, extra_stops=extra_stops, tools=names
     )
+
+
+def _offered_tools(req: ChatRequest) -> list[dict] | None:
+    """The tools to describe to the model, after checking `tool_choice` against `tools` as OpenAI does."""
+    choice, tools = req.tool_choice, [t.model_dump(exclude_none=True) for t in req.tools or []]
+    names = [t["function"]["name"] for t in tools]
+    if choice in (None, "auto"):
+        return tools or None
+    if choice == "none":
+        return None
+    if not tools:
+        raise APIError(
+            400,
+            "tool_choice other than 'none' or 'auto' needs `tools`: the request offers none",
+            "tool_choice",
+            code="invalid_value",
+        )
+    if choice == "required":
+        return tools
+    if choice.function.name not in names:
+        raise APIError(
+            400,
+            f"tool_choice names the function `{choice.function.name}`, which is not among the "
+            f"request's tools ({', '.join(names)})",
+            "tool_choice",
+            code="invalid_value",
+        )
+    return [t for t in tools if t["function"]["name"] == choice.function.name]
 
 
 def _maybe_json(arguments: str):
