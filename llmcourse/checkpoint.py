@@ -6,7 +6,8 @@ A training run saves into `ckpt_dir`, any folder (a local disk, or a mounted Goo
       step_00001000/
         model.safetensors       the weights (tied tensors stored once)
         optimizer.safetensors   the optimizer's tensors (AdamW's exp_avg, exp_avg_sq, step), flattened
-        state.json              step, History, config, RNG states, GradScaler, optimizer hyper-parameters
+        state.json              step, History, config, RNG states, GradScaler, optimizer hyper-parameters,
+                                and the environment (device, precision, CPU threads) the run used
       .tmp-step_00002000-4242/  a save in progress, or one killed half-way: ignored, deleted by the next save
 
 Why these formats: safetensors holds raw tensors and nothing else, so opening a file can never run
@@ -261,6 +262,7 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
             "step": int(state["step"]),
             "config": state.get("config"),
             "model_config": state.get("model_config"),
+            "environment": state.get("environment"),
             "path": Path(path),
         }
 
@@ -287,11 +289,13 @@ def save_checkpoint(
     history: dict | None = None,
     config: dict | None = None,
     model_config: dict | None = None,
+    environment: dict | None = None,
 ) -> Path:
     """Write `ckpt_dir/step_<step>/` atomically, then delete the other checkpoints; return its path.
 
-    `history`, `config` (the training config) and `model_config` are JSON-able dicts
-    (`History.to_dict()`, `config.to_dict(cfg)`): `fit` compares them before it resumes.
+    `history`, `config` (the training config), `model_config` and `environment` (device, precision,
+    threads: `resume.run_environment`) are JSON-able dicts (`History.to_dict()`,
+    `config.to_dict(cfg)`): `fit` compares them before it resumes.
     """
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -307,6 +311,7 @@ def save_checkpoint(
         "history": history,
         "config": config,
         "model_config": model_config,
+        "environment": environment,
         "rng": rng_state(generator),
         "scaler": scaler.state_dict() if scaler is not None else {},
     }

@@ -3,8 +3,10 @@
 Our modules have readable names (`tok_emb`, `blocks.0.attn.qkv`); Hugging Face's GPT-2 uses OpenAI's
 (`transformer.wte`, `transformer.h.0.attn.c_attn`). GPT-2 also stores its linear layers as `Conv1D`,
 whose weight is (in_features, out_features) — the transpose of `nn.Linear`'s (out, in) — so every
-matrix crosses with an explicit `.t()`. Key counts and shapes are asserted both ways, so a silent
-half-conversion cannot happen.
+matrix crosses with an explicit `.t()`. Key counts and shapes are asserted both ways, and every
+config field that changes what the network computes (activation, LayerNorm epsilon, attention
+scaling, tied or untied head, position type, dropout) is either carried over or refused with an
+error that names it, so a silent half-conversion cannot happen.
 
     hf_dir = export_gpt2(model, "out/my-gpt")                   # then AutoModelForCausalLM.from_pretrained(hf_dir)
     model = gpt_from_hf(GPT2LMHeadModel.from_pretrained(path))  # real "gpt2" in Colab, a tiny one in tests
@@ -14,6 +16,7 @@ Everything works on local directories; nothing here downloads.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -104,20 +107,54 @@ def export_gpt2(model: GPT, directory: str | Path, tokenizer=None) -> Path:
     return directory
 
 
-def gpt_from_hf(hf_model) -> GPT:
-    """Copy a `GPT2LMHeadModel` (or a path to one saved locally) into our `GPT`."""
-    if isinstance(hf_model, (str, Path)):
-        from transformers import GPT2LMHeadModel
+def _refuse(hc, field: str, supported: str) -> None:
+    raise ValueError(
+        f"{type(hc).__name__}.{field}={getattr(hc, field)!r} cannot be converted: {supported}"
+    )
 
-        hf_model = GPT2LMHeadModel.from_pretrained(hf_model)
-    hc = hf_model.config
-    if hc.activation_function not in ("gelu_new", "gelu_pytorch_tanh"):
-        raise ValueError(
-            f"activation {hc.activation_function!r} differs from ours (GELU, tanh approximation)"
+
+def _same_dropout(hc, fields: tuple[str, ...]) -> None:
+    """Our models have one dropout rate; differing HF rates would change fine-tuning silently."""
+    for field in fields[1:]:
+        if getattr(hc, field) != getattr(hc, fields[0]):
+            _refuse(
+                hc,
+                field,
+                f"our model has one dropout rate, here {fields[0]}={getattr(hc, fields[0])!r}; "
+                f"set config.{field} = config.{fields[0]} first if one rate is acceptable",
+            )
+
+
+# GELU's tanh approximation under its three Hugging Face names (gelu_fast is the same formula)
+GPT2_ACTIVATIONS = ("gelu_new", "gelu_pytorch_tanh", "gelu_fast")
+
+
+def gpt_config_from_hf(hc) -> GPTConfig:
+    """Our `GPTConfig` for a `transformers.GPT2Config`; a field that would change the computation
+    and that `GPT` cannot represent raises ValueError naming it. `reorder_and_upcast_attn` is
+    accepted: it computes the same scores in float32, which is what the converted model holds."""
+    if hc.activation_function not in GPT2_ACTIVATIONS:
+        _refuse(
+            hc, "activation_function", f"our MLP uses GELU's tanh form, one of {GPT2_ACTIVATIONS}"
         )
-    if not hc.scale_attn_weights or hc.scale_attn_by_inverse_layer_idx:
-        raise ValueError("only standard 1/sqrt(head_dim) attention scaling is supported")
-    cfg = GPTConfig(
+    if not hc.scale_attn_weights:
+        _refuse(
+            hc, "scale_attn_weights", "our attention always divides by sqrt(head_dim): True only"
+        )
+    if hc.scale_attn_by_inverse_layer_idx:
+        _refuse(
+            hc, "scale_attn_by_inverse_layer_idx", "ours has no 1/(layer+1) scaling: False only"
+        )
+    if not math.isclose(hc.layer_norm_epsilon, 1e-5, rel_tol=1e-6):
+        _refuse(hc, "layer_norm_epsilon", "GPTConfig has no epsilon; its LayerNorms use 1e-5 only")
+    if not hc.tie_word_embeddings:
+        _refuse(hc, "tie_word_embeddings", "our GPT's lm_head is the token embedding: True only")
+    if hc.n_inner not in (None, 4 * hc.n_embd):
+        _refuse(hc, "n_inner", f"our MLP widens 4x: None or {4 * hc.n_embd} only")
+    if hc.add_cross_attention:
+        _refuse(hc, "add_cross_attention", "our GPT is decoder-only: False only")
+    _same_dropout(hc, ("resid_pdrop", "embd_pdrop", "attn_pdrop"))
+    return GPTConfig(
         vocab_size=hc.vocab_size,
         block_size=hc.n_positions,
         n_layer=hc.n_layer,
@@ -126,17 +163,34 @@ def gpt_from_hf(hf_model) -> GPT:
         dropout=hc.resid_pdrop,
         bias=True,
     )
+
+
+def gpt_from_hf(hf_model) -> GPT:
+    """Copy a `GPT2LMHeadModel` (or a path to one saved locally) into our `GPT`."""
+    if isinstance(hf_model, (str, Path)):
+        from transformers import GPT2LMHeadModel
+
+        hf_model = GPT2LMHeadModel.from_pretrained(hf_model)
+    if type(hf_model).__name__ != "GPT2LMHeadModel":
+        raise TypeError(f"expected a transformers GPT2LMHeadModel, got {type(hf_model).__name__}")
+    cfg = gpt_config_from_hf(hf_model.config)
     model = GPT(cfg)
     hf_state = hf_model.state_dict()
+    mapping = _key_map(cfg.n_layer)
     ours = {}
-    for key, (hf_key, transpose) in _key_map(cfg.n_layer).items():
+    for key, (hf_key, transpose) in mapping.items():
         tensor = hf_state[hf_key].detach().float()
         ours[key] = tensor.t().contiguous() if transpose else tensor.clone()
         expected = model.state_dict()[key].shape
         assert ours[key].shape == expected, (
             f"{hf_key}: shape {tuple(ours[key].shape)} != {tuple(expected)}"
         )
+    if not torch.equal(hf_state["lm_head.weight"].float(), ours["tok_emb.weight"]):
+        raise ValueError("config says tied embeddings, but lm_head.weight differs from wte.weight")
     ours["lm_head.weight"] = ours["tok_emb.weight"]
+    used = {hf_key for hf_key, _ in mapping.values()} | {"lm_head.weight"}
+    unused = [k for k in hf_state if k not in used and not k.endswith(("attn.bias", "masked_bias"))]
+    assert not unused, f"weights the conversion would drop: {unused}"
     model.load_state_dict(ours, strict=True)
     return model
 
@@ -188,13 +242,19 @@ def _bert_key_map(n_layer: int, pretraining: bool) -> dict[str, str]:
 
 
 def bert_config_from_hf(hc) -> BertConfig:
-    """Our `BertConfig` for a `transformers.BertConfig`, refusing variants we do not implement."""
-    if hc.hidden_act != "gelu":
-        raise ValueError(f"activation {hc.hidden_act!r} differs from ours (exact erf GELU)")
+    """Our `BertConfig` for a `transformers.BertConfig`, refusing variants we do not implement;
+    `layer_norm_eps` is carried over."""
+    if hc.hidden_act not in ("gelu", "gelu_python"):
+        _refuse(hc, "hidden_act", "our activation is exact (erf) GELU: 'gelu' or 'gelu_python'")
     if getattr(hc, "position_embedding_type", "absolute") != "absolute":
-        raise ValueError("only absolute (learned) position embeddings are supported")
+        _refuse(hc, "position_embedding_type", "ours are learned absolute positions: 'absolute'")
+    if getattr(hc, "add_cross_attention", False):
+        _refuse(hc, "add_cross_attention", "our BERT is an encoder alone: False only")
     if getattr(hc, "is_decoder", False):
-        raise ValueError("a BERT configured as a decoder (causal) is not an encoder: not supported")
+        _refuse(hc, "is_decoder", "a causal BERT is not our encoder: False only")
+    if not getattr(hc, "tie_word_embeddings", True):
+        _refuse(hc, "tie_word_embeddings", "our MLM decoder is the token embedding: True only")
+    _same_dropout(hc, ("hidden_dropout_prob", "attention_probs_dropout_prob"))
     return BertConfig(
         vocab_size=hc.vocab_size,
         max_position=hc.max_position_embeddings,

@@ -77,18 +77,19 @@ def config_from_hf(hc, *, block_size: int | None = None) -> LlamaConfig:
     and the KV cache, so a smaller one saves memory."""
     if getattr(hc, "model_type", "llama") != "llama":
         _refuse("model_type", hc.model_type, "only Llama-architecture configs are converted")
-    if hc.hidden_act != "silu":
-        _refuse("hidden_act", hc.hidden_act, "our SwiGLU uses silu")
+    if hc.hidden_act not in ("silu", "swish"):  # two Hugging Face names of x * sigmoid(x)
+        _refuse("hidden_act", hc.hidden_act, "our SwiGLU uses silu ('silu' or 'swish')")
     if bool(hc.attention_bias) != bool(hc.mlp_bias):
         _refuse(
             "attention_bias",
             hc.attention_bias,
             f"we have biases everywhere or nowhere, and mlp_bias={hc.mlp_bias}",
         )
-    if hc.head_dim != hc.hidden_size // hc.num_attention_heads:
+    head_dim = getattr(hc, "head_dim", None) or hc.hidden_size // hc.num_attention_heads
+    if head_dim != hc.hidden_size // hc.num_attention_heads:
         _refuse(
             "head_dim",
-            hc.head_dim,
+            head_dim,
             f"ours is hidden_size // num_attention_heads = "
             f"{hc.hidden_size // hc.num_attention_heads}",
         )
@@ -106,7 +107,7 @@ def config_from_hf(hc, *, block_size: int | None = None) -> LlamaConfig:
     kind = rope.get("rope_type", "default")
     if kind not in ("default", "llama3"):
         _refuse(
-            "rope_parameters['rope_type']",
+            "rope_parameters['rope_type'] (rope_scaling in transformers 4)",
             kind,
             "only 'default' and Llama 3.1's 'llama3' are implemented",
         )

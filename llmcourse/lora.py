@@ -7,6 +7,9 @@ The contract we share with peft (checked against it in tests/test_lora.py):
     adapted model starts out *exactly* equal to the base model;
   * the update is scaled by alpha / r, so changing r does not change the effective learning rate much;
   * dropout is applied to the input of the LoRA path only;
+  * on a float16 or bfloat16 base, A and B are float32 (peft's default, `autocast_adapter_dtype`):
+    the input is cast up for the LoRA path and the sum cast back to the base output's dtype, so
+    small updates to A and B are not rounded away; any other base dtype is the adapter's dtype;
   * the base layer is frozen; `merge()` folds B @ A into W for free inference, `unmerge()` undoes it.
 
 At the end, `lora_param_count` and `merged_weight`: the references of notebook 12's exercises.
@@ -23,6 +26,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+def adapter_dtype(base_dtype: torch.dtype) -> torch.dtype:
+    """The dtype of A and B for a base weight of `base_dtype`, peft's rule: float16 and bfloat16 go
+    up to float32; other floats stay; a non-float (quantized) base gets torch's default float.
+
+    >>> adapter_dtype(torch.bfloat16), adapter_dtype(torch.float64)
+    (torch.float32, torch.float64)
+    """
+    if base_dtype in (torch.float16, torch.bfloat16):
+        return torch.float32
+    return base_dtype if base_dtype.is_floating_point else torch.get_default_dtype()
+
+
 class LoRALinear(nn.Module):
     """Wrap an nn.Linear: y = base(x) + scaling * B(A(dropout(x)))."""
 
@@ -34,8 +49,9 @@ class LoRALinear(nn.Module):
         for p in self.base.parameters():
             p.requires_grad_(False)
         self.r, self.alpha, self.scaling = r, alpha, alpha / r
-        self.lora_A = nn.Parameter(torch.empty(r, base.in_features, device=base.weight.device))
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, device=base.weight.device))
+        kw = dict(device=base.weight.device, dtype=adapter_dtype(base.weight.dtype))
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features, **kw))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r, **kw))
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as peft (and nn.Linear) do
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
@@ -53,20 +69,22 @@ class LoRALinear(nn.Module):
         # 3. the low-rank path: dropout on its input (peft's choice), down to r numbers with A,
         #    back up with B. (..., in) -> (..., r) -> (..., out): the (out, in) update B A is never
         #    materialised in training. B starts at zero, so at step 0 the output equals the base's.
-        low = F.linear(self.dropout(x), self.lora_A)
-        # 4. scale by alpha / r, so that changing r does not change the update's size
-        return y + F.linear(low, self.lora_B) * self.scaling
+        #    The input goes to the adapter's dtype (float32 on a half-precision base).
+        low = F.linear(self.dropout(x.to(self.lora_A.dtype)), self.lora_A)
+        # 4. scale by alpha / r, so that changing r does not change the update's size; the sum
+        #    comes back in the base output's dtype (bf16 in, bf16 out), as peft does
+        return (y + F.linear(low, self.lora_B) * self.scaling).to(y.dtype)
 
     @torch.no_grad()
     def merge(self) -> None:
         if not self.merged:
-            self.base.weight += self.delta_weight().to(self.base.weight.dtype)
+            self.base.weight += self.delta_weight()  # added in float32, rounded once (as peft)
             self.merged = True
 
     @torch.no_grad()
     def unmerge(self) -> None:
         if self.merged:
-            self.base.weight -= self.delta_weight().to(self.base.weight.dtype)
+            self.base.weight -= self.delta_weight()
             self.merged = False
 
 

@@ -9,6 +9,12 @@ model, would otherwise mix two runs into one curve. So `resume_point`, which `fi
   ones (`config_differences`) and raises `CheckpointError` naming every field that differs;
 * ignores only `RESUME_MAY_CHANGE`, the fields that change what is logged or saved, not what is
   trained (so a resumed run may log more often, or evaluate on more batches);
+* compares the environment saved with the checkpoint (`run_environment`: device, GPU model,
+  precision, and on a CPU torch's thread count) to the current one, and warns in one line
+  (`InexactResumeWarning`) when they differ: the run goes on, and ends close to an uninterrupted
+  run's weights but not bit-identical to them. "Exact" resume means the same config, data order,
+  device, precision and thread count: floating-point sums split over another number of threads,
+  or run by other kernels, round differently;
 * with `resume=False`, deletes the old checkpoints and says so.
 
 `model_config(model)` is the model's config dataclass as the JSON-able dict a checkpoint stores.
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
@@ -32,10 +39,42 @@ from llmcourse import checkpoint
 from llmcourse.config import to_dict
 
 if TYPE_CHECKING:  # only for the annotations: llmcourse.train imports this module
+    from llmcourse.runtime import Runtime
     from llmcourse.train import TrainConfig
 
 # Fields that change what is logged or saved, not the training itself: a resume may change them.
 RESUME_MAY_CHANGE = ("log_every", "eval_every", "eval_batches", "ckpt_every", "compile")
+
+
+class InexactResumeWarning(UserWarning):
+    """A resume on another device, precision or thread count: close to exact, not bit-identical."""
+
+
+def run_environment(runtime: Runtime) -> dict:
+    """What decides a run's rounding besides its config: device type, GPU model, autocast precision
+    and torch's CPU thread count (CPU sums are split over the threads). Saved in each checkpoint,
+    e.g. {"device": "cpu", "gpu": None, "precision": "float32", "threads": 2}."""
+    return {
+        "device": runtime.device.type,
+        "gpu": runtime.device_name if runtime.device.type == "cuda" else None,
+        "precision": str(runtime.dtype).replace("torch.", ""),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def environment_differences(saved: dict | None, current: dict) -> list[str]:
+    """How the current environment differs from a checkpoint's, as "name saved -> current".
+    The thread count matters on a CPU only (GPU kernels do not split sums over CPU threads).
+
+    >>> environment_differences({"device": "cpu", "threads": 4}, {"device": "cpu", "threads": 1})
+    ['threads 4 -> 1']
+    """
+    if not saved:
+        return ["an unknown device, precision and thread count (this older checkpoint has none)"]
+    names = ["device", "gpu", "precision"] + (["threads"] if current.get("device") == "cpu" else [])
+    return [
+        f"{k} {saved.get(k)} -> {current.get(k)}" for k in names if saved.get(k) != current.get(k)
+    ]
 
 
 def model_config(model: torch.nn.Module) -> dict | None:
@@ -72,6 +111,7 @@ def resume_point(
     *,
     resume: bool,
     announce: bool,
+    environment: dict | None = None,
 ) -> Path | None:
     """The checkpoint `fit` continues from, after saying so; None to start from step 0.
 
@@ -79,6 +119,8 @@ def resume_point(
     It is refused (CheckpointError) when its training or model config differs from the current one,
     naming the fields. `resume=False` starts fresh and deletes the old checkpoints, saying so.
     `announce=False` (the other processes of a distributed run) prints and deletes nothing.
+    With `environment` (`run_environment(runtime)`), a checkpoint saved on another device, precision
+    or CPU thread count is resumed with an `InexactResumeWarning` saying what differs.
     """
     if ckpt_dir is None:
         return None
@@ -114,4 +156,15 @@ def resume_point(
         print(
             f"fit: resuming from step {step} of {cfg.max_steps}, checkpoint {latest}{done}. {fresh}"
         )
+        changed = (
+            environment_differences(meta.get("environment"), environment) if environment else []
+        )
+        if changed:
+            warnings.warn(
+                f"fit: resuming {latest} with {', '.join(changed)}: the result will be close to an "
+                "uninterrupted run's but not bit-identical (that needs the same device, precision "
+                "and CPU thread count, e.g. torch.set_num_threads)",
+                InexactResumeWarning,
+                stacklevel=3,
+            )
     return latest

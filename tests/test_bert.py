@@ -163,9 +163,48 @@ def test_logits_match_hugging_face(hf_cls):
     assert ref.logits.abs().max() > 1 if hf_cls is HFBertForMaskedLM else True  # not a trivial case
 
 
-def test_conversion_refuses_other_variants():
-    with pytest.raises(ValueError, match="activation"):
-        bert_from_hf(HFBertForMaskedLM(HFBertConfig(**HF_TINY, hidden_act="relu")))
+@pytest.mark.parametrize(
+    "fields",
+    [
+        dict(hidden_act="gelu_python"),  # the same erf GELU under another name
+        dict(layer_norm_eps=1e-3),  # carried over: BertConfig.layer_norm_eps
+        dict(hidden_dropout_prob=0.2, attention_probs_dropout_prob=0.2),
+    ],
+)
+def test_supported_bert_fields_convert_with_the_same_logits(fields):
+    hf = _random_hf(HFBertForMaskedLM, HFBertConfig(**HF_TINY, **fields)).eval()
+    ours = bert_from_hf(hf)
+    assert ours.cfg.layer_norm_eps == hf.config.layer_norm_eps
+    assert ours.cfg.dropout == hf.config.hidden_dropout_prob
+    ids, types, mask = padded_batch()
+    with torch.no_grad():
+        ref = hf(input_ids=ids, token_type_ids=types, attention_mask=mask).logits
+        got, _ = ours(ids, types, attention_mask=mask)
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("hidden_act", "relu"),
+        ("hidden_act", "gelu_new"),  # tanh GELU: close to ours, not equal
+        ("position_embedding_type", "relative_key"),
+        ("position_embedding_type", "relative_key_query"),
+        ("is_decoder", True),
+        ("add_cross_attention", True),
+        ("tie_word_embeddings", False),
+        ("attention_probs_dropout_prob", 0.0),
+    ],
+)
+def test_bert_fields_we_cannot_represent_are_refused_by_name(field, value):
+    hc = HFBertConfig(**HF_TINY)
+    setattr(hc, field, value)  # transformers 5 dropped position_embedding_type; old files have it
+    hc.is_decoder = hc.is_decoder or field == "add_cross_attention"  # HF needs both for that one
+    with pytest.raises(ValueError, match=rf"BertConfig\.{field}={value!r} cannot be converted"):
+        bert_from_hf(HFBertForMaskedLM(hc))
+
+
+def test_conversion_refuses_other_classes():
     with pytest.raises(TypeError, match="BertForMaskedLM"):
         bert_from_hf(HFBertModel(HFBertConfig(**HF_TINY)))
 

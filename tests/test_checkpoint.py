@@ -181,3 +181,67 @@ def test_optimizer_of_other_parameters_is_refused(tmp_path):
         checkpoint.load_checkpoint(path, model, optimizer=opt)
     with pytest.raises(CheckpointError, match="no checkpoint here"):
         checkpoint.load_checkpoint(tmp_path / "empty", model)
+
+
+def _fit_with_threads(n: int, ckpt_dir, *, stop_at: int | None = None):
+    """Train test_train's TinyLM for its 12 steps on `n` CPU threads, checkpointing in `ckpt_dir`;
+    `stop_at` stops (and checkpoints) early, as an interrupted run would."""
+    from test_train import CPU, TinyLM, counting_sampler, small_cfg
+
+    from llmcourse.train import fit
+
+    class Stop:
+        def on_step(self, step, history):
+            return step == stop_at
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        model = TinyLM(seed=1)
+        fit(
+            model,
+            counting_sampler(),
+            small_cfg(),
+            callbacks=[Stop()],
+            runtime=CPU,
+            ckpt_dir=ckpt_dir,
+            progress=False,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    return model
+
+
+def test_checkpoint_records_device_precision_and_threads(tmp_path):
+    _fit_with_threads(1, tmp_path, stop_at=4)
+    env = checkpoint.read_meta(checkpoint.latest_checkpoint(tmp_path))["environment"]
+    assert env == {"device": "cpu", "gpu": None, "precision": "float32", "threads": 1}
+
+
+def test_resume_with_another_thread_count_warns_in_one_line(tmp_path):
+    """Exact resume needs the same thread count: another one resumes, with one warning line."""
+    from llmcourse.resume import InexactResumeWarning
+
+    _fit_with_threads(1, tmp_path, stop_at=4)
+    with pytest.warns(InexactResumeWarning) as caught:
+        _fit_with_threads(2, tmp_path)
+    (warning,) = [w for w in caught if w.category is InexactResumeWarning]
+    text = str(warning.message)
+    assert "threads 1 -> 2" in text and "not bit-identical" in text and "\n" not in text
+    assert checkpoint.latest_checkpoint(tmp_path).name == "step_00000012"  # it did go on
+
+
+def test_environment_differences_count_threads_on_a_cpu_only():
+    from llmcourse.resume import environment_differences
+
+    cpu = {"device": "cpu", "gpu": None, "precision": "float32", "threads": 4}
+    assert environment_differences(cpu, {**cpu, "threads": 1}) == ["threads 4 -> 1"]
+    assert environment_differences(cpu, {**cpu, "precision": "bfloat16"}) == [
+        "precision float32 -> bfloat16"
+    ]
+    gpu = {"device": "cuda", "gpu": "Tesla T4", "precision": "float16", "threads": 4}
+    assert environment_differences(gpu, {**gpu, "threads": 1}) == []
+    assert environment_differences(gpu, {**gpu, "gpu": "NVIDIA L4"}) == [
+        "gpu Tesla T4 -> NVIDIA L4"
+    ]
+    assert "older checkpoint" in environment_differences(None, cpu)[0]  # an older checkpoint

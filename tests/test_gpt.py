@@ -78,29 +78,89 @@ def test_bad_config_is_rejected():
         GPTConfig(n_embd=30, n_head=4)
 
 
-def test_hf_gpt2_to_ours_same_logits():
-    torch.manual_seed(1)
+def random_hf_gpt2(seed: int = 1, attn_implementation: str = "sdpa", **fields) -> GPT2LMHeadModel:
+    """A tiny GPT2LMHeadModel with every weight random (HF's init leaves LayerNorms at 1/0 and biases
+    at 0, which would hide a swapped or missing one); `fields` override the GPT2Config."""
+    torch.manual_seed(seed)
+    drop = dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     hf_cfg = GPT2Config(
-        vocab_size=97,
-        n_positions=32,
-        n_embd=32,
-        n_layer=2,
-        n_head=4,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
+        **{**dict(vocab_size=97, n_positions=32, n_embd=32, n_layer=2, n_head=4), **drop, **fields}
     )
+    hf_cfg._attn_implementation = attn_implementation
     hf = GPT2LMHeadModel(hf_cfg).eval()
-    # HF's init leaves LayerNorms at 1/0 and biases at 0: randomise everything so every weight matters
     with torch.no_grad():
         for p in hf.parameters():
             p.add_(0.05 * torch.randn_like(p))
+    return hf
+
+
+def test_hf_gpt2_to_ours_same_logits():
+    hf = random_hf_gpt2()
     ours = gpt_from_hf(hf).eval()
     idx = torch.randint(0, 97, (2, 20))
     with torch.no_grad():
         expected = hf(idx).logits
         got, _ = ours(idx)
     torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        dict(activation_function="gelu_new"),
+        dict(activation_function="gelu_pytorch_tanh"),
+        dict(activation_function="gelu_fast"),
+        dict(reorder_and_upcast_attn=True, attn_implementation="eager"),
+        dict(n_inner=128, layer_norm_epsilon=1e-5, tie_word_embeddings=True),
+        dict(resid_pdrop=0.1, embd_pdrop=0.1, attn_pdrop=0.1),  # one rate: carried over
+    ],
+)
+def test_supported_gpt2_fields_convert_with_the_same_logits(fields):
+    hf = random_hf_gpt2(seed=3, **fields)
+    ours = gpt_from_hf(hf).eval()
+    assert ours.cfg.dropout == hf.config.resid_pdrop
+    idx = torch.randint(0, 97, (2, 20), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = hf.eval()(idx).logits
+        got, _ = ours(idx)
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("activation_function", "gelu"),  # exact erf GELU: close to ours, not equal
+        ("activation_function", "relu"),
+        ("scale_attn_weights", False),
+        ("scale_attn_by_inverse_layer_idx", True),
+        ("layer_norm_epsilon", 1e-2),
+        ("tie_word_embeddings", False),
+        ("n_inner", 48),
+        ("add_cross_attention", True),
+        ("attn_pdrop", 0.2),
+        ("embd_pdrop", 0.3),
+    ],
+)
+def test_gpt2_fields_we_cannot_represent_are_refused_by_name(field, value):
+    hf = random_hf_gpt2(**{field: value})
+    with pytest.raises(ValueError, match=rf"GPT2Config\.{field}={value!r} cannot be converted"):
+        gpt_from_hf(hf)
+    if field in ("layer_norm_epsilon", "tie_word_embeddings", "scale_attn_weights"):
+        # the refusal matters: the same weights under the default value give other logits
+        idx = torch.randint(0, 97, (1, 12))
+        default = random_hf_gpt2(**{field: GPT2Config().to_dict()[field]})
+        default.load_state_dict(hf.state_dict(), strict=False)
+        with torch.no_grad():
+            assert (hf(idx).logits - default(idx).logits).abs().max() > 1e-2
+
+
+def test_gpt_from_hf_refuses_other_gpt2_classes():
+    from transformers import GPT2Model
+
+    with pytest.raises(TypeError, match="GPT2LMHeadModel"):
+        gpt_from_hf(
+            GPT2Model(GPT2Config(vocab_size=97, n_positions=32, n_embd=32, n_layer=1, n_head=4))
+        )
 
 
 def test_ours_to_hf_directory_loads_offline_with_same_logits(tmp_path, monkeypatch):

@@ -82,6 +82,7 @@ ODD_CONFIGS = [  # (seed, overrides): GQA, odd vocabulary and widths, tied and u
             num_key_value_heads=1,
         ),
     ),
+    (6, dict(hidden_act="swish", head_dim=6, attention_dropout=0.0, pretraining_tp=1)),
 ]
 
 
@@ -275,6 +276,17 @@ def test_parameter_budget_matches_gpt2_per_rung():
         ("head_dim", 12, "head_dim"),
         ("rope_parameters", {"rope_type": "yarn", "rope_theta": 1e4, "factor": 2.0}, "rope_type"),
         ("attention_bias", True, "attention_bias"),
+        ("mlp_bias", True, "mlp_bias=True"),
+        ("attention_dropout", 0.1, "attention_dropout"),
+        ("pretraining_tp", 2, "pretraining_tp"),
+        ("rope_scaling", {"rope_type": "linear", "factor": 2.0}, "rope_type.*'linear'"),
+        ("rope_scaling", {"rope_type": "dynamic", "factor": 2.0}, "rope_type.*'dynamic'"),
+        (
+            "rope_parameters",
+            {"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.5},
+            "partial_rotary_factor",
+        ),
+        ("model_type", "mistral", "model_type"),
     ],
 )
 def test_unrepresentable_hf_configs_are_refused_by_name(field, value, match):

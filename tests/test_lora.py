@@ -87,6 +87,68 @@ def test_matches_peft_with_the_same_A_and_B():
     assert ours_n == peft_n == 4 * 4 * (32 + 32)
 
 
+def _peft_and_ours(dtype: torch.dtype, targets=("q_proj", "v_proj")):
+    """The same tiny Llama in `dtype` twice: one under our LoRA, one under peft's, with the same
+    random A and B (B nonzero, so the adapters matter)."""
+    ours, ref = tiny_llama().to(dtype), tiny_llama().to(dtype)
+    wrapped = apply_lora(ours, list(targets), r=4, alpha=12)
+    peft_model = get_peft_model(ref, LoraConfig(r=4, lora_alpha=12, target_modules=list(targets)))
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name in wrapped:
+            layer = ours.get_submodule(name)
+            pl = peft_model.get_submodule("base_model.model." + name)
+            A, B = (
+                torch.randn(layer.lora_A.shape, generator=g),
+                torch.randn(layer.lora_B.shape, generator=g),
+            )
+            for mine, theirs in (
+                (layer.lora_A, pl.lora_A["default"]),
+                (layer.lora_B, pl.lora_B["default"]),
+            ):
+                assert (
+                    mine.dtype == theirs.weight.dtype == torch.float32
+                )  # peft's autocast_adapter_dtype
+                assert mine.device == theirs.weight.device
+            layer.lora_A.copy_(A)
+            layer.lora_B.copy_(B)
+            pl.lora_A["default"].weight.copy_(A)
+            pl.lora_B["default"].weight.copy_(B)
+    return ours.eval(), peft_model.eval(), wrapped
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_base_matches_peft(dtype):
+    """Learners load SmolLM2 in bf16 or fp16: float32 adapters on a half-precision base, the output
+    in the base's dtype, equal to peft's; a training step gives float32 gradients to A and B only;
+    merging adds the float32 update and rounds once, as peft's merge does."""
+    ours, peft_model, wrapped = _peft_and_ours(dtype)
+    idx = torch.randint(0, 64, (2, 10), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        got, want = ours(idx).logits, peft_model(idx).logits
+        base = tiny_llama().to(dtype)(idx).logits
+    assert got.dtype == want.dtype == dtype
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+    assert (got.float() - base.float()).abs().max() > 0.1  # the adapters matter
+    logits = ours(idx).logits.float()
+    loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), idx.flatten())
+    loss.backward()
+    layer = ours.get_submodule(wrapped[0])
+    assert layer.lora_A.grad.dtype == torch.float32 and layer.lora_B.grad.abs().sum() > 0
+    assert layer.base.weight.grad is None
+    with torch.no_grad():
+        merge_lora(ours)
+        merged_ref = peft_model.merge_and_unload()
+        for name in wrapped:
+            torch.testing.assert_close(
+                ours.get_submodule(name).base.weight,
+                merged_ref.get_submodule(name).weight,
+                atol=0,
+                rtol=0,
+            )
+        assert ours.get_submodule(wrapped[0]).base.weight.dtype == dtype
+
+
 def test_merged_equals_unmerged_and_unmerge_restores(tiny_gpt_model):
     model = tiny_gpt_model
     before = copy.deepcopy(model.state_dict())
