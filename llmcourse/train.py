@@ -15,9 +15,10 @@ loss over `eval_batches` validation batches goes into the History; every `ckpt_e
 whole state (weights, optimizer, RNGs, History) is saved with `llmcourse.checkpoint`, and a later
 `fit(..., ckpt_dir=same)` continues exactly where it stopped, after saying so; a checkpoint saved
 with another config is refused (`llmcourse.resume`). `llmcourse.course.live_plot.LiveLossPlot` is
-the callback that draws the loss curves live in a notebook. In a full-size rehearsal
-(`LLMCOURSE_REHEARSAL=<steps>`, `config.rehearsal_steps`) `fit` and `estimate_loss` stop after that
-many steps and batches: the full shapes run, only shorter.
+the callback that draws the loss curves live in a notebook. The progress bar is tqdm's, or one
+static line when nobody watches (`LLMCOURSE_UNATTENDED=1`, `llmcourse.course.live_output`). In a
+full-size rehearsal (`LLMCOURSE_REHEARSAL=<steps>`, `config.rehearsal_steps`) `fit` and
+`estimate_loss` stop after that many steps and batches: the full shapes run, only shorter.
 
 References: nanoGPT's train.py (Karpathy) for the recipe: warmup + cosine, AdamW with decay on
 matrices only, GradScaler, gradient accumulation; Loshchilov & Hutter, "Decoupled Weight Decay
@@ -41,12 +42,12 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
-from tqdm.auto import tqdm
 
 from llmcourse import checkpoint
 from llmcourse.config import Sized, cap_steps, rehearsal_steps, to_dict
+from llmcourse.course import live_output
 from llmcourse.distributed import DistEnv, barrier, mean_over_processes, shard
-from llmcourse.resume import model_config, resume_point
+from llmcourse.resume import model_config, resume_point, run_environment
 from llmcourse.runtime import Runtime, detect, make_generator, seed_all
 
 
@@ -281,8 +282,9 @@ def fit(
     stops) and `on_eval(step, history)` methods. With `ckpt_dir`, checkpoints are written there and,
     if `resume`, the latest one is loaded first, and `fit` says so (step, folder, how to start fresh);
     a checkpoint saved with another training or model config is refused with the differing fields
-    named, and `resume=False` deletes it and starts fresh. On the same device and precision the resumed run
-    ends with exactly the weights of an uninterrupted one. That holds for a sampler, and for a
+    named, and `resume=False` deletes it and starts fresh. On the same device, precision and CPU thread
+    count the resumed run ends with exactly the weights of an uninterrupted one; otherwise it warns
+    (resume.InexactResumeWarning) and ends close to them. That holds for a sampler, and for a
     re-iterable that yields the same batches in the same order on every pass (a list; a DataLoader
     with shuffle=True reshuffles differently after a restart). Note that fit seeds the global RNGs
     with `cfg.seed` (dropout draws from them), and leaves the model in train mode on runtime.device.
@@ -304,8 +306,14 @@ def fit(
     generator = make_generator(cfg.seed)
     history, start = History(), 0
     model_cfg = model_config(model)
+    environment = run_environment(runtime)  # device, precision, threads: saved, compared on resume
     latest = resume_point(
-        ckpt_dir, cfg, model_cfg, resume=resume, announce=(dist_env or DistEnv()).is_main
+        ckpt_dir,
+        cfg,
+        model_cfg,
+        resume=resume,
+        announce=(dist_env or DistEnv()).is_main,
+        environment=environment,
     )
     if latest is not None:
         state = checkpoint.load_checkpoint(
@@ -335,17 +343,15 @@ def fit(
                 history=history.to_dict(),
                 config=to_dict(cfg),
                 model_config=model_cfg,
+                environment=environment,
             )
         barrier(env)  # nobody runs ahead (or resumes) before the checkpoint is complete
 
     t0 = time.perf_counter() - (history.elapsed[-1] if history.elapsed else 0.0)
     step = saved = start
-    bar = tqdm(
-        total=cfg.max_steps,
-        initial=start,
-        disable=not (progress and env.is_main),
-        desc="fit",
-        dynamic_ncols=True,
+    # tqdm's live bar for a person; unattended (LLMCOURSE_UNATTENDED=1) one static line at the end
+    bar = live_output.progress(
+        cfg.max_steps, initial=start, disable=not (progress and env.is_main), desc="fit"
     )
     model.train()
     try:

@@ -91,7 +91,13 @@ def run_one(
     cap: float | None = None,
 ) -> tuple[str, float, dict]:
     with environment(
-        LLMCOURSE_SIZE=size, LLMCOURSE_NOTEBOOK=path.stem, LLMCOURSE_METRICS_FILE=str(metrics_file)
+        LLMCOURSE_SIZE=size,
+        LLMCOURSE_NOTEBOOK=path.stem,
+        LLMCOURSE_METRICS_FILE=str(metrics_file),
+        # read later as HTML: static progress lines, not frozen widgets (course/live_output.py)
+        LLMCOURSE_UNATTENDED="1",
+        HF_HUB_DISABLE_PROGRESS_BARS="1",  # transformers', the hub's and datasets' bars too
+        HF_DATASETS_DISABLE_PROGRESS_BARS="1",
     ):
         return _run_one(path, out_dir, timeout, cap)
 

@@ -10,18 +10,27 @@ cell by cell at smoke size:
 - the same cell with the solution put back must then PASS in that kernel.
 
 So a notebook whose exercise check is missing, placed in another cell, or broken by the solution
-fails here. Checkpoints go to a temporary folder (LLMCOURSE_CKPT_DIR), run in notebook order, so
-notebooks that reuse an earlier one's checkpoint (11 -> 12, 13, 14, 16) find it, and nothing races
-the nbmake run of the same notebooks in the other test worker.
+fails here. The executed notebook (solutions in place) must also have clean output
+(tests/clean_output.py, issue 17): no frozen progress widget, no text printed piece by piece, no
+stray matplotlib repr, no oversized image, no figure with an unlabelled numeric axis. So the
+kernel runs unattended (LLMCOURSE_UNATTENDED=1) and draws with Jupyter's inline backend, as
+`scripts/run_course.py` does, rather than Agg, which would show no figure. With
+LLMCOURSE_EXECUTED_DIR=<folder> each executed notebook is also saved there, to look at.
+
+Checkpoints go to a temporary folder (LLMCOURSE_CKPT_DIR), run in notebook order, so notebooks that
+reuse an earlier one's checkpoint (11 -> 12, 13, 14, 16) find it, and nothing races the nbmake run
+of the same notebooks in the other test worker.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
+import clean_output
 from _scripts import load_script
 
 nbclient = pytest.importorskip("nbclient")
@@ -30,6 +39,7 @@ import nbformat  # noqa: E402
 
 student = load_script("make_student_edition")
 ROOT = Path(__file__).resolve().parents[1]
+TESTS = str(Path(__file__).resolve().parent)
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 NOT_IMPLEMENTED = "not implemented yet"
 
@@ -70,7 +80,11 @@ def test_every_notebook_has_exercises_with_solutions():
 def test_student_notebook_runs_and_each_check_fails_then_passes(path, ckpt_root, monkeypatch):
     monkeypatch.setenv("LLMCOURSE_SIZE", "smoke")
     monkeypatch.setenv("LLMCOURSE_CKPT_DIR", str(ckpt_root))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    # figures as a reader sees them (PNG outputs), and no live widgets: nobody watches this run
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    monkeypatch.setenv("LLMCOURSE_UNATTENDED", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    monkeypatch.setenv("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     monkeypatch.delenv(
         "LLMCOURSE_METRICS_FILE", raising=False
     )  # the headlines checked are the nbmake run's
@@ -89,6 +103,8 @@ def test_student_notebook_runs_and_each_check_fails_then_passes(path, ckpt_root,
     )
     problems: list[str] = []
     with client.setup_kernel():
+        # every figure rendered from here on is checked for unlabelled axes
+        client.execute_cell(nbformat.v4.new_code_cell(clean_output.setup_code(TESTS)), 0)
         for index, cell in enumerate(stud.cells):
             if cell.cell_type != "code":
                 continue
@@ -114,4 +130,11 @@ def test_student_notebook_runs_and_each_check_fails_then_passes(path, ckpt_root,
                 problems.append(
                     f"{where}: the solution fails its check: {str(e).strip().splitlines()[-1][:200]}"
                 )
+            stud.cells[index] = solution  # the executed solution, as the reader will see it
+        report = nbformat.v4.new_code_cell(clean_output.REPORT)
+        client.execute_cell(report, len(stud.cells) - 1)
+    if os.environ.get("LLMCOURSE_EXECUTED_DIR"):  # keep the executed notebook, to look at
+        nbformat.write(stud, Path(os.environ["LLMCOURSE_EXECUTED_DIR"]) / path.name)
+    problems += clean_output.problems(stud, name=path.name)
+    problems += [f"{path.name}: {p}" for p in clean_output.reported(report.outputs)]
     assert not problems, "\n".join(problems)

@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from torch import nn
 from llmcourse import checkpoint
 from llmcourse.config import to_dict
 from llmcourse.course.live_plot import LiveLossPlot
+from llmcourse.resume import InexactResumeWarning
 from llmcourse.runtime import Runtime, detect
 from llmcourse.train import (
     History,
@@ -273,6 +275,7 @@ KILLED_RUN = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
 import torch
+torch.set_num_threads(1)  # pinned, as the resumed run is: exact resume needs the same thread count
 from llmcourse import checkpoint
 from test_train import TinyLM, counting_sampler, small_cfg, CPU
 from llmcourse.train import fit
@@ -292,17 +295,37 @@ def test_sigkill_during_a_save_then_resume_gives_identical_weights(tmp_path):
     """A real process, killed with SIGKILL while writing its second checkpoint, leaves a half-written
     temporary folder; resuming ignores it, starts from step 4, and ends with the reference weights."""
     script = KILLED_RUN.format(tests=str(Path(__file__).parent), ckpt=str(tmp_path))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "LLMCOURSE_THREADS": "1",
+        "PYTHONPATH": str(Path(__file__).parents[1]),
+    }
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
     assert leftovers and checkpoint.latest_checkpoint(tmp_path).name == "step_00000004"
+    assert checkpoint.read_meta(tmp_path / "step_00000004")["environment"]["threads"] == 1
 
-    reference = TinyLM(seed=1)
-    fit(reference, counting_sampler(), small_cfg(), runtime=CPU, progress=False)
-    _scramble_global_rngs()
-    resumed = TinyLM(seed=7)
-    fit(resumed, counting_sampler(), small_cfg(), runtime=CPU, ckpt_dir=tmp_path, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the killed run's count, whatever this process was started with
+    try:
+        reference = TinyLM(seed=1)
+        fit(reference, counting_sampler(), small_cfg(), runtime=CPU, progress=False)
+        _scramble_global_rngs()
+        resumed = TinyLM(seed=7)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", InexactResumeWarning)  # same environment: no warning
+            fit(
+                resumed,
+                counting_sampler(),
+                small_cfg(),
+                runtime=CPU,
+                ckpt_dir=tmp_path,
+                progress=False,
+            )
+    finally:
+        torch.set_num_threads(threads)
     assert all(torch.equal(a, b) for a, b in zip(reference.parameters(), resumed.parameters()))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000012"]  # leftovers cleaned up
 

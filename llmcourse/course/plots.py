@@ -6,8 +6,8 @@ notebook can combine figures with `fig, axes = plt.subplots(1, 2)` and add to th
 Jupyter shows the figure at the end of the cell.
 matplotlib is imported on first use, so `import llmcourse.course.plots` is free.
 
-PCA is done with NumPy's SVD (no scikit-learn needed); t-SNE (van der Maaten & Hinton 2008) is used
-from scikit-learn only if it is installed. Left out: interactive plots and styling themes.
+The 2-D maps of vectors (`pca_2d`, `plot_embeddings_2d`) live in `llmcourse.course.embedding_map`
+and are imported here too. Left out: interactive plots and styling themes.
 """
 
 from __future__ import annotations
@@ -19,6 +19,19 @@ from typing import Any
 import numpy as np
 
 DEFAULT_FIGSIZE = (6.4, 4.0)
+# no figure grows past this, whatever the data (a 64 x 100 heatmap once rendered at 4191 x 2970 px,
+# its text unreadable): 10 x 7 inches is 1000 x 700 px at Jupyter's 100 dpi
+MAX_FIGSIZE = (10.0, 7.0)
+
+
+def capped(figsize: tuple[float, float], cap: tuple[float, float] = MAX_FIGSIZE) -> tuple:
+    """`figsize` shrunk, keeping its aspect ratio, until it fits `cap`.
+
+    >>> capped((20.0, 7.0))
+    (10.0, 3.5)
+    """
+    scale = min(1.0, cap[0] / figsize[0], cap[1] / figsize[1])
+    return (figsize[0] * scale, figsize[1] * scale)
 
 
 def _new_axes(ax: Any = None, figsize: tuple[float, float] = DEFAULT_FIGSIZE) -> Any:
@@ -26,7 +39,16 @@ def _new_axes(ax: Any = None, figsize: tuple[float, float] = DEFAULT_FIGSIZE) ->
         return ax
     import matplotlib.pyplot as plt
 
-    _, ax = plt.subplots(figsize=figsize)
+    _, ax = plt.subplots(figsize=capped(figsize))
+    return ax
+
+
+def integer_ticks(ax: Any, axis: str = "x") -> Any:
+    """Ticks only at whole numbers on `axis` ("x", "y" or "both"): steps, layers, ranks, counts."""
+    from matplotlib.ticker import MaxNLocator
+
+    for name in ("x", "y") if axis == "both" else (axis,):
+        getattr(ax, f"{name}axis").set_major_locator(MaxNLocator(integer=True))
     return ax
 
 
@@ -88,6 +110,7 @@ def plot_history(
         ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
+    integer_ticks(ax)  # a step is a whole number: no tick at step 2.5
     if title:
         ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -103,21 +126,39 @@ def heatmap(
     *,
     ax: Any = None,
     title: str | None = None,
+    xlabel: str = "column",
+    ylabel: str = "row",
     cmap: str = "viridis",
     annotate: bool = False,
     colorbar: bool = True,
     fmt: str = ".2f",
+    max_ticks: int = 40,
 ) -> Any:
-    """A matrix as colours: attention weights (rows = queries, columns = keys), confusion matrices."""
+    """A matrix as colours: attention weights (rows = queries, columns = keys), confusion matrices.
+
+    The new figure grows with the matrix up to `MAX_FIGSIZE`; with more than `max_ticks` labels on
+    an axis only every k-th is written. Name the axes with `xlabel` / `ylabel` (e.g. "key").
+    """
     m = _to_numpy(matrix)
     if m.ndim != 2:
         raise ValueError(f"heatmap needs a 2-D matrix, got shape {m.shape}")
     ax = _new_axes(ax, figsize=(max(4.0, 0.45 * m.shape[1] + 2), max(3.5, 0.45 * m.shape[0] + 1)))
     im = ax.imshow(m, cmap=cmap, aspect="auto")
-    if xlabels is not None:
-        ax.set_xticks(range(m.shape[1]), labels=[str(s) for s in xlabels], rotation=90)
-    if ylabels is not None:
-        ax.set_yticks(range(m.shape[0]), labels=[str(s) for s in ylabels])
+    ax.grid(False)  # a grid drawn over the cells (a style's axes.grid) would hide them
+    for setter, labels, n in (
+        (ax.set_xticks, xlabels, m.shape[1]),
+        (ax.set_yticks, ylabels, m.shape[0]),
+    ):
+        if labels is None:
+            continue
+        every = -(-n // max_ticks)  # ceil: every k-th label, at most max_ticks of them
+        kept = range(0, n, every)
+        rotation = {"rotation": 90} if setter == ax.set_xticks else {}
+        setter(list(kept), labels=[str(labels[i]) for i in kept], **rotation)
+    if xlabels is None and ylabels is None:
+        integer_ticks(ax, "both")  # plain indices: whole numbers only
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     if annotate:
         mid = (np.nanmax(m) + np.nanmin(m)) / 2
         for i in range(m.shape[0]):
@@ -135,72 +176,6 @@ def heatmap(
         ax.figure.colorbar(im, ax=ax)
     if title:
         ax.set_title(title)
-    return ax
-
-
-def pca_2d(vectors: Any) -> np.ndarray:
-    """Project rows onto their top two principal directions: centre, SVD, keep 2 components.
-
-    X - mean = U S V^T; the coordinates are U[:, :2] * S[:2] (= (X - mean) @ V[:2].T).
-    Signs are fixed so the largest-magnitude entry of each direction is positive (SVD signs are arbitrary).
-    """
-    x = _to_numpy(vectors)
-    x = x - x.mean(axis=0, keepdims=True)  # (n, d)
-    u, s, vt = np.linalg.svd(x, full_matrices=False)  # u (n, k), s (k,), vt (k, d)
-    k = min(2, len(s))
-    signs = np.sign(vt[np.arange(k), np.abs(vt[:k]).argmax(axis=1)])
-    signs[signs == 0] = 1
-    out = np.zeros((x.shape[0], 2))
-    out[:, :k] = u[:, :k] * s[:k] * signs  # (n, 2)
-    return out
-
-
-def plot_embeddings_2d(
-    vectors: Any,
-    labels: Sequence[str] | None = None,
-    *,
-    method: str = "pca",
-    ax: Any = None,
-    highlight: Sequence[str] | None = None,
-    seed: int = 0,
-    title: str | None = None,
-) -> Any:
-    """Scatter word (or sentence) vectors in 2-D with their labels; `highlight` labels drawn in red."""
-    if method == "pca":
-        xy = pca_2d(vectors)
-    elif method == "tsne":
-        try:
-            from sklearn.manifold import TSNE
-        except ImportError:
-            raise ImportError(
-                "method='tsne' needs scikit-learn (pip install scikit-learn); "
-                "or use method='pca', which needs only NumPy"
-            ) from None
-        x = _to_numpy(vectors)
-        xy = TSNE(
-            n_components=2, random_state=seed, perplexity=min(30.0, max(2.0, (len(x) - 1) / 3))
-        ).fit_transform(x)
-    else:
-        raise ValueError(f"method={method!r}: use 'pca' or 'tsne'")
-    ax = _new_axes(ax, figsize=(6.4, 6.0))
-    hl = set(highlight or ())
-    colors = [
-        "C3" if labels is not None and lab in hl else "C0" for lab in (labels or [None] * len(xy))
-    ]
-    ax.scatter(xy[:, 0], xy[:, 1], c=colors, s=18)
-    if labels is not None:
-        for (px, py), lab in zip(xy, labels):
-            ax.annotate(
-                str(lab),
-                (px, py),
-                fontsize=9,
-                xytext=(3, 3),
-                textcoords="offset points",
-                fontweight="bold" if lab in hl else "normal",
-            )
-    ax.set_title(title or f"{method.upper()} of {len(xy)} vectors")
-    ax.set_xticks([])
-    ax.set_yticks([])
     return ax
 
 
@@ -250,18 +225,27 @@ def bar(
     ax: Any = None,
     title: str | None = None,
     ylabel: str | None = None,
+    xlabel: str | None = None,
     horizontal: bool = False,
     annotate: bool = True,
     fmt: str = ".3g",
 ) -> Any:
-    """One bar per key, labelled with its value."""
+    """One bar per key, labelled with its value (so a bar of height 0 still shows a "0").
+
+    `ylabel` names the values' axis and `xlabel` the names' axis, also when `horizontal`."""
     ax = _new_axes(ax)
     names, heights = list(values), [float(v) for v in values.values()]
     bars = ax.barh(names, heights) if horizontal else ax.bar(names, heights)
     if annotate:
         ax.bar_label(bars, labels=[format(h, fmt) for h in heights], fontsize=8)
+        ax.margins(**{"x" if horizontal else "y": 0.12})  # room for the labels above the bars
+    value_label, name_label = (
+        (ax.set_xlabel, ax.set_ylabel) if horizontal else (ax.set_ylabel, ax.set_xlabel)
+    )
     if ylabel:
-        (ax.set_xlabel if horizontal else ax.set_ylabel)(ylabel)
+        value_label(ylabel)
+    if xlabel:
+        name_label(xlabel)
     if title:
         ax.set_title(title)
     if not horizontal and max((len(n) for n in names), default=0) > 8:
@@ -281,12 +265,15 @@ def line(
     log_y: bool = False,
     marker: str | None = "o",
 ) -> Any:
-    """Several named series over the same x values."""
+    """Several named series over the same x values; whole-number x values (steps, layers, ranks,
+    counts) get ticks at whole numbers only."""
     ax = _new_axes(ax)
     for label, ys in ys_by_label.items():
         ax.plot(xs, _to_numpy(ys), marker=marker, markersize=3, label=label)
     if log_x:
         ax.set_xscale("log")
+    elif len(xs) and all(isinstance(x, (int, np.integer)) for x in xs):
+        integer_ticks(ax)
     if log_y:
         ax.set_yscale("log")
     for setter, text in ((ax.set_title, title), (ax.set_xlabel, xlabel), (ax.set_ylabel, ylabel)):
@@ -392,3 +379,16 @@ def save(fig: Any, path: str | Path, dpi: int = 150) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
+
+
+_MAPS = {"pca_2d", "pca_2d_with_variance", "place_labels", "plot_embeddings_2d"}
+
+
+def __getattr__(name: str) -> Any:
+    """`plots.plot_embeddings_2d` and the other 2-D map helpers, from `embedding_map` on first use
+    (imported lazily: embedding_map itself builds on this module)."""
+    if name in _MAPS:
+        from llmcourse.course import embedding_map
+
+        return getattr(embedding_map, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
