@@ -25,12 +25,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from llmcourse import REPO_URL  # noqa: E402  (the one place that names the repository)
+
 PKG = ROOT / "llmcourse"
 NOTEBOOKS = ROOT / "notebooks"
 CODEMAP = ROOT / "docs" / "CODEMAP.md"
 COMMAND = "python scripts/codemap.py"
 # Notebooks open in Colab, where relative links break: their "Modules taught" lines link GitHub.
-BLOB = "https://github.com/llmcourse/llmcourse/blob/main/"
+BLOB = f"{REPO_URL}/blob/main/"
 # Top-level modules that are plumbing, not a lesson: sizes (smoke/full) and device/precision/seeds.
 FOUNDATIONS = ("config", "runtime")
 TAUGHT_PREFIX = "**Modules taught:**"

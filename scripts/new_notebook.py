@@ -4,7 +4,8 @@
     python scripts/new_notebook.py notebooks/05_attention.ipynb "Attention" # notebook directly
 
 Author in the percent script (outside the repo), then `jupytext --to ipynb` it into notebooks/.
-The setup cell is read from docs/CONVENTIONS.md, its single source of truth.
+The setup cell comes from scripts/setup_cells.py, its single source of truth: add the notebook to its
+`NOTEBOOK_DATA` table (which offline-data packages it reads), then `python scripts/setup_cells.py`.
 """
 
 from __future__ import annotations
@@ -16,24 +17,21 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+
+import setup_cells  # noqa: E402
+
+from llmcourse import GITHUB_REPO, REPO_URL  # noqa: E402
+
 NAME = re.compile(r"^\d{2}_[a-z0-9]+(_[a-z0-9]+)*$")
 BADGE = (
     "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-    "(https://colab.research.google.com/github/llmcourse/llmcourse/blob/main/notebooks/{file})"
+    f"(https://colab.research.google.com/github/{GITHUB_REPO}/blob/main/notebooks/{{file}})"
 )
 # Every notebook's first cell links the English–Chinese glossary (relative to notebooks/).
 # An absolute link: a relative one breaks when the notebook is opened in Colab or Kaggle.
-GLOSSARY_URL = "https://github.com/llmcourse/llmcourse/blob/main/docs/GLOSSARY.md"
+GLOSSARY_URL = f"{REPO_URL}/blob/main/docs/GLOSSARY.md"
 GLOSSARY_LINK = f"Glossary of terms, English–中文: [docs/GLOSSARY.md]({GLOSSARY_URL})"
-
-
-def setup_template(conventions: Path = ROOT / "docs" / "CONVENTIONS.md") -> str:
-    """The setup cell: the first python code block under the "## The setup cell" heading."""
-    text = conventions.read_text(encoding="utf-8")
-    m = re.search(r"^## The setup cell.*?^```python\n(.*?)^```", text, re.S | re.M)
-    if m is None:
-        raise ValueError(f"{conventions}: no ```python block under '## The setup cell'")
-    return m.group(1).rstrip("\n")
 
 
 def cells(stem: str, title: str) -> list[tuple[str, str]]:
@@ -46,7 +44,7 @@ def cells(stem: str, title: str) -> list[tuple[str, str]]:
             f"{GLOSSARY_LINK}\n\n**Learning goals**\n\n- TODO: what the learner can do afterwards\n\n"
             "**Prerequisites:** TODO",
         ),
-        ("code", setup_template()),
+        ("code", setup_cells.render(stem)),
         ("code", "from llmcourse.course import notebook\n\nrt = notebook.start()"),
         (
             "markdown",
@@ -131,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
         text = as_percent(pairs)
     args.path.write_text(text, encoding="utf-8")
     print(f"wrote {args.path}")
+    if args.path.stem not in setup_cells.NOTEBOOK_DATA:
+        print(
+            f"next: add {args.path.stem!r} to NOTEBOOK_DATA in scripts/setup_cells.py (the offline "
+            "data packages it reads), then run `python scripts/setup_cells.py`"
+        )
     return 0
 
 

@@ -22,7 +22,9 @@ MAX_CODE_LINES = 50
 
 student = load_script("make_student_edition")
 scaffold = load_script("new_notebook")
-SETUP_TEMPLATE = scaffold.setup_template(ROOT / "docs" / "CONVENTIONS.md")
+setup_cells = load_script(
+    "setup_cells"
+)  # the setup cell's one template (tests/test_setup_cells.py)
 
 
 def _src(cell: dict) -> str:
@@ -77,9 +79,12 @@ def check_glossary_link(path: Path, nb: dict) -> list[str]:
 
 def check_setup_cell(path: Path, nb: dict) -> list[str]:
     code = _code(nb)
-    if code and code[0].rstrip() == SETUP_TEMPLATE:
+    if code and code[0].rstrip() == setup_cells.render(path.stem):
         return []
-    return ["the first code cell must be exactly the setup cell of docs/CONVENTIONS.md"]
+    return [
+        "the first code cell must be exactly the setup cell that scripts/setup_cells.py writes "
+        "(run `python scripts/setup_cells.py`)"
+    ]
 
 
 def check_start(path: Path, nb: dict) -> list[str]:
@@ -206,9 +211,14 @@ def good(tmp_path: Path) -> tuple[Path, dict]:
     return path, json.loads(path.read_text())
 
 
-def test_setup_template_is_parsed_from_the_doc():
-    assert SETUP_TEMPLATE.startswith("# Setup.")
-    assert "pip" in SETUP_TEMPLATE and "```" not in SETUP_TEMPLATE
+def test_the_doc_shows_the_rendered_setup_cell():
+    """docs/CONVENTIONS.md shows one notebook's setup cell as scripts/setup_cells.py renders it."""
+    text = (ROOT / "docs" / "CONVENTIONS.md").read_text(encoding="utf-8")
+    m = re.search(r"^## The setup cell.*?^```python\n(.*?)^```", text, re.S | re.M)
+    assert m, "docs/CONVENTIONS.md: no ```python block under '## The setup cell'"
+    assert m.group(1).rstrip("\n") == setup_cells.render(setup_cells.DOC_EXAMPLE), (
+        "docs/CONVENTIONS.md's setup cell is stale: run `python scripts/setup_cells.py`"
+    )
 
 
 def test_scaffold_passes_every_check(good):
@@ -237,7 +247,9 @@ def test_checks_catch_violations(good):
     assert not check_glossary_link(
         path, _broken(nb, 0, intro.replace(scaffold.GLOSSARY_URL, "../docs/GLOSSARY.md#evaluation"))
     )  # a relative link with an anchor is fine too
-    assert check_setup_cell(path, _broken(nb, 1, SETUP_TEMPLATE.replace("-q", "")))
+    setup = setup_cells.render(path.stem)
+    assert check_setup_cell(path, _broken(nb, 1, setup.replace("-q", "")))
+    assert check_setup_cell(path.with_name("08_other.ipynb"), nb)  # another notebook's cell
     assert check_start(path, _broken(nb, 2, "import torch"))
     assert check_sections(path, _broken(nb, 5, "## Recap"))
     executed = copy.deepcopy(nb)

@@ -3,13 +3,16 @@
 A notebook begins with
 
     from llmcourse.course import notebook
-    rt = notebook.start()            # seeds everything, prints size / runtime / versions
+    rt = notebook.start()            # seeds everything, prints size / hub / runtime / versions
 
 and records its key result once with `notebook.headline("val_loss", loss)`. The course runner sets
 `LLMCOURSE_METRICS_FILE` and collects those lines into its table.
 
 Importing this module is cheap on purpose (no torch, no pyplot): the decisions happen when
 `start()` is called, so switching a Colab runtime from CPU to GPU only needs the cell re-run.
+`start()` names the download hub with the switches for learners who cannot reach it (`HF_ENDPOINT`,
+`LLMCOURSE_HUB=modelscope`), and warns once (`FullSizeOnCPUWarning`) when the full size was chosen
+on a machine without a GPU, with what that costs and how to switch to the smoke size.
 
 Left out: experiment trackers (wandb, tensorboard) and widget-based progress displays.
 """
@@ -22,6 +25,7 @@ import math
 import os
 import platform as _platform
 import sys
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +41,7 @@ NOTEBOOK_ENV = "LLMCOURSE_NOTEBOOK"  # the runner's name for the notebook being 
 CKPT_ENV = "LLMCOURSE_CKPT_DIR"  # overrides where checkpoints go
 DRIVE_MOUNT = Path("/content/drive")
 DRIVE_ROOT = DRIVE_MOUNT / "MyDrive"  # where Colab mounts the learner's Google Drive
+DRIVE_CKPT_DIR = DRIVE_ROOT / "llmcourse" / "checkpoints"  # the setup cell's USE_DRIVE points here
 
 # Matplotlib defaults for figures that sit inline in a notebook: readable, uncluttered, not huge.
 MPL_DEFAULTS: dict[str, Any] = {
@@ -138,10 +143,71 @@ def start(seed: int | None = None, threads: int | None = None) -> Runtime:
         f"transformers {_version('transformers')} | python {_platform.python_version()}\n"
         f"size:    {size} ({_size_reason()})\n"
         f"text:    {language} (LLMCOURSE_LANG) | downloads from {hub} (LLMCOURSE_HUB)\n"
+        f"         {hub_switches(hub)}\n"
         f"runtime: {rt}\n"
         f"seed:    {seed}"
     )
+    if size == "full" and rt.device.type == "cpu" and config.rehearsal_steps() is None:
+        _warn_full_on_cpu(os.environ.get(NOTEBOOK_ENV, ""))
     return rt
+
+
+def hub_switches(hub: str) -> str:
+    """One line: where downloads come from, and the switches for a learner who cannot reach it
+    (mainland China): `HF_ENDPOINT` picks a mirror of the Hugging Face hub, `LLMCOURSE_HUB=modelscope`
+    takes the models and data sets that have a ModelScope copy from modelscope.cn."""
+    from llmcourse.data.fetch import HF_MIRROR, MODELSCOPE_ENDPOINT, hf_endpoint
+
+    if hub == "modelscope":
+        return (
+            f"ModelScope ({MODELSCOPE_ENDPOINT}) for what has a copy there (the rest say how to get "
+            f"them) | {config.HUB_ENV}=huggingface switches back"
+        )
+    set_by = " (HF_ENDPOINT)" if os.environ.get("HF_ENDPOINT", "").strip() else ""
+    return (
+        f"Hugging Face at {hf_endpoint()}{set_by} | blocked (mainland China)? set "
+        f"HF_ENDPOINT={HF_MIRROR} or {config.HUB_ENV}=modelscope in the setup cell"
+    )
+
+
+class FullSizeOnCPUWarning(UserWarning):
+    """The full size was chosen on a machine without a GPU: the notebook will take far longer."""
+
+
+_warned_full_on_cpu: set[str] = set()  # notebooks already warned in this process
+
+
+def full_size_on_cpu(notebook: str) -> str | None:
+    """What running `notebook` (a file stem; "" if unknown) at full size on a CPU means, or None
+    where its full size is meant for a CPU (`targets.Target.full_on`)."""
+    from llmcourse.course import targets
+
+    t = targets.for_notebook(notebook) if notebook else None
+    if t is not None and t.full_on.startswith("a CPU"):
+        return None
+    what = (
+        f"notebook {notebook[:2]}'s full size is meant for {t.full_on}"
+        if t
+        else "full size is meant for a GPU"
+    )
+    measured = (
+        f" (measured at full size: {t.measured_full})" if t and "CPU" in t.measured_full else ""
+    )
+    return (
+        f"full size without a GPU: {what}, and on this CPU its training takes hours rather than "
+        f"minutes{measured}. The README's 'Compute budget' estimates each full-size training run "
+        "on a Colab T4 GPU at seconds to minutes. To run in seconds to a minute here, set "
+        f'os.environ["{config.SIZE_ENV}"] = "smoke" in the setup cell and run from the top; on '
+        "Colab, Runtime -> Change runtime type -> T4 GPU, then run from the top."
+    )
+
+
+def _warn_full_on_cpu(notebook: str) -> None:
+    message = full_size_on_cpu(notebook)
+    if message is None or notebook in _warned_full_on_cpu:
+        return
+    _warned_full_on_cpu.add(notebook)
+    warnings.warn(message, FullSizeOnCPUWarning, stacklevel=3)
 
 
 def _format_value(value: float) -> str:
@@ -248,7 +314,7 @@ def checkpoint_dir(name: str) -> Path:
     if env:
         path = Path(env).expanduser() / name
     elif _on_colab() and DRIVE_ROOT.is_dir():
-        path = DRIVE_ROOT / "llmcourse" / "checkpoints" / name
+        path = DRIVE_ROOT / "llmcourse" / "checkpoints" / name  # = DRIVE_CKPT_DIR
     else:
         path = Path("checkpoints") / name
     path.mkdir(parents=True, exist_ok=True)
