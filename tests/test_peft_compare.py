@@ -99,3 +99,33 @@ def test_lora_forward_exercise():
     exercises.check("12.lora_forward", lambda x, W, A, B, s: x @ W.T + s * (x @ A.T) @ B.T)
     with pytest.raises(ExerciseError):  # forgot the scaling
         exercises.check("12.lora_forward", lambda x, W, A, B, s: x @ W.T + (x @ A.T) @ B.T)
+
+
+def test_step_timer_drops_the_warmup_steps():
+    timer = pc.StepTimer()
+    timer.stamps = [
+        0.0,
+        1.0,
+        1.002,
+        1.004,
+        1.010,
+    ]  # step 2 took 1 s (a slow first step), then 2-6 ms
+    assert timer.step_ms(warmup=1) == pytest.approx(4.0)  # median of 1000, 2, 2, 6 ms
+    assert timer.step_ms(warmup=2) == pytest.approx(2.0)  # median of 2, 2, 6 ms
+    with pytest.raises(ValueError, match="warmup"):
+        timer.step_ms(warmup=5)
+
+
+def test_step_parts_times_each_part_and_leaves_the_model_as_it_came(base):
+    from llmcourse.train import TrainConfig
+
+    for method in ("full", "lora"):
+        model = pc.make_variant(base, method, r=2).eval()
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+        idx = torch.randint(0, V, (2, 24))
+        parts = pc.step_parts(model, (idx, idx), TrainConfig(max_steps=1), repeats=3, warmup=1)
+        assert set(parts) == {"forward ms", "backward ms", "optimizer ms"}
+        assert all(ms > 0 for ms in parts.values())
+        assert not model.training  # its mode is put back too
+        for k, v in model.state_dict().items():  # AdamW ran, but the weights are put back
+            torch.testing.assert_close(v, before[k], rtol=0, atol=0)

@@ -5,6 +5,11 @@ the base GPT set up for one method (what trains, what is frozen), `training_byte
 bytes training holds for weights, gradients and AdamW state, and `run_variant` trains a variant through
 `llmcourse.train.fit` and reports trainable parameters, memory, time and held-out accuracy.
 
+Time: the total seconds of `fit` include one-off costs (the first steps allocate memory and warm up
+kernels, the optimizer creates its state), so the comparison uses the median wall time of one step
+after `warmup` steps (`StepTimer`), and `step_parts` splits one step into forward, backward and
+optimizer (medians over repeats) to show what dominates.
+
 Memory: on a GPU we report `torch.cuda.max_memory_allocated()` (the true peak, activations included).
 On a CPU there is no allocator counter, so we report `training_bytes`: weights (every parameter, tied
 ones once) + one fp32 gradient per trainable parameter + AdamW's two fp32 moments per trainable
@@ -15,19 +20,22 @@ Left out: prefix tuning, (IA)^3, adapters between layers, and QLoRA (needs a GPU
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmcourse.config import cap_steps
 from llmcourse.lora import apply_lora, trainable_report
 from llmcourse.ptuning import PromptTuned, freeze
 from llmcourse.runtime import Runtime
 from llmcourse.sft import accuracy, sft_sampler
-from llmcourse.train import TrainConfig, fit
+from llmcourse.train import TrainConfig, fit, make_optimizer
 
 METHODS = ("full", "freeze", "prompt", "ptuning", "lora", "tokens")
 LORA_TARGETS = (
@@ -151,6 +159,88 @@ def training_bytes(model: nn.Module) -> dict[str, int]:
     }
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # kernels run asynchronously: wait before reading the clock
+
+
+class StepTimer:
+    """A `fit` callback that reads the clock after every step: `step_ms(warmup=...)` is the median
+    milliseconds of one step once the first `warmup` steps (allocation, kernel warm-up) are left
+    out.
+
+    >>> timer = StepTimer(); fit(model, data, cfg, callbacks=[timer]); timer.step_ms(warmup=10)
+    """
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.stamps: list[float] = []  # perf_counter after each step
+
+    def on_step(self, step: int, history) -> bool:
+        _sync(self.device)
+        self.stamps.append(time.perf_counter())
+        return False
+
+    def step_ms(self, *, warmup: int = 10) -> float:
+        # step i's duration is stamp i - stamp i-1, so the first step (setup included) is never one
+        durations = [b - a for a, b in zip(self.stamps, self.stamps[1:])][max(0, warmup - 1) :]
+        if not durations:
+            raise ValueError(
+                f"only {len(self.stamps)} steps were timed: run more than warmup={warmup} + 1 steps"
+            )
+        return 1000 * statistics.median(durations)
+
+
+def step_parts(
+    model: nn.Module,
+    batch: tuple[torch.Tensor, torch.Tensor],
+    cfg: TrainConfig,
+    *,
+    repeats: int = 20,
+    warmup: int = 5,
+    runtime: Runtime | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, float]:
+    """Median milliseconds of the forward pass, the backward pass and the AdamW update of one
+    training step on `batch`, over `repeats` steps after `warmup` untimed ones.
+
+    The optimizer runs with lr = 0 (AdamW still does all its arithmetic), and the weights and the
+    train/eval mode are put back afterwards, so the model leaves exactly as it came. Returns
+    {"forward ms", "backward ms", "optimizer ms"}. `clock` reads seconds: wall time by default;
+    `time.process_time` (this process's CPU time) is steadier on a shared CPU, but on a GPU it
+    would miss the kernels' time.
+    """
+    device = runtime.device if runtime is not None else next(model.parameters()).device
+    warmup, repeats = cap_steps(warmup), cap_steps(repeats)  # fewer in a rehearsal
+    saved, was_training = copy.deepcopy(model.state_dict()), model.training
+    model.to(device).train()
+    batch = tuple(t.to(device) for t in batch)
+    optimizer = make_optimizer(model, cfg, device)
+    for group in optimizer.param_groups:
+        group["lr"] = 0.0
+    times: dict[str, list[float]] = {"forward ms": [], "backward ms": [], "optimizer ms": []}
+    for i in range(warmup + repeats):
+        _sync(device)
+        t0 = clock()
+        with runtime.autocast() if runtime is not None else contextlib.nullcontext():
+            _, loss = model(*batch)  # the course convention: (logits, loss)
+        _sync(device)
+        t1 = clock()
+        loss.backward()
+        _sync(device)
+        t2 = clock()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        _sync(device)
+        t3 = clock()
+        if i >= warmup:
+            for key, seconds in zip(times, (t1 - t0, t2 - t1, t3 - t2)):
+                times[key].append(seconds)
+    model.load_state_dict(saved)
+    model.train(was_training)
+    return {key: 1000 * statistics.median(values) for key, values in times.items()}
+
+
 def run_variant(
     name: str,
     model: nn.Module,
@@ -163,14 +253,21 @@ def run_variant(
     block_size: int,
     batch_size: int,
     runtime: Runtime | None = None,
+    warmup: int = 10,
 ) -> dict:
-    """Train one variant with `fit` and measure it: one row of the comparison table."""
+    """Train one variant with `fit` and measure it: one row of the comparison table.
+
+    "time s" is the whole of `fit`; "ms / step" the median step after `warmup` steps (`StepTimer`);
+    "forward ms", "backward ms" and "optimizer ms" split one step of the trained model
+    (`step_parts`).
+    """
     on_gpu = runtime is not None and runtime.device.type == "cuda"
     if on_gpu:
         torch.cuda.reset_peak_memory_stats(runtime.device)
     sampler = sft_sampler(rows, pad_id, block_size, batch_size=batch_size)
+    timer = StepTimer(runtime.device if runtime is not None else "cpu")
     t0 = time.perf_counter()
-    hist = fit(model, sampler, cfg, runtime=runtime, progress=False)
+    hist = fit(model, sampler, cfg, runtime=runtime, progress=False, callbacks=[timer])
     seconds = time.perf_counter() - t0
     peak = (
         torch.cuda.max_memory_allocated(runtime.device)
@@ -178,6 +275,7 @@ def run_variant(
         else training_bytes(model)["total"]
     )
     report = trainable_report(model)
+    test_accuracy = accuracy(model, tokenizer, test_examples)
     return {
         "method": name,
         "trainable": report["trainable"],
@@ -185,8 +283,15 @@ def run_variant(
         "memory MB": peak / 1e6,
         "memory kind": "cuda peak" if on_gpu else "weights+grads+AdamW",
         "time s": seconds,
+        # the steps fit ran (a rehearsal's single step has no duration to time: nan)
+        "ms / step": (
+            timer.step_ms(warmup=min(warmup, len(timer.stamps) // 2))
+            if len(timer.stamps) > 1
+            else float("nan")
+        ),
+        **step_parts(model, sampler(torch.Generator().manual_seed(0)), cfg, runtime=runtime),
         "final loss": hist.train_loss[-1],
-        "accuracy": accuracy(model, tokenizer, test_examples),
+        "accuracy": test_accuracy,
     }
 
 
