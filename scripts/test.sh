@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Set up (if needed) and run the tests: unit tests, then every notebook under nbmake at smoke size,
-# then the Chinese track (notebooks 01, 06, 08 with LLMCOURSE_LANG=zh).
+# then the Chinese track (notebooks 01, 06, 08 with LLMCOURSE_LANG=zh), all with the versions the lock
+# (constraints/ci.txt) pins; then the lowest and the newest versions pyproject.toml allows
+# (scripts/test_profile.sh; LLMCOURSE_PROFILES=0 skips them).
 # Offline by construction: the Hugging Face switches below make any hub access fail fast.
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -k ngram`.
 set -euo pipefail
@@ -9,6 +11,8 @@ source "$root/scripts/setup_env.sh"
 cd "$root"
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export LLMCOURSE_SIZE=smoke MPLBACKEND=Agg
+# Nobody watches these runs: static progress lines, not frozen widgets (llmcourse/course/live_output.py)
+export LLMCOURSE_UNATTENDED=1 HF_HUB_DISABLE_PROGRESS_BARS=1 HF_DATASETS_DISABLE_PROGRESS_BARS=1
 export LLMCOURSE_LANG=en  # the Chinese track runs on its own at the end
 # Two processes with one thread each: on 2 cores this beats one process with two threads.
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 LLMCOURSE_THREADS=1 TOKENIZERS_PARALLELISM=false
@@ -51,3 +55,13 @@ LLMCOURSE_LANG=zh LLMCOURSE_METRICS_FILE= python -m pytest -p no:cacheprovider -
   --nbmake-timeout=600 notebooks/01_ngram.ipynb notebooks/06_tokenization.ipynb \
   notebooks/08_gpt_pretraining.ipynb "$@" || zh_status=$?
 [ "$zh_status" = 0 ] || [ "$zh_status" = 5 ] || exit "$zh_status"
+# The ends of the declared dependency ranges (scripts/test_profile.sh): the lowest versions pyproject.toml
+# allows, then the newest releases, each in its own venv, on the unit tests and notebooks 01, 08, 11.
+# Skipped when extra arguments select tests, or with LLMCOURSE_PROFILES=0 (quick local runs).
+if [ "$#" = 0 ] && [ "${LLMCOURSE_PROFILES:-1}" != 0 ]; then
+  profiles_status=0
+  for profile in lowest newest; do  # both run, so one failure does not hide the other's
+    bash "$root/scripts/test_profile.sh" "$profile" || { profiles_status=1; echo "test: profile $profile FAILED"; }
+  done
+  exit "$profiles_status"
+fi

@@ -142,13 +142,16 @@ def test_supported_gpt2_fields_convert_with_the_same_logits(fields):
     ],
 )
 def test_gpt2_fields_we_cannot_represent_are_refused_by_name(field, value):
-    hf = random_hf_gpt2(**{field: value})
+    # eager attention: transformers 4.x's SDPA path ignores scale_attn_weights
+    hf = random_hf_gpt2(attn_implementation="eager", **{field: value})
     with pytest.raises(ValueError, match=rf"GPT2Config\.{field}={value!r} cannot be converted"):
         gpt_from_hf(hf)
     if field in ("layer_norm_epsilon", "tie_word_embeddings", "scale_attn_weights"):
         # the refusal matters: the same weights under the default value give other logits
         idx = torch.randint(0, 97, (1, 12))
-        default = random_hf_gpt2(**{field: GPT2Config().to_dict()[field]})
+        default = random_hf_gpt2(
+            attn_implementation="eager", **{field: GPT2Config().to_dict()[field]}
+        )
         default.load_state_dict(hf.state_dict(), strict=False)
         with torch.no_grad():
             assert (hf(idx).logits - default(idx).logits).abs().max() > 1e-2

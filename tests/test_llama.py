@@ -26,6 +26,19 @@ from llmcourse.llama_weights import config_from_hf, config_to_hf, llama_from_hf,
 from tiny import TINY_GPT, TINY_LLAMA, tiny_gpt
 
 
+def hf_llama_config(**kw) -> HFLlamaConfig:
+    """Hugging Face's LlamaConfig from transformers 5 field names. transformers 4.x keeps RoPE in
+    `rope_theta` and `rope_scaling` and would ignore a `rope_parameters` argument."""
+    rope = kw.pop("rope_parameters", None)
+    if rope is not None and "rope_parameters" in HFLlamaConfig().to_dict():
+        kw["rope_parameters"] = rope
+    elif rope is not None:
+        rope = dict(rope)
+        kw["rope_theta"] = rope.pop("rope_theta", 10000.0)
+        kw["rope_scaling"] = rope if rope.get("rope_type", "default") != "default" else None
+    return HFLlamaConfig(**kw)
+
+
 def hf_random(seed: int, **kw) -> LlamaForCausalLM:
     defaults = dict(
         vocab_size=97,
@@ -43,7 +56,7 @@ def hf_random(seed: int, **kw) -> LlamaForCausalLM:
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
     )
     torch.manual_seed(seed)
-    hf = LlamaForCausalLM(HFLlamaConfig(**{**defaults, **kw})).eval()
+    hf = LlamaForCausalLM(hf_llama_config(**{**defaults, **kw})).eval()
     with torch.no_grad():  # random norm weights too, so a swapped norm cannot hide
         for name, p in hf.named_parameters():
             if "norm" in name:
@@ -138,10 +151,10 @@ def test_rope_equals_hf_rotary_embedding(kind):
             "high_freq_factor": 4.0,
             "original_max_position_embeddings": 64,
         }
-    hc = HFLlamaConfig(
+    hc = hf_llama_config(
         hidden_size=128, num_attention_heads=2, max_position_embeddings=256, rope_parameters=rope
     )
-    hf_rope = LlamaRotaryEmbedding(hc)
+    hf_rope = LlamaRotaryEmbedding(config=hc)  # by name: 4.x takes `dim` first
     cfg = config_from_hf(hc)
     inv = rope_frequencies(
         64,

@@ -32,12 +32,17 @@ def test_moe_equals_mixtral_sparse_block():
     with torch.no_grad():
         ours.router.weight.copy_(theirs.gate.weight)
         for e, expert in enumerate(ours.experts):
-            gate, up = theirs.experts.gate_up_proj[e].chunk(
-                2, dim=0
-            )  # (2·hidden, C) -> (hidden, C) each
+            if hasattr(theirs.experts, "gate_up_proj"):  # transformers 5: experts fused in tensors
+                gate, up = theirs.experts.gate_up_proj[e].chunk(
+                    2, dim=0
+                )  # (2·hidden, C) -> (hidden, C) each
+                down = theirs.experts.down_proj[e]
+            else:  # transformers 4.x: a module per expert, w1 = gate, w3 = up, w2 = down
+                one = theirs.experts[e]
+                gate, up, down = one.w1.weight, one.w3.weight, one.w2.weight
             expert.gate_proj.weight.copy_(gate)
             expert.up_proj.weight.copy_(up)
-            expert.down_proj.weight.copy_(theirs.experts.down_proj[e])
+            expert.down_proj.weight.copy_(down)
     x = torch.randn(3, 7, 24)
     out = theirs(x)
     out = out[0] if isinstance(out, tuple) else out

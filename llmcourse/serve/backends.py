@@ -28,6 +28,7 @@ Left out: batching several requests into one forward pass, quantized weights, lo
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -173,10 +174,12 @@ class HFBackend(Backend):
         inp = torch.tensor(
             [ids], dtype=torch.long, device=self.device
         )  # (1, T): the prompt, then 1 token
+        params = inspect.signature(self.model.forward).parameters  # the KV cache: transformers 5
+        name = "cache" if "cache" in params else "past_key_values"  # `cache`; 4.x, until 5.40, this
         past = None
         for _ in range(max_new_tokens):
-            out = self.model(input_ids=inp, past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out = self.model(input_ids=inp, use_cache=True, **{name: past})
+            past = getattr(out, name)
             logits = out.logits[:, -1, :].float()  # (1, vocab)
             inp = sample_next_token(logits, gen, temperature=temperature, top_k=top_k, top_p=top_p)
             yield int(inp)
