@@ -50,6 +50,7 @@ LANG_ENV = "LLMCOURSE_LANG"
 HUBS = ("huggingface", "modelscope")
 HUB_ENV = "LLMCOURSE_HUB"
 REHEARSAL_ENV = "LLMCOURSE_REHEARSAL"
+REHEARSAL_ROWS_ENV = "LLMCOURSE_REHEARSAL_ROWS"
 
 T = TypeVar("T")
 
@@ -92,9 +93,16 @@ def rehearsal_steps() -> int | None:
     """The step cap of a full-size rehearsal, from `LLMCOURSE_REHEARSAL` (a positive integer), or None.
 
     A rehearsal runs a notebook's full configuration (model shapes, tokenizers, batch sizes, data
-    pipeline) with every training loop capped at this many steps (`llmcourse.train.fit` and
-    `estimate_loss` apply it; `cap_steps` is the one rule), so that CI can execute the full path on a
-    CPU in seconds against a stand-in hub (tests/standin_hub.py). Unset (or 0): no cap.
+    pipeline) with every long loop capped at this many steps, so that CI can execute the full path
+    on a CPU in seconds against a stand-in hub (tests/standin_hub.py). `cap_steps` is the one rule;
+    it is applied to training (`llmcourse.train.fit`, `estimate_loss`), to the encoder-decoder's
+    decoding steps (`transformer.Seq2SeqTransformer`), to evaluation loops
+    (`evaluate.perplexity`'s batches; the items `sft.generate_answers`, `sft.hf_answers`,
+    `icl.accuracy`, `benchmarks.score_items` and `rag.EmbeddingRetriever` go through), to timing
+    loops (`inference_cost.time_call` and `decode_speed`, `generate.cache_speedup`,
+    `peft_compare.step_parts`), and to the config fields a `Sized` class lists in
+    `rehearsal_caps` (word2vec's epochs, the characters sampled and questions answered in
+    notebooks 09 and 15). Unset (or 0): no cap.
     """
     value = os.environ.get(REHEARSAL_ENV, "").strip()
     if value in ("", "0"):
@@ -110,6 +118,24 @@ def cap_steps(n: int) -> int:
     """`n` loop steps, or fewer in a rehearsal (`rehearsal_steps()`): the cap every long loop uses."""
     steps = rehearsal_steps()
     return n if steps is None else min(n, steps)
+
+
+def rehearsal_rows() -> int | None:
+    """A cap on batch rows for a rehearsal, from `LLMCOURSE_REHEARSAL_ROWS`, or None (no cap).
+
+    Only a memory guard for a rehearsal on a CPU: a full-size batch that takes 11 GB of a GPU in 16-bit
+    can take twice that of a CPU's memory in fp32 (notebook 18: 22.6 GB for SmolLM2-135M at 16 x 512).
+    Applied to the fields a `Sized` class lists in `rehearsal_row_caps`, only while
+    `LLMCOURSE_REHEARSAL` is set; the shapes of the model and of each row stay as they are.
+    """
+    value = os.environ.get(REHEARSAL_ROWS_ENV, "").strip()
+    if value in ("", "0") or rehearsal_steps() is None:
+        return None
+    if not value.isdigit():
+        raise ValueError(
+            f"{REHEARSAL_ROWS_ENV}={value!r}: use a positive integer (batch rows), or unset it"
+        )
+    return int(value)
 
 
 def current_language() -> str:
@@ -191,7 +217,7 @@ def use_cjk_font() -> str | None:
         name = installed()
     if name is None:
         warnings.filterwarnings(
-            "ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning
+            "ignore", message=r"Glyph \d+ .* missing from (current )?font", category=UserWarning
         )
         if not _cjk_warned:
             _cjk_warned = True
@@ -227,6 +253,11 @@ class Sized:
 
     smoke_overrides: ClassVar[dict[str, Any]] = {}
     language_overrides: ClassVar[dict[str, dict[str, Any]]] = {}
+    # fields that count loop steps (epochs, samples, answers, timed lengths): a rehearsal caps them
+    # with `cap_steps` (a tuple keeps its first items); normal runs leave them as they are
+    rehearsal_caps: ClassVar[tuple[str, ...]] = ()
+    # batch-row fields a rehearsal may cap with `rehearsal_rows()` (a memory guard on a CPU)
+    rehearsal_row_caps: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def for_size(
@@ -256,7 +287,32 @@ class Sized:
             cfg = dataclasses.replace(cfg, **by_language.get(key, {}))  # type: ignore[type-var]
         if "language" in {f.name for f in dataclasses.fields(cfg)}:  # type: ignore[arg-type]
             cfg = dataclasses.replace(cfg, language=language)  # type: ignore[type-var]
-        return dataclasses.replace(cfg, **overrides)  # type: ignore[type-var]
+        cfg = dataclasses.replace(cfg, **overrides)  # type: ignore[type-var]
+        cfg = capped(cfg, cls.rehearsal_caps)
+        rows = rehearsal_rows()
+        if rows is None or not cls.rehearsal_row_caps:
+            return cfg
+        fewer = {name: min(getattr(cfg, name), rows) for name in cls.rehearsal_row_caps}
+        return dataclasses.replace(cfg, **fewer)  # type: ignore[type-var]
+
+
+def capped(cfg: T, names: tuple[str, ...]) -> T:
+    """`cfg` with the fields `names` capped by `cap_steps`: a number to at most the cap, a tuple or
+    list to its first items (at least one). Unchanged outside a rehearsal."""
+    if rehearsal_steps() is None or not names:
+        return cfg
+    changes = {}
+    for name in names:
+        value = getattr(cfg, name)
+        if isinstance(value, (tuple, list)):
+            changes[name] = value[: max(1, cap_steps(len(value)))]
+        elif isinstance(value, int) and not isinstance(value, bool):
+            changes[name] = cap_steps(value)
+        else:
+            raise TypeError(
+                f"rehearsal_caps names {name!r}, a {type(value).__name__}: use int fields or tuples"
+            )
+    return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from llmcourse.config import cap_steps
+
 
 @torch.no_grad()
 def perplexity(model, ids: torch.Tensor, block_size: int, *, batch_size: int = 8) -> float:
@@ -29,6 +31,7 @@ def perplexity(model, ids: torch.Tensor, block_size: int, *, batch_size: int = 8
     n = (ids.numel() - 1) // block_size
     if n == 0:
         raise ValueError(f"need more than {block_size} tokens to score, got {ids.numel()}")
+    n = min(n, cap_steps(-(-n // batch_size)) * batch_size)  # fewer batches in a rehearsal
     windows = ids[: n * block_size + 1]
     total_nll, total_tokens = 0.0, 0
     for start in range(0, n, batch_size):

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 
+from llmcourse.config import cap_steps
+
 
 def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
     """(B, V) logits -> (B, V): logits below the row's k-th largest set to -inf (ties with it are kept).
@@ -278,6 +280,8 @@ def cache_speedup(
     import time
 
     device = prompt.device
+    # a rehearsal (LLMCOURSE_REHEARSAL) times fewer tokens, fewer times
+    max_new_tokens, repeats = cap_steps(max_new_tokens), cap_steps(repeats)
 
     def timed(use_cache: bool) -> tuple[float, torch.Tensor]:
         if device.type == "cuda":

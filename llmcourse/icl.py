@@ -32,6 +32,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from llmcourse.config import cap_steps
 from llmcourse.evaluate import multiple_choice
 
 
@@ -132,6 +133,7 @@ def accuracy(
 ) -> float:
     """Share of `test` items whose label wins, with the same demonstrations for every item."""
     words = [verbalizer[lab] if verbalizer else lab for lab in labels]
+    test = test[: cap_steps(len(test))]  # fewer in a rehearsal (LLMCOURSE_REHEARSAL)
     hits = 0
     for ex in test:
         choice, _ = classify(
@@ -176,7 +178,7 @@ def accuracy_vs_k(
                 fmt=fmt,
                 verbalizer=verbalizer,
             )
-            for _ in range(1 if k == 0 else n_draws)
+            for _ in range(1 if k == 0 else cap_steps(n_draws))
         ]
         curve.ks.append(k)
         curve.draws.append(accs)

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from llmcourse.config import cap_steps
+
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -93,7 +95,8 @@ class EmbeddingRetriever:
     """Cosine similarity between embedded query and chunks. `embed` maps texts -> (n, d) array."""
 
     def __init__(self, chunks: Sequence[Chunk], embed: Callable[[list[str]], np.ndarray]):
-        self.chunks, self.embed = list(chunks), embed
+        # a rehearsal (LLMCOURSE_REHEARSAL) embeds only the first few chunks
+        self.chunks, self.embed = list(chunks)[: cap_steps(len(chunks))], embed
         self.matrix = self._normalise(embed([c.text for c in self.chunks]))  # (n, d)
 
     @staticmethod

@@ -40,6 +40,7 @@ from llmcourse.chat import (
     encode_chat,
     to_training_example,
 )
+from llmcourse.config import cap_steps
 from llmcourse.dpo import sequence_logprobs
 from llmcourse.generate import context_size, generate
 from llmcourse.tasks.instructions import Example, is_correct, to_conversation
@@ -168,7 +169,9 @@ def generate_answers(
 
     Works for any course model (GPT, Llama, wrapped in LoRA or prompt tuning) with the course
     tokenizer and its template, or with a Hugging Face tokenizer and that tokenizer's template.
-    Decoding is `generate.generate`: through the KV cache where the model's forward takes one."""
+    Decoding is `generate.generate`: through the KV cache where the model's forward takes one.
+    A rehearsal (`config.cap_steps`) answers only the first few examples: the list is shorter."""
+    examples = examples[: cap_steps(len(examples))]
     device = next(model.parameters()).device
     end = _end_id(tokenizer)
     prompts = [_prompt_ids(ex, tokenizer, system) for ex in examples]
@@ -215,7 +218,7 @@ def accuracy(
     preds = generate_answers(
         model, tokenizer, examples, max_new_tokens=max_new_tokens, system=system
     )
-    return sum(is_correct(ex, p) for ex, p in zip(examples, preds)) / len(examples)
+    return sum(is_correct(ex, p) for ex, p in zip(examples, preds)) / len(preds)
 
 
 def dpo_batch(
@@ -307,19 +310,22 @@ def hf_batch(
 def hf_answers(
     model: nn.Module, tokenizer, examples: Sequence[Example], *, max_new_tokens: int = 24
 ) -> list[str]:
-    """Greedy answers of a Hugging Face chat model, one prompt at a time, through its own template."""
+    """Greedy answers of a Hugging Face chat model, one prompt at a time, through its own template.
+    A rehearsal (`config.cap_steps`) answers only the first few: the list is shorter."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = []
-    for ex in examples:
+    for ex in examples[: cap_steps(len(examples))]:
         ids = tokenizer.apply_chat_template(
             to_conversation(ex, with_answer=False),
             add_generation_prompt=True,
             return_tensors="pt",
             return_dict=True,
         )
-        ids = {k: v.to(device) for k, v in ids.items()}
+        # only the ids and mask: some tokenizers also emit token_type_ids, which Llama's generate
+        # rejects (transformers 4.x)
+        ids = {k: ids[k].to(device) for k in ("input_ids", "attention_mask") if k in ids}
         gen = model.generate(
             **ids,
             max_new_tokens=max_new_tokens,

@@ -32,7 +32,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from llmcourse.attention import MultiHeadAttention, causal_mask
-from llmcourse.config import Sized
+from llmcourse.config import Sized, cap_steps
 from llmcourse.layers import (
     FeedForward,
     LayerNorm,
@@ -241,7 +241,8 @@ class Seq2SeqTransformer(nn.Module):
         )
 
     def _max_new(self, src: torch.Tensor, max_new_tokens: int | None) -> int:
-        return min(max_new_tokens or 2 * src.shape[1] + 10, self.config.max_len - 1)
+        # decoding steps; fewer in a rehearsal (LLMCOURSE_REHEARSAL), which decodes whole test sets
+        return cap_steps(min(max_new_tokens or 2 * src.shape[1] + 10, self.config.max_len - 1))
 
     @torch.no_grad()
     def greedy_decode(self, src: torch.Tensor, max_new_tokens: int | None = None) -> torch.Tensor:

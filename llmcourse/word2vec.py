@@ -81,6 +81,7 @@ class Word2VecConfig(Sized):
 
     # smoke: the news (60k words) and the first 250k words of Shakespeare, 50-d vectors
     smoke_overrides = {"dim": 50, "min_count": 3, "max_words": 250_000}
+    rehearsal_caps = ("epochs",)  # a rehearsal (config.cap_steps) trains fewer epochs
 
 
 # ----------------------------------------------------------------------------- vocabulary

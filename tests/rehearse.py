@@ -8,9 +8,10 @@ Face ids it names served by `tests.standin_hub` on loopback (`HF_ENDPOINT`; the 
 off; a fresh `HF_HOME` and `LLMCOURSE_CACHE`, so every download really goes through the libraries'
 loading code), executed by `scripts/run_course.py`'s runner, which also measures the kernel's peak
 host memory. URL downloads (not the hub) still fail fast and fall back to the offline corpora.
-Writes `<out>/rehearsal.json` (status, seconds, peak RSS per notebook), prints a table, and exits
-non-zero when a notebook failed. Headline targets are not judged and the kernels run with
-`PYTHONOPTIMIZE=1` (no `assert`s): after a few steps from random weights nothing has been learned.
+Writes `<out>/rehearsal.json` (status, wall and kernel CPU seconds, peak RSS per notebook), prints
+a table, and exits non-zero when a notebook failed. Headline targets are not judged and the kernels
+run with `PYTHONOPTIMIZE=1` (no `assert`s): after a few steps from random weights nothing has been
+learned.
 What a rehearsal catches is code that does not run at full size: wrong split or column names,
 dtypes, shapes, memory.
 """
@@ -60,7 +61,12 @@ def _build(root: Path, url: str, *, models: bool) -> None:
 
 @contextlib.contextmanager
 def standin_environment(
-    work: Path, steps: int, *, repos: Path | None = None, models: bool = True
+    work: Path,
+    steps: int,
+    *,
+    repos: Path | None = None,
+    models: bool = True,
+    rows: int | None = None,
 ) -> Iterator[StandinHub]:
     """Start the stand-in hub over `repos` (built if needed; default `work/hub`) and set the
     variables of a rehearsal for this process and its children; restore them afterwards."""
@@ -80,6 +86,8 @@ def standin_environment(
             "LLMCOURSE_CACHE": str(work / "llmcourse_cache"),
             "LLMCOURSE_CKPT_DIR": str(work / "checkpoints"),
             "LLMCOURSE_REHEARSAL": str(steps),
+            # a memory guard only: configs that list `rehearsal_row_caps` train on fewer rows
+            "LLMCOURSE_REHEARSAL_ROWS": str(rows or 0),
             "LLMCOURSE_SIZE": "full",
             # the kernels skip `assert` statements: a notebook's checks that training *learned*
             # (beats a baseline) cannot hold after a few steps from random weights
@@ -134,27 +142,45 @@ def hub_fallbacks(lines: list[str], names: set[str]) -> list[str]:
     return [line for line in lines if any(re.search(rf"\b{re.escape(n)}\b", line) for n in names)]
 
 
+def _children_cpu() -> float:
+    """CPU seconds of this process's finished children (a kernel counts once it is shut down)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def rehearse(
-    notebooks: list[Path], out: Path, steps: int, *, timeout: int = 900, repos: Path | None = None
+    notebooks: list[Path],
+    out: Path,
+    steps: int,
+    *,
+    timeout: int = 900,
+    repos: Path | None = None,
+    batch_rows: int | None = None,
 ) -> list[dict]:
-    """Run `notebooks` in a rehearsal; one row per notebook (name, status, seconds, rss_gb)."""
+    """Run `notebooks` in a rehearsal; a row per notebook (name, status, seconds, cpu_s, rss_gb).
+    `batch_rows` caps the batch rows of configs that allow it (`config.rehearsal_rows`)."""
     runner = _runner()
     rows, out = [], out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    with standin_environment(out, steps, repos=repos):
+    with standin_environment(out, steps, repos=repos, rows=batch_rows):
         for path in notebooks:
             metrics = out / "metrics.jsonl"
+            cpu0 = _children_cpu()
             status, seconds, peak = runner.run_one(path, out, "full", timeout, metrics)
             lines = fallbacks(out / path.name)
             bad = hub_fallbacks(lines, served_names())
             if bad and status == "ok":
                 status = "FAILED: fell back from the stand-in hub"
             row = {"notebook": path.stem, "status": status, "seconds": round(seconds, 1)}
+            row["cpu_s"] = round(_children_cpu() - cpu0, 1)  # the kernel's, on a shared machine
             row["rss_gb"] = round(peak.get("rss_gb", float("nan")), 2)
             row["fallbacks"], row["hub_fallbacks"] = lines, bad
             rows.append(row)
             print(
-                f"{path.stem:<24} {status:<28} {seconds:7.1f} s  {row['rss_gb']:6.2f} GB",
+                f"{path.stem:<24} {status:<28} {seconds:7.1f} s  {row['cpu_s']:7.1f} CPU s  "
+                f"{row['rss_gb']:6.2f} GB",
                 flush=True,
             )
             for line in lines:
@@ -170,6 +196,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=1, help="the step cap of every training loop")
     ap.add_argument("--only", default="", help="comma-separated notebook numbers")
     ap.add_argument("--out", default=str(ROOT / "build" / "rehearsal"))
+    ap.add_argument(
+        "--repos", default="", help="a stand-in hub tree to reuse (default: built in <out>/hub)"
+    )
+    ap.add_argument(
+        "--rows", type=int, default=0, help="cap batch rows where a config allows it (0: full)"
+    )
     args = ap.parse_args(argv)
     wanted = [w.strip() for w in args.only.split(",") if w.strip()]
     notebooks = [
@@ -177,7 +209,10 @@ def main(argv: list[str] | None = None) -> int:
         for p in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
         if not wanted or any(p.name.startswith(w) for w in wanted)
     ]
-    rows = rehearse(notebooks, Path(args.out), args.steps)
+    repos = Path(args.repos) if args.repos else None
+    rows = rehearse(
+        notebooks, Path(args.out), args.steps, repos=repos, batch_rows=args.rows or None
+    )
     return int(any(r["status"] != "ok" for r in rows))
 
 

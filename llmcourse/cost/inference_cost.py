@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from llmcourse.config import cap_steps
 from llmcourse.generate import generate
 
 
@@ -45,6 +46,7 @@ def time_call(
     fn: Callable[[], Any], device: torch.device | str = "cpu", repeats: int = 3
 ) -> tuple[float, Any]:
     """(best wall-clock seconds over `repeats` calls, the last call's result)."""
+    repeats = cap_steps(repeats)  # fewer in a rehearsal (LLMCOURSE_REHEARSAL)
     device = torch.device(device)
     best, out = float("inf"), None
     for _ in range(repeats):
@@ -73,6 +75,7 @@ def decode_speed(
             f"prompt {prompt.size(1)} + {max(lengths)} new tokens exceed block_size="
             f"{model.cfg.block_size}: beyond it the cache is rebuilt every step (no speed-up)"
         )
+    lengths = list(lengths)[: cap_steps(len(lengths))]  # the first only in a rehearsal
     result: dict[str, list[float]] = {
         "lengths": list(lengths),
         "uncached_s": [],

@@ -70,6 +70,9 @@ class CapstoneConfig(Sized):
     lora_lr: float = 2e-4
     max_answer_tokens: int = 24
     seed: int = 0
+    # a CPU rehearsal (LLMCOURSE_REHEARSAL_ROWS) may train on fewer rows per step: in fp32 the
+    # full batches take 22.6 GB of host memory
+    rehearsal_row_caps = ("batch_size", "sft_batch_size")
     smoke_overrides = {
         "domain": "apothecary",
         "base": "course-gpt",
@@ -171,9 +174,12 @@ class HFChat:
 
     lora_targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
-    def __init__(self, tokenizer, block_size: int):
+    def __init__(self, tokenizer, block_size: int, *, end_id: int | None = None):
+        """`end_id`: the token that ends a turn and a document; default the tokenizer's eos. Pass the
+        model's (its generation config's): before transformers 5.25 a GGUF tokenizer reports
+        SmolLM2's <|im_start|> as its eos."""
         self.tokenizer, self.block_size = tokenizer, block_size
-        self.end_id = tokenizer.eos_token_id
+        self.end_id = end_id if end_id is not None else tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.end_id
 
     def encode(self, text: str) -> list[int]:
@@ -352,7 +358,7 @@ def evaluate_stage(
     return {
         "domain ppl": evaluate.perplexity(model, domain_ids, lm.block_size),
         "general ppl": evaluate.perplexity(model, general_ids, lm.block_size),
-        "held-out EM": sum(is_correct(ex, p) for ex, p in zip(test, preds)) / len(test),
+        "held-out EM": sum(is_correct(ex, p) for ex, p in zip(test, preds)) / len(preds),
     }
 
 
@@ -402,7 +408,24 @@ def smollm2_base(cfg: CapstoneConfig, runtime: Runtime | None = None) -> tuple[n
     from llmcourse.icl import load_smollm2
 
     model, tok = load_smollm2(runtime.device if runtime is not None else None)
-    return model, HFChat(tok, cfg.block_size)
+    return model, HFChat(tok, cfg.block_size, end_id=generation_end_id(model.hf))
+
+
+def generation_end_id(hf_model: nn.Module) -> int:
+    """The end-of-turn id a Hugging Face model generates up to: its generation config's eos (the first,
+    when it lists several). Read from the model, not the tokenizer: transformers before 5.25 reports
+    <|im_start|> as a GGUF SmolLM2 tokenizer's eos, which would end every document with a turn opener."""
+    end = hf_model.generation_config.eos_token_id
+    if end is None:
+        end = hf_model.config.eos_token_id
+    if isinstance(end, (list, tuple)):
+        end = end[0] if end else None
+    if end is None:
+        raise ValueError(
+            "the model names no end-of-sequence id (generation_config.eos_token_id and "
+            "config.eos_token_id are both unset); set one before fine-tuning"
+        )
+    return int(end)
 
 
 # ------------------------------------------------------------------------- checked by notebook 18's exercises

@@ -32,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from llmcourse import data
+from llmcourse.config import cap_steps
 from llmcourse.evaluate import multiple_choice
 
 
@@ -181,6 +182,7 @@ def score_items(
     option in tokens ("picks_shortest", "_norm", "_per_token"): the length bias."""
     if not items:
         raise ValueError("no items to score")
+    items = items[: cap_steps(len(items))]  # fewer in a rehearsal (LLMCOURSE_REHEARSAL)
     rules = {"": "choice", "_norm": "choice_norm", "_per_token": "choice_per_token"}
     hits = dict.fromkeys(rules, 0)
     short = dict.fromkeys(rules, 0)

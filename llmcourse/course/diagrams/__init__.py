@@ -28,27 +28,37 @@ def get(name: str) -> Diagram:
     return DIAGRAMS[name]
 
 
-def svg(name: str) -> str:
-    """The diagram `name` as SVG text, with its alt text as the SVG's <title> for screen readers."""
+# the same picture wherever it is drawn: a notebook's style (`notebook.start()` sets a tight bbox,
+# autolayout and a larger font) must not move or crop a diagram laid out by hand
+STYLE = {
+    "savefig.bbox": "standard",
+    "figure.autolayout": False,
+    "font.size": 10.0,
+    "font.family": "sans-serif",
+    "axes.grid": False,
+}
+
+
+def _render(name: str, fmt: str, *, dpi: int = 100, metadata: dict | None = None) -> bytes:
+    import matplotlib
     import matplotlib.pyplot as plt
 
-    entry = get(name)
-    fig = entry.draw()
-    buffer = io.StringIO()
-    fig.savefig(buffer, format="svg", facecolor="white", metadata={"Title": entry.alt})
-    plt.close(fig)
+    with matplotlib.rc_context(STYLE):
+        fig = get(name).draw()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=fmt, dpi=dpi, facecolor="white", metadata=metadata)
+        plt.close(fig)
     return buffer.getvalue()
+
+
+def svg(name: str) -> str:
+    """The diagram `name` as SVG text, with its alt text as the SVG's <title> for screen readers."""
+    return _render(name, "svg", metadata={"Title": get(name).alt}).decode()
 
 
 def png(name: str, *, dpi: int = 100) -> bytes:
     """The diagram `name` as PNG bytes (for slides, and for checking a drawing by eye)."""
-    import matplotlib.pyplot as plt
-
-    fig = get(name).draw()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, facecolor="white")
-    plt.close(fig)
-    return buffer.getvalue()
+    return _render(name, "png", dpi=dpi)
 
 
 def html_figure(name: str) -> str:
