@@ -150,11 +150,25 @@ def _prompt_ids(ex: Example, tokenizer, system: str | None) -> list[int]:
 
 
 def _end_id(tokenizer) -> int:
-    """The token that ends an assistant turn: our "<|end|>", or a Hugging Face tokenizer's eos
-    (SmolLM2's "<|im_end|>")."""
-    if hasattr(tokenizer, "apply_chat_template"):
+    """The token that ends an assistant turn: our "<|end|>", or, for a Hugging Face tokenizer, the
+    special token its chat template writes right after an assistant's text (SmolLM2's "<|im_end|>").
+    Not simply its eos: transformers before 5.25 reports a GGUF SmolLM2 tokenizer's eos as
+    "<|im_start|>", which would let every answer run on into the next turn's opener."""
+    if not hasattr(tokenizer, "apply_chat_template"):
+        return tokenizer.special_tokens[END]
+    text = "the answer"
+    try:
+        rendered = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "a question"}, {"role": "assistant", "content": text}],
+            tokenize=False,
+        )
+    except Exception:  # a template that cannot render this turn: fall back to the eos
         return tokenizer.eos_token_id
-    return tokenizer.special_tokens[END]
+    after = rendered[rendered.rfind(text) + len(text) :]
+    ids = tokenizer.encode(after, add_special_tokens=False) if after.strip() else []
+    if ids and ids[0] in set(tokenizer.all_special_ids):
+        return ids[0]
+    return tokenizer.eos_token_id
 
 
 def generate_answers(

@@ -150,3 +150,31 @@ def test_documents_end_with_the_models_end_id_not_the_tokenizers():
     hf.config.eos_token_id = None
     with pytest.raises(ValueError, match="eos_token_id"):
         adapt.generation_end_id(HFCausalLM(hf).hf)
+
+
+class _TemplateTokenizer:
+    """A chat tokenizer whose eos is wrong (as transformers < 5.25 reports a GGUF SmolLM2's)."""
+
+    vocab = {"<|im_start|>": 1, "<|im_end|>": 2, "\n": 3}
+    eos_token_id = 1  # <|im_start|>
+    all_special_ids = [1, 2]
+
+    def apply_chat_template(self, messages, *, tokenize=False):
+        return "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+
+    def encode(self, text, *, add_special_tokens=False):
+        ids, rest = [], text
+        while rest:
+            piece = next((t for t in self.vocab if rest.startswith(t)), rest[0])
+            ids.append(self.vocab.get(piece, 99))
+            rest = rest[len(piece) :]
+        return ids
+
+
+def test_answers_end_at_the_templates_end_of_turn_not_the_reported_eos():
+    from llmcourse import sft
+
+    tok = _TemplateTokenizer()
+    assert sft._end_id(tok) == 2  # <|im_end|>, not the eos of 1
+    tok.apply_chat_template = lambda messages, tokenize=False: "answer: " + messages[-1]["content"]
+    assert sft._end_id(tok) == 1  # nothing follows the text: the eos is all there is
