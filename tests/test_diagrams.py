@@ -112,3 +112,17 @@ def test_write_all_writes_one_svg_per_diagram(tmp_path):
     paths = diagrams.write_all(tmp_path)
     assert sorted(p.stem for p in paths) == sorted(DIAGRAMS)
     assert all(p.read_text().count("<svg") == 1 for p in paths)
+
+
+def test_command_line_writes_the_svg_files(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "llmcourse.course.diagrams", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.stem for p in tmp_path.glob("*.svg")) == sorted(DIAGRAMS)

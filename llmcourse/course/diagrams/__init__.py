@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import sys
 from pathlib import Path
 
 from . import architecture, training  # noqa: F401  (registers the diagrams)
@@ -99,10 +98,3 @@ def write_all(folder: str | Path) -> list[Path]:
         path.write_text(svg(name))
         paths.append(path)
     return paths
-
-
-if __name__ == "__main__":  # python -m llmcourse.course.diagrams FOLDER
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m llmcourse.course.diagrams FOLDER")
-    for written in write_all(sys.argv[1]):
-        print(written)
