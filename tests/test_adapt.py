@@ -133,33 +133,13 @@ def test_config_phases():
 # ------------------------------------------------------------------------- a Hugging Face chat model
 @pytest.fixture(scope="module")
 def tiny_hf():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from tiny import tiny_hf_chat_tokenizer, tiny_hf_llama
 
     from llmcourse.icl import HFCausalLM
 
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
-    hf_tok.chat_template = (
-        "{% for m in messages %}<{{ m.role }}>{{ m.content }}<eos>{% endfor %}"
-        "{% if add_generation_prompt %}<assistant>{% endif %}"
-    )
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(hf_tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=128,
-        eos_token_id=hf_tok.eos_token_id,
-        pad_token_id=hf_tok.pad_token_id,
-    )
-    return HFCausalLM(LlamaForCausalLM(cfg).eval()), adapt.HFChat(hf_tok, block_size=32)
+    hf_tok = tiny_hf_chat_tokenizer()
+    model = tiny_hf_llama(hf_tok, eos_token_id=hf_tok.eos_token_id)
+    return HFCausalLM(model), adapt.HFChat(hf_tok, block_size=32)
 
 
 def test_hf_chat_model_goes_through_the_same_stages(tiny_hf, tmp_path):

@@ -8,38 +8,15 @@ import torch
 
 
 def _tiny_tokenizer():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
+    from tiny import tiny_hf_chat_tokenizer
 
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
-    hf_tok.add_special_tokens({"additional_special_tokens": ["<start>"]})
-    hf_tok.chat_template = (
-        "{% for m in messages %}<{{ m.role }}>{{ m.content }}<eos>{% endfor %}"
-        "{% if add_generation_prompt %}<assistant>{% endif %}"
-    )
-    return hf_tok
+    return tiny_hf_chat_tokenizer(extra_special=("<start>",))
 
 
 def _tiny_llama(tokenizer, **config):
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from tiny import tiny_hf_llama
 
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=128,
-        pad_token_id=tokenizer.pad_token_id,
-        **config,
-    )
-    return LlamaForCausalLM(cfg).eval()
+    return tiny_hf_llama(tokenizer, **config)
 
 
 def test_hf_answers_passes_only_ids_and_mask_to_generate():

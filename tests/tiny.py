@@ -43,3 +43,43 @@ def tiny_bert(cls=BertForPreTraining, seed: int = 0, **changes):
     """A BERT model of class `cls` with TINY_BERT's sizes (with `changes`), seeded and in eval mode."""
     torch.manual_seed(seed)
     return cls(BertConfig(**{**TINY_BERT.__dict__, **changes})).eval()
+
+
+def tiny_hf_chat_tokenizer(*, extra_special: tuple[str, ...] = ()):
+    """A Hugging Face fast tokenizer over the 256 byte-level characters (no merges), "<eos>" as its
+    eos and pad, and a one-line chat template: "<role>content<eos>" per message."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tok = Tokenizer(models.BPE(vocab={c: i for i, c in enumerate(alphabet)}, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    hf_tok = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", pad_token="<eos>")
+    if extra_special:
+        hf_tok.add_special_tokens({"additional_special_tokens": list(extra_special)})
+    hf_tok.chat_template = (
+        "{% for m in messages %}<{{ m.role }}>{{ m.content }}<eos>{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
+    return hf_tok
+
+
+def tiny_hf_llama(tokenizer, **config):
+    """A one-layer Hugging Face `LlamaForCausalLM` (hidden 32, GQA 2:1) for `tokenizer`, seed 0."""
+    from transformers import LlamaConfig as HFLlamaConfig
+    from transformers import LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = HFLlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+        **config,
+    )
+    return LlamaForCausalLM(cfg).eval()
