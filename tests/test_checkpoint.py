@@ -186,7 +186,7 @@ def test_optimizer_of_other_parameters_is_refused(tmp_path):
 def _fit_with_threads(n: int, ckpt_dir, *, stop_at: int | None = None):
     """Train test_train's TinyLM for its 12 steps on `n` CPU threads, checkpointing in `ckpt_dir`;
     `stop_at` stops (and checkpoints) early, as an interrupted run would."""
-    from test_train import CPU, TinyLM, counting_sampler, small_cfg
+    from counting_task import CPU, TinyLM, counting_sampler, small_cfg
 
     from llmcourse.train import fit
 
