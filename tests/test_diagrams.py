@@ -94,9 +94,12 @@ def test_every_referenced_image_exists_and_has_alt_text(path):
 def test_unknown_names_and_roles_fail_clearly():
     with pytest.raises(KeyError, match="no diagram named"):
         diagrams.get("no_such_diagram")
+    import matplotlib.pyplot as plt
+
     fig, ax = draw.canvas(4, 2)
     with pytest.raises(ValueError, match="unknown role"):
         draw.box(ax, (0, 0), (1, 1), role="purple")
+    plt.close(fig)  # canvas hands the figure to its caller, who closes it
     with pytest.raises(ValueError, match="alt text"):
         register("x_short", title="t", alt="too short", notebook="00")(lambda: None)
 
