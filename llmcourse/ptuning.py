@@ -14,8 +14,8 @@ a model that takes `inputs_embeds`, `attention_mask` and `labels`, the virtual t
 three (`prepend_virtual_tokens`, notebook 12's exercise). For the course GPT, `PromptTuned` wraps the
 model and runs its forward pass with the virtual tokens after the embedding; `GPT.forward` has no
 prompt-tuning argument.
-Left out: prefix tuning (Li & Liang 2021: virtual keys/values in every layer) and P-Tuning v2
-(Liu et al. 2022: deep prompts in every layer, the "P-Tuning" of the ChatGLM repositories).
+Left out here: prefix tuning and P-Tuning v2 (Li & Liang 2021; Liu et al. 2022: trainable keys and
+values in every layer, the "P-Tuning" of the ChatGLM repositories) live in `llmcourse.prefix_tuning`.
 """
 
 from __future__ import annotations

@@ -31,6 +31,15 @@ def test_trainable_counts_by_hand(base):
     assert trainable_report(pc.make_variant(base, "ptuning", n_virtual=3))["trainable"] == 3 * C + (
         C * 2 * C + 2 * C
     ) + (2 * C * C + C)
+    # P-Tuning v2: keys and values (2 * C) for each of the 3 prefix positions in each of the L layers
+    assert trainable_report(pc.make_variant(base, "ptuning_v2", n_virtual=3))["trainable"] == (
+        3 * L * 2 * C
+    )
+    # ... or 3 vectors of C numbers through an MLP C -> 5 -> L * 2 * C
+    v2_mlp = pc.make_variant(base, "ptuning_v2", n_virtual=3, prefix_hidden=5)
+    assert trainable_report(v2_mlp)["trainable"] == 3 * C + (C * 5 + 5) + (
+        5 * L * 2 * C + L * 2 * C
+    )
     rows = trainable_report(pc.make_variant(base, "lora", r=2, new_token_ids=[5, 7, 7]))[
         "trainable"
     ]
@@ -51,6 +60,9 @@ def test_control_and_final_norm_extras(base):
     prompt = pc.make_variant(base, "prompt", n_virtual=3, train_norm=True)
     assert trainable_report(prompt)["trainable"] == 3 * C + norm
     assert all(p.requires_grad for p in prompt.model.final_norm.parameters())
+    deep = pc.make_variant(base, "ptuning_v2", n_virtual=3, new_token_ids=[3, 9], train_norm=True)
+    assert trainable_report(deep)["trainable"] == 3 * L * 2 * C + 2 * C + norm
+    assert all(p.requires_grad for p in deep.model.final_norm.parameters())
 
 
 def test_make_variant_never_touches_the_base(base):

@@ -1,4 +1,4 @@
-"""Full fine-tuning vs Freeze vs prompt tuning / P-Tuning vs LoRA, on one task and one starting model.
+"""Full fine-tuning vs Freeze vs prompt tuning / P-Tuning (v1, v2) vs LoRA, on one task and one model.
 
 Notebook 12's comparison, as functions a test can check: `make_variant(base, method)` returns a copy of
 the base GPT set up for one method (what trains, what is frozen), `training_bytes(model)` counts the
@@ -15,7 +15,7 @@ On a CPU there is no allocator counter, so we report `training_bytes`: weights (
 ones once) + one fp32 gradient per trainable parameter + AdamW's two fp32 moments per trainable
 parameter. It leaves out activations, which are the same for every method here (the full network
 runs forward and backward in all of them), so it is exactly the part the methods change.
-Left out: prefix tuning, (IA)^3, adapters between layers, and QLoRA (needs a GPU; see llmcourse.cost.memory).
+Left out: (IA)^3, adapters between layers, and QLoRA (needs a GPU; see llmcourse.cost.memory).
 """
 
 from __future__ import annotations
@@ -32,12 +32,13 @@ from torch import nn
 
 from llmcourse.config import cap_steps
 from llmcourse.lora import apply_lora, trainable_report
+from llmcourse.prefix_tuning import PrefixTuned
 from llmcourse.ptuning import PromptTuned, freeze
 from llmcourse.runtime import Runtime
 from llmcourse.sft import accuracy, sft_sampler
 from llmcourse.train import TrainConfig, fit, make_optimizer
 
-METHODS = ("full", "freeze", "prompt", "ptuning", "lora", "tokens")
+METHODS = ("full", "freeze", "prompt", "ptuning", "ptuning_v2", "lora", "tokens")
 LORA_TARGETS = (
     "qkv",
     "proj",
@@ -92,9 +93,11 @@ def merge_token_rows(gpt: nn.Module) -> nn.Module:
 CHEAP = (
     "prompt",
     "ptuning",
+    "ptuning_v2",
     "lora",
     "tokens",
 )  # the methods that leave the embedding and final norm frozen
+WRAPPED = ("prompt", "ptuning", "ptuning_v2")  # the methods whose model wraps the GPT (`.model`)
 
 
 def make_variant(
@@ -106,14 +109,17 @@ def make_variant(
     top_blocks: int = 1,
     new_token_ids: Sequence[int] = (),
     train_norm: bool = False,
+    prefix_hidden: int | None = None,
 ) -> nn.Module:
     """A deep copy of `base` prepared for `method` (base itself is never modified).
 
     full: everything trains. freeze: the top `top_blocks` blocks, final norm and (tied) head train.
     prompt: `n_virtual` trainable input vectors, the model frozen. ptuning: the same vectors produced by
-    a small MLP. lora: rank-`r` adapters (alpha = 2r) on every block Linear, the rest frozen.
+    a small MLP. ptuning_v2: a prefix of `n_virtual` trainable key/value positions in every attention
+    layer (`prefix_tuning.PrefixTuned`; through an MLP of width `prefix_hidden` if given).
+    lora: rank-`r` adapters (alpha = 2r) on every block Linear, the rest frozen.
     tokens: the control for the cheap methods: nothing of its own trains, only the extras below.
-    Extras for prompt, ptuning, lora and tokens (full and freeze train these anyway):
+    Extras for prompt, ptuning, ptuning_v2, lora and tokens (full and freeze train these anyway):
     `new_token_ids`: also train those embedding rows (`train_token_rows`);
     `train_norm`: also train the final LayerNorm (2 * n_embd numbers; peft's `modules_to_save`). Its
     gain sets how large the logits can get through the frozen tied head: a base model that rarely saw
@@ -129,6 +135,8 @@ def make_variant(
     elif method in ("prompt", "ptuning"):
         hidden = 2 * model.cfg.n_embd if method == "ptuning" else None
         model = PromptTuned(model, n_virtual=n_virtual, reparam_hidden=hidden)
+    elif method == "ptuning_v2":
+        model = PrefixTuned(model, n_prefix=n_virtual, reparam_hidden=prefix_hidden)
     elif method == "lora":
         apply_lora(model, LORA_TARGETS, r=r, alpha=2.0 * r)
     elif method == "tokens":
@@ -136,7 +144,7 @@ def make_variant(
     else:
         raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
     if method in CHEAP:
-        gpt = model.model if method in ("prompt", "ptuning") else model
+        gpt = model.model if method in WRAPPED else model
         if new_token_ids:
             train_token_rows(gpt, new_token_ids)
         if train_norm:

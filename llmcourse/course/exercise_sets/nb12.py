@@ -13,6 +13,7 @@ import torch
 
 from llmcourse.course.exercises import register, torch_generator
 from llmcourse.lora import lora_param_count, merged_weight
+from llmcourse.prefix_tuning import split_prefix
 from llmcourse.ptuning import prepend_virtual_tokens
 from llmcourse.recipes.peft_compare import lora_forward
 
@@ -107,6 +108,24 @@ register(
     ),
     hint="torch.cat on dim 1, virtual tokens FIRST: prompt.expand(B, P, C) before the embeddings, "
     "ones before the mask (the model must attend to them), -100 before the labels (no loss there)",
+)
+
+
+# ---------------------------------------------------------------- llmcourse/prefix_tuning.py
+def _split_inputs(rng: random.Random) -> tuple[torch.Tensor, int, int]:
+    g = torch_generator(rng)
+    P, L, H, D = rng.randint(1, 4), rng.randint(1, 3), rng.randint(1, 3), rng.randint(1, 4)
+    return torch.randn(P, L * 2 * H * D, generator=g), L, H
+
+
+register(
+    "12.split_prefix",
+    split_prefix,
+    inputs=_split_inputs,
+    compare="exact",
+    fixed=((torch.arange(24.0).view(2, 12), 3, 1), (torch.arange(16.0).view(1, 16), 2, 2)),
+    hint="view as (P, n_layer * 2, n_head, head_dim), move P to the third place with permute(1, 2, 0, 3), "
+    "then reshape to (n_layer, 2, n_head, P, head_dim): for each layer, keys then values",
 )
 
 
