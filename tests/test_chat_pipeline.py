@@ -78,6 +78,8 @@ def test_save_and_load_pair_only_with_the_same_config(trained, tmp_path):
     assert (
         cp.load_pair(tmp_path, dataclasses.replace(cfg, sft_steps=7)) is None
     )  # another config: retrain
+    # notebook 13's own settings (DPO, GRPO) do not decide the models: no retraining for them
+    assert cp.load_pair(tmp_path, dataclasses.replace(cfg, dpo_steps=3, grpo_steps=7)) is not None
     assert cp.load_pair(tmp_path / "nothing", cfg) is None
 
 
@@ -87,3 +89,11 @@ def test_preference_pairs_follow_the_tasks():
     assert len(train) == 30 and len(test) == 10
     assert {t[0].task for t in train} <= {"count", "add"}
     assert all(chosen == ex.answer and rejected != chosen for ex, chosen, rejected in train)
+
+
+def test_grpo_phase_uses_the_grpo_fields():
+    cfg = dataclasses.replace(tiny_cfg(), grpo_steps=12, grpo_lr=2e-4)
+    tc = cfg.train_config("grpo")
+    assert (tc.max_steps, tc.lr) == (12, 2e-4)
+    with pytest.raises(ValueError, match="phase must be one of"):
+        cfg.train_config("ppo")

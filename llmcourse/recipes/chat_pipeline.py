@@ -66,6 +66,12 @@ class ChatPipelineConfig(Sized):
     dpo_beta: float = 0.1  # how far the policy may move from the SFT reference
     n_pref_train: int = 5000  # preference pairs, training split
     n_pref_test: int = 200  # preference pairs, held-out split
+    grpo_steps: int = 300  # GRPO (notebook 13): one group sampling + one update per step
+    grpo_lr: float = 5e-5
+    grpo_prompts: int = 16  # prompts per step ...
+    grpo_group_size: int = 8  # ... each answered G times by the current policy
+    grpo_temperature: float = 1.0  # sampling temperature of the answers (and of their log-probs)
+    grpo_beta: float = 0.04  # weight of the KL penalty to the SFT reference (the paper's 0.04)
     seed: int = 0
     smoke_overrides = {
         "corpus": "lee",
@@ -91,17 +97,24 @@ class ChatPipelineConfig(Sized):
         "dpo_lr": 1e-4,
         "n_pref_train": 1000,
         "n_pref_test": 64,
+        "grpo_steps": 60,
+        "grpo_lr": 1e-3,
+        "grpo_prompts": 12,
+        # the smoke SFT model counts right when greedy: sampled hot it still errs, so the checker
+        # has mistakes to punish
+        "grpo_temperature": 1.5,
     }
 
     def train_config(
         self, phase: str, max_steps: int | None = None, lr: float | None = None
     ) -> TrainConfig:
-        """The `TrainConfig` of "pretrain", "sft", "peft" or "dpo": the same loop, other steps and learning rate."""
+        """The `TrainConfig` of "pretrain", "sft", "peft", "dpo" or "grpo": the same loop, other steps and learning rate."""
         phases = {
             "pretrain": (self.pretrain_steps, self.pretrain_lr),
             "sft": (self.sft_steps, self.sft_lr),
             "peft": (self.peft_steps, self.sft_lr),
             "dpo": (self.dpo_steps, self.dpo_lr),
+            "grpo": (self.grpo_steps, self.grpo_lr),
         }
         if phase not in phases:
             raise ValueError(f"phase must be one of {sorted(phases)}, got {phase!r}")
@@ -281,7 +294,7 @@ def save_pair(
 
 def _model_fields(d: dict) -> dict:
     """The config fields that decide the base and SFT models (not notebook 12's or 13's settings)."""
-    return {k: v for k, v in d.items() if not k.startswith(("dpo_", "n_pref_", "peft_"))}
+    return {k: v for k, v in d.items() if not k.startswith(("dpo_", "n_pref_", "peft_", "grpo_"))}
 
 
 def load_pair(directory: str | Path, cfg: ChatPipelineConfig):

@@ -11,6 +11,7 @@ import torch
 
 from llmcourse.course.exercises import register, torch_generator
 from llmcourse.dpo import dpo_loss, reward_metrics, sequence_logprob
+from llmcourse.grpo import group_advantages
 
 
 # ---------------------------------------------------------------- llmcourse/dpo.py
@@ -112,4 +113,29 @@ register(
         ),
     ),
     hint="loss = mean of -log sigmoid(beta * ((pc - rc) - (pr - rr))); use F.logsigmoid for stability",
+)
+
+
+# ---------------------------------------------------------------- llmcourse/grpo.py
+def _reward_inputs(rng) -> tuple[torch.Tensor, int]:
+    g = torch_generator(rng)
+    G = rng.randint(2, 6)
+    rewards = torch.randint(0, 2, (rng.randint(1, 4) * G,), generator=g).float()
+    return rewards, G
+
+
+register(
+    "13.group_advantages",
+    group_advantages,
+    inputs=_reward_inputs,
+    compare="allclose",
+    rtol=1e-5,
+    atol=1e-5,
+    fixed=(
+        (torch.tensor([1.0, 0.0, 0.0, 0.0]), 4),  # mean 1/4, std 1/2: (1.5, -0.5, -0.5, -0.5)
+        (torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0]), 3),  # all right, all wrong: zeros
+        (torch.tensor([0.2, 0.8]), 2),  # rewards need not be 0/1
+    ),
+    hint="view the rewards as (N, G); subtract each row's mean, divide by its std (torch.std, n - 1) "
+    "+ 1e-4; flatten back",
 )
