@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate constraints/ci.txt, the lock that CI's pinned run (and scripts/setup_env.sh) installs with:
-# every dependency of pyproject.toml's [project] and [test] extra, resolved to the newest releases the
+# every dependency of pyproject.toml's [project] and its [test] and [references] extras, resolved to the newest releases the
 # declared ranges allow today, for the Python the venv uses. torch is resolved (so that its own
 # dependencies are pinned) but left out of the file: setup_env.sh installs it on its own, as
 # LLMCOURSE_TORCH says, from a CPU wheel or the runtime's CUDA build.
@@ -22,7 +22,7 @@ py="$venv/bin/python"
 links=()
 for dir in ${PIP_FIND_LINKS:-}; do links+=(--find-links "$dir"); done
 cd "$root"
-echo "$torch_req" | "$uv" pip compile pyproject.toml - --extra test --quiet \
+echo "$torch_req" | "$uv" pip compile pyproject.toml - --extra test --extra references --quiet \
   --python-version "$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
   "${links[@]}" --no-emit-package torch --custom-compile-command "bash scripts/lock.sh" \
   -o constraints/ci.txt "$@"

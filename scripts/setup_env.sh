@@ -17,7 +17,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 py="${LLMCOURSE_PYTHON:-python3}"
 venv="${LLMCOURSE_VENV:-$root/.venv}"
 torch_req="${LLMCOURSE_TORCH:-torch==2.13.0}"
-extras="${LLMCOURSE_EXTRAS:-test}"
+extras="${LLMCOURSE_EXTRAS:-test,references}"
 lock="${LLMCOURSE_LOCK-$root/constraints/ci.txt}"
 installer="${LLMCOURSE_INSTALLER:-uv}"
 uv_version="0.13.9"  # the uv that wrote constraints/ci.txt (scripts/lock.sh)

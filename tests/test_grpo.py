@@ -122,6 +122,9 @@ def test_token_logprobs_score_the_next_token_at_the_temperature(tiny_gpt_model):
         )
 
 
+# slow: importing trl takes seconds; and trl comes with the pinned run only (pyproject's [references]
+# extra), not with the lowest/newest profiles, which run the tests not marked slow
+@pytest.mark.slow
 def test_our_loss_equals_trls_grpo_loss_on_the_same_tensors():
     """TRL's `GRPOTrainer._compute_loss`, called with a stand-in trainer whose model "returns" our
     per-token log-probabilities: loss_type "grpo" is our normalise="sequence", "bnpo" is "token".
