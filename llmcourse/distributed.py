@@ -9,7 +9,9 @@ process with N times the batch (up to floating-point summation order) — tests/
 checks this with two CPU processes.
 
 Backends: NCCL between GPUs, gloo on CPUs (what the course's CPU test and notebook 17 use).
-Left out: FSDP / ZeRO sharding and tensor or pipeline parallelism (explained in notebook 17).
+Sharding instead of copying (FSDP2 = ZeRO-3) is `llmcourse.fsdp`, which reuses `setup` and `shard`;
+the DeepSpeed config is `llmcourse.deepspeed_config`. Left out: tensor and pipeline parallelism
+(explained in notebook 17).
 """
 
 from __future__ import annotations

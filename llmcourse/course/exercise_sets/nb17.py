@@ -12,6 +12,7 @@ import random
 from llmcourse.cost.zero import STAGES, zero_bytes
 from llmcourse.course.exercises import register
 from llmcourse.distributed import micro_batch_plan, sampler_indices
+from llmcourse.fsdp import shard_rows
 
 
 # ---------------------------------------------------------------- llmcourse/cost/zero.py
@@ -71,4 +72,21 @@ register(
     fixed=((8, 2, 1), (10, 4, 3), (2, 5, 4), (7, 1, 0)),
     hint="strided, not contiguous: rank r takes indices r, r + world_size, ...; first pad the list "
     "0..n-1 with its own first indices up to a multiple of world_size",
+)
+
+
+# ---------------------------------------------------------------- llmcourse/fsdp.py
+def _rows_inputs(rng: random.Random) -> tuple[int, int, int]:
+    world = rng.choice([1, 2, 3, 4, 8, 16])
+    return rng.randint(1, 100), world, rng.randrange(world)
+
+
+register(
+    "17.shard_rows",
+    shard_rows,
+    inputs=_rows_inputs,
+    compare="exact",
+    fixed=((8, 2, 1), (5, 4, 2), (5, 4, 3), (50257, 8, 7), (3, 8, 5)),
+    hint="torch.chunk's rule: every piece has ceil(dim0 / world_size) rows except the last; ranks "
+    "after the last piece hold nothing, (dim0, dim0)",
 )
