@@ -22,8 +22,9 @@ py="$venv/bin/python"
 links=()
 for dir in ${PIP_FIND_LINKS:-}; do links+=(--find-links "$dir"); done
 cd "$root"
-echo "$torch_req" | "$uv" pip compile pyproject.toml - --extra test --extra references --quiet \
+# deepspeed builds its metadata against the torch installed in the venv (no build isolation)
+echo "$torch_req" | DS_BUILD_OPS=0 VIRTUAL_ENV="$venv" "$uv" pip compile pyproject.toml - --extra test --extra references --quiet \
   --python-version "$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" \
-  "${links[@]}" --no-emit-package torch --custom-compile-command "bash scripts/lock.sh" \
+  "${links[@]}" --no-build-isolation-package deepspeed --no-emit-package torch --custom-compile-command "bash scripts/lock.sh" \
   -o constraints/ci.txt "$@"
 echo "lock: wrote constraints/ci.txt ($(grep -c '^[a-z]' constraints/ci.txt) packages)"

@@ -63,6 +63,15 @@ else
   else
     "${install[@]}" "${constraints[@]}" "$torch_req"
   fi
+  # DeepSpeed ([references] extra) is an sdist whose build imports torch: build it against the torch
+  # just installed, without build isolation (isolated, the build would pull a multi-GB CUDA torch), and
+  # compile none of its kernels (DS_BUILD_OPS=0).
+  export DS_BUILD_OPS=0
+  if [[ ",$extras," == *",references,"* ]]; then
+    "${install[@]}" "${constraints[@]}" setuptools wheel  # the build backend, which isolation would bring
+    [ "$installer" = pip ] && "${install[@]}" "${constraints[@]}" --no-build-isolation deepspeed
+  fi
+  [ "$installer" = uv ] && install+=(--no-build-isolation-package deepspeed)
   # Every other dependency at the version the lock names (the lock leaves torch out: see above).
   "${install[@]}" "${constraints[@]}" -e "$root[$extras]" \
     || { [ -z "$lock" ] || echo "setup: installing with the lock $lock failed; regenerate it (scripts/lock.sh) or set LLMCOURSE_LOCK= to install without it" >&2; exit 1; }
