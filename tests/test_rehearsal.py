@@ -36,7 +36,7 @@ BUILD = ROOT / "build" / "rehearsal-test"
 # needed more than the one step a rehearsal trains.
 REHEARSED = [
     *("00", "01", "02", "03", "04", "05", "06", "07", "08", "09"),
-    *("10", "11", "12", "13", "14", "15", "16", "17", "18"),
+    *("10", "11", "12", "13", "14", "15", "16", "17", "18", "19"),
 ]
 # CI's two workers take a test file each (`--dist loadfile`), so the notebooks are split in two
 # halves of about equal kernel time: this file rehearses HERE, tests/test_rehearsal_more.py the rest.
