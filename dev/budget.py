@@ -17,7 +17,8 @@ meta device; N = sum(p.numel()) (tied matrices once), D = steps x sequences x co
 
 Left out: 00, 01, 02, 06, 17 (no GPU at full size); 09, 14, 15, 16 (no training unless an earlier
 notebook's checkpoint is missing); 04, 05, 07, 10, the BPE and scaling runs of 08 and the SmolLM2
-LoRA of 11: their batch sizes or steps are set in the notebook, not in a package config. Row 08
+LoRA of 11: their batch sizes or steps are set in the notebook, not in a package config. 19 trains
+image models (patches and pixels, not tokens of text): minutes on a GPU, not estimated here. Row 08
 takes `cli.pretrain`'s presets: the baby GPT, batch and steps of notebook 08's character run.
 """
 

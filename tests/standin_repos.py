@@ -22,7 +22,7 @@ import random
 import shutil
 from pathlib import Path
 
-STAMP = ".standin-v5"
+STAMP = ".standin-v6"
 
 BERT_BASE_UNCASED = {
     "architectures": ["BertForMaskedLM"],
@@ -264,6 +264,31 @@ def _multi30k(folder: Path) -> None:
         (folder / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
 
 
+def _mnist(folder: Path) -> None:
+    """ylecun/mnist's layout (config "mnist"): rows of a 28x28 grey PNG and a ClassLabel, made from
+    scikit-learn's 8x8 digits (each pixel a 3x3 block, a 2-pixel margin), so the labels are real."""
+    import io
+
+    import numpy as np
+    from datasets import ClassLabel, Image
+    from PIL import Image as PILImage
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    big = np.kron(raw.images / 16.0, np.ones((3, 3)))  # (N, 24, 24)
+    pixels = np.pad(np.round(big * 255).astype(np.uint8), ((0, 0), (2, 2), (2, 2)))
+    features = {"image": Image(), "label": ClassLabel(names=[str(k) for k in range(10)])}
+    for split, rows in (("train", range(0, 300)), ("test", range(300, 400))):
+        pngs = []
+        for i in rows:
+            buf = io.BytesIO()
+            PILImage.fromarray(pixels[i], mode="L").save(buf, format="PNG")
+            pngs.append({"bytes": buf.getvalue(), "path": None})
+        table = {"image": pngs, "label": [int(raw.target[i]) for i in rows]}
+        _parquet(folder / f"mnist/{split}-00000-of-00001.parquet", table, features)
+    _readme(folder, {"mnist": {s: f"mnist/{s}-*" for s in ("train", "test")}})
+
+
 DATASETS = {
     "stanfordnlp/sst2": _sst2,
     "Salesforce/wikitext": _wikitext,
@@ -272,6 +297,7 @@ DATASETS = {
     "allenai/ai2_arc": _arc,
     "qiaojin/PubMedQA": _pubmedqa,
     "bentrevett/multi30k": _multi30k,
+    "ylecun/mnist": _mnist,
 }
 
 

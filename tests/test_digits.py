@@ -1,11 +1,22 @@
-"""tasks.digits: the offline 8x8 digits, their held-out split and their generated captions."""
+"""tasks.digits: the offline 8x8 digits, their held-out split and their generated captions; and
+tasks.mnist: the full-size 28x28 digits, downloaded from the stand-in hub and checked."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
-from llmcourse.tasks import digits
+from llmcourse.data.fetch import ChecksumError
+from llmcourse.tasks import digits, mnist
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +84,113 @@ def test_doctests():
     import doctest
 
     assert doctest.testmod(digits).failed == 0
+
+
+# ------------------------------------------------------------------ MNIST, from the stand-in hub
+ROOT = Path(__file__).resolve().parents[1]
+OFFLINE = ("LLMCOURSE_OFFLINE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+@pytest.fixture(scope="module")
+def mnist_repos(tmp_path_factory):
+    """tests/standin_repos.py's ylecun/mnist (300 + 100 rows in the hub's parquet layout), built in a
+    child process: building imports `datasets`, which this process must not import."""
+    root = tmp_path_factory.mktemp("hub")
+    code = (
+        "import standin_repos, pathlib; "
+        f"standin_repos._mnist(pathlib.Path({str(root)!r}) / 'datasets/ylecun/mnist')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, cwd=ROOT)
+    return root
+
+
+@pytest.fixture
+def online(monkeypatch):
+    for var in OFFLINE:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LLMCOURSE_HUB", "huggingface")
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_mnist_downloads_checks_and_caches(mnist_repos, online, monkeypatch, tmp_path):
+    from sklearn.datasets import load_digits
+
+    from standin_hub import StandinHub
+
+    files = {s: mnist_repos / "datasets" / mnist.REPO / f for s, f in mnist.FILES.items()}
+    monkeypatch.setattr(mnist, "SHA256", {s: _sha(p) for s, p in files.items()})
+    with StandinHub(mnist_repos) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        train, test = mnist.load_mnist_split(cache=tmp_path)
+        fetched = [p for method, p, status in hub.requests if method == "GET" and status == 200]
+    assert fetched == [f"/datasets/{mnist.REPO}/resolve/main/{f}" for f in mnist.FILES.values()]
+    assert (len(train), len(test)) == (300, 100)
+    assert train.images.shape[1:] == (1, 28, 28) and train.images.dtype == torch.float32
+    assert float(train.images.min()) == 0.0 and float(train.images.max()) == 1.0
+    # the stand-in is scikit-learn's digits scaled up: its labels, in order, and its pixels
+    target = torch.from_numpy(load_digits().target)
+    assert torch.equal(train.labels, target[:300]) and torch.equal(test.labels, target[300:400])
+    up = torch.from_numpy(load_digits().images[300]).float() / 16
+    big = up.repeat_interleave(3, 0).repeat_interleave(3, 1)
+    torch.testing.assert_close(test.images[0, 0, 2:26, 2:26], big, atol=1 / 255, rtol=0)
+    assert float(test.images[0, 0, :2].abs().sum()) == 0.0  # the margin is blank
+    # thickness: ink over the class median of the *training* images, for both splits
+    ink = train.images.flatten(1).sum(1)
+    medians = torch.tensor([float(np.median(ink[train.labels == k].numpy())) for k in range(10)])
+    for data in (train, test):
+        ratio = data.images.flatten(1).sum(1) / medians[data.labels]
+        want = ["thin" if r < 0.9 else "thick" if r > 1.1 else "" for r in ratio.tolist()]
+        assert data.thickness == want
+    assert {"thin", "thick", ""} <= set(train.thickness)
+    # cached: offline now, the same data without the network
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    again, _ = mnist.load_mnist_split(cache=tmp_path)
+    assert torch.equal(again.images, train.images)
+
+
+def test_a_corrupted_mnist_download_is_refused(mnist_repos, online, monkeypatch, tmp_path):
+    import shutil
+
+    from standin_hub import StandinHub
+
+    bad = tmp_path / "hub"
+    shutil.copytree(mnist_repos, bad)
+    path = bad / "datasets" / mnist.REPO / mnist.FILES["train"]
+    recorded = _sha(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte in the middle of the file
+    path.write_bytes(bytes(data))
+    monkeypatch.setattr(mnist, "SHA256", {"train": recorded, "test": None})
+    with StandinHub(bad) as hub:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        with pytest.raises(ChecksumError, match="checksum mismatch.*nothing was cached"):
+            mnist.load_mnist_split(cache=tmp_path / "cache")
+    assert not mnist.cached_file("train", tmp_path / "cache").exists()
+
+
+def test_mnist_offline_or_unreachable_says_what_to_do(online, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(mnist.MnistUnavailable, match="offline mode is on.*LLMCOURSE_SIZE=smoke"):
+        mnist.load_mnist_split(cache=tmp_path)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused
+    with pytest.raises(mnist.MnistUnavailable, match="could not be downloaded.*connect"):
+        mnist.load_mnist_split(cache=tmp_path)
+    monkeypatch.setenv("LLMCOURSE_HUB", "modelscope")
+    with pytest.raises(LookupError, match="no ModelScope copy"):
+        mnist.load_mnist_split(cache=tmp_path)
+    with pytest.raises(ValueError, match="split"):
+        mnist.cached_file("validation")
+
+
+def test_mnist_files_of_another_layout_are_refused(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"img": [b"x"], "label": [3]}), tmp_path / "a.parquet")
+    with pytest.raises(ValueError, match="not an MNIST file"):
+        mnist.read_parquet(tmp_path / "a.parquet")

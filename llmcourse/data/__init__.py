@@ -96,6 +96,8 @@ def load_text(
     """The corpus as one string, newlines normalised to "\\n" (may be a fallback corpus, see above)."""
     if get_corpus(name).kind == "model":
         raise TypeError(f"{name!r} is a model file, not text: use data_path({name!r})")
+    if get_corpus(name).kind == "image":
+        raise TypeError(f"{name!r} is an image set, not text: use llmcourse.tasks.mnist")
     path, encoding = locate(name, cache)
     text = path.read_bytes().decode(encoding).replace("\r\n", "\n")
     return text if max_chars is None else text[:max_chars]

@@ -50,7 +50,7 @@ class Corpus:
     description: str
     source: str  # human-readable origin, shown by list_corpora
     licence: str
-    kind: str = "text"  # "text" (load_text works), "eval" (use its parser), "model"
+    kind: str = "text"  # "text" (load_text works), "eval" (use its parser), "model", "image"
     package: str | None = None  # importable top-level package shipping the file(s)
     files: tuple[str, ...] = ()  # paths inside the package; several are concatenated
     encoding: str = "utf-8"
@@ -264,6 +264,15 @@ for _c in [
         approx_bytes=6_000_000,
         fallback="tiny-zh",
         columns=("title", "paragraphs"),
+    ),
+    Corpus(
+        "mnist",
+        "MNIST: 70,000 handwritten digits, 28x28 grey PNGs in parquet (llmcourse.tasks.mnist)",
+        "Hugging Face ylecun/mnist",
+        "CC BY-SA 3.0 (LeCun & Cortes)",
+        kind="image",
+        remote="hf:ylecun/mnist|mnist|train",
+        suffix=".parquet",
     ),
     Corpus(
         "smollm2-135m-instruct",

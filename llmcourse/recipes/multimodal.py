@@ -4,7 +4,7 @@ One configuration decides the data split, every model's size and every stage's s
 narrates and this module computes:
 
     cfg = MultimodalConfig.for_size()
-    train, test = digits.load_digits_split(test_fraction=cfg.test_fraction, seed=cfg.seed)
+    train, test = load_images(cfg)     # smoke: the 8x8 digits; full: MNIST (28x28, downloaded once)
     classifier, _ = train_classifier(cfg, train, kind="vit")     # also "cnn"
     clip_model, _ = train_clip(cfg, train)
     denoiser, schedule, _ = train_denoiser(cfg, train, cond=diffusion.label_cond(train.labels))
@@ -14,14 +14,20 @@ narrates and this module computes:
 Every stage trains with `llmcourse.train.fit` from its own seed. `prompted_accuracy` asks an
 independently trained classifier (the "judge", e.g. the SmallCNN) whether samples prompted with
 digit k look like a k: the share it labels k, 10% being chance.
-Left out: MNIST at full size (the full size here is the same digits with bigger models and more
-steps), FID and other sample-quality metrics, and a real Stable Diffusion run (the notebook's
-optional GPU cell uses `diffusers` for that).
+
+The data set is part of the configuration: the smoke size trains on scikit-learn's 8x8 digits
+(offline, `llmcourse.tasks.digits`), the full size on MNIST's 28x28 digits (`llmcourse.tasks.mnist`,
+downloaded once), with ViT patches of 4 pixels (49 tokens); every model takes its image size from
+`image_size` (ViT positions, the SmallCNN's head, the denoiser's input of image_size**2 pixels).
+`stable_diffusion` runs a real text-to-image pipeline through `diffusers` where it can (a CUDA GPU,
+the network), and otherwise says in one line why not.
+Left out: FID and other sample-quality metrics, and a U-Net denoiser for the larger images.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.util import find_spec
 
 import torch
 import torch.nn as nn
@@ -29,13 +35,18 @@ import torch.nn as nn
 from llmcourse import clip, diffusion, llava, vit
 from llmcourse.config import Sized
 from llmcourse.gpt import GPT, GPTConfig
-from llmcourse.tasks import digits
+from llmcourse.tasks import digits, mnist
 from llmcourse.train import History, TrainConfig, fit
 
 
 @dataclass
 class MultimodalConfig(Sized):
-    test_fraction: float = 0.2  # held-out share of the 1,797 digits
+    dataset: str = (
+        "mnist"  # "mnist" (28x28, 60,000 / 10,000, downloaded) or "digits" (8x8, offline)
+    )
+    image_size: int = 28  # pixels per side of the data set's images
+    patch_size: int = 4  # the ViT's patch side: (28 / 4)^2 = 49 tokens
+    test_fraction: float = 0.2  # held-out share of the 1,797 8x8 digits (MNIST has its own split)
     seed: int = 0  # the split and every stage's initialisation
     batch_size: int = 64  # images per batch (classifier, CLIP, captioner)
     vit_steps: int = 1500  # ViT / CNN classifier training
@@ -50,6 +61,9 @@ class MultimodalConfig(Sized):
     gpt_n_embd: int = 64  # the captioning GPT's width (its layers: gpt_n_layer)
     gpt_n_layer: int = 2
     smoke_overrides = {
+        "dataset": "digits",
+        "image_size": 8,
+        "patch_size": 2,
         "vit_steps": 300,
         "vit_lr": 5e-3,
         "clip_steps": 400,
@@ -60,6 +74,25 @@ class MultimodalConfig(Sized):
         "captioner_lr": 3e-3,
         "gpt_n_embd": 32,
     }
+
+
+def load_images(cfg: MultimodalConfig) -> tuple[digits.Digits, digits.Digits]:
+    """(train, test) of the configured data set: the 8x8 digits split by `test_fraction` and `seed`,
+    or MNIST's own split (`mnist.load_mnist_split`: a clear error offline without a cached copy)."""
+    if cfg.dataset == "digits":
+        data = digits.load_digits_split(test_fraction=cfg.test_fraction, seed=cfg.seed)
+    elif cfg.dataset == "mnist":
+        data = mnist.load_mnist_split()
+    else:
+        raise ValueError(f"dataset={cfg.dataset!r}: use 'digits' (8x8, offline) or 'mnist'")
+    size = data[0].images.shape[-1]
+    if size != cfg.image_size:
+        raise ValueError(f"{cfg.dataset} images are {size}x{size}: set image_size={size}")
+    return data
+
+
+def _vit_config(cfg: MultimodalConfig) -> vit.ViTConfig:
+    return vit.ViTConfig.for_size(image_size=cfg.image_size, patch_size=cfg.patch_size)
 
 
 def _train_config(cfg: MultimodalConfig, steps: int, lr: float, weight_decay: float = 0.1):
@@ -76,11 +109,12 @@ def _train_config(cfg: MultimodalConfig, steps: int, lr: float, weight_decay: fl
 def train_classifier(
     cfg: MultimodalConfig, train: digits.Digits, *, kind: str = "vit", progress: bool = True
 ) -> tuple[nn.Module, History]:
-    """A ViT (`kind="vit"`, `vit.ViTConfig.for_size()`) or the SmallCNN ("cnn") on the labels."""
+    """A ViT (`kind="vit"`, `vit.ViTConfig.for_size()` at the configured image and patch size) or
+    the SmallCNN ("cnn") on the labels."""
     if kind not in ("vit", "cnn"):
         raise ValueError(f"kind={kind!r}: use 'vit' or 'cnn'")
     torch.manual_seed(cfg.seed)
-    model = vit.ViT(vit.ViTConfig.for_size()) if kind == "vit" else vit.SmallCNN()
+    model = vit.ViT(_vit_config(cfg)) if kind == "vit" else vit.SmallCNN(size=cfg.image_size)
     tc = _train_config(cfg, cfg.vit_steps, cfg.vit_lr)
     history = fit(
         model, digits.image_batches(train, batch_size=cfg.batch_size), tc, progress=progress
@@ -93,7 +127,7 @@ def train_clip(
 ) -> tuple[clip.CLIP, History]:
     """A CLIP (a fresh ViT + the text encoder) on random phrasings of the training captions."""
     torch.manual_seed(cfg.seed)
-    model = clip.CLIP(clip.CLIPConfig.for_size(), vit.ViT(vit.ViTConfig.for_size()))
+    model = clip.CLIP(clip.CLIPConfig.for_size(), vit.ViT(_vit_config(cfg)))
     sampler = clip.caption_batches(train, digits.caption_vocab(), batch_size=cfg.batch_size)
     tc = _train_config(cfg, cfg.clip_steps, cfg.clip_lr)
     return model, fit(model, sampler, tc, progress=progress)
@@ -110,7 +144,7 @@ def train_denoiser(
     one-hot labels (`diffusion.label_cond`) or caption embeddings (`clip.embed_captions`)."""
     if cond.shape[0] != len(train):
         raise ValueError(f"cond has {cond.shape[0]} rows for {len(train)} training images")
-    dcfg = diffusion.DiffusionConfig.for_size(cond_dim=cond.shape[1])
+    dcfg = diffusion.DiffusionConfig.for_size(cond_dim=cond.shape[1], image_size=cfg.image_size)
     schedule = diffusion.NoiseSchedule.from_config(dcfg)
     torch.manual_seed(cfg.seed)
     model = diffusion.Denoiser(dcfg)
@@ -178,3 +212,41 @@ def prompted_accuracy(
     finally:
         judge.train(was_training)
     return float((pred == labels).float().mean()), images
+
+
+SD_MODEL = (
+    "stabilityai/sd-turbo"  # about 2.5 GB in fp16; distilled to one denoising step, no guidance
+)
+
+
+def stable_diffusion(
+    prompt: str, runtime, *, model: str = SD_MODEL, steps: int = 1
+) -> tuple[object, dict[str, int]] | None:
+    """A real text-to-image model, for comparison with our miniature: (PIL image, parameter counts of
+    its text encoder, U-Net and VAE), or None after one printed line saying why it cannot run here
+    (no CUDA GPU, an offline switch on, or diffusers missing). HF_ENDPOINT (a mirror) is honoured."""
+    from llmcourse.data.fetch import is_offline
+
+    switch = is_offline()
+    if runtime.device.type != "cuda":
+        why = "no CUDA GPU"
+    elif switch:
+        why = f"offline: {switch} is set"
+    elif find_spec("diffusers") is None:
+        why = "diffusers is not installed: pip install diffusers"
+    else:
+        why = None
+    if why:
+        print(f"skipped: a real Stable Diffusion run needs a CUDA GPU and the network ({why}).")
+        return None
+    from diffusers import AutoPipelineForText2Image
+
+    pipe = AutoPipelineForText2Image.from_pretrained(
+        model, torch_dtype=torch.float16, variant="fp16"
+    ).to("cuda")
+    sizes = {
+        part: sum(p.numel() for p in getattr(pipe, part).parameters())
+        for part in ("text_encoder", "unet", "vae")  # the text encoder, the denoiser, the VAE
+    }
+    image = pipe(prompt=prompt, num_inference_steps=steps, guidance_scale=0.0).images[0]
+    return image, sizes

@@ -17,8 +17,9 @@ in seconds on a CPU.
 * `caption_vocab()` is the word vocabulary of every caption that can be generated, with <pad>,
   <bos> and <eos>; `encode_captions` pads a list of captions to one (B, T) tensor.
 
-The full-size alternative (MNIST's 28x28 digits, a download checked by sha256) is left to the
-notebook; this module stays offline. Left out: data augmentation, colour images, real captions.
+The full size trains on MNIST's 28x28 digits instead, downloaded once by `llmcourse.tasks.mnist`
+into the same `Digits` structure (`make_splits`); this module stays offline.
+Left out: data augmentation, colour images, real captions.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ TEMPLATES = ("the digit {n}", "a {a}{w}", "a {n}", "a {a}digit {n}", "a handwrit
 
 @dataclass
 class Digits:
-    """One split: images (N, 1, 8, 8) float in [0, 1], labels (N,) int64, thickness (N words)."""
+    """One split: images (N, 1, S, S) float in [0, 1] (S = 8 here, 28 for MNIST), labels (N,)
+    int64, thickness (N words)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -102,13 +104,21 @@ def load_digits_split(*, test_fraction: float = 0.2, seed: int = 0) -> tuple[Dig
     labels = raw.target.astype(np.int64)
     order = np.random.default_rng(seed).permutation(len(labels))
     n_test = int(round(len(labels) * test_fraction))
-    test_idx, train_idx = order[:n_test], order[n_test:]
+    return make_splits(images, labels, train_idx=order[n_test:], test_idx=order[:n_test])
+
+
+def make_splits(
+    images: np.ndarray, labels: np.ndarray, *, train_idx: np.ndarray, test_idx: np.ndarray
+) -> tuple[Digits, Digits]:
+    """(train, test) `Digits` from images (N, S, S) float32 in [0, 1] and labels (N,) int64, with
+    the thickness words measured against the training split's class medians (the MNIST loader,
+    `llmcourse.tasks.mnist`, uses it too)."""
     ink = images.reshape(len(images), -1).sum(1)  # (N,) total ink of each image
     medians = np.array([np.median(ink[train_idx][labels[train_idx] == k]) for k in range(10)])
 
     def split(idx: np.ndarray) -> Digits:
         return Digits(
-            images=torch.from_numpy(images[idx]).unsqueeze(1),  # (n, 1, 8, 8): one channel
+            images=torch.from_numpy(images[idx]).unsqueeze(1),  # (n, 1, S, S): one channel
             labels=torch.from_numpy(labels[idx]),
             thickness=thickness_words(ink[idx], labels[idx], medians),
         )
@@ -147,7 +157,7 @@ def sample_captions(data: Digits, idx: torch.Tensor, generator: torch.Generator)
 
 
 def image_batches(data: Digits, *, batch_size: int = 64):
-    """A sampler for `train.fit`: sample(generator) -> (images (B, 1, 8, 8), labels (B,))."""
+    """A sampler for `train.fit`: sample(generator) -> (images (B, 1, S, S), labels (B,))."""
 
     def sample(generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(len(data), (batch_size,), generator=generator)
@@ -158,8 +168,8 @@ def image_batches(data: Digits, *, batch_size: int = 64):
 
 def pixel_baseline(train: Digits, test: Digits) -> dict[str, float]:
     """Held-out accuracy of the two baselines an image model must beat: always the most common
-    training class ("majority"), and logistic regression on the 64 raw pixels ("pixels"), a
-    linear model that sees every pixel but no notion of neighbourhood."""
+    training class ("majority"), and logistic regression on the raw pixels ("pixels": 64 of them
+    here, 784 for MNIST), a linear model that sees every pixel but no notion of neighbourhood."""
     from sklearn.linear_model import LogisticRegression
 
     majority = int(torch.bincount(train.labels).argmax())
