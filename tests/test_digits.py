@@ -175,11 +175,11 @@ def test_a_corrupted_mnist_download_is_refused(mnist_repos, online, monkeypatch,
 def test_mnist_offline_or_unreachable_says_what_to_do(online, monkeypatch, tmp_path):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(mnist.MnistUnavailable, match="offline mode is on.*LLMCOURSE_SIZE=smoke"):
-        mnist.load_mnist_split(cache=tmp_path)
+        mnist.load_mnist_split(cache=tmp_path, fallback=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE")
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: refused
     with pytest.raises(mnist.MnistUnavailable, match="could not be downloaded.*connect"):
-        mnist.load_mnist_split(cache=tmp_path)
+        mnist.load_mnist_split(cache=tmp_path, fallback=False)
     monkeypatch.setenv("LLMCOURSE_HUB", "modelscope")
     with pytest.raises(LookupError, match="no ModelScope copy"):
         mnist.load_mnist_split(cache=tmp_path)
@@ -194,3 +194,21 @@ def test_mnist_files_of_another_layout_are_refused(tmp_path):
     pq.write_table(pa.table({"img": [b"x"], "label": [3]}), tmp_path / "a.parquet")
     with pytest.raises(ValueError, match="not an MNIST file"):
         mnist.read_parquet(tmp_path / "a.parquet")
+
+
+def test_mnist_offline_falls_back_to_upscaled_digits_after_one_line(monkeypatch, tmp_path):
+    """Like every full-size loader: offline with nothing cached, ONE OfflineFallbackWarning naming
+    what is used instead and how to get MNIST, then 28x28 images the full-size models accept."""
+    from llmcourse.data.resolve import OfflineFallbackWarning
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.warns(OfflineFallbackWarning) as caught:
+        train, test = mnist.load_mnist_split(cache=tmp_path)
+    assert len(caught) == 1
+    line = str(caught[0].message)
+    assert "MNIST" in line and "28x28" in line and "To get it" in line and "\n" not in line
+    assert train.images.shape[1:] == (1, 28, 28) and test.images.shape[1:] == (1, 28, 28)
+    assert len(train) + len(test) == 1797 and 0.0 <= float(train.images.min())
+    assert float(train.images.max()) <= 1.0
+    assert set(train.labels.tolist()) == set(range(10))
+    assert not mnist.cached_file("train", tmp_path).exists()  # nothing pretends to be MNIST

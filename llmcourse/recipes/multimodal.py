@@ -78,7 +78,8 @@ class MultimodalConfig(Sized):
 
 def load_images(cfg: MultimodalConfig) -> tuple[digits.Digits, digits.Digits]:
     """(train, test) of the configured data set: the 8x8 digits split by `test_fraction` and `seed`,
-    or MNIST's own split (`mnist.load_mnist_split`: a clear error offline without a cached copy)."""
+    or MNIST's own split (`mnist.load_mnist_split`: offline without a cached copy, one warning line
+    and the 8x8 digits scaled up to 28x28)."""
     if cfg.dataset == "digits":
         data = digits.load_digits_split(test_fraction=cfg.test_fraction, seed=cfg.seed)
     elif cfg.dataset == "mnist":

@@ -14,8 +14,11 @@ file per split (`FILES`), each row an `image` (a PNG file's bytes) and a `label`
   when one is recorded (a mismatch raises `ChecksumError`, nothing is cached). The values are
   recorded at the first real download (`sha256sum` of the cached files); until then the check is
   the decoding below. A cached file is used without the network.
-* Offline with nothing cached, or when the hub cannot be reached, `MnistUnavailable` (a
-  FileNotFoundError) says how to get the files; there is no silent fallback to other data.
+* Offline with nothing cached, or when the hub cannot be reached, `parquet_path` raises
+  `MnistUnavailable` (a FileNotFoundError) that says how to get the files. `load_mnist_split` then
+  falls back, like every full-size loader of the course, after ONE `OfflineFallbackWarning` line:
+  scikit-learn's 8x8 digits scaled up to 28x28 (`upscaled_digits`), so a GPU with no network still
+  runs the full-size models, on other data (`fallback=False` raises instead).
 * Decoding checks what it reads: every image a 28x28 grey PNG, every label in 0..9, the
   `image` and `label` columns present; anything else is a ValueError naming the file.
 
@@ -126,13 +129,44 @@ def read_parquet(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def load_mnist_split(
-    *, cache: str | os.PathLike | None = None, revision: str = REVISION
+    *, cache: str | os.PathLike | None = None, revision: str = REVISION, fallback: bool = True
 ) -> tuple[Digits, Digits]:
     """MNIST's (train, test) splits as `Digits`: images (N, 1, 28, 28) in [0, 1], labels, thickness
-    (the training split's class medians). Downloads the two files once (`parquet_path`)."""
-    parts = [read_parquet(parquet_path(s, cache=cache, revision=revision)) for s in FILES]
+    (the training split's class medians). Downloads the two files once (`parquet_path`); when they
+    cannot be had, warns in one line and returns `upscaled_digits()` (unless `fallback=False`)."""
+    try:
+        paths = [parquet_path(s, cache=cache, revision=revision) for s in FILES]
+    except MnistUnavailable as e:
+        if not fallback:
+            raise
+        from llmcourse.data.resolve import warn_fallback
+
+        why = "is not cached and cannot be downloaded now"
+        fix = str(e).split(". ", 1)[-1]  # the message's "To get it: ..." part
+        warn_fallback(f"MNIST ({REPO})", "the 8x8 digits scaled up to 28x28", why=why, fix=fix)
+        return upscaled_digits()
+    parts = [read_parquet(path) for path in paths]
     (train_x, train_y), (test_x, test_y) = parts
     images = np.concatenate([train_x, test_x]).astype(np.float32) / 255.0
     labels = np.concatenate([train_y, test_y])
     n = len(train_y)
     return make_splits(images, labels, train_idx=np.arange(n), test_idx=np.arange(n, len(labels)))
+
+
+def upscaled_digits(*, test_fraction: float = 0.2, seed: int = 0) -> tuple[Digits, Digits]:
+    """The offline stand-in: scikit-learn's 8x8 digits, bilinearly scaled up to 28x28, so models
+    built for MNIST's shape still run (on 1,797 images instead of 70,000)."""
+    import torch
+    import torch.nn.functional as F
+
+    from llmcourse.tasks.digits import load_digits_split
+
+    small = load_digits_split(test_fraction=test_fraction, seed=seed)
+    images = torch.cat([small[0].images, small[1].images])  # (N, 1, 8, 8)
+    labels = torch.cat([small[0].labels, small[1].labels]).numpy()
+    big = F.interpolate(images, size=(SIZE, SIZE), mode="bilinear", align_corners=False)
+    big = big.clamp(0, 1)[:, 0].numpy().astype(np.float32)  # (N, 28, 28)
+    n_train = len(small[0].labels)
+    return make_splits(
+        big, labels, train_idx=np.arange(n_train), test_idx=np.arange(n_train, len(labels))
+    )
