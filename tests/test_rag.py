@@ -65,6 +65,11 @@ def test_embedding_retriever_with_a_toy_embedder():
     assert hit_rate(
         r, [("code", "software"), ("rain", "weather"), ("sun", "software")], k=1
     ) == pytest.approx(2 / 3)
+    # several gold files: a chunk of any of them is a hit, and one id equals a one-element tuple
+    assert hit_rate(r, [("sun", ("software", "sky")), ("code", ("software",))], k=1) == 1.0
+    assert hit_rate(r, [("sun", ("software", "weather"))], k=1) == 0.0
+    with pytest.raises(ValueError, match="at least one gold"):
+        hit_rate(r, [("sun", ())], k=1)
 
 
 def test_minilm_ranks_paraphrases_above_unrelated_text():
@@ -142,11 +147,11 @@ def test_random_hit_rate_matches_a_simulation():
     chunks = [
         Chunk(d, i, "") for d, n in [("a", 5), ("b", 1), ("c", 3), ("d", 11)] for i in range(n)
     ]
-    questions = [("q1", "a"), ("q2", "b"), ("q3", "c")]
+    questions = [("q1", "a"), ("q2", "b"), ("q3", "c"), ("q4", ("b", "c"))]  # q4: two gold files
     rng = random.Random(0)
     trials = 20_000
     sim = sum(
-        any(c.doc_id == gold for c in rng.sample(chunks, 3))
+        any(c.doc_id in ({gold} if isinstance(gold, str) else gold) for c in rng.sample(chunks, 3))
         for _ in range(trials)
         for _, gold in questions
     )

@@ -219,7 +219,9 @@ TARGETS: tuple[Target, ...] = (
         "",
         True,
         "three chunks drawn at random (BM25 is printed beside)",
-        0.5,
+        # a hit is a chunk of any file that states the answer (docs.Question.also); with one gold
+        # file per question the rate fell as the course grew (0.73 -> 0.50 on 2026-12-05)
+        0.7,
         0.8,
         vs="random_hit_rate_at_3",
         margin=0.4,
