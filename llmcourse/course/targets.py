@@ -200,8 +200,6 @@ TARGETS: tuple[Target, ...] = (
         80.0,
         vs="heldout_preference_accuracy_before_dpo",
         margin=15.0,
-        # GRPO with the checker as reward: the share of right sampled answers on held-out prompts
-        # rises above the SFT model's (smoke, 1 thread, seeds 0/1/2: +5.8/+5.2/+8.3 points)
         also=(("heldout_sampled_accuracy_grpo", "heldout_sampled_accuracy_sft", 3.0),),
     ),
     Target(
@@ -219,8 +217,6 @@ TARGETS: tuple[Target, ...] = (
         "",
         True,
         "three chunks drawn at random (BM25 is printed beside)",
-        # a hit is a chunk of any file that states the answer (docs.Question.also); with one gold
-        # file per question the rate fell as the course grew (0.73 -> 0.50 on 2026-12-05)
         0.7,
         0.8,
         vs="random_hit_rate_at_3",
@@ -278,8 +274,7 @@ TARGETS: tuple[Target, ...] = (
         90.0,
         vs="prompted_digit_accuracy_unguided",
         margin=50.0,
-        # the other lessons of the run: a ViT beats the majority guess, CLIP classifies zero-shot
-        # far above chance, and the captioner beats any caption chosen without the image
+        # the run's other lessons: ViT over majority, CLIP over chance, captioner over no image
         also=(
             ("vit_heldout_accuracy", "majority_heldout_accuracy", 50.0),
             ("clip_zero_shot_accuracy", "chance_accuracy", 50.0),
