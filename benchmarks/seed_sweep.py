@@ -1,6 +1,7 @@
 """How steady is each notebook's headline? Run notebooks over several seeds and thread counts.
 
     python benchmarks/seed_sweep.py --only 11,12,13 --seeds 0,1,2 --threads 1,2 [--jobs 2] [--size smoke]
+    python benchmarks/seed_sweep.py --edition zh --only 01,08   # the Chinese edition: "zh/<notebook>" rows
 
 Each (seed, threads) pair is one `scripts/run_course.py` run with `LLMCOURSE_SEED` and a fixed
 thread count, in its own output folder under --out (so each starts from fresh checkpoints). The
@@ -49,6 +50,8 @@ def run(seed: int, threads: int, args: argparse.Namespace) -> Path:
         str(out),
         "--threads",
         str(threads),
+        "--edition",
+        args.edition,
     ] + (["--only", args.only] if args.only else [])
     log = Path(args.out) / f"seed{seed}_threads{threads}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -57,11 +60,13 @@ def run(seed: int, threads: int, args: argparse.Namespace) -> Path:
     return out
 
 
-def collect(out: Path) -> dict[str, dict]:
-    """Per notebook: headline value, baseline value, seconds, status, for one run folder."""
+def collect(out: Path, *, zh: bool = False) -> dict[str, dict]:
+    """Per notebook: headline value, baseline value, seconds, status, for one run folder.
+    The Chinese edition's notebooks are "zh/<notebook>", as in llmcourse/course/targets_zh.py."""
+    prefix = "zh/" if zh else ""
     rows = (
         {
-            Path(r["notebook"]).stem: {"seconds": r["seconds"], "status": r["status"]}
+            prefix + Path(r["notebook"]).stem: {"seconds": r["seconds"], "status": r["status"]}
             for r in json.loads((out / "summary.json").read_text())
         }
         if (out / "summary.json").exists()
@@ -70,14 +75,15 @@ def collect(out: Path) -> dict[str, dict]:
     metrics = out / "metrics.jsonl"
     for line in metrics.read_text().splitlines() if metrics.exists() else []:
         rec = json.loads(line)
-        t = targets.for_notebook(rec["notebook"])
-        if t is None or rec["notebook"] not in rows:
+        nb = ("zh/" if rec.get("lang", "en") == "zh" else "") + rec["notebook"]
+        t = targets.for_notebook(nb)
+        if t is None or nb not in rows:
             continue
-        rows[rec["notebook"]].setdefault("metrics", {})[rec["name"]] = rec["value"]
+        rows[nb].setdefault("metrics", {})[rec["name"]] = rec["value"]
         if rec["name"] == t.metric:
-            rows[rec["notebook"]]["value"] = rec["value"]
+            rows[nb]["value"] = rec["value"]
         elif rec["name"] == t.vs:
-            rows[rec["notebook"]]["baseline"] = rec["value"]
+            rows[nb]["baseline"] = rec["value"]
     return rows
 
 
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time")
     ap.add_argument("--size", default="smoke", choices=["smoke", "full"])
     ap.add_argument("--lang", default="en")
+    ap.add_argument("--edition", default="en", choices=["en", "zh"], help="zh: notebooks/zh/")
     ap.add_argument("--out", default=str(ROOT / "build" / "sweep"))
     ap.add_argument(
         "--record",
@@ -121,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with ThreadPoolExecutor(args.jobs) as pool:
             outs = list(pool.map(lambda p: run(*p, args), pairs))
-    runs = {pair: collect(out) for pair, out in zip(pairs, outs)}
+    runs = {pair: collect(out, zh=args.edition == "zh") for pair, out in zip(pairs, outs)}
     notebooks = sorted({nb for r in runs.values() for nb in r})
     print(
         f"{'notebook':<20} {'runs (seed/threads: headline | baseline)':<60} {'min / median / max':<26} "

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import types
@@ -191,8 +192,8 @@ _cjk_warned = False
 
 
 def use_cjk_font() -> str | None:
-    """Let matplotlib draw Chinese characters: append an installed CJK font to `font.family`
-    (Latin text keeps the default font; matplotlib falls back glyph by glyph) and return its name.
+    """Let matplotlib draw Chinese characters: put an installed CJK font first in `font.family`
+    (it draws Latin text too, and is the one font mathtext's plain text uses) and return its name.
 
     Without one, warn ONCE (instead of one warning per missing glyph) and return None: figures then
     show boxes for Chinese characters. Install a font and re-run, e.g. on Colab or Debian/Ubuntu
@@ -228,9 +229,13 @@ def use_cjk_font() -> str | None:
                 stacklevel=2,
             )
         return None
-    families = list(matplotlib.rcParams["font.family"])
-    if name not in families:
-        matplotlib.rcParams["font.family"] = families + [name]
+    # first, not a fallback: text that mixes math and Chinese ("损失 $x^2$") is drawn by mathtext,
+    # which takes the first family alone; the CJK fonts carry Latin glyphs too
+    # WenQuanYi Micro Hei has no bold face: matplotlib draws bold text with the regular one and
+    # would log "Failed to find font weight bold" under every bold title
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
+    families = [f for f in matplotlib.rcParams["font.family"] if f != name]
+    matplotlib.rcParams["font.family"] = [name, *families]
     return name
 
 

@@ -3,6 +3,7 @@
     python scripts/make_student_edition.py                 # notebooks/*.ipynb -> build/student/
     python scripts/make_student_edition.py --out student   # another output folder
     python scripts/make_student_edition.py --check         # only validate the markers
+    python scripts/make_student_edition.py notebooks/zh/*.ipynb --out build/student-zh   # Chinese edition
 
 In code cells the lines from `# BEGIN SOLUTION` to `# END SOLUTION` (markers included) become one
 `raise NotImplementedError("Exercise: write your solution here")` at the indentation of the BEGIN
@@ -25,6 +26,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 STUB = 'raise NotImplementedError("Exercise: write your solution here")'
 ANSWER = "*Your answer here.*"
+# the Chinese edition (notebooks/zh/, metadata llmcourse.edition == "zh") gets its placeholders in Chinese
+STUB_ZH = 'raise NotImplementedError("练习：在这里写下你的解答")'
+ANSWER_ZH = "*在这里写下你的答案。*"
 CODE_MARKER = re.compile(r"^(?P<indent>[ \t]*)#\s*(?P<kind>BEGIN|END) SOLUTION\b.*$")
 MD_MARKER = re.compile(r"<!--\s*(BEGIN|END) SOLUTION\s*-->")
 
@@ -44,7 +48,7 @@ def _where(notebook: str, index: int, cell: dict) -> str:
     return f"{notebook}: cell {index + 1} ({cell.get('cell_type')}{preview})"
 
 
-def strip_code(source: str, where: str = "code") -> str:
+def strip_code(source: str, where: str = "code", *, stub: str = STUB) -> str:
     """Replace each BEGIN/END SOLUTION block of a code cell by a NotImplementedError stub."""
     out: list[str] = []
     opened: int | None = None  # line number of the open BEGIN marker
@@ -60,7 +64,7 @@ def strip_code(source: str, where: str = "code") -> str:
                     f"{where}, line {number}: BEGIN SOLUTION inside the block opened on line {opened}"
                 )
             opened = number
-            out.append(f"{m['indent']}{STUB}\n")
+            out.append(f"{m['indent']}{stub}\n")
         else:
             if opened is None:
                 raise MarkerError(
@@ -77,7 +81,7 @@ def strip_code(source: str, where: str = "code") -> str:
     return result
 
 
-def strip_markdown(source: str, where: str = "markdown") -> str:
+def strip_markdown(source: str, where: str = "markdown", *, answer: str = ANSWER) -> str:
     """Replace each <!-- BEGIN/END SOLUTION --> span of a markdown cell by the answer placeholder."""
     pieces: list[str] = []
     pos, opened_at = 0, None
@@ -88,7 +92,7 @@ def strip_markdown(source: str, where: str = "markdown") -> str:
                 raise MarkerError(
                     f"{where}, line {line}: BEGIN SOLUTION inside the block opened on line {opened_at}"
                 )
-            pieces.append(source[pos : m.start()] + ANSWER)
+            pieces.append(source[pos : m.start()] + answer)
             opened_at = line
         else:
             if opened_at is None:
@@ -118,11 +122,13 @@ def _parses(code: str) -> str | None:
 def student_notebook(nb: dict, name: str = "notebook") -> dict:
     """A copy of the notebook dict with solutions removed and outputs cleared."""
     nb = copy.deepcopy(nb)
+    zh = nb.get("metadata", {}).get("llmcourse", {}).get("edition") == "zh"
+    stub, answer = (STUB_ZH, ANSWER_ZH) if zh else (STUB, ANSWER)
     for i, cell in enumerate(nb.get("cells", [])):
         where = _where(name, i, cell)
         source = _source(cell)
         if cell.get("cell_type") == "code":
-            new = strip_code(source, where)
+            new = strip_code(source, where, stub=stub)
             if new != source:
                 error = _parses(new)
                 if error:
@@ -132,7 +138,7 @@ def student_notebook(nb: dict, name: str = "notebook") -> dict:
                     )
             cell["outputs"], cell["execution_count"] = [], None
         elif cell.get("cell_type") == "markdown":
-            new = strip_markdown(source, where)
+            new = strip_markdown(source, where, answer=answer)
         else:
             continue
         if new != source:

@@ -47,7 +47,11 @@ def render(measured: dict) -> str:
         "| runs | smoke time (median, 1 thread) | full-size target | measured at full size |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for t in targets.TARGETS:
+    from llmcourse.course.targets_zh import TARGETS_ZH
+
+    for t in (
+        targets.TARGETS + TARGETS_ZH
+    ):  # the Chinese edition's rows on Chinese data after the English
         runs_ = measured.get(t.notebook, [])
         m = (
             {
@@ -75,7 +79,7 @@ def render(measured: dict) -> str:
         time_ = f"{statistics.median(m['seconds']):.0f} s" if m.get("seconds") else "–"
         full = t.measured_full or f"not yet: `{t.command()}` on {t.full_on}"
         lines.append(
-            f"| {t.notebook[:2]} | `{t.metric}` | {t.baseline} | {smoke} | {_range(m.get('values', []), t.unit)} "
+            f"| {t.notebook.removeprefix('zh/')[:2]}{' zh' * t.notebook.startswith('zh/')} | `{t.metric}` | {t.baseline} | {smoke} | {_range(m.get('values', []), t.unit)} "
             f"| {_range(m.get('baselines', []), t.unit) if t.vs else '–'} | {runs} | {time_} "
             f"| {cmp} {targets.fmt(t.full, t.unit)} | {full} |"
         )

@@ -21,6 +21,10 @@ from llmcourse.course import targets
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+# the Chinese edition's runs, as "zh/<notebook>" (conftest.py, targets.for_notebook)
+ZH_NOTEBOOKS = sorted(
+    f"zh/{p.stem}" for p in (ROOT / "notebooks" / "zh").glob("[0-9][0-9]_*.ipynb")
+)
 
 
 def _records() -> list[dict]:
@@ -45,9 +49,22 @@ def test_every_notebook_ran_and_every_headline_meets_its_smoke_target():
     )
     values = [r for r in records if r.get("kind") in ("headline", "metric")]
     print("\n" + targets.render_check(values, ran))
-    missing = sorted(set(NOTEBOOKS) - set(ran))
+    missing = sorted(set(NOTEBOOKS + ZH_NOTEBOOKS) - set(ran))
     assert not missing, (
         f"these notebooks did not run (or failed), so their headlines were not checked: {missing}"
     )
     failures = targets.check(values, ran, size="smoke")
     assert not failures, "headlines below their smoke targets:\n  " + "\n  ".join(failures)
+
+
+def test_every_figure_of_the_chinese_edition_has_chinese_text():
+    """A title, axis label or legend label of a zh notebook's figure that the catalog
+    (llmcourse/course/figure_text_zh/) did not translate is recorded as "untranslated"."""
+    misses = sorted(
+        {(r["notebook"], r["text"]) for r in _records() if r.get("kind") == "untranslated"}
+    )
+    assert not misses, (
+        "English text left in Chinese figures; add `English<TAB>中文` lines to "
+        "llmcourse/course/figure_text_zh/<notebook>.tsv:\n  "
+        + "\n  ".join(f"{nb}: {text!r}" for nb, text in misses)
+    )

@@ -191,7 +191,7 @@ def test_cjk_font_missing_warns_once_and_silences_glyph_warnings(rc, monkeypatch
     plt.close(fig)
 
 
-def test_cjk_font_found_is_appended_as_fallback(rc, monkeypatch):
+def test_cjk_font_found_is_put_first(rc, monkeypatch):
     from matplotlib import font_manager
 
     fake = font_manager.FontEntry(
@@ -202,12 +202,10 @@ def test_cjk_font_found_is_appended_as_fallback(rc, monkeypatch):
     )
     rc.rcParams["font.family"] = ["sans-serif"]
     assert config.use_cjk_font() == "Noto Sans CJK JP"
-    assert list(rc.rcParams["font.family"]) == [
-        "sans-serif",
-        "Noto Sans CJK JP",
-    ]  # Latin text keeps its font
+    # first: mathtext draws the plain text of "损失 $x^2$" with the first family alone
+    assert list(rc.rcParams["font.family"]) == ["Noto Sans CJK JP", "sans-serif"]
     assert config.use_cjk_font() == "Noto Sans CJK JP"
-    assert list(rc.rcParams["font.family"]) == ["sans-serif", "Noto Sans CJK JP"]  # not added twice
+    assert list(rc.rcParams["font.family"]) == ["Noto Sans CJK JP", "sans-serif"]  # not added twice
 
 
 def test_docstring_examples(monkeypatch):

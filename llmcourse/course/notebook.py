@@ -129,6 +129,7 @@ def start(seed: int | None = None, threads: int | None = None) -> Runtime:
 
     import llmcourse
     from llmcourse import runtime
+    from llmcourse.course import figure_text
 
     runtime.set_threads(threads)
     runtime.seed_all(seed)
@@ -138,6 +139,9 @@ def start(seed: int | None = None, threads: int | None = None) -> Runtime:
     language, hub = config.current_language(), config.current_hub()
     if language == "zh":
         config.use_cjk_font()  # Chinese labels in figures; warns once if no CJK font is installed
+        figure_text.install("zh")  # titles, axis labels and legends from the catalog, in Chinese
+    else:
+        figure_text.uninstall()
     print(
         f"llmcourse {llmcourse.__version__} | torch {torch.__version__} | "
         f"transformers {_version('transformers')} | python {_platform.python_version()}\n"
@@ -268,13 +272,11 @@ def headline(name: str, value: float, unit: str = "") -> None:
     number = _record("headline", name, value, unit)
     suffix = f" {unit}" if unit else ""
     print(f"headline: {name} = {_format_value(number)}{suffix}")
-    target = targets.for_metric(name)
-    if target is not None and config.current_language() != "en":
-        print(
-            f"  (the targets in llmcourse/course/targets.py are set on the English texts; this run is on "
-            f"'{config.current_language()}' text)"
-        )
-    elif target is not None:
+    target, language = targets.for_metric(name), config.current_language()
+    if language != "en":  # the Chinese edition: its own row where it runs on Chinese data
+        own = targets.for_notebook(f"{language}/{os.environ.get(NOTEBOOK_ENV, '')}")
+        target = own if own is not None and own.metric == name else None
+    if target is not None:
         print(targets.describe(target, current_size()))
 
 

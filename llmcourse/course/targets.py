@@ -3,19 +3,15 @@
 Every notebook ends its main experiment with `notebook.headline(name, value)`; where the headline is
 judged against something measured in the same run (the model without attention, the unigram loss,
 the model before fine-tuning) the notebook records that too, with `notebook.metric(name, value)`.
-This table says, per notebook:
+Per notebook: `metric` (the headline's name), `baseline` (in words), `smoke` (what the 2-core CPU run
+in CI must reach), `full` (what a GPU run is meant to reach), optionally `vs`/`margin` (a metric of the
+same run the headline must beat by `margin`), and `measured_full` (the full-size figure so far, with
+hardware and date; "" = not yet). The Chinese edition's runs on Chinese data have their own rows
+(llmcourse/course/targets_zh.py); its other runs are held to the English rows.
 
-    metric         the headline's name, as the notebook records it
-    baseline       what the headline is compared with, in words
-    smoke          the value the smoke run (2-core CPU, CI) must reach
-    full           the value a full-size run (a GPU) is meant to reach
-    vs / margin    optionally: a metric of the same run that the headline must beat by `margin`
-    measured_full  the full-size figure measured so far, with hardware and date; "" = not yet
-
-It is used three times: `notebook.headline` prints the row under the number (so a learner on a CPU
-sees what the full size gives), `scripts/run_course.py` and the CI test (`tests/check_headlines.py`)
-compare the recorded numbers with it and fail when one falls short, and the README's table is
-rendered from it (`python scripts/targets_table.py`).
+`notebook.headline` prints the row under the number; `scripts/run_course.py` and CI
+(`tests/check_headlines.py`) fail when a recorded number falls short; the README's table is rendered
+from it (`python scripts/targets_table.py`).
 """
 
 from __future__ import annotations
@@ -36,16 +32,17 @@ class Target:
     vs: str = ""  # a metric recorded in the same run that the headline must beat ...
     margin: float = 0.0  # ... by at least this much (in the headline's unit)
     measured_full: str = ""  # the full-size figure measured so far, with hardware and date
-    full_on: str = (
-        "a GPU"  # where the full size is meant to run ("a CPU" for counting and calculators)
-    )
-    also: tuple[
-        tuple[str, str, float], ...
-    ] = ()  # more lessons of the run: (metric, must exceed metric, by)
+    # where the full size is meant to run ("a CPU" for counting and calculators)
+    full_on: str = "a GPU"
+    # more lessons of the run: (metric, must exceed metric, by)
+    also: tuple[tuple[str, str, float], ...] = ()
 
     def command(self) -> str:
         """The command that measures this notebook at full size."""
-        return f"bash scripts/course.sh --size full --only {self.notebook[:2]}"
+        zh = "--edition zh " if self.notebook.startswith("zh/") else ""  # "zh/01_ngram"
+        return (
+            f"bash scripts/course.sh {zh}--size full --only {self.notebook.removeprefix('zh/')[:2]}"
+        )
 
 
 TARGETS: tuple[Target, ...] = (
@@ -288,6 +285,12 @@ BY_METRIC = {t.metric: t for t in TARGETS}
 
 
 def for_notebook(notebook: str) -> Target | None:
+    """The target of a run: "04_attention", or "zh/04_attention" for its Chinese edition, whose own
+    target (llmcourse/course/targets_zh.py) applies where it runs on Chinese data, else the English one."""
+    if notebook.startswith("zh/"):
+        from llmcourse.course.targets_zh import BY_NOTEBOOK_ZH
+
+        return BY_NOTEBOOK_ZH.get(notebook) or BY_NOTEBOOK.get(notebook[3:])
     return BY_NOTEBOOK.get(notebook)
 
 
@@ -299,17 +302,13 @@ def for_metric(name: str) -> Target | None:
 def fmt(value: float, unit: str = "") -> str:
     """A number as the tables show it: 4 significant digits, thousands separated, unit attached."""
     text = f"{int(value):,}" if float(value).is_integer() and abs(value) < 1e15 else f"{value:.4g}"
-    if not unit:
-        return text
-    return f"{text}{unit}" if unit in ("%", "x") else f"{text} {unit}"
+    return text if not unit else f"{text}{unit}" if unit in ("%", "x") else f"{text} {unit}"
 
 
 def margin_text(t: Target) -> str:
     """'30 points above the baseline', '0.8 nats below the baseline', ... ('' without a baseline metric)."""
-    if not t.vs:
-        return ""
     amount = f"{t.margin:g} points" if t.unit == "%" else fmt(t.margin, t.unit)
-    return f"{amount} {'above' if t.higher_is_better else 'below'} the baseline"
+    return f"{amount} {'above' if t.higher_is_better else 'below'} the baseline" if t.vs else ""
 
 
 def _compare(t: Target) -> str:
@@ -341,16 +340,17 @@ def describe(t: Target, size: str) -> str:
 def meets(t: Target, value: float, size: str = "smoke") -> bool:
     """True when `value` reaches the target of `size` (NaN never does)."""
     target = t.smoke if size == "smoke" else t.full
-    if not math.isfinite(value):
-        return False
-    return value >= target if t.higher_is_better else value <= target
+    return math.isfinite(value) and (value >= target if t.higher_is_better else value <= target)
 
 
 def _by_notebook(records: list[dict]) -> dict[str, dict[str, float]]:
     """{notebook: {metric name: value}} from the JSON-lines records (a later record of a name wins)."""
     by_notebook: dict[str, dict[str, float]] = {}
-    for rec in records:
-        by_notebook.setdefault(rec.get("notebook", ""), {})[rec["name"]] = float(rec["value"])
+    for rec in records:  # a Chinese run's records count as "zh/<notebook>"
+        lang = "" if rec.get("lang", "en") == "en" else rec["lang"] + "/"
+        by_notebook.setdefault(lang + rec.get("notebook", ""), {})[rec["name"]] = float(
+            rec["value"]
+        )
     return by_notebook
 
 
@@ -366,7 +366,7 @@ def check(records: list[dict], notebooks: list[str], *, size: str = "smoke") -> 
     by_notebook = _by_notebook(records)
     failures = []
     for nb in notebooks:
-        t = BY_NOTEBOOK.get(nb)
+        t = for_notebook(nb)
         if t is None:
             failures.append(
                 f"{nb}: no target in llmcourse.course.targets (every notebook needs one)"
@@ -414,7 +414,7 @@ def results(records: list[dict], notebooks: list[str], *, size: str = "smoke") -
     by_notebook = _by_notebook(records)
     rows = []
     for nb in notebooks:
-        t = BY_NOTEBOOK.get(nb)
+        t = for_notebook(nb)
         got = by_notebook.get(nb, {})
         value = got.get(t.metric) if t else None
         failures = check(records, [nb], size=size)

@@ -17,6 +17,7 @@ import io
 from pathlib import Path
 
 from . import architecture, training  # noqa: F401  (registers the diagrams)
+from ..figure_text import translate
 from .catalog import DIAGRAMS, Diagram
 
 
@@ -42,7 +43,10 @@ def _render(name: str, fmt: str, *, dpi: int = 100, metadata: dict | None = None
     import matplotlib
     import matplotlib.pyplot as plt
 
-    with matplotlib.rc_context(STYLE):
+    # keep a CJK font the notebook added (config.use_cjk_font) as the fallback of the diagram's font
+    family = matplotlib.rcParams["font.family"]
+    extra = [f for f in ([family] if isinstance(family, str) else family) if f != "sans-serif"]
+    with matplotlib.rc_context(dict(STYLE, **{"font.family": [*extra, "sans-serif"]})):
         fig = get(name).draw()
         buffer = io.BytesIO()
         fig.savefig(buffer, format=fmt, dpi=dpi, facecolor="white", metadata=metadata)
@@ -63,12 +67,14 @@ def png(name: str, *, dpi: int = 100) -> bytes:
 def html_figure(name: str) -> str:
     """An HTML <figure>: the SVG as an <img> with its alt text, and the caption below it."""
     entry = get(name)
+    title, alt = translate(entry.title), translate(entry.alt)
+    figure = "图" if title != entry.title else "Figure"
     data = base64.b64encode(svg(name).encode()).decode()
     return (
         '<figure style="margin:0.5em 0">'
-        f'<img src="data:image/svg+xml;base64,{data}" alt="{html.escape(entry.alt)}" '
+        f'<img src="data:image/svg+xml;base64,{data}" alt="{html.escape(alt)}" '
         'style="max-width:100%;height:auto;background:white">'
-        f'<figcaption style="font-size:90%"><b>Figure.</b> {html.escape(entry.title)}</figcaption>'
+        f'<figcaption style="font-size:90%"><b>{figure}.</b> {html.escape(title)}</figcaption>'
         "</figure>"
     )
 
@@ -82,7 +88,7 @@ def show(name: str) -> None:
     except ImportError:  # no IPython: plain Python
         get_ipython = None
     if get_ipython is not None and get_ipython() is not None:
-        plain = f"[Figure: {entry.title}] {entry.alt}"
+        plain = f"[Figure: {translate(entry.title)}] {translate(entry.alt)}"
         display({"text/html": html_figure(name), "text/plain": plain}, raw=True)
     else:
         print(f"[Figure: {entry.title}]\n{entry.alt}")

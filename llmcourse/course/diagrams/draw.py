@@ -9,11 +9,15 @@ part grey, a loss or an objective orange, an operation white.
 Every diagram sits on an opaque white card with a thin border, so it reads the same on a light
 and a dark notebook theme (Colab's dark theme leaves images as they are). Left out: automatic
 layout; each diagram places its blocks by hand, which keeps the code close to the picture.
+Every word goes through `figure_text.translate`, so the Chinese edition draws the same diagram in
+Chinese (llmcourse/course/figure_text_zh/diagrams.tsv).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from llmcourse.course.figure_text import translate  # the zh edition draws every word in Chinese
 
 # (fill, edge) per role; the fills are light enough for dark text, the edges dark enough to
 # outline the block on white
@@ -63,7 +67,7 @@ def canvas(width: float, height: float, *, title: str | None = None) -> tuple[An
         fig.text(
             0.5,
             1 - 0.45 * extra / (height + extra),
-            title,
+            translate(title),
             ha="center",
             va="center",
             fontsize=FONT + 2,
@@ -111,7 +115,7 @@ def box(
         ax.text(
             x + w / 2,
             y + h / 2,
-            text,
+            translate(text),
             ha="center",
             va="center",
             fontsize=fontsize,
@@ -151,6 +155,7 @@ def arrow(
         )
     )
     if text:
+        text = translate(text)
         mx, my = (start[0] + end[0]) / 2, (start[1] + end[1]) / 2
         if abs(end[0] - start[0]) >= abs(end[1] - start[1]):  # mostly horizontal: label above
             ax.text(mx, my + 0.12, text, ha="center", va="bottom", fontsize=FONT - 1, color=MUTED)
@@ -175,7 +180,7 @@ def text(
     ax.text(
         xy[0],
         xy[1],
-        s,
+        translate(s),
         ha=ha,
         va=va,
         fontsize=size,
@@ -215,7 +220,7 @@ def group(
         ax.text(
             x + 0.15,
             y + h - 0.12,
-            title,
+            translate(title),
             ha="left",
             va="top",
             fontsize=FONT - 1,
@@ -241,7 +246,8 @@ def legend(
     x, y = xy
     for role in roles:
         box(ax, (x, y), (0.5, 0.4), role=role)
-        ax.text(
-            x + 0.6, y + 0.2, names[role], ha="left", va="center", fontsize=FONT - 2, color=MUTED
-        )
-        x += 1.0 + 0.13 * len(names[role])
+        name = translate(names[role])
+        ax.text(x + 0.6, y + 0.2, name, ha="left", va="center", fontsize=FONT - 2, color=MUTED)
+        x += 1.0 + 0.13 * len(name) * (
+            2 if name != names[role] else 1
+        )  # a CJK glyph: ~2 Latin widths
