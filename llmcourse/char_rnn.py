@@ -42,6 +42,7 @@ class CharRNNConfig(Sized):
     max_steps: int = 5000  # optimizer steps (the notebook passes them to TrainConfig)
     lr: float = 3e-3  # peak learning rate (likewise)
     fused: bool = True  # train with torch's fused nn.LSTM/GRU/RNN (the same maths as ours, faster)
+    prompt: str = "the "  # the characters the notebook's sample starts from
 
     # smoke: the generated SWAP_CORPUS, whose lines need a memory longer than any N-gram's
     smoke_overrides = {
@@ -54,6 +55,12 @@ class CharRNNConfig(Sized):
         "batch_size": 32,
         "max_steps": 800,
         "lr": 1e-2,
+    }
+    # LLMCOURSE_LANG=zh: Debian's fortunes-zh; smoke: its Tang and Song poems (39k characters, 2.7k
+    # distinct), fewer and smaller batches with dropout, as so little text is soon learnt by heart
+    language_overrides = {
+        "zh": {"corpus": "fortunes-zh", "prompt": "《"},
+        "zh/smoke": {"corpus": "poems-zh", "batch_size": 16, "max_steps": 160, "dropout": 0.2},
     }
 
 
@@ -88,8 +95,10 @@ class CharRNNLM(nn.Module):
         self.vocab_size, self.kind = vocab_size, kind
         self.tok_emb = nn.Embedding(vocab_size, n_embd)
         if fused:  # torch's layer: same equations, parameters and state format, one C++/cuDNN call
+            # torch drops out between layers only: 0 for one layer (the same) avoids its warning
+            between = dropout if n_layer > 1 else 0.0
             self.rnn = TORCH_LAYERS[kind](
-                n_embd, hidden_size, n_layer, dropout=dropout, batch_first=True
+                n_embd, hidden_size, n_layer, dropout=between, batch_first=True
             )
         else:
             self.rnn = LAYERS[kind](n_embd, hidden_size, n_layer, dropout=dropout)

@@ -78,9 +78,12 @@ class Word2VecConfig(Sized):
     shuffle: bool | None = None
     corpus: str = "lee+shakespeare"  # llmcourse.data names joined by "+" (see `load_corpus`)
     max_words: int = 0  # keep at most this many words of each part (0 = all)
+    language: str = "en"  # "zh": `load_corpus` segments the text into words with jieba
 
     # smoke: the news (60k words) and the first 250k words of Shakespeare, 50-d vectors
     smoke_overrides = {"dim": 50, "min_count": 3, "max_words": 250_000}
+    # LLMCOURSE_LANG=zh: Debian's fortunes-zh (sayings, classics, poems, Debian's docs), segmented
+    language_overrides = {"zh": {"corpus": "fortunes-zh", "max_words": 0}}
     rehearsal_caps = ("epochs",)  # a rehearsal (config.cap_steps) trains fewer epochs
 
 
@@ -372,13 +375,20 @@ def train_word2vec(
     return kv
 
 
-def load_corpus(name: str, max_words: int = 0) -> list[list[str]]:
+def load_corpus(name: str, max_words: int = 0, *, language: str = "en") -> list[list[str]]:
     """Tokenised sentences of the `llmcourse.data` texts in `name` ("lee+shakespeare"), each part
-    cut after the sentence that reaches `max_words` words (0 = all)."""
+    cut after the sentence that reaches `max_words` words (0 = all). `language="zh"` segments the
+    text into words with jieba (`llmcourse.segment`), "en" splits it with `tokenize`."""
+    if language not in ("en", "zh"):
+        raise ValueError(f"language={language!r}: use 'en' (English words) or 'zh' (jieba)")
+    if language == "zh":
+        from llmcourse.segment import segment as split
+    else:
+        split = tokenize
     sentences = []
     for part in name.split("+"):
         n = 0
-        for s in tokenize(data.load_text(part)):
+        for s in split(data.load_text(part)):
             if max_words and n >= max_words:
                 break
             sentences.append(s)

@@ -1,6 +1,7 @@
 """RNN/LSTM/GRU written out vs torch.nn, the char LM's convention and learning, the gradient probe."""
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -134,6 +135,26 @@ def test_config_sizes():
     assert sum(p.numel() for p in unfused.parameters()) == sum(
         p.numel() for p in fused.parameters()
     )
+
+
+def test_chinese_config_and_one_layer_dropout():
+    zh, en = (char_rnn.CharRNNConfig.for_size("smoke", language=lang) for lang in ("zh", "en"))
+    assert (zh.corpus, zh.prompt, en.corpus, en.prompt) == (
+        "poems-zh",
+        "《",
+        "animal-swaps",
+        "the ",
+    )
+    assert zh.max_steps * zh.batch_size < en.max_steps * en.batch_size  # 39k characters only
+    assert char_rnn.CharRNNConfig.for_size("full", language="zh").corpus == "fortunes-zh"
+    # one fused layer: torch's between-layer dropout would only warn; the head's dropout still acts
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = char_rnn.CharRNNLM(5, n_embd=8, hidden_size=16, n_layer=1, dropout=0.5, fused=True)
+    x = torch.randint(0, 5, (2, 7))
+    assert not torch.equal(m(x)[0], m(x)[0])  # training mode: a new dropout mask each call
+    m.eval()
+    torch.testing.assert_close(m(x)[0], m(x)[0])
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])

@@ -3,8 +3,9 @@
 `fetch_url` writes atomically (a half-finished download never looks finished), verifies a sha256
 when one is known and raises `ChecksumError` on a mismatch; an existing verified file is a cache hit.
 `is_offline` reads the offline switches that every network path checks first, so tests and offline
-notebooks never wait on a timeout. `strip_gutenberg` and `to_text8` are the two text transforms that
-`llmcourse.data.resolve` applies to the entries of `llmcourse.data.registry`.
+notebooks never wait on a timeout. `strip_gutenberg`, `to_text8` and `clean_fortunes` are the text
+transforms that `llmcourse.data.resolve` applies to the entries of `llmcourse.data.registry`
+(`clean_fortunes` reads the `fortune` program's format: entries separated by "%" lines).
 
 **Hubs and mirrors.** Models and data sets named by their Hugging Face id come from the hub that
 `config.current_hub()` picks (`LLMCOURSE_HUB`): "huggingface" at `hf_endpoint()`, which is
@@ -144,6 +145,40 @@ def to_text8(text: str) -> str:
     character a space, runs of spaces squeezed."""
     text = re.sub(r"[0-9]", lambda m: f" {_DIGITS[int(m.group())]} ", text.lower())
     return " ".join(re.sub(r"[^a-z]+", " ", text).split())
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # terminal colour codes: ESC [ 33 m, ESC [ m, ...
+_FORTUNE_SEP = re.compile(r"^%[ \t]*$", re.M)  # a line holding only "%" ends a fortune entry
+_BOX = re.compile("[\u2500-\u257f]")  # box drawing: the borders and cells of text tables
+
+
+def _is_han(ch: str) -> bool:
+    # CJK unified ideographs, extension A and the compatibility block: the Chinese characters
+    return "\u3400" <= ch <= "\u9fff" or "\uf900" <= ch <= "\ufaff"
+
+
+def clean_fortunes(text: str, *, min_han: float = 0.5) -> str:
+    r"""Turn a `fortune` database (as in Debian's fortunes-zh) into plain text: ANSI colour escapes
+    removed, no-break spaces made plain spaces, each line stripped of its indentation, runs of blank
+    lines squeezed to one, and the "%" lines that separate entries turned into blank lines. Lines of
+    tables (any line holding a box-drawing character such as ─ or │) are dropped, and so are entries
+    whose non-space characters are less than `min_han` Chinese characters: in fortunes-zh these are
+    Debian's command reference cards and English text, which would otherwise fill the n-gram counts
+    and the BPE merges with table borders and shell commands.
+
+    >>> clean_fortunes("\x1b[32m《静夜思》\x1b[m\n  床前明月光。\n%\nls -l\n%\n举头望明月。\n")
+    '《静夜思》\n床前明月光。\n\n举头望明月。\n'
+    """
+    text = _ANSI.sub("", text.replace("\r\n", "\n").replace("\xa0", " "))
+    kept = []
+    for entry in _FORTUNE_SEP.split(text):
+        lines = [line.strip() for line in entry.split("\n") if not _BOX.search(line)]
+        entry = re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+        entry = entry.strip("\n")
+        chars = [ch for ch in entry if not ch.isspace()]
+        if chars and sum(map(_is_han, chars)) >= min_han * len(chars):
+            kept.append(entry)
+    return "\n\n".join(kept) + "\n" if kept else ""
 
 
 # ----------------------------------------------------------------------------------------- hubs

@@ -19,10 +19,14 @@ not UTF-8; "movie-reviews" is fastText format, one lowercased tokenized sentence
 `__label__pos` / `__label__neg` (100 each, a subset of Pang & Lee's sentence polarity data);
 "crime-and-punishment" is the novel's opening in Russian followed by Garnett's English (3.8 KB).
 
-Chinese: "tiny-zh" (17 KB of modern prose written for the course) works offline and is the
-smoke-size corpus of the Chinese track (`LLMCOURSE_LANG=zh`); the full size downloads "wiki-zh"
-(Chinese Wikipedia as written: simplified and traditional characters mixed) and "tang-poems"
-(Tang poems, one title line then the poem).
+Chinese: the smoke size of the Chinese track (`LLMCOURSE_LANG=zh`) reads Debian's `fortunes-zh`
+package (`sudo apt-get install fortunes-zh`; GPL-3.0+, by Yu Guanghui, Mo Zhou and xiao sheng wen):
+"fortunes-zh" is its three files cleaned by `fetch.clean_fortunes` (1.0 MB: proverbs, the Daodejing
+and other classics, Tang and Song poems, Debian's Chinese docs; command tables dropped), "poems-zh"
+the Three Hundred Tang Poems and a hundred Song poems alone (110 KB). Without the package both fall
+back to "tiny-zh" (17 KB of modern prose written for the course) with one warning that says how to
+install it. The full size downloads "wiki-zh" (Chinese Wikipedia as written: simplified and
+traditional characters mixed) and "tang-poems" (Tang poems, one title line then the poem).
 
 The SmolLM2 GGUF file ("smollm2-135m-instruct") loads in transformers 5 (needs the `gguf` package;
 weights are dequantized to float32): `AutoModelForCausalLM.from_pretrained(str(path.parent),
@@ -51,10 +55,13 @@ class Corpus:
     source: str  # human-readable origin, shown by list_corpora
     licence: str
     kind: str = "text"  # "text" (load_text works), "eval" (use its parser), "model", "image"
-    package: str | None = None  # importable top-level package shipping the file(s)
+    # importable top-level package shipping the file(s), or "deb:<name>" for a Debian/Ubuntu package
+    # (installed with apt-get; its `files` are then absolute paths)
+    package: str | None = None
     files: tuple[str, ...] = ()  # paths inside the package; several are concatenated
     encoding: str = "utf-8"
-    transform: str | None = None  # "gutenberg" (strip PG boilerplate) or "text8"
+    # "gutenberg" (strip PG boilerplate), "text8" or "fortune" (a fortune database: see fetch)
+    transform: str | None = None
     remote: str | None = None
     sha256: str | None = None  # of the downloaded bytes
     zip_member: str | None = None  # the file to take from a downloaded zip ...
@@ -91,6 +98,9 @@ _TINY_SHAKESPEARE = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 )
 _G = "test/test_data/"
+_FORTUNES = "/usr/share/games/fortunes/"  # where Debian's fortunes-zh installs its files
+_FORTUNES_ZH = "Debian package fortunes-zh (sudo apt-get install fortunes-zh)"
+_GPL3 = "GPL-3.0+ (the Debian package; the classical texts themselves are public domain)"
 for _c in [
     Corpus(
         "tiny-en",
@@ -107,6 +117,28 @@ for _c in [
         "MIT (this course)",
         package="llmcourse",
         files=("corpora/tiny_zh.txt",),
+    ),
+    Corpus(
+        "fortunes-zh",
+        "Chinese sayings, classical prose, Tang and Song poems (fortunes-zh, mostly-Chinese entries)",
+        _FORTUNES_ZH,
+        _GPL3,
+        package="deb:fortunes-zh",
+        files=(_FORTUNES + "chinese", _FORTUNES + "tang300", _FORTUNES + "song100"),
+        transform="fortune",
+        approx_bytes=1_013_000,
+        fallback="tiny-zh",
+    ),
+    Corpus(
+        "poems-zh",
+        "300 Tang poems + 100 Song poems: a title line 《...》, an author line 作者：..., the poem",
+        _FORTUNES_ZH,
+        _GPL3,
+        package="deb:fortunes-zh",
+        files=(_FORTUNES + "tang300", _FORTUNES + "song100"),
+        transform="fortune",
+        approx_bytes=110_000,
+        fallback="tiny-zh",
     ),
     Corpus(
         "lee",
@@ -303,6 +335,8 @@ def package_files(corpus: Corpus) -> list[Path] | None:
         return None
     if corpus.package == "llmcourse":  # our own corpora/*.txt, shipped as package data
         root = Path(__file__).parent
+    elif corpus.package.startswith("deb:"):  # a system package: absolute paths
+        root = Path("/")
     else:
         spec = importlib.util.find_spec(corpus.package)  # finds without importing (gensim is slow)
         if spec is None or not spec.submodule_search_locations:
@@ -312,6 +346,19 @@ def package_files(corpus: Corpus) -> list[Path] | None:
     for pattern in corpus.files:
         found += sorted(root.glob(pattern)) if "*" in pattern else [root / pattern]
     return found if found and all(p.is_file() for p in found) else None
+
+
+def install_hint(corpus: Corpus) -> str:
+    """How to install the package an entry's files come from, as one sentence for a warning."""
+    if corpus.package is None:
+        return f"{corpus.name!r} ships with no package."
+    if corpus.package.startswith("deb:"):
+        deb = corpus.package[len("deb:") :]
+        return (
+            f"To get it: sudo apt-get install {deb} (Debian, Ubuntu; on Colab run "
+            f"`!apt-get install -y {deb}` in a cell), then re-run."
+        )
+    return f"To get it: install {corpus.source}, then re-run."
 
 
 def list_corpora(cache: str | os.PathLike | None = None) -> list[dict]:

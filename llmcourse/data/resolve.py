@@ -50,6 +50,7 @@ from llmcourse.data.fetch import (
     hub_source,
     is_offline,
     probe_host,
+    clean_fortunes,
     strip_gutenberg,
     to_text8,
     write_atomic,
@@ -100,6 +101,10 @@ def _resolve(name: str, cache: str | os.PathLike | None, seen: tuple[str, ...]) 
     why = (
         f"package {c.package!r} is not installed ({c.source})" if c.package else "it is not cached"
     )
+    if c.remote is None and c.package is not None and c.fallback is not None:
+        # a package that is not installed (e.g. Debian's fortunes-zh): say how to install it
+        why = f"its package {c.package.removeprefix('deb:')!r} is not installed"
+        return _fall_back(c, cache, seen, why, fix=registry.install_hint(c))
     if c.remote is None:
         raise FileNotFoundError(
             f"corpus {name!r} is not available: {why} and it has no download source"
@@ -134,7 +139,11 @@ def _resolve(name: str, cache: str | os.PathLike | None, seen: tuple[str, ...]) 
 
 
 def _fall_back(
-    c: Corpus, cache: str | os.PathLike | None, seen: tuple[str, ...], why: str
+    c: Corpus,
+    cache: str | os.PathLike | None,
+    seen: tuple[str, ...],
+    why: str,
+    fix: str | None = None,
 ) -> tuple[Path, str]:
     if c.fallback is None or c.fallback in seen or c.fallback == c.name:
         raise FileNotFoundError(
@@ -146,7 +155,8 @@ def _fall_back(
         f"corpus {c.name!r}",
         f"the offline corpus {c.fallback!r} ({get_corpus(c.fallback).description})",
         why=f"is missing ({why})",
-        fix=f"To get it: connect and re-run once (it is then cached at "
+        fix=fix
+        or f"To get it: connect and re-run once (it is then cached at "
         f"{cache_dir(cache) / (c.name + c.suffix)}), or put the text there yourself.",
     )
     return found
@@ -315,10 +325,15 @@ def _fetch_hf(c: Corpus, dest: Path) -> None:
 
 def _apply(text: str, transform: str | None) -> str:
     """The entry's clean-up: "gutenberg" strips Project Gutenberg's header and licence, "text8"
-    normalises like text8 (lowercase a-z, digits spelled out)."""
+    normalises like text8 (lowercase a-z, digits spelled out), "fortune" turns a fortune database
+    into plain text (`clean_fortunes`)."""
     text = text.replace("\r\n", "\n")
     if transform == "gutenberg":
         return strip_gutenberg(text)
     if transform == "text8":
         return to_text8(text)
+    if transform == "fortune":
+        return clean_fortunes(text)
+    if transform is not None:
+        raise ValueError(f"unknown transform {transform!r}: use 'gutenberg', 'text8' or 'fortune'")
     return text

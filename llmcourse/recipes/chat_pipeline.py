@@ -16,6 +16,9 @@ keeps two tasks: "count" (the answer is a function of the prompt's length), whic
 up in a few hundred steps, so accuracy visibly moves on a CPU, and "upper" (copy and map each word),
 whose format it learns but whose content needs more (an induction-style copying circuit).
 Full size (a T4 in minutes) uses all five tasks and a 6-layer GPT.
+In Chinese (`LLMCOURSE_LANG=zh`, `language_overrides`) the text is Chinese and so are the tasks
+(`instructions_zh`): smoke size keeps 计数 (count) and 繁体 (traditional characters, the
+counterpart of "upper").
 Left out: anything specific to one notebook (PEFT variants, DPO): those notebooks call `fit` directly.
 """
 
@@ -29,7 +32,7 @@ from pathlib import Path
 import torch
 
 from llmcourse import data
-from llmcourse.tasks import instructions
+from llmcourse.tasks import instructions, instructions_zh
 from llmcourse.checkpoint import load_model_weights, save_model
 from llmcourse.config import Sized, to_dict
 from llmcourse.gpt import GPT, GPTConfig
@@ -104,6 +107,15 @@ class ChatPipelineConfig(Sized):
         # has mistakes to punish
         "grpo_temperature": 1.5,
     }
+    # LLMCOURSE_LANG=zh: Chinese pretraining text and the Chinese tasks (instructions_zh)
+    language_overrides = {
+        "zh": {
+            "corpus": "wiki-zh",
+            "tasks": instructions_zh.TASKS,
+            "peft_tasks": instructions_zh.TASKS,
+        },
+        "zh/smoke": {"corpus": "fortunes-zh", "tasks": ("计数", "繁体"), "peft_tasks": ("计数",)},
+    }
 
     def train_config(
         self, phase: str, max_steps: int | None = None, lr: float | None = None
@@ -164,8 +176,10 @@ def prepare(cfg: ChatPipelineConfig, tokenizer=None) -> Prepared:
     train_ex = instructions.make_instructions(cfg.n_train, "train", tuple(cfg.tasks), seed=cfg.seed)
     test_ex = instructions.make_instructions(cfg.n_test, "test", tuple(cfg.tasks), seed=cfg.seed)
     if tokenizer is None:
-        # the instruction texts of *all* tasks (training split only), so every task word is a token
-        instr = instructions.make_instructions(1000, "train", seed=cfg.seed + 7)
+        # the instruction texts of *all* tasks of the language (training split only), so every task
+        # word is a token
+        family = instructions.task_family(tuple(cfg.tasks))
+        instr = instructions.make_instructions(1000, "train", family, seed=cfg.seed + 7)
         tokenizer = chat_tokenizer(
             text[: cfg.tokenizer_chars]
             + "\n"
@@ -191,7 +205,8 @@ def prepare(cfg: ChatPipelineConfig, tokenizer=None) -> Prepared:
 def preference_pairs(cfg: ChatPipelineConfig, split: str) -> list[tuple]:
     """(example, chosen, rejected) triples of `split` for the configured tasks only."""
     n = cfg.n_pref_train if split == "train" else cfg.n_pref_test
-    pool = instructions.make_preferences(n * len(instructions.TASKS) + 20, split, seed=cfg.seed)
+    family = instructions.task_family(tuple(cfg.tasks))
+    pool = instructions.make_preferences(n * len(family) + 20, split, cfg.seed, tasks=family)
     triples = [t for t in pool if t[0].task in cfg.tasks][:n]
     if len(triples) < n:
         raise RuntimeError(

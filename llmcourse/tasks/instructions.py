@@ -14,6 +14,8 @@ Held-out examples use operands the training split never contains (numbers and wo
 split by a hash), so accuracy measures generalisation rather than memory.
 Preference pairs (for DPO) pair the correct answer (chosen) with a plausible wrong one (rejected).
 `load_alpaca()` reads a public instruction set for the full size through the data layer.
+The same skills in Chinese (`instructions_zh`: 加法, 倒序, 繁体, 计数, 排序) are drawn by the same
+functions: a task's name says its language (`task_family`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from __future__ import annotations
 import random
 import zlib
 from dataclasses import dataclass
+
+from llmcourse.tasks import instructions_zh
 
 WORDS = (
     "red blue green cat dog fox bird fish tree river stone cloud rain sun moon star ship road "
@@ -41,7 +45,24 @@ def _held_out(key: str, fraction: float = 0.2) -> bool:
     return zlib.crc32(key.encode()) % 1000 < fraction * 1000
 
 
+def task_family(tasks: tuple[str, ...]) -> tuple[str, ...]:
+    """All the tasks of the language of `tasks`: `TASKS` (English) or `instructions_zh.TASKS`.
+
+    >>> task_family(("count",)) == TASKS, task_family(("计数", "繁体")) == instructions_zh.TASKS
+    (True, True)
+    """
+    for family in (TASKS, instructions_zh.TASKS):
+        if set(tasks) <= set(family):
+            return family
+    raise ValueError(
+        f"tasks {tasks} mix languages or are unknown: use tasks of {TASKS} or of "
+        f"{instructions_zh.TASKS}"
+    )
+
+
 def _make(task: str, rng: random.Random) -> tuple[Example, str]:
+    if task in instructions_zh.TASKS:
+        return instructions_zh.make(task, rng)
     if task == "add":
         a, b = rng.randint(0, 99), rng.randint(0, 99)
         return Example(task, f"What is {a} plus {b}?", str(a + b)), f"{a}+{b}"
@@ -108,6 +129,8 @@ def is_correct(ex: Example, output: str) -> bool:
 
 def wrong_answer(ex: Example, rng: random.Random) -> str:
     """A plausible but wrong answer of the same kind (for rejected DPO responses)."""
+    if ex.task in instructions_zh.TASKS:
+        return instructions_zh.wrong_answer(ex, rng)
     if ex.task in ("add", "count"):
         return str(int(ex.answer) + rng.choice([-2, -1, 1, 2, 10]))
     if ex.task == "reverse":
@@ -119,11 +142,13 @@ def wrong_answer(ex: Example, rng: random.Random) -> str:
     raise ValueError(ex.task)
 
 
-def make_preferences(n: int, split: str = "train", seed: int = 0) -> list[tuple[Example, str, str]]:
+def make_preferences(
+    n: int, split: str = "train", seed: int = 0, *, tasks: tuple[str, ...] = TASKS
+) -> list[tuple[Example, str, str]]:
     """(example, chosen, rejected) triples: the correct answer is preferred to a wrong one."""
     rng = random.Random(f"pref-{seed}-{split}")
     out = []
-    for ex in make_instructions(n, split, seed=seed + 1):
+    for ex in make_instructions(n, split, tasks, seed=seed + 1):
         rejected = wrong_answer(ex, rng)
         if not is_correct(ex, rejected):
             out.append((ex, ex.answer, rejected))

@@ -18,11 +18,15 @@ miniature of the pretrain-then-fine-tune argument of Devlin et al. 2019 (BERT), 
 SST-2 (Socher et al. 2013) the full size of notebook 07 uses instead: `load_sst2()`, which offline
 falls back to the 200 labelled movie-review sentences (`movie_review_split()`) after one line.
 Left out: negation ("not good"), mixed reviews, and anything a bag of words cannot solve.
+`world("zh")` returns the same world in Chinese, one character per word (`sentiment_zh`).
 """
 
 from __future__ import annotations
 
+import importlib
 import random
+import sys
+from types import ModuleType
 
 # sentiment adjectives: the first SEEN_WORDS of each polarity are labelled, the rest held out
 POSITIVE = (
@@ -159,6 +163,21 @@ def sentiment_sentences(n: int, seen: bool, seed: int = 0) -> list[tuple[str, in
             )
         )
     return rows
+
+
+def world(language: str = "en") -> ModuleType:
+    """The generated world in `language`: this module ("en") or `llmcourse.tasks.sentiment_zh`
+    ("zh"), which have the same names (POSITIVE, NEGATIVE, SEEN_WORDS, ANIMALS, CITIES,
+    generated_corpus, sentiment_sentences).
+
+    >>> world("zh").POSITIVE[0], world("en").POSITIVE[0]
+    ('好', 'good')
+    """
+    if language == "en":
+        return sys.modules[__name__]
+    if language == "zh":
+        return importlib.import_module("llmcourse.tasks.sentiment_zh")
+    raise ValueError(f"language={language!r}: the sentiment world exists in 'en' and 'zh'")
 
 
 # ------------------------------------------------------------------------ labelled real sentences
