@@ -297,3 +297,25 @@ def test_readme_zh_links_every_zh_notebook_and_its_colab_badge():
         )
     for target in re.findall(r"\]\((?!https?:|#)([^)\s#]+)", text):
         assert (ROOT / target).exists(), f"README.zh.md links {target}, which does not exist"
+
+
+def test_tick_labels_are_translated_only_where_the_catalog_has_them_exactly(tmp_path, monkeypatch):
+    metrics = tmp_path / "m.jsonl"
+    monkeypatch.setenv("LLMCOURSE_METRICS_FILE", str(metrics))
+    figure_text.install("zh")
+    try:
+        fig, ax = plt.subplots()
+        ax.bar(["validation", "the cat sat"], [1.0, 2.0])  # a label, and data
+        fig.canvas.draw()
+        assert [t.get_text() for t in ax.get_xticklabels()] == ["验证", "the cat sat"]
+        ax.set_yticks([0, 1], labels=["loss", "dog"])
+        assert [t.get_text() for t in ax.get_yticklabels()] == ["损失", "dog"]
+        plt.close(fig)
+    finally:
+        figure_text.uninstall()
+    assert not metrics.exists(), "tick labels are data: never recorded as misses"
+    fig, ax = plt.subplots()
+    ax.bar(["validation"], [1.0])
+    fig.canvas.draw()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["validation"]
+    plt.close(fig)

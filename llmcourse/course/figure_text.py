@@ -13,7 +13,8 @@ side repeats in order (`loss after {} steps<TAB>{} 步之后的损失`), or by n
 another order (`{} of {} vectors<TAB>{2} 个向量的 {1}`); what a `{}` matched is translated too (two levels
 deep), except text in quotes, which is data (`next character after {}` keeps `'To be'`).
 `\\n` stands for a line break.
-Tick labels, annotations and `ax.text` are left alone: they usually show data (tokens, words, numbers).
+Annotations and `ax.text` are left alone, and tick labels are translated only where the catalog has
+their exact text (a bar chart's "inference"): they usually show data (tokens, words, numbers).
 
 A string that is not in the catalog and still reads as English (a word of three or more Latin letters
 that is not a name like GPT or a unit like nats, see `KEEP`) is a miss: it is drawn as it is, and
@@ -121,6 +122,14 @@ def translate(text: str, *, language: str | None = None) -> str:
     return found
 
 
+def translate_known(text: str, *, language: str | None = None) -> str:
+    """`text` translated only where the catalog has it exactly; anything else, silently as it is."""
+    language = language or _language
+    if language == "en" or not isinstance(text, str):
+        return text
+    return catalog(language)[0].get(text.strip(), text)
+
+
 def _lookup(text: str, exact: dict[str, str], patterns, depth: int = 0) -> str | None:
     """The translation of `text`, or None. What a `{}` matched is translated in turn (two levels deep):
     a part that stays English makes the whole a miss."""
@@ -186,6 +195,28 @@ def install(language: str) -> None:
             return _original(self, translate(text), *args, **kwargs)
 
         setattr(cls, name, first_argument_translated)
+    # tick labels are mostly data (tokens, words, numbers): translated only where the catalog has the
+    # exact text (a bar chart's "inference"), never recorded as misses
+    from matplotlib.axis import Axis
+    from matplotlib.category import StrCategoryFormatter
+
+    original_ticklabels = Axis.set_ticklabels
+    _installed[(Axis, "set_ticklabels")] = original_ticklabels
+
+    @functools.wraps(original_ticklabels)
+    def ticklabels(self, labels, *args, **kwargs):
+        labels = [translate_known(t) if isinstance(t, str) else t for t in labels]
+        return original_ticklabels(self, labels, *args, **kwargs)
+
+    Axis.set_ticklabels = ticklabels
+    original_format = StrCategoryFormatter.format_ticks
+    _installed[(StrCategoryFormatter, "format_ticks")] = original_format
+
+    @functools.wraps(original_format)
+    def category_ticks(self, values):
+        return [translate_known(t) for t in original_format(self, values)]
+
+    StrCategoryFormatter.format_ticks = category_ticks
     original_init = Legend.__init__
     _installed[(Legend, "__init__")] = original_init
 
