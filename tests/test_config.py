@@ -166,6 +166,9 @@ def test_cjk_font_missing_warns_once_and_silences_glyph_warnings(rc, monkeypatch
     )  # as on Colab or a bare CI machine
     monkeypatch.setattr(font_manager, "findSystemFonts", lambda: [])
     monkeypatch.setattr(config, "_cjk_warned", False)
+    # a Latin font alone, as on a machine without CJK fonts (an earlier test in this process may
+    # have put a real CJK font first)
+    rc.rcParams["font.family"] = ["DejaVu Sans"]
     family = list(rc.rcParams["font.family"])
     with pytest.warns(UserWarning, match="no CJK font.*fonts-noto-cjk"):
         assert config.use_cjk_font() is None
@@ -176,36 +179,39 @@ def test_cjk_font_missing_warns_once_and_silences_glyph_warnings(rc, monkeypatch
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots()
-    ax.set_title("语言模型")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        fig.canvas.draw()
-    assert any(
-        "Glyph" in str(w.message) for w in caught
-    )  # matplotlib's own warning, one per glyph ...
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        assert config.use_cjk_font() is None
-        fig.canvas.draw()  # ... silenced: no crash, boxes, no flood
-    assert not caught
-    plt.close(fig)
+    try:
+        ax.set_title("语言模型")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fig.canvas.draw()
+        assert any(
+            "Glyph" in str(w.message) for w in caught
+        )  # matplotlib's own warning, one per glyph ...
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert config.use_cjk_font() is None
+            fig.canvas.draw()  # ... silenced: no crash, boxes, no flood
+        assert not caught
+    finally:
+        plt.close(fig)
 
 
 def test_cjk_font_found_is_put_first(rc, monkeypatch):
     from matplotlib import font_manager
 
     fake = font_manager.FontEntry(
-        fname="/nonexistent/NotoSansCJK-Regular.ttc", name="Noto Sans CJK JP"
+        fname="/nonexistent/NotoSansCJK-Regular.ttc", name="Noto Sans CJK SC"
     )
     monkeypatch.setattr(
         font_manager.fontManager, "ttflist", [*font_manager.fontManager.ttflist, fake]
     )
     rc.rcParams["font.family"] = ["sans-serif"]
-    assert config.use_cjk_font() == "Noto Sans CJK JP"
+    # the first of config.CJK_FONTS, so it is chosen even where another CJK font is installed
+    assert config.use_cjk_font() == "Noto Sans CJK SC"
     # first: mathtext draws the plain text of "损失 $x^2$" with the first family alone
-    assert list(rc.rcParams["font.family"]) == ["Noto Sans CJK JP", "sans-serif"]
-    assert config.use_cjk_font() == "Noto Sans CJK JP"
-    assert list(rc.rcParams["font.family"]) == ["Noto Sans CJK JP", "sans-serif"]  # not added twice
+    assert list(rc.rcParams["font.family"]) == ["Noto Sans CJK SC", "sans-serif"]
+    assert config.use_cjk_font() == "Noto Sans CJK SC"
+    assert list(rc.rcParams["font.family"]) == ["Noto Sans CJK SC", "sans-serif"]  # not added twice
 
 
 def test_docstring_examples(monkeypatch):
